@@ -1,0 +1,281 @@
+//! Reads a template from YAML text, with file, line and field in every error.
+//!
+//! Parsing happens twice over the same text: once into the template model (serde reports
+//! unknown fields and bad values with their position), and once into a skeleton of spans
+//! that maps a field path such as `spec.metrics[1].query` to its line, so the checks in
+//! [`super::validate`] can point at the line as well.
+
+use super::AnalysisTemplate;
+use super::validate::{Issue, validate};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One problem in a template file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, or another name for where the text came from.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// The field's path, e.g. `spec.metrics[1].tolerance`, when known.
+    pub field: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All problems of one template file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses and validates a template. `origin` names the source in messages.
+pub fn parse(text: &str, origin: &str) -> Result<AnalysisTemplate, Problems> {
+    let template: AnalysisTemplate = serde_saphyr::from_str(text)
+        .map_err(|e| Problems(vec![serde_problem(&e, text, origin)]))?;
+    let issues = validate(&template);
+    if issues.is_empty() {
+        return Ok(template);
+    }
+    let locator = Locator::new(text);
+    Err(Problems(
+        issues
+            .into_iter()
+            .map(|Issue { path, message }| Problem {
+                file: origin.to_string(),
+                line: locator.line_of(&path),
+                field: Some(path),
+                message,
+            })
+            .collect(),
+    ))
+}
+
+/// Reads, parses and validates a template file.
+pub fn load_file(path: &std::path::Path) -> Result<AnalysisTemplate, Problems> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: origin.clone(),
+            line: None,
+            field: None,
+            message: format!("cannot read the template: {e}"),
+        }])
+    })?;
+    parse(&text, &origin)
+}
+
+fn serde_problem(e: &serde_saphyr::Error, text: &str, origin: &str) -> Problem {
+    let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+    let message = e.without_snippet().to_string();
+    // serde-saphyr prefixes the position; keep only the message after it.
+    let message = strip_position(&message).trim().to_string();
+    let field = line.and_then(|l| field_at_line(text, l));
+    Problem {
+        file: origin.to_string(),
+        line,
+        field,
+        message,
+    }
+}
+
+/// Removes a leading "line N column M:"-style position from a message.
+fn strip_position(message: &str) -> &str {
+    let lower = message.to_ascii_lowercase();
+    for marker in [" at line ", "line "] {
+        if let Some(start) = lower.find(marker)
+            && let Some(colon) = message[start..].find(": ")
+            && start == 0
+        {
+            return &message[start + colon + 2..];
+        }
+    }
+    message
+}
+
+/// The YAML key written on a line, as a hint to the field in error (`tolerance` in
+/// `  tolerance: 10x`).
+fn field_at_line(text: &str, line: u64) -> Option<String> {
+    let source = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let trimmed = source.trim_start().trim_start_matches("- ");
+    let (key, _) = trimmed.split_once(':')?;
+    let key = key.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .then(|| key.to_string())
+}
+
+/// Where each field of a template stands in its text.
+#[derive(Debug, Default, Deserialize)]
+struct Locator {
+    #[serde(default)]
+    metadata: Option<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>,
+    #[serde(default)]
+    spec: Option<Spanned<LocSpec>>,
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    kind: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LocSpec {
+    #[serde(default)]
+    args: Option<Spanned<Vec<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>>>,
+    #[serde(default)]
+    metrics: Option<Spanned<Vec<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>>>,
+    #[serde(default)]
+    scoring: Option<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>,
+}
+
+type Fields = BTreeMap<String, Spanned<IgnoredAny>>;
+
+impl Locator {
+    fn new(text: &str) -> Self {
+        serde_saphyr::from_str(text).unwrap_or_default()
+    }
+
+    /// The line of a path like `spec.metrics[1].query`, or of its nearest known parent.
+    fn line_of(&self, path: &str) -> Option<u64> {
+        let top_line = |s: &Option<Spanned<IgnoredAny>>| s.as_ref().map(|s| s.referenced.line());
+        let field_line = |fields: &Fields, key: &str| fields.get(key).map(|s| s.referenced.line());
+        let mut parts = path.split('.');
+        let head = parts.next()?;
+        let line = match head {
+            "apiVersion" => top_line(&self.api_version),
+            "kind" => top_line(&self.kind),
+            "metadata" => self.metadata.as_ref().map(|m| {
+                parts
+                    .next()
+                    .and_then(|k| field_line(&m.value, k))
+                    .unwrap_or(m.referenced.line())
+            }),
+            "spec" => {
+                let spec = self.spec.as_ref()?;
+                let Some(second) = parts.next() else {
+                    return Some(spec.referenced.line());
+                };
+                let (name, index) = split_index(second);
+                let rest = parts.next();
+                let list = match name {
+                    "args" => spec.value.args.as_ref(),
+                    "metrics" => spec.value.metrics.as_ref(),
+                    "scoring" => {
+                        return spec.value.scoring.as_ref().map(|s| {
+                            rest.and_then(|k| field_line(&s.value, k))
+                                .unwrap_or(s.referenced.line())
+                        });
+                    }
+                    _ => None,
+                };
+                match (list, index) {
+                    (Some(list), Some(i)) => list.value.get(i).map(|item| {
+                        rest.and_then(|k| field_line(&item.value, k))
+                            .unwrap_or(item.referenced.line())
+                    }),
+                    (Some(list), None) => Some(list.referenced.line()),
+                    (None, _) => Some(spec.referenced.line()),
+                }
+            }
+            _ => None,
+        };
+        line.filter(|l| *l > 0)
+    }
+}
+
+fn split_index(segment: &str) -> (&str, Option<usize>) {
+    match segment.split_once('[') {
+        Some((name, rest)) => (name, rest.trim_end_matches(']').parse().ok()),
+        None => (segment, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: http-red}
+spec:
+  args:
+    - name: job
+  metrics:
+    - name: error-rate
+      type: ratio
+      errors: sum(increase(http_requests_total{job="{{ args.job }}", code=~"5..", {{ selector }}}[{{ interval }}]))
+      total: sum(increase(http_requests_total{job="{{ args.job }}", {{ selector }}}[{{ interval }}]))
+      tolerance: 10%
+      critical: true
+    - name: latency
+      type: histogram
+      query: sum by (le) (increase(x_bucket{ {{ selector }} }[{{ interval }}]))
+"#;
+
+    #[test]
+    fn parses_a_good_template() {
+        let t = parse(GOOD, "t.yaml").unwrap();
+        assert_eq!(t.metadata.name, "http-red");
+        assert_eq!(t.spec.metrics.len(), 2);
+        assert!((t.spec.metrics[0].tolerance.0 - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = GOOD.replace("      critical: true", "      critcal: true");
+        let err = parse(&text, "t.yaml").unwrap_err();
+        let p = &err.0[0];
+        assert_eq!(p.line, Some(13), "{err}");
+        assert!(p.message.contains("critcal"), "{err}");
+        assert!(err.to_string().starts_with("t.yaml:13: critcal: "), "{err}");
+    }
+
+    #[test]
+    fn bad_percentage_names_line_and_field() {
+        let text = GOOD.replace("tolerance: 10%", "tolerance: ten percent");
+        let err = parse(&text, "t.yaml").unwrap_err();
+        assert_eq!(err.0[0].line, Some(12), "{err}");
+        assert_eq!(err.0[0].field.as_deref(), Some("tolerance"), "{err}");
+        assert!(err.0[0].message.contains("ten percent"), "{err}");
+    }
+
+    #[test]
+    fn validation_problems_point_at_the_field_line() {
+        let text = GOOD.replace("{{ args.job }}\", {{ selector }}}[{{ interval }}]))\n", "{{ args.jobb }}\", {{ selector }}}[{{ interval }}]))\n");
+        let err = parse(&text, "t.yaml").unwrap_err();
+        let p = &err.0[0];
+        assert_eq!(p.line, Some(11), "{err}");
+        assert_eq!(p.field.as_deref(), Some("spec.metrics[0].total"));
+        assert!(p.message.contains("jobb"), "{err}");
+
+        let text = GOOD.replace("{{ interval }}]))\n", "{{ intervl }}]))\n");
+        let err = parse(&text, "t.yaml").unwrap_err();
+        assert!(err.0.iter().any(|p| p.line == Some(16) && p.message.contains("intervl")), "{err}");
+    }
+}

@@ -1,0 +1,350 @@
+//! The AnalysisTemplate: which metrics to compare between a stable and a canary version, and how.
+//!
+//! The same document works as a file for `vigil judge --template FILE` and, later, as a
+//! Kubernetes object. This module is pure: it parses nothing from disk and talks to nothing.
+//! [`load`] turns YAML text into a validated template with file and line in every error,
+//! [`render`] fills a query's placeholders safely, and [`selector`] checks label matchers.
+
+pub mod load;
+pub mod render;
+pub mod selector;
+pub mod units;
+pub mod validate;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use units::Fraction;
+
+/// The `apiVersion` every template carries.
+pub const API_VERSION: &str = "vigil.dev/v1alpha1";
+/// The `kind` every template carries.
+pub const KIND: &str = "AnalysisTemplate";
+
+/// A whole template document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisTemplate {
+    /// Always `vigil.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `AnalysisTemplate`.
+    pub kind: String,
+    /// The template's name and Kubernetes bookkeeping.
+    pub metadata: Metadata,
+    /// What to measure.
+    pub spec: TemplateSpec,
+}
+
+/// The part of Kubernetes object metadata a template may carry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// The template's name, used in reports and error messages.
+    pub name: String,
+    /// The namespace, when the template lives in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The body of a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// Arguments that queries refer to as `{{ args.NAME }}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<ArgSpec>,
+    /// The metrics to compare, at least one.
+    pub metrics: Vec<MetricSpec>,
+    /// How outcomes become a score and a verdict.
+    #[serde(default)]
+    pub scoring: Scoring,
+}
+
+/// One template argument.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArgSpec {
+    /// The name used in `{{ args.NAME }}`.
+    pub name: String,
+    /// The value used when none is given; without it the argument is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// What the argument means, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// How metric outcomes become a score and a verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scoring {
+    /// The significance level of every test: the accepted chance of calling an unchanged
+    /// metric changed.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// The lowest score (0-100) that passes.
+    #[serde(default = "default_pass_score")]
+    pub pass_score: f64,
+    /// The lowest score (0-100) that is marginal rather than failing.
+    #[serde(default = "default_marginal_score")]
+    pub marginal_score: f64,
+}
+
+fn default_alpha() -> f64 {
+    0.01
+}
+fn default_pass_score() -> f64 {
+    95.0
+}
+fn default_marginal_score() -> f64 {
+    75.0
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Self {
+            alpha: default_alpha(),
+            pass_score: default_pass_score(),
+            marginal_score: default_marginal_score(),
+        }
+    }
+}
+
+/// What kind of evidence a metric's queries return, and so which test compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricType {
+    /// Two counters, `errors` and `total`: compared as rates of counts.
+    Ratio,
+    /// A Prometheus histogram's buckets, `sum by (le)`: compared as binned distributions
+    /// and by quantiles.
+    Histogram,
+    /// Any query; its points over the window are the samples, compared with Mann-Whitney.
+    Series,
+    /// An absolute bound on the canary alone, as Argo Rollouts and Flagger check today.
+    Threshold,
+}
+
+impl MetricType {
+    /// The name used in templates and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ratio => "ratio",
+            Self::Histogram => "histogram",
+            Self::Series => "series",
+            Self::Threshold => "threshold",
+        }
+    }
+}
+
+/// Which change of a metric harms users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A higher canary value is a regression (errors, latency).
+    #[default]
+    Increase,
+    /// A lower canary value is a regression (throughput, success rate).
+    Decrease,
+    /// Any change beyond the tolerance is a regression.
+    Either,
+}
+
+/// What a metric without enough data counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoDataPolicy {
+    /// Report `nodata` and make the verdict inconclusive (the safe default).
+    #[default]
+    Inconclusive,
+    /// Count the metric as passing: for metrics that are legitimately empty (e.g. restarts).
+    Pass,
+    /// Count the metric as failing.
+    Fail,
+}
+
+/// What to do with NaN values in series and threshold samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NanStrategy {
+    /// Drop NaN points before testing (Kayenta's default).
+    #[default]
+    Remove,
+    /// Replace NaN points with `nanValue`.
+    Replace,
+    /// Treat any NaN as an error in the metric's data.
+    Fail,
+}
+
+/// How a threshold metric reduces the canary's points over the window to one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// The mean of all points.
+    #[default]
+    Mean,
+    /// The smallest point.
+    Min,
+    /// The largest point.
+    Max,
+    /// The last point in time.
+    Last,
+}
+
+impl Aggregate {
+    /// The name used in templates and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Last => "last",
+        }
+    }
+}
+
+/// One metric of a template. Which fields apply depends on `type`; [`validate`] checks that.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricSpec {
+    /// Unique name within the template.
+    pub name: String,
+    /// The kind of evidence and so the test.
+    #[serde(rename = "type")]
+    pub kind: MetricType,
+    /// The query, for `histogram`, `series` and `threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The error count query, for `ratio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    /// The request count query, for `ratio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<String>,
+    /// Which change is harmful.
+    #[serde(default)]
+    pub direction: Direction,
+    /// The relative change that still passes even when statistically significant.
+    #[serde(default)]
+    pub tolerance: Fraction,
+    /// A failing or data-less critical metric fails or blocks the whole analysis.
+    #[serde(default)]
+    pub critical: bool,
+    /// The metric's share in the score.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// A group name for reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Fewest requests per version before a `ratio` or `histogram` metric is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u64>,
+    /// Fewest points per version before a `series` or `threshold` metric is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_points: Option<usize>,
+    /// What too little data counts as.
+    #[serde(default)]
+    pub on_no_data: NoDataPolicy,
+    /// What to do with NaN points (`series`, `threshold`).
+    #[serde(default)]
+    pub nan: NanStrategy,
+    /// The value that replaces NaN when `nan: replace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nan_value: Option<f64>,
+    /// Quantiles compared for a `histogram` metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Vec<f64>>,
+    /// The lowest acceptable value, for `threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The highest acceptable value, for `threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// How `threshold` reduces the canary's points to one value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
+    /// What the metric means, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// Default fewest requests per version for `ratio` and `histogram` metrics.
+pub const DEFAULT_MIN_REQUESTS: u64 = 100;
+/// Default fewest points per version for `series` metrics.
+pub const DEFAULT_MIN_POINTS: usize = 10;
+/// Default fewest points for `threshold` metrics.
+pub const DEFAULT_MIN_POINTS_THRESHOLD: usize = 1;
+/// Default quantiles compared for `histogram` metrics.
+pub const DEFAULT_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
+impl MetricSpec {
+    /// The fewest requests per version before a count-based metric is judged.
+    pub fn min_requests(&self) -> u64 {
+        self.min_requests.unwrap_or(DEFAULT_MIN_REQUESTS)
+    }
+
+    /// The fewest points per version before a point-based metric is judged.
+    pub fn min_points(&self) -> usize {
+        self.min_points.unwrap_or(match self.kind {
+            MetricType::Threshold => DEFAULT_MIN_POINTS_THRESHOLD,
+            _ => DEFAULT_MIN_POINTS,
+        })
+    }
+
+    /// The quantiles compared for a histogram metric.
+    pub fn quantiles(&self) -> Vec<f64> {
+        self.quantiles
+            .clone()
+            .unwrap_or_else(|| DEFAULT_QUANTILES.to_vec())
+    }
+
+    /// The queries this metric runs, each with the field it came from.
+    pub fn queries(&self) -> Vec<(QueryPart, &str)> {
+        match self.kind {
+            MetricType::Ratio => [
+                (QueryPart::Errors, self.errors.as_deref()),
+                (QueryPart::Total, self.total.as_deref()),
+            ]
+            .into_iter()
+            .filter_map(|(part, q)| q.map(|q| (part, q)))
+            .collect(),
+            _ => self
+                .query
+                .as_deref()
+                .map(|q| vec![(QueryPart::Query, q)])
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Which of a metric's query fields a query came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryPart {
+    /// The `query` field.
+    Query,
+    /// The `errors` field of a ratio metric.
+    Errors,
+    /// The `total` field of a ratio metric.
+    Total,
+}
+
+impl QueryPart {
+    /// The template field name.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Errors => "errors",
+            Self::Total => "total",
+        }
+    }
+}
