@@ -1,0 +1,171 @@
+//! The data that flows from a metric source into the judge: which query to run for which
+//! version over which window, and the series that come back. Pure types, no I/O.
+
+use crate::template::QueryPart;
+use crate::template::units::PromDuration;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Which version a query is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The version in production.
+    Stable,
+    /// The new version under test.
+    Canary,
+}
+
+impl Role {
+    /// The name used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stable => "stable",
+            Self::Canary => "canary",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The time window of an analysis, judged in steps of `step`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// Start of the window (exclusive: the first step covers `(start, start + step]`).
+    pub start: DateTime<Utc>,
+    /// End of the window (inclusive).
+    pub end: DateTime<Utc>,
+    /// The step: one point per step, and the value of `{{ interval }}`.
+    #[serde(serialize_with = "serialize_display")]
+    pub step: PromDuration,
+}
+
+fn serialize_display<S: serde::Serializer, T: fmt::Display>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Why a window is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// The end is not after the start.
+    #[error("the window's end ({end}) must be after its start ({start})")]
+    Empty {
+        /// Start.
+        start: DateTime<Utc>,
+        /// End.
+        end: DateTime<Utc>,
+    },
+    /// The step is longer than the window.
+    #[error("the step {step} is longer than the window ({window}); use a shorter --step or a longer window")]
+    StepTooLong {
+        /// Step.
+        step: PromDuration,
+        /// Window length.
+        window: PromDuration,
+    },
+    /// Too many points for one query.
+    #[error("the window has {points} steps of {step}; Prometheus allows at most 11,000 points per query: use a longer --step")]
+    TooManyPoints {
+        /// Points.
+        points: u64,
+        /// Step.
+        step: PromDuration,
+    },
+}
+
+impl Window {
+    /// A checked window.
+    pub fn new(
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: PromDuration,
+    ) -> Result<Self, WindowError> {
+        let length_ms = (end - start).num_milliseconds();
+        if length_ms <= 0 {
+            return Err(WindowError::Empty { start, end });
+        }
+        let length = PromDuration::from_millis(length_ms.unsigned_abs());
+        if step > length {
+            return Err(WindowError::StepTooLong {
+                step,
+                window: length,
+            });
+        }
+        let points = length.as_millis() / step.as_millis().max(1);
+        if points > 11_000 {
+            return Err(WindowError::TooManyPoints { points, step });
+        }
+        Ok(Self { start, end, step })
+    }
+
+    /// The length of the window.
+    pub fn length(&self) -> PromDuration {
+        PromDuration::from_millis((self.end - self.start).num_milliseconds().unsigned_abs())
+    }
+
+    /// The first evaluation time of a range query that covers the window with
+    /// `increase(...[step])`: one step after the start, so no point reaches before it.
+    pub fn first_point(&self) -> DateTime<Utc> {
+        let step = chrono::Duration::milliseconds(
+            i64::try_from(self.step.as_millis()).unwrap_or(i64::MAX),
+        );
+        (self.start + step).min(self.end)
+    }
+}
+
+/// One query to run: the rendered PromQL and what it is for, so errors can say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryRequest {
+    /// The template's name.
+    pub template: String,
+    /// The metric's name.
+    pub metric: String,
+    /// Which field of the metric the query came from.
+    pub part: QueryPart,
+    /// Which version.
+    pub role: Role,
+    /// The rendered PromQL.
+    pub promql: String,
+    /// The window to query.
+    pub window: Window,
+}
+
+impl QueryRequest {
+    /// "template http-red, metric error-rate (errors, canary)"
+    pub fn describe(&self) -> String {
+        format!(
+            "template {}, metric {} ({}, {})",
+            self.template,
+            self.metric,
+            self.part.field(),
+            self.role
+        )
+    }
+}
+
+/// One time series of a query's answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Series {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// (Unix seconds, value) pairs in time order; values may be NaN or infinite.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A query's answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryResult {
+    /// The series returned; empty when nothing matched.
+    pub series: Vec<Series>,
+    /// Warnings the source reported alongside the data.
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,293 @@
+//! A simulated source: synthetic stable and canary traffic with known properties, for
+//! `vigil demo` and benchmarks. It answers each metric of a template with the signal that
+//! fits the metric's type:
+//! - `ratio`: request and error counts per step (Poisson arrivals, errors at a base rate);
+//! - `histogram`: cumulative latency bucket counts per step (log-normal latencies);
+//! - `series`: one CPU-like reading per step (normal noise around a mean);
+//! - `threshold`: the success ratio per step.
+//!
+//! Everything is drawn from a seeded generator, so a run is reproducible.
+
+use super::{MetricSource, SourceError, SourceErrorKind};
+use crate::data::{QueryRequest, QueryResult, Role, Series};
+use crate::template::{AnalysisTemplate, MetricType, QueryPart};
+use statrs::distribution::{ContinuousCDF, Normal};
+use std::collections::BTreeMap;
+
+/// How one simulated version behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VersionModel {
+    /// Requests per second reaching this version.
+    pub rps: f64,
+    /// The chance that a request fails.
+    pub error_rate: f64,
+    /// Median latency in seconds.
+    pub latency_median: f64,
+    /// Log-scale spread of latency (sigma of the log-normal).
+    pub latency_sigma: f64,
+    /// Mean of the `series` reading (e.g. CPU cores).
+    pub cpu_mean: f64,
+    /// Standard deviation of the `series` reading.
+    pub cpu_sd: f64,
+}
+
+impl Default for VersionModel {
+    fn default() -> Self {
+        Self {
+            rps: 50.0,
+            error_rate: 0.005,
+            latency_median: 0.080,
+            latency_sigma: 0.6,
+            cpu_mean: 0.40,
+            cpu_sd: 0.04,
+        }
+    }
+}
+
+/// The default latency bucket bounds, in seconds (the Prometheus client defaults).
+pub const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A source that makes up data for a template's metrics.
+#[derive(Debug, Clone)]
+pub struct SimulatedSource {
+    kinds: BTreeMap<String, MetricType>,
+    stable: VersionModel,
+    canary: VersionModel,
+    seed: u64,
+}
+
+impl SimulatedSource {
+    /// A simulation of `template`'s metrics with the two versions' behaviour.
+    pub fn new(
+        template: &AnalysisTemplate,
+        stable: VersionModel,
+        canary: VersionModel,
+        seed: u64,
+    ) -> Self {
+        Self {
+            kinds: template
+                .spec
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.kind))
+                .collect(),
+            stable,
+            canary,
+            seed,
+        }
+    }
+
+    fn model(&self, role: Role) -> &VersionModel {
+        match role {
+            Role::Stable => &self.stable,
+            Role::Canary => &self.canary,
+        }
+    }
+
+    /// The answer to one request, deterministic for a given seed and request.
+    pub fn answer(&self, request: &QueryRequest) -> Result<QueryResult, SourceErrorKind> {
+        let kind = self.kinds.get(&request.metric).ok_or_else(|| {
+            SourceErrorKind::Simulation(format!(
+                "the simulation knows no metric {:?}",
+                request.metric
+            ))
+        })?;
+        let model = self.model(request.role);
+        let window = &request.window;
+        let step = window.step.as_secs_f64();
+        let first = window.first_point().timestamp_millis() as f64 / 1000.0;
+        let end = window.end.timestamp_millis() as f64 / 1000.0;
+        let steps = (((end - first) / step).floor() as usize) + 1;
+        let times: Vec<f64> = (0..steps).map(|i| first + i as f64 * step).collect();
+        // Each metric and version draws from its own stream; the errors and total queries of
+        // one ratio metric share a stream so their counts agree.
+        let stream = format!("{}/{}", request.metric, request.role);
+        let mut rng = Rng::new(self.seed ^ fnv(&stream));
+        let per_step = model.rps * step;
+        if per_step <= 0.0 {
+            // A version without traffic has no series at all, as in Prometheus.
+            return Ok(QueryResult::default());
+        }
+        let series = match kind {
+            MetricType::Ratio => {
+                let mut errors = Vec::with_capacity(steps);
+                let mut totals = Vec::with_capacity(steps);
+                for &t in &times {
+                    let e = rng.poisson(per_step * model.error_rate);
+                    let ok = rng.poisson(per_step * (1.0 - model.error_rate));
+                    errors.push((t, e));
+                    totals.push((t, e + ok));
+                }
+                let points = if request.part == QueryPart::Errors {
+                    errors
+                } else {
+                    totals
+                };
+                vec![Series {
+                    labels: BTreeMap::new(),
+                    points,
+                }]
+            }
+            MetricType::Histogram => {
+                let probabilities = bucket_probabilities(model);
+                let mut cumulative: Vec<Vec<(f64, f64)>> =
+                    vec![Vec::with_capacity(steps); probabilities.len()];
+                for &t in &times {
+                    let mut running = 0.0;
+                    for (k, p) in probabilities.iter().enumerate() {
+                        running += rng.poisson(per_step * p);
+                        cumulative[k].push((t, running));
+                    }
+                }
+                DEFAULT_BUCKETS
+                    .iter()
+                    .map(|le| le.to_string())
+                    .chain(std::iter::once("+Inf".to_string()))
+                    .zip(cumulative)
+                    .map(|(le, points)| Series {
+                        labels: BTreeMap::from([("le".to_string(), le)]),
+                        points,
+                    })
+                    .collect()
+            }
+            MetricType::Series => vec![Series {
+                labels: BTreeMap::new(),
+                points: times
+                    .iter()
+                    .map(|&t| (t, (model.cpu_mean + model.cpu_sd * rng.normal()).max(0.0)))
+                    .collect(),
+            }],
+            MetricType::Threshold => vec![Series {
+                labels: BTreeMap::new(),
+                points: times
+                    .iter()
+                    .map(|&t| {
+                        let n = rng.poisson(per_step).max(1.0);
+                        let e = rng.poisson(per_step * model.error_rate).min(n);
+                        (t, 1.0 - e / n)
+                    })
+                    .collect(),
+            }],
+        };
+        Ok(QueryResult {
+            series,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+impl MetricSource for SimulatedSource {
+    async fn query_range(&self, request: &QueryRequest) -> Result<QueryResult, SourceError> {
+        self.answer(request)
+            .map_err(|kind| SourceError::new(request, kind))
+    }
+
+    fn describe(&self) -> String {
+        format!("simulation (seed {})", self.seed)
+    }
+}
+
+/// The chance of a request landing in each bucket (the last is +Inf).
+fn bucket_probabilities(model: &VersionModel) -> Vec<f64> {
+    let Ok(normal) = Normal::new(model.latency_median.ln(), model.latency_sigma.max(1e-9)) else {
+        return vec![0.0; DEFAULT_BUCKETS.len() + 1];
+    };
+    let mut previous = 0.0;
+    let mut out = Vec::with_capacity(DEFAULT_BUCKETS.len() + 1);
+    for le in DEFAULT_BUCKETS {
+        let cdf = normal.cdf(le.ln());
+        out.push(cdf - previous);
+        previous = cdf;
+    }
+    out.push(1.0 - previous);
+    out
+}
+
+/// FNV-1a hash, to derive one stream per metric and version from the seed.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A small, fast, seeded generator (SplitMix64) with the draws the simulation needs.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// A uniform 64-bit value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// Poisson with mean `lambda`: exact by multiplication for small means, a rounded
+    /// normal approximation above 500.
+    pub fn poisson(&mut self, lambda: f64) -> f64 {
+        if !(lambda > 0.0) {
+            return 0.0;
+        }
+        if lambda > 500.0 {
+            return (lambda + lambda.sqrt() * self.normal()).round().max(0.0);
+        }
+        // Split large means into chunks so exp(-lambda) does not underflow.
+        let mut total = 0.0;
+        let mut remaining = lambda;
+        while remaining > 0.0 {
+            let chunk = remaining.min(30.0);
+            remaining -= chunk;
+            let limit = (-chunk).exp();
+            let mut product = self.uniform();
+            let mut k = 0.0;
+            while product > limit {
+                product *= self.uniform();
+                k += 1.0;
+            }
+            total += k;
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_has_the_right_mean() {
+        let mut rng = Rng::new(7);
+        for lambda in [0.3, 4.0, 80.0, 2000.0] {
+            let n = 20_000;
+            let mean: f64 = (0..n).map(|_| rng.poisson(lambda)).sum::<f64>() / n as f64;
+            assert!((mean - lambda).abs() < 4.0 * (lambda / n as f64).sqrt() + 1e-9, "{lambda}: {mean}");
+        }
+    }
+
+    #[test]
+    fn bucket_probabilities_sum_to_one() {
+        let p = bucket_probabilities(&VersionModel::default());
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(p.iter().all(|x| *x >= 0.0));
+    }
+}
