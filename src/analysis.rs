@@ -1,0 +1,192 @@
+//! Runs one analysis: binds arguments, renders every query for both versions, fetches them
+//! from a [`MetricSource`] concurrently (with a bound), and hands the answers to the judge.
+
+use crate::data::{QueryRequest, Role, Window};
+use crate::judge::{self, MetricData, Report, RunInfo};
+use crate::source::MetricSource;
+use crate::template::render::{RenderContext, render};
+use crate::template::selector::Selector;
+use crate::template::{AnalysisTemplate, MetricType};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+
+/// What to analyse.
+#[derive(Debug, Clone)]
+pub struct AnalysisRequest<'a> {
+    /// The template.
+    pub template: &'a AnalysisTemplate,
+    /// Argument values given by the user (defaults are applied here).
+    pub args: BTreeMap<String, String>,
+    /// The stable version's label matchers.
+    pub stable: Selector,
+    /// The canary's label matchers.
+    pub canary: Selector,
+    /// The window.
+    pub window: Window,
+}
+
+/// Why an analysis could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// An argument the template does not declare.
+    #[error("template {template} has no argument {name:?} (it declares: {declared})")]
+    UnknownArg {
+        /// Template.
+        template: String,
+        /// The argument.
+        name: String,
+        /// What it declares.
+        declared: String,
+    },
+    /// A required argument without a value.
+    #[error("template {template} needs argument {name:?}: pass --arg {name}=VALUE")]
+    MissingArg {
+        /// Template.
+        template: String,
+        /// The argument.
+        name: String,
+    },
+    /// A query that cannot be rendered.
+    #[error("template {template}, metric {metric}, field {field}: {error}")]
+    Render {
+        /// Template.
+        template: String,
+        /// Metric.
+        metric: String,
+        /// Field.
+        field: &'static str,
+        /// Why.
+        error: crate::template::render::RenderError,
+    },
+    /// The same matchers for both versions.
+    #[error("--stable and --canary select the same series ({0}); give each version its own labels")]
+    SameSelectors(String),
+}
+
+/// Applies defaults and checks the given arguments against the template.
+pub fn bind_args(
+    template: &AnalysisTemplate,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, PlanError> {
+    let declared = &template.spec.args;
+    for name in given.keys() {
+        if !declared.iter().any(|a| &a.name == name) {
+            return Err(PlanError::UnknownArg {
+                template: template.metadata.name.clone(),
+                name: name.clone(),
+                declared: if declared.is_empty() {
+                    "none".into()
+                } else {
+                    declared
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            });
+        }
+    }
+    let mut bound = BTreeMap::new();
+    for arg in declared {
+        let value = given
+            .get(&arg.name)
+            .or(arg.default.as_ref())
+            .ok_or_else(|| PlanError::MissingArg {
+                template: template.metadata.name.clone(),
+                name: arg.name.clone(),
+            })?;
+        bound.insert(arg.name.clone(), value.clone());
+    }
+    Ok(bound)
+}
+
+/// Every query of the analysis, grouped by metric (in template order).
+pub fn plan(request: &AnalysisRequest<'_>) -> Result<Vec<Vec<QueryRequest>>, PlanError> {
+    let template = request.template;
+    if request.stable == request.canary {
+        return Err(PlanError::SameSelectors(request.stable.to_string()));
+    }
+    let args = bind_args(template, &request.args)?;
+    let mut planned = Vec::with_capacity(template.spec.metrics.len());
+    for metric in &template.spec.metrics {
+        let roles: &[Role] = if metric.kind == MetricType::Threshold {
+            &[Role::Canary]
+        } else {
+            &[Role::Stable, Role::Canary]
+        };
+        let mut queries = Vec::new();
+        for &role in roles {
+            let selector = match role {
+                Role::Stable => &request.stable,
+                Role::Canary => &request.canary,
+            };
+            let ctx = RenderContext {
+                args: &args,
+                selector,
+                interval: request.window.step,
+            };
+            for (part, query) in metric.queries() {
+                let promql = render(query, &ctx).map_err(|error| PlanError::Render {
+                    template: template.metadata.name.clone(),
+                    metric: metric.name.clone(),
+                    field: part.field(),
+                    error,
+                })?;
+                queries.push(QueryRequest {
+                    template: template.metadata.name.clone(),
+                    metric: metric.name.clone(),
+                    part,
+                    role,
+                    promql,
+                    window: request.window,
+                });
+            }
+        }
+        planned.push(queries);
+    }
+    Ok(planned)
+}
+
+/// Runs the analysis against `source`, with at most `concurrency` queries in flight.
+pub async fn run<S: MetricSource>(
+    source: &S,
+    request: &AnalysisRequest<'_>,
+    concurrency: usize,
+) -> Result<Report, PlanError> {
+    let planned = plan(request)?;
+    let mut data: Vec<MetricData> = planned
+        .iter()
+        .map(|queries| {
+            let mut d = MetricData::default();
+            for q in queries {
+                d.queries
+                    .entry(q.role)
+                    .or_default()
+                    .insert(q.part, q.promql.clone());
+            }
+            d
+        })
+        .collect();
+    let jobs = planned
+        .iter()
+        .enumerate()
+        .flat_map(|(i, qs)| qs.iter().map(move |q| (i, q)));
+    let mut answers = futures::stream::iter(jobs)
+        .map(|(i, q)| async move { (i, q, source.query_range(q).await) })
+        .buffer_unordered(concurrency.max(1));
+    while let Some((i, q, answer)) = answers.next().await {
+        match answer {
+            Ok(result) => {
+                data[i].results.insert((q.role, q.part), result);
+            }
+            Err(e) => data[i].errors.push(e.to_string()),
+        }
+    }
+    let info = RunInfo {
+        window: request.window,
+        source: source.describe(),
+        stable: request.stable.to_string(),
+        canary: request.canary.to_string(),
+    };
+    Ok(judge::judge(request.template, &data, info))
+}

@@ -1,0 +1,115 @@
+//! Turns query answers into the evidence each test needs: counts, buckets or points.
+
+use crate::data::QueryResult;
+use crate::stats::histogram::Bucket;
+use crate::template::NanStrategy;
+
+/// The sum of every finite point of every series: a count over the window when each point
+/// is an `increase(...[step])` over one step.
+pub fn sum_counts(result: &QueryResult, what: &str, warnings: &mut Vec<String>) -> f64 {
+    if result.series.len() > 1 {
+        warnings.push(format!(
+            "the {what} query returned {} series; they were added up (wrap it in sum(...) to make that explicit)",
+            result.series.len()
+        ));
+    }
+    let mut skipped = 0usize;
+    let mut total = 0.0;
+    for series in &result.series {
+        for &(_, v) in &series.points {
+            if v.is_finite() && v >= 0.0 {
+                total += v;
+            } else {
+                skipped += 1;
+            }
+        }
+    }
+    if skipped > 0 {
+        warnings.push(format!(
+            "{skipped} NaN, infinite or negative points of the {what} query were ignored"
+        ));
+    }
+    total
+}
+
+/// Cumulative bucket counts over the window from a `sum by (le)` answer.
+pub fn buckets(result: &QueryResult, warnings: &mut Vec<String>) -> Result<Vec<Bucket>, String> {
+    let mut out = Vec::with_capacity(result.series.len());
+    let mut skipped = 0usize;
+    for series in &result.series {
+        let Some(le) = series.labels.get("le") else {
+            return Err(format!(
+                "the query returned a series without an `le` label ({}); a histogram query must \
+                 keep the buckets, e.g. sum by (le) (increase(x_bucket{{...}}[{{{{ interval }}}}]))",
+                format_labels(&series.labels)
+            ));
+        };
+        let le = parse_le(le).ok_or_else(|| format!("bucket bound le={le:?} is not a number"))?;
+        let mut count = 0.0;
+        for &(_, v) in &series.points {
+            if v.is_finite() && v >= 0.0 {
+                count += v;
+            } else {
+                skipped += 1;
+            }
+        }
+        out.push(Bucket { le, count });
+    }
+    if skipped > 0 {
+        warnings.push(format!(
+            "{skipped} NaN, infinite or negative bucket points were ignored"
+        ));
+    }
+    if !out.is_empty() && !out.iter().any(|b| b.le == f64::INFINITY) {
+        return Err(
+            "the buckets have no le=\"+Inf\" bucket, so the request count is unknown; \
+             query the whole histogram (all le values)"
+                .into(),
+        );
+    }
+    Ok(out)
+}
+
+fn parse_le(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        _ => text.parse::<f64>().ok().filter(|v| !v.is_nan()),
+    }
+}
+
+fn format_labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// Every point of every series, after the template's NaN strategy.
+pub fn points(
+    result: &QueryResult,
+    nan: NanStrategy,
+    nan_value: Option<f64>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    let mut removed = 0usize;
+    for series in &result.series {
+        for &(_, v) in &series.points {
+            if v.is_finite() {
+                out.push(v);
+                continue;
+            }
+            match (nan, nan_value) {
+                (NanStrategy::Replace, Some(r)) if v.is_nan() => out.push(r),
+                (NanStrategy::Fail, _) => {
+                    return Err(format!(
+                        "the query returned {v} and the metric says nan: fail; fix the query (e.g. guard divisions) or choose nan: remove"
+                    ));
+                }
+                _ => removed += 1,
+            }
+        }
+    }
+    if removed > 0 {
+        warnings.push(format!("{removed} NaN or infinite points were removed"));
+    }
+    Ok(out)
+}

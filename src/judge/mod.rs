@@ -1,0 +1,366 @@
+//! The judgement: each metric's outcome with its reasons, then the overall verdict and score.
+//!
+//! Pure: it takes query answers that a source already fetched and returns a [`Report`].
+
+mod evidence;
+mod metric;
+pub mod words;
+
+pub use metric::judge_metric;
+
+use crate::data::{QueryResult, Role, Window};
+use crate::template::{AnalysisTemplate, MetricSpec, NoDataPolicy, QueryPart, Scoring};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The outcome of one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// No harmful change beyond the tolerance.
+    Pass,
+    /// The canary is significantly higher, beyond the tolerance.
+    High,
+    /// The canary is significantly lower, beyond the tolerance.
+    Low,
+    /// Too little data to judge.
+    #[serde(rename = "nodata")]
+    NoData,
+    /// The data could not be fetched or did not make sense.
+    Error,
+}
+
+impl Outcome {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::High => "high",
+            Self::Low => "low",
+            Self::NoData => "nodata",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The overall verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Safe to promote.
+    Pass,
+    /// Between the marginal and the pass score: a human should look.
+    Marginal,
+    /// Roll back.
+    Fail,
+    /// Not enough evidence either way (missing data or errors): neither promote nor roll back.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Marginal => "marginal",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// What one version's data looked like.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct VersionSummary {
+    /// Requests (ratio, histogram) or points (series, threshold).
+    pub n: f64,
+    /// Error count (ratio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<f64>,
+    /// Error rate (ratio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Mean of the points (series, threshold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// Median of the points (series).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
+    /// Smallest point (series, threshold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest point (series, threshold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Estimated quantiles by level, e.g. `{"0.99": 0.42}` (histogram).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<BTreeMap<String, f64>>,
+    /// The value compared with the bounds (threshold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// The rendered queries of one metric for one version, by field.
+pub type Queries = BTreeMap<QueryPart, String>;
+
+/// The result for one metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricResult {
+    /// The metric's name.
+    pub name: String,
+    /// Its type (ratio, histogram, series, threshold).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Its group, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Its weight in the score.
+    pub weight: f64,
+    /// Whether it is critical.
+    pub critical: bool,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// The test used.
+    pub test: String,
+    /// The test statistic.
+    pub statistic: Option<f64>,
+    /// The p-value of the test in the harmful direction.
+    pub p_value: Option<f64>,
+    /// Estimated relative change canary vs stable (0.25 = +25%).
+    pub estimate: Option<f64>,
+    /// Interval of that change, [low, high], at confidence 1 - alpha.
+    pub ci: Option<[f64; 2]>,
+    /// The stable version's data (absent for threshold metrics).
+    pub stable: Option<VersionSummary>,
+    /// The canary's data.
+    pub canary: Option<VersionSummary>,
+    /// The rendered queries, by version and field.
+    pub queries: BTreeMap<Role, Queries>,
+    /// Warnings from the source or about the data's shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The score of one group of metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupScore {
+    /// The group's name; metrics without a group are in "default".
+    pub name: String,
+    /// Weighted share of its metrics that pass, 0-100.
+    pub score: f64,
+    /// Its metrics.
+    pub metrics: Vec<String>,
+}
+
+/// The whole judgement; its JSON form is vigil's stable report format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The report format's version.
+    pub schema: &'static str,
+    /// The template's name.
+    pub template: String,
+    /// The overall verdict.
+    pub verdict: Verdict,
+    /// 0-100: the weighted share of passing metrics (0 when a critical metric fails or has no data).
+    pub score: f64,
+    /// The scores that pass and are marginal.
+    pub thresholds: Thresholds,
+    /// The window judged.
+    pub window: Window,
+    /// Where the data came from.
+    pub source: String,
+    /// The stable version's label matchers.
+    pub stable: String,
+    /// The canary's label matchers.
+    pub canary: String,
+    /// Sentences explaining the verdict.
+    pub reasons: Vec<String>,
+    /// Per-group scores.
+    pub groups: Vec<GroupScore>,
+    /// Every metric.
+    pub metrics: Vec<MetricResult>,
+}
+
+/// The scores that pass and are marginal, and the significance level.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Lowest passing score.
+    pub pass: f64,
+    /// Lowest marginal score.
+    pub marginal: f64,
+    /// Significance level of the tests.
+    pub alpha: f64,
+}
+
+/// The data fetched for one metric: each version's answer per query field, or the error
+/// that stopped a query.
+#[derive(Debug, Clone, Default)]
+pub struct MetricData {
+    /// Answers by version and field.
+    pub results: BTreeMap<(Role, QueryPart), QueryResult>,
+    /// Errors by version and field, already worded with template, metric and query.
+    pub errors: Vec<String>,
+    /// The rendered queries.
+    pub queries: BTreeMap<Role, Queries>,
+}
+
+/// How a metric counts towards the verdict once `onNoData` is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Pass,
+    Fail,
+    Missing,
+}
+
+fn counted(spec: &MetricSpec, outcome: Outcome) -> Counted {
+    match outcome {
+        Outcome::Pass => Counted::Pass,
+        Outcome::High | Outcome::Low => Counted::Fail,
+        Outcome::Error => Counted::Missing,
+        Outcome::NoData => match spec.on_no_data {
+            NoDataPolicy::Inconclusive => Counted::Missing,
+            NoDataPolicy::Pass => Counted::Pass,
+            NoDataPolicy::Fail => Counted::Fail,
+        },
+    }
+}
+
+/// The verdict, score, group scores and reasons for a set of metric results.
+pub fn verdict(
+    specs: &[MetricSpec],
+    results: &[MetricResult],
+    scoring: &Scoring,
+) -> (Verdict, f64, Vec<GroupScore>, Vec<String>) {
+    let mut reasons = Vec::new();
+    let mut total_weight = 0.0;
+    let mut pass_weight = 0.0;
+    let mut critical_fail = false;
+    let mut critical_missing = false;
+    let mut missing = false;
+    let mut groups: BTreeMap<String, (f64, f64, Vec<String>)> = BTreeMap::new();
+    for (spec, result) in specs.iter().zip(results) {
+        let c = counted(spec, result.outcome);
+        total_weight += spec.weight;
+        let group = groups
+            .entry(spec.group.clone().unwrap_or_else(|| "default".into()))
+            .or_default();
+        group.1 += spec.weight;
+        group.2.push(spec.name.clone());
+        if c == Counted::Pass {
+            pass_weight += spec.weight;
+            group.0 += spec.weight;
+        }
+        let critical = if spec.critical { "critical " } else { "" };
+        match (c, result.outcome) {
+            (Counted::Fail, _) => {
+                critical_fail |= spec.critical;
+                reasons.push(format!(
+                    "{critical}metric {} failed ({}): {}",
+                    spec.name,
+                    result.outcome.as_str(),
+                    result.reason
+                ));
+            }
+            (Counted::Missing, outcome) => {
+                missing = true;
+                critical_missing |= spec.critical;
+                let what = if outcome == Outcome::Error {
+                    "could not be judged"
+                } else {
+                    "has too little data"
+                };
+                reasons.push(format!("{critical}metric {} {what}: {}", spec.name, result.reason));
+            }
+            (Counted::Pass, Outcome::NoData) => reasons.push(format!(
+                "metric {} has no data and counts as passing (onNoData: pass)",
+                spec.name
+            )),
+            (Counted::Pass, _) => {}
+        }
+    }
+    let mut score = if total_weight > 0.0 {
+        100.0 * pass_weight / total_weight
+    } else {
+        0.0
+    };
+    if critical_fail || critical_missing {
+        score = 0.0;
+    }
+    let verdict = if critical_fail {
+        Verdict::Fail
+    } else if missing {
+        reasons.push(
+            "the verdict is inconclusive because not every metric could be judged; \
+             vigil never passes on missing or failed data"
+                .into(),
+        );
+        Verdict::Inconclusive
+    } else if score >= scoring.pass_score {
+        Verdict::Pass
+    } else if score >= scoring.marginal_score {
+        Verdict::Marginal
+    } else {
+        Verdict::Fail
+    };
+    if verdict != Verdict::Inconclusive {
+        reasons.push(format!(
+            "score {:.0} (pass at {:.0}, marginal at {:.0})",
+            score, scoring.pass_score, scoring.marginal_score
+        ));
+    }
+    let groups = groups
+        .into_iter()
+        .map(|(name, (pass, total, metrics))| GroupScore {
+            name,
+            score: if total > 0.0 { 100.0 * pass / total } else { 0.0 },
+            metrics,
+        })
+        .collect();
+    (verdict, score, groups, reasons)
+}
+
+/// What the report says about the run itself.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The window judged.
+    pub window: Window,
+    /// Where the data came from.
+    pub source: String,
+    /// Stable matchers, as rendered.
+    pub stable: String,
+    /// Canary matchers, as rendered.
+    pub canary: String,
+}
+
+/// Judges every metric of a template from fetched data and builds the report.
+pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) -> Report {
+    let scoring = &template.spec.scoring;
+    let results: Vec<MetricResult> = template
+        .spec
+        .metrics
+        .iter()
+        .zip(data)
+        .map(|(spec, data)| judge_metric(spec, data, scoring.alpha))
+        .collect();
+    let (verdict, score, groups, reasons) = verdict(&template.spec.metrics, &results, scoring);
+    Report {
+        schema: "vigil.dev/report/v1",
+        template: template.metadata.name.clone(),
+        verdict,
+        score,
+        thresholds: Thresholds {
+            pass: scoring.pass_score,
+            marginal: scoring.marginal_score,
+            alpha: scoring.alpha,
+        },
+        window: info.window,
+        source: info.source,
+        stable: info.stable,
+        canary: info.canary,
+        reasons,
+        groups,
+        metrics: results,
+    }
+}
