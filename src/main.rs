@@ -1,0 +1,453 @@
+//! The `vigil` command line.
+
+use chrono::{DateTime, TimeZone, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vigil::analysis::{self, AnalysisRequest};
+use vigil::data::Window;
+use vigil::judge::{Outcome, Report, Verdict};
+use vigil::report::{self, Format};
+use vigil::source::prometheus::{Prometheus, PrometheusConfig};
+use vigil::source::simulated::{SimulatedSource, VersionModel};
+use vigil::template::load;
+use vigil::template::selector::Selector;
+use vigil::template::units::PromDuration;
+
+/// Exit status: the canary passed.
+const EXIT_PASS: u8 = 0;
+/// Exit status: the canary failed.
+const EXIT_FAIL: u8 = 1;
+/// Exit status: bad arguments or input.
+const EXIT_USAGE: u8 = 2;
+/// Exit status: marginal or inconclusive.
+const EXIT_UNDECIDED: u8 = 3;
+/// Exit status: the analysis could not run.
+const EXIT_CANNOT_RUN: u8 = 4;
+
+/// The template `vigil demo` runs.
+const DEMO_TEMPLATE: &str = include_str!("../analysis-templates/demo.yaml");
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Decides from metrics whether a canary release is safe to roll out",
+    long_about = "Decides from metrics whether a canary release is safe to roll out.\n\n\
+                  Exit status of judge: 0 pass, 1 fail, 3 marginal or inconclusive, \
+                  4 the analysis could not run, 2 usage error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Judge a canary against stable over a time window, from Prometheus.
+    Judge(JudgeArgs),
+    /// Check template files; exits 1 if any has a problem.
+    Lint {
+        /// Template files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Judge a simulated canary with a known regression: no cluster, no Prometheus.
+    Demo(DemoArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Table => Format::Table,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Markdown => Format::Markdown,
+        }
+    }
+}
+
+#[derive(Args)]
+struct JudgeArgs {
+    /// Prometheus (or Thanos, Mimir, VictoriaMetrics) base URL.
+    #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
+    prometheus: String,
+    /// The AnalysisTemplate file.
+    #[arg(long)]
+    template: PathBuf,
+    /// A template argument, NAME=VALUE; repeat for more.
+    #[arg(long = "arg", value_name = "NAME=VALUE")]
+    args: Vec<String>,
+    /// Label matchers of the stable version, without braces, e.g. version="v1".
+    #[arg(long, value_name = "MATCHERS")]
+    stable: String,
+    /// Label matchers of the canary, without braces, e.g. version="v2".
+    #[arg(long, value_name = "MATCHERS")]
+    canary: String,
+    /// Window start: RFC 3339 or Unix seconds.
+    #[arg(long, requires = "end", conflicts_with = "last")]
+    start: Option<String>,
+    /// Window end: RFC 3339 or Unix seconds.
+    #[arg(long, requires = "start", conflicts_with = "last")]
+    end: Option<String>,
+    /// Judge the last DURATION up to now, e.g. 30m.
+    #[arg(long, value_name = "DURATION", required_unless_present = "start")]
+    last: Option<String>,
+    /// Step between points, and the value of {{ interval }}.
+    #[arg(long, default_value = "1m")]
+    step: String,
+    /// Output format on standard output.
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// Also write the report to FILE (.json, .md or anything else for a table).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+#[derive(Args)]
+struct ConnectionArgs {
+    /// Bearer token for Prometheus.
+    #[arg(long, env = "VIGIL_PROMETHEUS_TOKEN", hide_env_values = true)]
+    bearer_token: Option<String>,
+    /// File with a bearer token, re-read when it changes (e.g. a service-account token).
+    #[arg(long, conflicts_with = "bearer_token")]
+    bearer_token_file: Option<PathBuf>,
+    /// Basic auth as USER:PASSWORD.
+    #[arg(long, env = "VIGIL_PROMETHEUS_BASIC_AUTH", hide_env_values = true)]
+    basic_auth: Option<String>,
+    /// Extra HTTP header, "Name: value" (e.g. "X-Scope-OrgID: team-a"); repeat for more.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// PEM file of CA certificates to trust.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Do not verify the server's TLS certificate (testing only).
+    #[arg(long)]
+    insecure_skip_verify: bool,
+    /// Timeout of one query.
+    #[arg(long, default_value = "30s")]
+    timeout: String,
+    /// Retries after a 5xx answer or a timeout.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+    /// Queries in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// The canary's error rate is x4 and its latency +60%.
+    Regression,
+    /// The canary behaves exactly like stable.
+    Healthy,
+    /// The canary receives no traffic.
+    NoTraffic,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// What the simulated canary does.
+    #[arg(long, value_enum, default_value = "regression")]
+    scenario: Scenario,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// A message for the user and the exit status that goes with it.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: EXIT_USAGE,
+        message: message.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lint { files } => Ok(lint(&files)),
+        Command::Judge(args) => tokio_main(judge(args)),
+        Command::Demo(args) => tokio_main(demo(args)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("vigil: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn tokio_main<F: std::future::Future<Output = Result<u8, Failure>>>(f: F) -> Result<u8, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            code: EXIT_CANNOT_RUN,
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    runtime.block_on(f)
+}
+
+fn lint(files: &[PathBuf]) -> u8 {
+    let mut bad = 0;
+    for file in files {
+        match load::load_file(file) {
+            Ok(t) => println!(
+                "{}: ok (template {}, {} metrics)",
+                file.display(),
+                t.metadata.name,
+                t.spec.metrics.len()
+            ),
+            Err(problems) => {
+                bad += 1;
+                eprintln!("{problems}");
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("vigil: {bad} of {} templates have problems", files.len());
+        EXIT_FAIL
+    } else {
+        EXIT_PASS
+    }
+}
+
+fn parse_time(text: &str, flag: &str) -> Result<DateTime<Utc>, Failure> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(secs) = text.parse::<f64>()
+        && secs.is_finite()
+        && let Some(t) = Utc
+            .timestamp_millis_opt((secs * 1000.0).round() as i64)
+            .single()
+    {
+        return Ok(t);
+    }
+    Err(usage(format!(
+        "{flag} {text:?} is not a time: use RFC 3339 (2026-11-28T10:00:00Z) or Unix seconds"
+    )))
+}
+
+fn parse_duration(text: &str, flag: &str) -> Result<PromDuration, Failure> {
+    text.parse()
+        .map_err(|e| usage(format!("{flag}: {e}")))
+}
+
+fn parse_args(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut out = BTreeMap::new();
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--arg {pair:?} must be NAME=VALUE")))?;
+        if out.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(usage(format!("--arg {name} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn prometheus_config(url: &str, c: &ConnectionArgs) -> Result<PrometheusConfig, Failure> {
+    let mut config = PrometheusConfig::new(url);
+    config.timeout = parse_duration(&c.timeout, "--timeout")?.to_std();
+    config.retries = c.retries;
+    config.bearer_token = c.bearer_token.clone();
+    config.bearer_token_file = c.bearer_token_file.clone();
+    if let Some(basic) = &c.basic_auth {
+        let (user, password) = basic
+            .split_once(':')
+            .ok_or_else(|| usage("--basic-auth must be USER:PASSWORD"))?;
+        config.basic_auth = Some((user.to_string(), password.to_string()));
+    }
+    for header in &c.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| usage(format!("--header {header:?} must be \"Name: value\"")))?;
+        config.headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    config.ca_file = c.ca_file.clone();
+    config.insecure_skip_verify = c.insecure_skip_verify;
+    Ok(config)
+}
+
+async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
+    let template = load::load_file(&args.template).map_err(|p| usage(p.to_string()))?;
+    let stable: Selector = args
+        .stable
+        .parse()
+        .map_err(|e| usage(format!("--stable: {e}")))?;
+    let canary: Selector = args
+        .canary
+        .parse()
+        .map_err(|e| usage(format!("--canary: {e}")))?;
+    let step = parse_duration(&args.step, "--step")?;
+    let (start, end) = match (&args.start, &args.end, &args.last) {
+        (Some(s), Some(e), _) => (parse_time(s, "--start")?, parse_time(e, "--end")?),
+        (_, _, Some(last)) => {
+            let length = parse_duration(last, "--last")?;
+            let end = Utc::now();
+            let millis = i64::try_from(length.as_millis())
+                .map_err(|_| usage("--last is too long"))?;
+            (end - chrono::Duration::milliseconds(millis), end)
+        }
+        _ => return Err(usage("give --start and --end, or --last")),
+    };
+    let window = Window::new(start, end, step).map_err(|e| usage(e.to_string()))?;
+    let config = prometheus_config(&args.prometheus, &args.connection)?;
+    let concurrency = args.connection.concurrency;
+    let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
+    let request = AnalysisRequest {
+        template: &template,
+        args: parse_args(&args.args)?,
+        stable,
+        canary,
+        window,
+    };
+    let report = analysis::run(&source, &request, concurrency)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    finish(&report, args.output.into(), args.report.as_deref())
+}
+
+/// Prints the report, writes the report file, and picks the exit status.
+fn finish(report: &Report, format: Format, file: Option<&std::path::Path>) -> Result<u8, Failure> {
+    let errors: Vec<&str> = report
+        .metrics
+        .iter()
+        .filter(|m| m.outcome == Outcome::Error)
+        .map(|m| m.reason.as_str())
+        .collect();
+    let all_failed = !report.metrics.is_empty() && errors.len() == report.metrics.len();
+    if !(all_failed && format == Format::Table) {
+        print!("{}", report::render(report, format));
+        if format == Format::Json {
+            println!();
+        }
+    }
+    if let Some(path) = file {
+        let file_format = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::Json,
+            Some("md" | "markdown") => Format::Markdown,
+            _ => Format::Table,
+        };
+        std::fs::write(path, report::render(report, file_format)).map_err(|e| Failure {
+            code: EXIT_CANNOT_RUN,
+            message: format!("cannot write the report to {}: {e}", path.display()),
+        })?;
+    }
+    if report.verdict == Verdict::Fail {
+        return Ok(EXIT_FAIL);
+    }
+    if !errors.is_empty() {
+        let mut message = if all_failed {
+            "the analysis could not run: no metric could be fetched".to_string()
+        } else {
+            format!(
+                "the analysis could not run completely: {} of {} metrics failed",
+                errors.len(),
+                report.metrics.len()
+            )
+        };
+        // The same cause (e.g. an unreachable server) is worth saying once.
+        let mut seen = std::collections::BTreeSet::new();
+        for e in errors {
+            if seen.insert(e) {
+                message.push_str("\n  ");
+                message.push_str(&e.replace('\n', "\n  "));
+            }
+        }
+        return Err(Failure {
+            code: EXIT_CANNOT_RUN,
+            message,
+        });
+    }
+    Ok(match report.verdict {
+        Verdict::Pass => EXIT_PASS,
+        Verdict::Fail => EXIT_FAIL,
+        Verdict::Marginal | Verdict::Inconclusive => EXIT_UNDECIDED,
+    })
+}
+
+async fn demo(args: DemoArgs) -> Result<u8, Failure> {
+    let template = load::parse(DEMO_TEMPLATE, "analysis-templates/demo.yaml").map_err(|p| Failure {
+        code: EXIT_CANNOT_RUN,
+        message: format!("the embedded demo template is invalid: {p}"),
+    })?;
+    let stable_model = VersionModel::default();
+    let canary_model = match args.scenario {
+        Scenario::Healthy => VersionModel {
+            rps: stable_model.rps / 9.0,
+            ..stable_model
+        },
+        Scenario::Regression => VersionModel {
+            rps: stable_model.rps / 9.0,
+            error_rate: stable_model.error_rate * 4.0,
+            latency_median: stable_model.latency_median * 1.6,
+            ..stable_model
+        },
+        Scenario::NoTraffic => VersionModel {
+            rps: 0.0,
+            ..stable_model
+        },
+    };
+    let source = SimulatedSource::new(&template, stable_model, canary_model, args.seed);
+    // A fixed window, so the demo prints the same report every time.
+    let end = Utc
+        .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+        .single()
+        .ok_or_else(|| usage("bad demo time"))?;
+    let window = Window::new(
+        end - chrono::Duration::minutes(30),
+        end,
+        PromDuration::from_secs(60),
+    )
+    .map_err(|e| usage(e.to_string()))?;
+    let request = AnalysisRequest {
+        template: &template,
+        args: BTreeMap::from([("job".to_string(), "checkout".to_string())]),
+        stable: "version=\"v1\"".parse().map_err(|e| usage(format!("{e}")))?,
+        canary: "version=\"v2\"".parse().map_err(|e| usage(format!("{e}")))?,
+        window,
+    };
+    let report = analysis::run(&source, &request, 8)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    if matches!(args.output, OutputFormat::Table) {
+        println!(
+            "Simulated release: stable v1 with 90% of traffic, canary v2 with 10% ({}).\n",
+            match args.scenario {
+                Scenario::Regression => "the canary has x4 the error rate and +60% latency",
+                Scenario::Healthy => "the canary behaves like stable",
+                Scenario::NoTraffic => "the canary receives no traffic",
+            }
+        );
+    }
+    print!("{}", report::render(&report, args.output.into()));
+    Ok(EXIT_PASS)
+}
