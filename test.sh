@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs vigil's whole test suite. Installs what the tests need when it is missing
+# (Prometheus and promtool from Debian's `prometheus` package), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  echo "test.sh: installing Debian's prometheus package (the tests run a real Prometheus)" >&2
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq prometheus >/dev/null
+fi
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --all-targets

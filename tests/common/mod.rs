@@ -1,0 +1,283 @@
+//! Test harness: a real Prometheus server, loaded with synthetic history through
+//! `promtool tsdb create-blocks-from openmetrics`, on a free loopback port.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vigil::source::simulated::Rng;
+
+/// The end of the synthetic history (2026-09-21T14:13:20Z), in Unix seconds.
+pub const T_END: i64 = 1_790_000_000;
+/// The synthetic history's length in seconds (one hour).
+pub const HISTORY: i64 = 3600;
+/// The scrape interval of the synthetic history.
+pub const SCRAPE: i64 = 15;
+/// The latency buckets of the synthetic histograms.
+pub const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn which(binary: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(binary))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The path of a required binary, or a failure that says how to install it.
+pub fn require(binary: &str) -> PathBuf {
+    which(binary).unwrap_or_else(|| {
+        panic!(
+            "`{binary}` is not installed, and these tests need a real Prometheus. Install it with \
+             `apt-get update && apt-get install -y prometheus` (Debian/Ubuntu), or run ./test.sh, \
+             which does that for you."
+        )
+    })
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// One simulated version of one service.
+#[derive(Clone, Debug)]
+pub struct Version {
+    /// The `job` label.
+    pub job: &'static str,
+    /// The `version` label.
+    pub version: &'static str,
+    /// Requests per second.
+    pub rps: f64,
+    /// Chance of a 500.
+    pub error_rate: f64,
+    /// Median latency in seconds (log-normal, sigma 0.5).
+    pub latency_median: f64,
+    /// Seed of this version's random stream.
+    pub seed: u64,
+}
+
+fn normal_cdf(x: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::new(0.0, 1.0).map(|n| n.cdf(x)).unwrap_or(f64::NAN)
+}
+
+/// OpenMetrics text with counters and histograms for every version over the history.
+pub fn openmetrics(versions: &[Version]) -> String {
+    let start = T_END - HISTORY;
+    let times: Vec<i64> = (0..=HISTORY / SCRAPE).map(|i| start + i * SCRAPE).collect();
+    let mut requests = String::from("# TYPE http_requests counter\n");
+    let mut latency = String::from("# TYPE http_request_duration_seconds histogram\n");
+    for v in versions {
+        let mut rng = Rng::new(v.seed);
+        let per_scrape = v.rps * SCRAPE as f64;
+        let mut probabilities = Vec::new();
+        let mut previous = 0.0;
+        for le in BUCKETS {
+            let cdf = normal_cdf((le / v.latency_median).ln() / 0.5);
+            probabilities.push(cdf - previous);
+            previous = cdf;
+        }
+        probabilities.push(1.0 - previous);
+        let (mut ok, mut errors) = (0.0, 0.0);
+        let mut buckets = vec![0.0; probabilities.len()];
+        let mut sum = 0.0;
+        let mut ok_lines = String::new();
+        let mut err_lines = String::new();
+        let mut hist_lines = String::new();
+        for (i, &t) in times.iter().enumerate() {
+            if i > 0 {
+                let e = rng.poisson(per_scrape * v.error_rate);
+                let o = rng.poisson(per_scrape * (1.0 - v.error_rate));
+                errors += e;
+                ok += o;
+                for (k, p) in probabilities.iter().enumerate() {
+                    let n = rng.poisson((e + o) * p);
+                    buckets[k] += n;
+                    sum += n * v.latency_median;
+                }
+            }
+            let labels = format!("job=\"{}\",version=\"{}\"", v.job, v.version);
+            let _ = writeln!(
+                ok_lines,
+                "http_requests_total{{{labels},code=\"200\"}} {ok} {t}"
+            );
+            let _ = writeln!(
+                err_lines,
+                "http_requests_total{{{labels},code=\"500\"}} {errors} {t}"
+            );
+            let mut cumulative = 0.0;
+            for (k, count) in buckets.iter().enumerate() {
+                cumulative += count;
+                let le = BUCKETS.get(k).map_or("+Inf".to_string(), |b| b.to_string());
+                let _ = writeln!(
+                    hist_lines,
+                    "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative} {t}"
+                );
+            }
+            let _ = writeln!(
+                hist_lines,
+                "http_request_duration_seconds_count{{{labels}}} {cumulative} {t}"
+            );
+            let _ = writeln!(
+                hist_lines,
+                "http_request_duration_seconds_sum{{{labels}}} {sum} {t}"
+            );
+        }
+        requests.push_str(&ok_lines);
+        requests.push_str(&err_lines);
+        latency.push_str(&hist_lines);
+    }
+    format!("{requests}{latency}# EOF\n")
+}
+
+/// A running Prometheus; killed on drop.
+pub struct PromServer {
+    /// Its base URL.
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PromServer {
+    /// Starts Prometheus on a free port with `openmetrics` loaded as history.
+    pub fn start(openmetrics: &str) -> Self {
+        let prometheus = require("prometheus");
+        let promtool = require("promtool");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let input = dir.path().join("history.om");
+        std::fs::write(&input, openmetrics).expect("write openmetrics");
+        let out = Command::new(&promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+        )
+        .expect("write config");
+        let port = free_port();
+        let log_path = dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg("--web.enable-admin-api")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let mut server = PromServer {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        };
+        if !server.wait_ready(Duration::from_secs(30)) {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("prometheus did not become ready on 127.0.0.1:{port}; its log:\n{log}");
+        }
+        server
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let url = format!("{}/-/ready", self.url);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(resp) = http::blocking_get(&url)
+                && resp
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for PromServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking GET for readiness checks, without a second HTTP client crate.
+mod http {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// Whether GET `url` (http://host:port/path) answers 200.
+    pub fn blocking_get(url: &str) -> std::io::Result<bool> {
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut stream = TcpStream::connect(host)?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"))
+    }
+}
+
+/// The vigil binary under test.
+pub fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+/// The repository root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `vigil judge` against `url` over the synthetic history's last 50 minutes.
+pub fn judge(
+    url: &str,
+    template: &str,
+    job: &str,
+    stable: &str,
+    canary: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut cmd = vigil();
+    cmd.arg("judge")
+        .arg("--prometheus")
+        .arg(url)
+        .arg("--template")
+        .arg(root().join(template))
+        .arg("--arg")
+        .arg(format!("job={job}"))
+        .arg("--stable")
+        .arg(stable)
+        .arg("--canary")
+        .arg(canary)
+        .arg("--start")
+        .arg((T_END - 3000).to_string())
+        .arg("--end")
+        .arg(T_END.to_string())
+        .arg("--step")
+        .arg("1m")
+        .args(extra);
+    cmd.output().expect("run vigil")
+}

@@ -1,0 +1,199 @@
+//! `vigil lint`: every shipped template is clean, and mistakes name file, line and field.
+
+mod common;
+
+use common::{root, vigil};
+
+#[test]
+fn every_shipped_template_lints_clean() {
+    let dir = root().join("analysis-templates");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 7,
+        "expected the shipped templates, found {files:?}"
+    );
+    let out = vigil().arg("lint").args(&files).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains(": ok")).count(),
+        files.len()
+    );
+}
+
+const BROKEN: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: broken}
+spec:
+  args:
+    - name: job
+  metrics:
+    - name: errors
+      type: ratio
+      errors: sum(increase(x_total{job="{{ args.jobb }}", {{ selector }}}[{{ interval }}]))
+      total: sum(increase(x_total{job="{{ args.job }}", {{ selector }}}[{{ interval }}]))
+    - name: latency
+      type: histogram
+      query: sum by (le) (increase(x_bucket{ {{ selector }} }[{{ intervall }}]))
+      min: 3
+"#;
+
+fn lint_text(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = vigil().arg("lint").arg(&file).output().unwrap();
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "t.yaml");
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn problems_name_file_line_and_field() {
+    let (code, stderr) = lint_text(BROKEN);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("t.yaml:10: spec.metrics[0].errors: uses {{ args.jobb }} but spec.args declares no argument \"jobb\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("t.yaml:14: spec.metrics[1].query: unknown placeholder {{ intervall }}"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("t.yaml:15: spec.metrics[1].min: does not apply to a histogram metric"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_fields_and_bad_values_name_line_and_field() {
+    let (code, stderr) = lint_text(&BROKEN.replace("      min: 3\n", "      tolerence: 10%\n"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("t.yaml:15: tolerence: "), "{stderr}");
+    assert!(stderr.contains("unknown field"), "{stderr}");
+
+    let (code, stderr) =
+        lint_text(&BROKEN.replace("      min: 3\n", "      tolerance: 10 percent\n"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("t.yaml:15: tolerance: "), "{stderr}");
+    assert!(
+        stderr.contains("invalid percentage \"10 percent\""),
+        "{stderr}"
+    );
+
+    let (code, stderr) = lint_text("apiVersion: [unclosed\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("t.yaml:"), "{stderr}");
+}
+
+#[test]
+fn judge_rejects_bad_arguments_with_usage_status() {
+    let template = root().join("analysis-templates/http-prometheus-client.yaml");
+    let run = |extra: &[&str]| {
+        let out = vigil()
+            .args(["judge", "--prometheus", "http://127.0.0.1:1", "--template"])
+            .arg(&template)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let base = ["--arg", "job=x", "--last", "30m"];
+    let (code, err) = run(&[
+        &base[..],
+        &["--stable", "version=v1", "--canary", "version=\"v2\""],
+    ]
+    .concat());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--stable: invalid label matchers"), "{err}");
+    let (code, err) = run(&[
+        "--arg",
+        "jobb=x",
+        "--last",
+        "30m",
+        "--stable",
+        "version=\"v1\"",
+        "--canary",
+        "version=\"v2\"",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("has no argument \"jobb\""), "{err}");
+    let (code, err) = run(&[
+        "--last",
+        "30m",
+        "--stable",
+        "version=\"v1\"",
+        "--canary",
+        "version=\"v2\"",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs argument \"job\""), "{err}");
+    let (code, err) = run(&[
+        "--arg",
+        "job=x",
+        "--last",
+        "30x",
+        "--stable",
+        "version=\"v1\"",
+        "--canary",
+        "version=\"v2\"",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--last: invalid duration"), "{err}");
+    let (code, err) = run(&[
+        "--arg",
+        "job=x",
+        "--start",
+        "yesterday",
+        "--end",
+        "1790000000",
+        "--stable",
+        "version=\"v1\"",
+        "--canary",
+        "version=\"v2\"",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--start \"yesterday\" is not a time"), "{err}");
+    let (code, err) = run(&[
+        &base[..],
+        &["--stable", "version=\"v1\"", "--canary", "version=\"v1\""],
+    ]
+    .concat());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("select the same series"), "{err}");
+}
+
+#[test]
+fn demo_runs_without_prometheus() {
+    let out = vigil().args(["demo", "--output", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "fail");
+    let error_rate = &report["metrics"][0];
+    assert_eq!(error_rate["outcome"], "high");
+    let out = vigil()
+        .args(["demo", "--scenario", "healthy", "--output", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let out = vigil()
+        .args(["demo", "--scenario", "no-traffic", "--output", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "inconclusive", "{report:#}");
+}
