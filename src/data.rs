@@ -65,7 +65,9 @@ pub enum WindowError {
         end: DateTime<Utc>,
     },
     /// The step is longer than the window.
-    #[error("the step {step} is longer than the window ({window}); use a shorter --step or a longer window")]
+    #[error(
+        "the step {step} is longer than the window ({window}); use a shorter --step or a longer window"
+    )]
     StepTooLong {
         /// Step.
         step: PromDuration,
@@ -73,7 +75,9 @@ pub enum WindowError {
         window: PromDuration,
     },
     /// Too many points for one query.
-    #[error("the window has {points} steps of {step}; Prometheus allows at most 11,000 points per query: use a longer --step")]
+    #[error(
+        "the window has {points} steps of {step}; Prometheus allows at most 11,000 points per query: use a longer --step"
+    )]
     TooManyPoints {
         /// Points.
         points: u64,

@@ -3,10 +3,10 @@
 //! The core (`template`, `stats`, `judge`) is pure: no I/O, no HTTP, no terminal.
 //! Adapters (`source`, `report`, the CLI) depend on the core, never the other way round.
 
-pub mod template;
 pub mod analysis;
 pub mod data;
 pub mod judge;
+pub mod report;
 pub mod source;
 pub mod stats;
-pub mod report;
+pub mod template;

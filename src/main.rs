@@ -46,7 +46,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Judge a canary against stable over a time window, from Prometheus.
-    Judge(JudgeArgs),
+    Judge(Box<JudgeArgs>),
     /// Check template files; exits 1 if any has a problem.
     Lint {
         /// Template files.
@@ -191,7 +191,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lint { files } => Ok(lint(&files)),
-        Command::Judge(args) => tokio_main(judge(args)),
+        Command::Judge(args) => tokio_main(judge(*args)),
         Command::Demo(args) => tokio_main(demo(args)),
     };
     match result {
@@ -256,8 +256,7 @@ fn parse_time(text: &str, flag: &str) -> Result<DateTime<Utc>, Failure> {
 }
 
 fn parse_duration(text: &str, flag: &str) -> Result<PromDuration, Failure> {
-    text.parse()
-        .map_err(|e| usage(format!("{flag}: {e}")))
+    text.parse().map_err(|e| usage(format!("{flag}: {e}")))
 }
 
 fn parse_args(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
@@ -289,7 +288,9 @@ fn prometheus_config(url: &str, c: &ConnectionArgs) -> Result<PrometheusConfig, 
         let (name, value) = header
             .split_once(':')
             .ok_or_else(|| usage(format!("--header {header:?} must be \"Name: value\"")))?;
-        config.headers.push((name.trim().to_string(), value.trim().to_string()));
+        config
+            .headers
+            .push((name.trim().to_string(), value.trim().to_string()));
     }
     config.ca_file = c.ca_file.clone();
     config.insecure_skip_verify = c.insecure_skip_verify;
@@ -312,8 +313,8 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
         (_, _, Some(last)) => {
             let length = parse_duration(last, "--last")?;
             let end = Utc::now();
-            let millis = i64::try_from(length.as_millis())
-                .map_err(|_| usage("--last is too long"))?;
+            let millis =
+                i64::try_from(length.as_millis()).map_err(|_| usage("--last is too long"))?;
             (end - chrono::Duration::milliseconds(millis), end)
         }
         _ => return Err(usage("give --start and --end, or --last")),
@@ -395,10 +396,11 @@ fn finish(report: &Report, format: Format, file: Option<&std::path::Path>) -> Re
 }
 
 async fn demo(args: DemoArgs) -> Result<u8, Failure> {
-    let template = load::parse(DEMO_TEMPLATE, "analysis-templates/demo.yaml").map_err(|p| Failure {
-        code: EXIT_CANNOT_RUN,
-        message: format!("the embedded demo template is invalid: {p}"),
-    })?;
+    let template =
+        load::parse(DEMO_TEMPLATE, "analysis-templates/demo.yaml").map_err(|p| Failure {
+            code: EXIT_CANNOT_RUN,
+            message: format!("the embedded demo template is invalid: {p}"),
+        })?;
     let stable_model = VersionModel::default();
     let canary_model = match args.scenario {
         Scenario::Healthy => VersionModel {
@@ -431,8 +433,12 @@ async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     let request = AnalysisRequest {
         template: &template,
         args: BTreeMap::from([("job".to_string(), "checkout".to_string())]),
-        stable: "version=\"v1\"".parse().map_err(|e| usage(format!("{e}")))?,
-        canary: "version=\"v2\"".parse().map_err(|e| usage(format!("{e}")))?,
+        stable: "version=\"v1\""
+            .parse()
+            .map_err(|e| usage(format!("{e}")))?,
+        canary: "version=\"v2\""
+            .parse()
+            .map_err(|e| usage(format!("{e}")))?,
         window,
     };
     let report = analysis::run(&source, &request, 8)

@@ -93,14 +93,21 @@ fn interval_excludes_zero(direction: Direction, low: f64, high: f64) -> bool {
 }
 
 fn regression(rel: f64) -> Outcome {
-    if rel >= 0.0 { Outcome::High } else { Outcome::Low }
+    if rel >= 0.0 {
+        Outcome::High
+    } else {
+        Outcome::Low
+    }
 }
 
 /// The sentence ending for a tested change.
 fn verdict_words(significant: bool, harmful: bool, p: f64, tolerance: f64) -> String {
     let tol = words::percent(tolerance);
     match (significant, harmful) {
-        (true, true) => format!("regression beyond the {tol} tolerance ({})", words::p_value(p)),
+        (true, true) => format!(
+            "regression beyond the {tol} tolerance ({})",
+            words::p_value(p)
+        ),
         (true, false) => format!(
             "a significant change, but within the {tol} tolerance or not harmful ({})",
             words::p_value(p)
@@ -140,9 +147,13 @@ fn too_little(what: &str, stable: f64, canary: f64, min: f64, field: &str) -> St
 fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut MetricResult) -> Judged {
     let mut counts = [[0.0; 2]; 2];
     for (i, role) in [Role::Stable, Role::Canary].into_iter().enumerate() {
-        for (j, part) in [QueryPart::Errors, QueryPart::Total].into_iter().enumerate() {
+        for (j, part) in [QueryPart::Errors, QueryPart::Total]
+            .into_iter()
+            .enumerate()
+        {
             let what = format!("{role} {}", part.field());
-            counts[i][j] = evidence::sum_counts(answer(data, role, part)?, &what, &mut out.warnings);
+            counts[i][j] =
+                evidence::sum_counts(answer(data, role, part)?, &what, &mut out.warnings);
         }
     }
     let [[se, sn], [ce, cn]] = counts;
@@ -157,7 +168,10 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
     out.test = "rate comparison".into();
     let min = spec.min_requests() as f64;
     if sn < min || cn < min {
-        return Ok((Outcome::NoData, too_little("requests", sn, cn, min, "minRequests")));
+        return Ok((
+            Outcome::NoData,
+            too_little("requests", sn, cn, min, "minRequests"),
+        ));
     }
     for (role, e, n) in [("stable", se, sn), ("canary", ce, cn)] {
         // increase() extrapolates, so allow a little slack before calling the data inconsistent.
@@ -245,7 +259,10 @@ fn judge_histogram(
     out.test = "chi-square homogeneity of buckets".into();
     let min = spec.min_requests() as f64;
     if sn < min || cn < min {
-        return Ok((Outcome::NoData, too_little("requests", sn, cn, min, "minRequests")));
+        return Ok((
+            Outcome::NoData,
+            too_little("requests", sn, cn, min, "minRequests"),
+        ));
     }
     let homogeneity = histogram::chi_square_homogeneity(&canary, &stable);
     let p = homogeneity.as_ref().map_or(1.0, |h| h.p_value);
@@ -265,8 +282,16 @@ fn judge_histogram(
             continue;
         }
         let rel = c.estimate / s.estimate - 1.0;
-        let low = if s.high > 0.0 { c.low / s.high - 1.0 } else { f64::NEG_INFINITY };
-        let high = if s.low > 0.0 { c.high / s.low - 1.0 } else { f64::INFINITY };
+        let low = if s.high > 0.0 {
+            c.low / s.high - 1.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let high = if s.low > 0.0 {
+            c.high / s.low - 1.0
+        } else {
+            f64::INFINITY
+        };
         let badness = match spec.direction {
             Direction::Increase => rel,
             Direction::Decrease => -rel,
@@ -282,7 +307,10 @@ fn judge_histogram(
             "no quantile could be estimated from the buckets (all requests in the +Inf bucket or a zero latency)".into(),
         ));
     };
-    out.test = format!("chi-square homogeneity of buckets; p{} shift", quantile_label(q));
+    out.test = format!(
+        "chi-square homogeneity of buckets; p{} shift",
+        quantile_label(q)
+    );
     out.estimate = Some(rel);
     out.ci = Some([low, high]);
     let significant = p < alpha;
@@ -336,7 +364,12 @@ fn point_summary(points: &[f64]) -> VersionSummary {
     }
 }
 
-fn judge_series(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut MetricResult) -> Judged {
+fn judge_series(
+    spec: &MetricSpec,
+    data: &MetricData,
+    alpha: f64,
+    out: &mut MetricResult,
+) -> Judged {
     let stable = evidence::points(
         answer(data, Role::Stable, QueryPart::Query)?,
         spec.nan,
@@ -355,7 +388,10 @@ fn judge_series(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metr
     let min = spec.min_points() as f64;
     let (sn, cn) = (stable.len() as f64, canary.len() as f64);
     if sn < min || cn < min {
-        return Ok((Outcome::NoData, too_little("points", sn, cn, min, "minPoints")));
+        return Ok((
+            Outcome::NoData,
+            too_little("points", sn, cn, min, "minPoints"),
+        ));
     }
     let mw = mann_whitney::mann_whitney_u(&canary, &stable, alternative(spec.direction))
         .ok_or_else(|| "Mann-Whitney U could not be computed".to_string())?;
@@ -421,14 +457,20 @@ fn judge_threshold(spec: &MetricSpec, data: &MetricData, out: &mut MetricResult)
     let points = evidence::points(result, spec.nan, spec.nan_value, &mut out.warnings)?;
     let aggregate = spec.aggregate.unwrap_or_default();
     let mut canary = point_summary(&points);
-    out.test = format!("threshold on the {} of the canary's points", aggregate.as_str());
+    out.test = format!(
+        "threshold on the {} of the canary's points",
+        aggregate.as_str()
+    );
     let min_points = spec.min_points();
     if points.len() < min_points {
         out.canary = Some(canary);
         let text = if points.is_empty() {
             "the query returned no data for the canary in the window".to_string()
         } else {
-            format!("only {} points, need {min_points} (minPoints)", points.len())
+            format!(
+                "only {} points, need {min_points} (minPoints)",
+                points.len()
+            )
         };
         return Ok((Outcome::NoData, text));
     }
@@ -446,12 +488,18 @@ fn judge_threshold(spec: &MetricSpec, data: &MetricData, out: &mut MetricResult)
     if let Some(min) = spec.min
         && value < min
     {
-        return Ok((Outcome::Low, format!("{what} is below the minimum {}", words::value(min))));
+        return Ok((
+            Outcome::Low,
+            format!("{what} is below the minimum {}", words::value(min)),
+        ));
     }
     if let Some(max) = spec.max
         && value > max
     {
-        return Ok((Outcome::High, format!("{what} is above the maximum {}", words::value(max))));
+        return Ok((
+            Outcome::High,
+            format!("{what} is above the maximum {}", words::value(max)),
+        ));
     }
     let bounds = match (spec.min, spec.max) {
         (Some(lo), Some(hi)) => format!("within [{}, {}]", words::value(lo), words::value(hi)),

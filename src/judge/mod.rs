@@ -271,7 +271,10 @@ pub fn verdict(
                 } else {
                     "has too little data"
                 };
-                reasons.push(format!("{critical}metric {} {what}: {}", spec.name, result.reason));
+                reasons.push(format!(
+                    "{critical}metric {} {what}: {}",
+                    spec.name, result.reason
+                ));
             }
             (Counted::Pass, Outcome::NoData) => reasons.push(format!(
                 "metric {} has no data and counts as passing (onNoData: pass)",
@@ -314,7 +317,11 @@ pub fn verdict(
         .into_iter()
         .map(|(name, (pass, total, metrics))| GroupScore {
             name,
-            score: if total > 0.0 { 100.0 * pass / total } else { 0.0 },
+            score: if total > 0.0 {
+                100.0 * pass / total
+            } else {
+                0.0
+            },
             metrics,
         })
         .collect();

@@ -15,7 +15,11 @@ pub fn percent(rate: f64) -> String {
 /// A signed relative change: +25%, -3.1%.
 pub fn change(rel: f64) -> String {
     if !rel.is_finite() {
-        return if rel > 0.0 { "+inf%".into() } else { "n/a".into() };
+        return if rel > 0.0 {
+            "+inf%".into()
+        } else {
+            "n/a".into()
+        };
     }
     let sign = if rel >= 0.0 { "+" } else { "" };
     format!("{sign}{}", percent(rel))
@@ -43,7 +47,11 @@ pub fn count(n: f64) -> String {
         }
         out.push(c);
     }
-    if rounded < 0.0 { format!("-{out}") } else { out }
+    if rounded < 0.0 {
+        format!("-{out}")
+    } else {
+        out
+    }
 }
 
 /// A p-value: p=0.31, p=0.004, p<1e-12.

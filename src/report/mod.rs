@@ -51,7 +51,7 @@ fn outcome_word(o: Outcome) -> &'static str {
 }
 
 fn short(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| words::value(v))
+    v.map_or_else(|| "-".into(), words::value)
 }
 
 fn side(s: Option<&VersionSummary>, kind: &str) -> String {
@@ -61,8 +61,7 @@ fn side(s: Option<&VersionSummary>, kind: &str) -> String {
         "ratio" => format!(
             "{} / {n} req ({})",
             words::count(s.errors.unwrap_or(0.0)),
-            s.rate
-                .map_or_else(|| "-".into(), words::percent)
+            s.rate.map_or_else(|| "-".into(), words::percent)
         ),
         "histogram" => {
             let qs = s
@@ -83,7 +82,10 @@ fn side(s: Option<&VersionSummary>, kind: &str) -> String {
 }
 
 fn p_text(p: Option<f64>) -> String {
-    p.map_or_else(|| "-".into(), |p| words::p_value(p).trim_start_matches("p=").to_string())
+    p.map_or_else(
+        || "-".into(),
+        |p| words::p_value(p).trim_start_matches("p=").to_string(),
+    )
 }
 
 fn change(m: &MetricResult) -> String {
@@ -112,14 +114,30 @@ pub fn table(report: &Report) -> String {
         report.window.end.to_rfc3339(),
         report.window.step
     );
-    let _ = writeln!(out, "stable: {}   canary: {}   source: {}", report.stable, report.canary, report.source);
+    let _ = writeln!(
+        out,
+        "stable: {}   canary: {}   source: {}",
+        report.stable, report.canary, report.source
+    );
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(160)
-        .set_header(vec!["metric", "outcome", "change [CI]", "p", "stable", "canary", "reason"]);
+        .set_header(vec![
+            "metric",
+            "outcome",
+            "change [CI]",
+            "p",
+            "stable",
+            "canary",
+            "reason",
+        ]);
     for m in &report.metrics {
-        let name = if m.critical { format!("{} (critical)", m.name) } else { m.name.clone() };
+        let name = if m.critical {
+            format!("{} (critical)", m.name)
+        } else {
+            m.name.clone()
+        };
         t.add_row(vec![
             name,
             outcome_word(m.outcome).to_string(),
@@ -171,7 +189,10 @@ pub fn markdown(report: &Report) -> String {
         escape_md(&report.stable),
         escape_md(&report.canary)
     );
-    let _ = writeln!(out, "| metric | outcome | change [CI] | p | stable | canary | reason |");
+    let _ = writeln!(
+        out,
+        "| metric | outcome | change [CI] | p | stable | canary | reason |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for m in &report.metrics {
         let critical = if m.critical { " (critical)" } else { "" };

@@ -122,9 +122,9 @@ impl Prometheus {
         if config.insecure_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let client = builder.build().map_err(|e| {
-            SourceErrorKind::Config(format!("cannot set up the HTTP client: {e}"))
-        })?;
+        let client = builder
+            .build()
+            .map_err(|e| SourceErrorKind::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Self {
             config,
             base,
@@ -178,10 +178,7 @@ impl Prometheus {
         promql: &str,
         time: DateTime<Utc>,
     ) -> Result<QueryResult, SourceErrorKind> {
-        let params = vec![
-            ("query", promql.to_string()),
-            ("time", unix_seconds(time)),
-        ];
+        let params = vec![("query", promql.to_string()), ("time", unix_seconds(time))];
         self.call("/api/v1/query", params).await
     }
 
@@ -213,9 +210,9 @@ impl Prometheus {
             let result = self.call_once(path, &params).await;
             let retryable = match &result {
                 Err(SourceErrorKind::Timeout { .. }) => true,
-                Err(SourceErrorKind::Query { status, .. } | SourceErrorKind::Http { status, .. }) => {
-                    *status >= 500
-                }
+                Err(
+                    SourceErrorKind::Query { status, .. } | SourceErrorKind::Http { status, .. },
+                ) => *status >= 500,
                 _ => false,
             };
             if !retryable || attempt >= self.config.retries {
@@ -345,7 +342,9 @@ fn parse_response(status: u16, body: &[u8], url: &str) -> Result<QueryResult, So
     let parsed: ApiResponse = match serde_json::from_slice(body) {
         Ok(parsed) => parsed,
         Err(e) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+                .trim()
+                .to_string();
             return Err(if (200..300).contains(&status) {
                 SourceErrorKind::Malformed {
                     url: url.to_string(),
@@ -443,14 +442,21 @@ mod tests {
     #[test]
     fn parses_vector_and_scalar() {
         let body = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"2"]}]}}"#;
-        assert_eq!(parse_response(200, body, "u").unwrap().series[0].points, vec![(1.0, 2.0)]);
+        assert_eq!(
+            parse_response(200, body, "u").unwrap().series[0].points,
+            vec![(1.0, 2.0)]
+        );
         let body = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#;
-        assert_eq!(parse_response(200, body, "u").unwrap().series[0].points, vec![(1.0, 3.0)]);
+        assert_eq!(
+            parse_response(200, body, "u").unwrap().series[0].points,
+            vec![(1.0, 3.0)]
+        );
     }
 
     #[test]
     fn errors_are_typed() {
-        let body = br#"{"status":"error","errorType":"bad_data","error":"parse error: unexpected"}"#;
+        let body =
+            br#"{"status":"error","errorType":"bad_data","error":"parse error: unexpected"}"#;
         assert_eq!(
             parse_response(400, body, "u"),
             Err(SourceErrorKind::Query {
@@ -460,19 +466,34 @@ mod tests {
             })
         );
         let err = parse_response(502, b"<html>Bad Gateway</html>", "u").unwrap_err();
-        assert!(matches!(err, SourceErrorKind::Http { status: 502, .. }), "{err:?}");
+        assert!(
+            matches!(err, SourceErrorKind::Http { status: 502, .. }),
+            "{err:?}"
+        );
         let err = parse_response(200, b"not json", "u").unwrap_err();
         assert!(matches!(err, SourceErrorKind::Malformed { .. }), "{err:?}");
         let body = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}"#;
-        assert!(matches!(parse_response(200, body, "u"), Err(SourceErrorKind::Malformed { .. })));
+        assert!(matches!(
+            parse_response(200, body, "u"),
+            Err(SourceErrorKind::Malformed { .. })
+        ));
     }
 
     #[test]
     fn bad_config_is_reported() {
-        assert!(matches!(Prometheus::new(PrometheusConfig::new("localhost:9090")), Err(SourceErrorKind::Config(_))));
-        assert!(matches!(Prometheus::new(PrometheusConfig::new("not a url")), Err(SourceErrorKind::Config(_))));
+        assert!(matches!(
+            Prometheus::new(PrometheusConfig::new("localhost:9090")),
+            Err(SourceErrorKind::Config(_))
+        ));
+        assert!(matches!(
+            Prometheus::new(PrometheusConfig::new("not a url")),
+            Err(SourceErrorKind::Config(_))
+        ));
         let mut c = PrometheusConfig::new("http://localhost:9090");
         c.headers.push(("bad header".into(), "x".into()));
-        assert!(matches!(Prometheus::new(c), Err(SourceErrorKind::Config(_))));
+        assert!(matches!(
+            Prometheus::new(c),
+            Err(SourceErrorKind::Config(_))
+        ));
     }
 }

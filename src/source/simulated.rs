@@ -245,7 +245,7 @@ impl Rng {
     /// Poisson with mean `lambda`: exact by multiplication for small means, a rounded
     /// normal approximation above 500.
     pub fn poisson(&mut self, lambda: f64) -> f64 {
-        if !(lambda > 0.0) {
+        if lambda.is_nan() || lambda <= 0.0 {
             return 0.0;
         }
         if lambda > 500.0 {
@@ -280,7 +280,10 @@ mod tests {
         for lambda in [0.3, 4.0, 80.0, 2000.0] {
             let n = 20_000;
             let mean: f64 = (0..n).map(|_| rng.poisson(lambda)).sum::<f64>() / n as f64;
-            assert!((mean - lambda).abs() < 4.0 * (lambda / n as f64).sqrt() + 1e-9, "{lambda}: {mean}");
+            assert!(
+                (mean - lambda).abs() < 4.0 * (lambda / n as f64).sqrt() + 1e-9,
+                "{lambda}: {mean}"
+            );
         }
     }
 

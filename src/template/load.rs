@@ -97,7 +97,12 @@ fn serde_problem(e: &serde_saphyr::Error, text: &str, origin: &str) -> Problem {
     let message = e.without_snippet().to_string();
     // serde-saphyr prefixes the position; keep only the message after it.
     let message = strip_position(&message).trim().to_string();
-    let field = line.and_then(|l| field_at_line(text, l));
+    // A missing field is reported where its parent ends, so the key on that line is not it.
+    let field = if message.starts_with("missing field") {
+        None
+    } else {
+        line.and_then(|l| field_at_line(text, l))
+    };
     Problem {
         file: origin.to_string(),
         line,
@@ -106,36 +111,45 @@ fn serde_problem(e: &serde_saphyr::Error, text: &str, origin: &str) -> Problem {
     }
 }
 
-/// Removes a leading "line N column M:"-style position from a message.
+/// Removes the position serde-saphyr adds ("... at line 9, column 18"), since the problem
+/// already names the line.
 fn strip_position(message: &str) -> &str {
-    let lower = message.to_ascii_lowercase();
-    for marker in [" at line ", "line "] {
-        if let Some(start) = lower.find(marker)
-            && let Some(colon) = message[start..].find(": ")
-            && start == 0
+    match message.rfind(" at line ") {
+        Some(at)
+            if message[at + 9..].chars().all(|c| {
+                c.is_ascii_digit() || matches!(c, ',' | ' ' | 'c' | 'o' | 'l' | 'u' | 'm' | 'n')
+            }) =>
         {
-            return &message[start + colon + 2..];
+            &message[..at]
         }
+        _ => message,
     }
-    message
 }
 
 /// The YAML key written on a line, as a hint to the field in error (`tolerance` in
 /// `  tolerance: 10x`).
 fn field_at_line(text: &str, line: u64) -> Option<String> {
-    let source = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let source = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
     let trimmed = source.trim_start().trim_start_matches("- ");
     let (key, _) = trimmed.split_once(':')?;
     let key = key.trim();
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .then(|| key.to_string())
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    .then(|| key.to_string())
 }
+
+/// The value span of every key of a mapping.
+type Fields = BTreeMap<String, Spanned<IgnoredAny>>;
 
 /// Where each field of a template stands in its text.
 #[derive(Debug, Default, Deserialize)]
 struct Locator {
     #[serde(default)]
-    metadata: Option<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>,
+    metadata: Option<Spanned<Fields>>,
     #[serde(default)]
     spec: Option<Spanned<LocSpec>>,
     #[serde(default, rename = "apiVersion")]
@@ -147,14 +161,12 @@ struct Locator {
 #[derive(Debug, Default, Deserialize)]
 struct LocSpec {
     #[serde(default)]
-    args: Option<Spanned<Vec<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>>>,
+    args: Option<Spanned<Vec<Spanned<Fields>>>>,
     #[serde(default)]
-    metrics: Option<Spanned<Vec<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>>>,
+    metrics: Option<Spanned<Vec<Spanned<Fields>>>>,
     #[serde(default)]
-    scoring: Option<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>,
+    scoring: Option<Spanned<Fields>>,
 }
-
-type Fields = BTreeMap<String, Spanned<IgnoredAny>>;
 
 impl Locator {
     fn new(text: &str) -> Self {
@@ -263,11 +275,15 @@ spec:
         assert_eq!(err.0[0].line, Some(12), "{err}");
         assert_eq!(err.0[0].field.as_deref(), Some("tolerance"), "{err}");
         assert!(err.0[0].message.contains("ten percent"), "{err}");
+        assert!(!err.0[0].message.contains("at line"), "{err}");
     }
 
     #[test]
     fn validation_problems_point_at_the_field_line() {
-        let text = GOOD.replace("{{ args.job }}\", {{ selector }}}[{{ interval }}]))\n", "{{ args.jobb }}\", {{ selector }}}[{{ interval }}]))\n");
+        let text = GOOD.replace(
+            "{{ args.job }}\", {{ selector }}}[{{ interval }}]))\n",
+            "{{ args.jobb }}\", {{ selector }}}[{{ interval }}]))\n",
+        );
         let err = parse(&text, "t.yaml").unwrap_err();
         let p = &err.0[0];
         assert_eq!(p.line, Some(11), "{err}");
@@ -276,6 +292,11 @@ spec:
 
         let text = GOOD.replace("{{ interval }}]))\n", "{{ intervl }}]))\n");
         let err = parse(&text, "t.yaml").unwrap_err();
-        assert!(err.0.iter().any(|p| p.line == Some(16) && p.message.contains("intervl")), "{err}");
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.line == Some(16) && p.message.contains("intervl")),
+            "{err}"
+        );
     }
 }

@@ -34,9 +34,11 @@ pub struct AnalysisTemplate {
     pub spec: TemplateSpec,
 }
 
-/// The part of Kubernetes object metadata a template may carry.
+/// The part of Kubernetes object metadata a template uses. Other metadata fields (uid,
+/// resourceVersion, managedFields, ...) are accepted and ignored, so objects read back
+/// from a cluster load too.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Metadata {
     /// The template's name, used in reports and error messages.
     pub name: String,

@@ -50,7 +50,9 @@ pub enum RenderError {
     #[error("argument {0:?} has no value: pass it with --arg {0}=VALUE or give it a default")]
     MissingArg(String),
     /// `{{ selector }}` inside a string literal.
-    #[error("{{{{ selector }}}} stands inside a quoted string; put it between the braces of a metric selector, e.g. metric{{{{{{ selector }}}}}}")]
+    #[error(
+        "{{{{ selector }}}} stands inside a quoted string; put it between the braces of a metric selector, e.g. metric{{{{{{ selector }}}}}}"
+    )]
     SelectorInString,
     /// An argument outside quotes whose value is not a bare token.
     #[error(
@@ -233,7 +235,8 @@ mod tests {
 
     #[test]
     fn fills_all_placeholders() {
-        let q = r#"sum(rate(x{job="{{ args.job }}", {{selector}}}[{{ interval }}])) > {{ args.n }}"#;
+        let q =
+            r#"sum(rate(x{job="{{ args.job }}", {{selector}}}[{{ interval }}])) > {{ args.n }}"#;
         assert_eq!(
             ctx_render(q, &[("job", "api"), ("n", "0.5")]).unwrap(),
             r#"sum(rate(x{job="api", version="v2"}[1m])) > 0.5"#

@@ -261,7 +261,10 @@ mod tests {
             "a=\"open",
         ] {
             let err = bad.parse::<Selector>().unwrap_err();
-            assert!(err.to_string().contains("invalid label matchers"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("invalid label matchers"),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -148,7 +148,7 @@ pub struct Fraction(pub f64);
 
 /// Why a percentage could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid percentage {0:?}: write it as e.g. 10% or 0.1, not negative")]
+#[error("{0}")]
 pub struct FractionError(String);
 
 impl FromStr for Fraction {
@@ -156,10 +156,25 @@ impl FromStr for Fraction {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let trimmed = s.trim();
-        let err = || FractionError(s.to_string());
+        let err = || {
+            FractionError(format!(
+                "invalid percentage {s:?}: write it as e.g. 10% or 0.1, not negative"
+            ))
+        };
         let value = match trimmed.strip_suffix('%') {
             Some(number) => number.trim().parse::<f64>().map_err(|_| err())? / 100.0,
-            None => trimmed.parse::<f64>().map_err(|_| err())?,
+            None => {
+                let v = trimmed.parse::<f64>().map_err(|_| err())?;
+                // "tolerance: 10" almost always means 10%, not 1000%: make the user say so.
+                if v > 1.0 {
+                    return Err(FractionError(format!(
+                        "invalid percentage {s:?}: a plain number is a fraction, so this would be \
+                         {}%; write {s}% for {s} percent",
+                        v * 100.0
+                    )));
+                }
+                v
+            }
         };
         if !value.is_finite() || value < 0.0 {
             return Err(err());
@@ -243,7 +258,8 @@ mod tests {
         assert_eq!("10%".parse::<Fraction>().unwrap(), Fraction(0.1));
         assert_eq!("0.25".parse::<Fraction>().unwrap(), Fraction(0.25));
         assert_eq!("2.5%".parse::<Fraction>().unwrap().to_string(), "2.5%");
-        for bad in ["ten", "-5%", "%", "NaN", "inf%"] {
+        assert_eq!("150%".parse::<Fraction>().unwrap(), Fraction(1.5));
+        for bad in ["ten", "-5%", "%", "NaN", "inf%", "10"] {
             assert!(bad.parse::<Fraction>().is_err(), "{bad:?} accepted");
         }
     }

@@ -32,10 +32,7 @@ pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
     if template.kind != KIND {
         push(
             "kind".into(),
-            format!(
-                "is {:?}; a template must say kind: {KIND}",
-                template.kind
-            ),
+            format!("is {:?}; a template must say kind: {KIND}", template.kind),
         );
     }
     if !is_dns_label(&template.metadata.name) {
@@ -55,7 +52,7 @@ pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
             push(
                 format!("spec.args[{i}].name"),
                 format!(
-                    "{:?} is not a valid argument name: use letters, digits, '_' and '-', starting with a letter",
+                    "{:?} is not a valid argument name: use letters, digits, '_' and '-', starting with a letter or '_'",
                     arg.name
                 ),
             );
@@ -72,7 +69,10 @@ pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
     if !(scoring.alpha > 0.0 && scoring.alpha < 0.5) {
         push(
             "spec.scoring.alpha".into(),
-            format!("is {}; it must be between 0 and 0.5 (e.g. 0.01)", scoring.alpha),
+            format!(
+                "is {}; it must be between 0 and 0.5 (e.g. 0.01)",
+                scoring.alpha
+            ),
         );
     }
     for (field, value) in [
@@ -139,7 +139,9 @@ pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
                             );
                         }
                     }
-                    if metric.kind != MetricType::Threshold && !found.contains(&Placeholder::Selector) {
+                    if metric.kind != MetricType::Threshold
+                        && !found.contains(&Placeholder::Selector)
+                    {
                         push(
                             at(part.field()),
                             "has no {{ selector }}: without it the stable and canary queries are the same; \
@@ -205,7 +207,10 @@ fn metric_issues(m: &MetricSpec) -> Vec<(&'static str, String)> {
         out.push(("min", format!("is {lo}, above max {hi}")));
     }
     if !(m.weight.is_finite() && m.weight > 0.0) {
-        out.push(("weight", format!("is {}; it must be a positive number", m.weight)));
+        out.push((
+            "weight",
+            format!("is {}; it must be a positive number", m.weight),
+        ));
     }
     if m.min_points == Some(0) {
         out.push(("minPoints", "must be at least 1".into()));
@@ -231,7 +236,10 @@ fn metric_issues(m: &MetricSpec) -> Vec<(&'static str, String)> {
         _ => {}
     }
     if (ratio || histogram) && m.nan != NanStrategy::Remove {
-        out.push(("nan", format!("does not apply to a {kind} metric: counts have no NaN handling")));
+        out.push((
+            "nan",
+            format!("does not apply to a {kind} metric: counts have no NaN handling"),
+        ));
     }
     out
 }
