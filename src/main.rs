@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vigil::analysis::{self, AnalysisRequest};
+use vigil::analysis::{self, AnalysisRequest, PlanError};
 use vigil::data::Window;
 use vigil::judge::{Outcome, Report, Verdict};
 use vigil::report::{self, Format};
@@ -298,7 +298,10 @@ fn prometheus_config(url: &str, c: &ConnectionArgs) -> Result<PrometheusConfig, 
 }
 
 async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
-    let template = load::load_file(&args.template).map_err(|p| usage(p.to_string()))?;
+    let origin = args.template.display().to_string();
+    let text = std::fs::read_to_string(&args.template)
+        .map_err(|e| usage(format!("{origin}: cannot read the template: {e}")))?;
+    let template = load::parse(&text, &origin).map_err(|p| usage(p.to_string()))?;
     let stable: Selector = args
         .stable
         .parse()
@@ -332,8 +335,39 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
     };
     let report = analysis::run(&source, &request, concurrency)
         .await
-        .map_err(|e| usage(e.to_string()))?;
+        .map_err(|e| usage(locate_plan_error(&e, &template, &text, &origin)))?;
     finish(&report, args.output.into(), args.report.as_deref())
+}
+
+/// A setup error prefixed with the file, line and field it concerns, where there is one.
+fn locate_plan_error(
+    error: &PlanError,
+    template: &vigil::template::AnalysisTemplate,
+    text: &str,
+    origin: &str,
+) -> String {
+    let path = match error {
+        PlanError::MissingArg { name, .. } => template
+            .spec
+            .args
+            .iter()
+            .position(|a| &a.name == name)
+            .map(|i| format!("spec.args[{i}]")),
+        PlanError::Render { metric, field, .. } => template
+            .spec
+            .metrics
+            .iter()
+            .position(|m| &m.name == metric)
+            .map(|i| format!("spec.metrics[{i}].{field}")),
+        PlanError::UnknownArg { .. } | PlanError::SameSelectors(_) => None,
+    };
+    match path {
+        Some(path) => match load::line_of(text, &path) {
+            Some(line) => format!("{origin}:{line}: {path}: {error}"),
+            None => format!("{origin}: {path}: {error}"),
+        },
+        None => error.to_string(),
+    }
 }
 
 /// Prints the report, writes the report file, and picks the exit status.

@@ -141,6 +141,10 @@ fn judge_rejects_bad_arguments_with_usage_status() {
     ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("needs argument \"job\""), "{err}");
+    assert!(
+        err.contains("http-prometheus-client.yaml:") && err.contains(": spec.args[0]: "),
+        "{err}"
+    );
     let (code, err) = run(&[
         "--arg",
         "job=x",

@@ -78,6 +78,11 @@ pub fn parse(text: &str, origin: &str) -> Result<AnalysisTemplate, Problems> {
     ))
 }
 
+/// The line of a field path such as `spec.metrics[1].query` in a template's text.
+pub fn line_of(text: &str, path: &str) -> Option<u64> {
+    Locator::new(text).line_of(path)
+}
+
 /// Reads, parses and validates a template file.
 pub fn load_file(path: &std::path::Path) -> Result<AnalysisTemplate, Problems> {
     let origin = path.display().to_string();
