@@ -111,73 +111,60 @@ fn judge_rejects_bad_arguments_with_usage_status() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    let base = ["--arg", "job=x", "--last", "30m"];
-    let (code, err) = run(&[
-        &base[..],
-        &["--stable", "version=v1", "--canary", "version=\"v2\""],
-    ]
-    .concat());
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--stable: invalid label matchers"), "{err}");
-    let (code, err) = run(&[
-        "--arg",
-        "jobb=x",
-        "--last",
-        "30m",
-        "--stable",
-        "version=\"v1\"",
-        "--canary",
-        "version=\"v2\"",
-    ]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("has no argument \"jobb\""), "{err}");
-    let (code, err) = run(&[
-        "--last",
-        "30m",
-        "--stable",
-        "version=\"v1\"",
-        "--canary",
-        "version=\"v2\"",
-    ]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("needs argument \"job\""), "{err}");
+    let versions = ["--stable", "version=\"v1\"", "--canary", "version=\"v2\""];
+    let cases: [(&[&str], &[&str], &str); 6] = [
+        (
+            &["--arg", "job=x", "--last", "30m"],
+            &["--stable", "version=v1", "--canary", "version=\"v2\""],
+            "--stable: invalid label matchers",
+        ),
+        (
+            &["--arg", "jobb=x", "--last", "30m"],
+            &versions,
+            "has no argument \"jobb\"",
+        ),
+        (
+            &["--last", "30m"],
+            &versions,
+            "http-prometheus-client.yaml:",
+        ),
+        (
+            &["--arg", "job=x", "--last", "30x"],
+            &versions,
+            "--last: invalid duration",
+        ),
+        (
+            &[
+                "--arg",
+                "job=x",
+                "--start",
+                "yesterday",
+                "--end",
+                "1790000000",
+            ],
+            &versions,
+            "--start \"yesterday\" is not a time",
+        ),
+        (
+            &["--arg", "job=x", "--last", "30m"],
+            &["--stable", "version=\"v1\"", "--canary", "version=\"v1\""],
+            "select the same series",
+        ),
+    ];
+    for (args, selectors, expected) in cases {
+        let (code, err) = run(&[args, selectors].concat());
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in {err}"
+        );
+    }
+    // A missing argument names the file, line and field that declares it.
+    let (_, err) = run(&[&["--last", "30m"][..], &versions].concat());
     assert!(
-        err.contains("http-prometheus-client.yaml:") && err.contains(": spec.args[0]: "),
+        err.contains(": spec.args[0]: ") && err.contains("needs argument \"job\""),
         "{err}"
     );
-    let (code, err) = run(&[
-        "--arg",
-        "job=x",
-        "--last",
-        "30x",
-        "--stable",
-        "version=\"v1\"",
-        "--canary",
-        "version=\"v2\"",
-    ]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--last: invalid duration"), "{err}");
-    let (code, err) = run(&[
-        "--arg",
-        "job=x",
-        "--start",
-        "yesterday",
-        "--end",
-        "1790000000",
-        "--stable",
-        "version=\"v1\"",
-        "--canary",
-        "version=\"v2\"",
-    ]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--start \"yesterday\" is not a time"), "{err}");
-    let (code, err) = run(&[
-        &base[..],
-        &["--stable", "version=\"v1\"", "--canary", "version=\"v1\""],
-    ]
-    .concat());
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("select the same series"), "{err}");
 }
 
 #[test]

@@ -92,11 +92,12 @@ fn interval_excludes_zero(direction: Direction, low: f64, high: f64) -> bool {
     }
 }
 
-fn regression(rel: f64) -> Outcome {
-    if rel >= 0.0 {
-        Outcome::High
-    } else {
-        Outcome::Low
+/// A regression only when the change is both significant and harmful beyond tolerance.
+fn decide(significant: bool, harmful: bool, rel: f64) -> Outcome {
+    match (significant && harmful, rel >= 0.0) {
+        (false, _) => Outcome::Pass,
+        (true, true) => Outcome::High,
+        (true, false) => Outcome::Low,
     }
 }
 
@@ -209,11 +210,7 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
     out.ci = Some([cmp.ratio.low - 1.0, cmp.ratio.high - 1.0]);
     let significant = cmp.p_value < alpha;
     let harmful = beyond_tolerance(spec.direction, rel, spec.tolerance.0);
-    let outcome = if significant && harmful {
-        regression(rel)
-    } else {
-        Outcome::Pass
-    };
+    let outcome = decide(significant, harmful, rel);
     Ok((
         outcome,
         format!(
@@ -316,11 +313,7 @@ fn judge_histogram(
     let significant = p < alpha;
     let harmful = beyond_tolerance(spec.direction, rel, spec.tolerance.0)
         && interval_excludes_zero(spec.direction, low, high);
-    let outcome = if significant && harmful {
-        regression(rel)
-    } else {
-        Outcome::Pass
-    };
+    let outcome = decide(significant, harmful, rel);
     Ok((
         outcome,
         format!(
@@ -412,11 +405,7 @@ fn judge_series(
     if base == 0.0 {
         // A stable version that is exactly zero: judge the absolute shift.
         let harmful = beyond_tolerance(spec.direction, shift.estimate, 0.0);
-        let outcome = if significant && harmful {
-            regression(shift.estimate)
-        } else {
-            Outcome::Pass
-        };
+        let outcome = decide(significant, harmful, shift.estimate);
         return Ok((
             outcome,
             format!(
@@ -432,11 +421,7 @@ fn judge_series(
     out.estimate = Some(rel);
     out.ci = Some([low, high]);
     let harmful = beyond_tolerance(spec.direction, rel, spec.tolerance.0);
-    let outcome = if significant && harmful {
-        regression(rel)
-    } else {
-        Outcome::Pass
-    };
+    let outcome = decide(significant, harmful, rel);
     Ok((
         outcome,
         format!(
