@@ -187,6 +187,7 @@ pub async fn run<S: MetricSource>(
         source: source.describe(),
         stable: request.stable.to_string(),
         canary: request.canary.to_string(),
+        look: 1,
     };
     Ok(judge::judge(request.template, &data, info))
 }

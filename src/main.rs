@@ -459,7 +459,7 @@ async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         .single()
         .ok_or_else(|| usage("bad demo time"))?;
     let window = Window::new(
-        end - chrono::Duration::minutes(30),
+        end - chrono::Duration::minutes(60),
         end,
         PromDuration::from_secs(60),
     )

@@ -25,20 +25,24 @@ fn v(
     }
 }
 
-/// Stable gets 90% of the traffic and the canary 10%.
+/// Stable gets 90% of the traffic and the canary 10%: 200 requests per second in all, so an
+/// unchanged canary can be shown within the template's tolerances in the 50-minute window.
 fn history() -> String {
     openmetrics(&[
         // checkout: the canary's error rate is x5.
-        v("checkout", "v1", 45.0, 0.005, 0.08, 1),
-        v("checkout", "v2", 5.0, 0.025, 0.08, 2),
+        v("checkout", "v1", 180.0, 0.005, 0.08, 1),
+        v("checkout", "v2", 20.0, 0.025, 0.08, 2),
         // search: identical versions.
-        v("search", "v1", 45.0, 0.005, 0.08, 3),
-        v("search", "v2", 5.0, 0.005, 0.08, 4),
+        v("search", "v1", 180.0, 0.005, 0.08, 3),
+        v("search", "v2", 20.0, 0.005, 0.08, 4),
         // payments: the canary's median latency is x2, errors unchanged.
-        v("payments", "v1", 45.0, 0.005, 0.08, 5),
-        v("payments", "v2", 5.0, 0.005, 0.16, 6),
+        v("payments", "v1", 180.0, 0.005, 0.08, 5),
+        v("payments", "v2", 20.0, 0.005, 0.16, 6),
         // quiet: the canary receives no traffic at all.
-        v("quiet", "v1", 45.0, 0.005, 0.08, 7),
+        v("quiet", "v1", 180.0, 0.005, 0.08, 7),
+        // sparse: too little traffic to show anything either way.
+        v("sparse", "v1", 9.0, 0.005, 0.08, 8),
+        v("sparse", "v2", 1.0, 0.005, 0.08, 9),
     ])
 }
 
@@ -299,4 +303,56 @@ fn instant_and_range_queries_with_special_values() {
         .unwrap();
     assert_eq!(result.series.len(), 2);
     assert!(result.series.iter().all(|s| s.points.len() == 11));
+}
+
+#[test]
+fn too_little_evidence_is_nodata_with_how_much_more() {
+    let prom = PromServer::start(&history());
+    // 10 requests per second and a 0.5% error rate: about 15 canary errors in the window,
+    // too few to show that the canary is within the 50% tolerance, or that it is not.
+    let out = judge(
+        &prom.url,
+        TEMPLATE,
+        "sparse",
+        STABLE,
+        CANARY,
+        &["--output", "json"],
+    );
+    let report = json_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["verdict"], "inconclusive");
+    let m = metric(&report, "error-rate");
+    assert_eq!(m["outcome"], "nodata", "{m:#}");
+    let reason = m["reason"].as_str().unwrap();
+    assert!(reason.contains("not yet enough evidence"), "{reason}");
+    assert!(
+        reason.contains("more requests should settle it"),
+        "{reason}"
+    );
+    assert!(m["e_value"].as_f64().unwrap() < 100.0, "{m:#}");
+}
+
+#[test]
+fn regression_reports_the_evidence_and_when_it_was_shown() {
+    let prom = PromServer::start(&history());
+    let out = judge(
+        &prom.url,
+        TEMPLATE,
+        "checkout",
+        STABLE,
+        CANARY,
+        &["--output", "json"],
+    );
+    let report = json_of(&out);
+    let m = metric(&report, "error-rate");
+    assert!(m["e_value"].as_f64().unwrap() >= 100.0, "{m:#}");
+    assert!(
+        m["test"].as_str().unwrap().contains("anytime-valid"),
+        "{m:#}"
+    );
+    let reason = m["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("99% CS") && reason.contains("shown at step"),
+        "{reason}"
+    );
 }

@@ -3,34 +3,7 @@
 use crate::data::QueryResult;
 use crate::stats::histogram::Bucket;
 use crate::template::NanStrategy;
-
-/// The sum of every finite point of every series: a count over the window when each point
-/// is an `increase(...[step])` over one step.
-pub fn sum_counts(result: &QueryResult, what: &str, warnings: &mut Vec<String>) -> f64 {
-    if result.series.len() > 1 {
-        warnings.push(format!(
-            "the {what} query returned {} series; they were added up (wrap it in sum(...) to make that explicit)",
-            result.series.len()
-        ));
-    }
-    let mut skipped = 0usize;
-    let mut total = 0.0;
-    for series in &result.series {
-        for &(_, v) in &series.points {
-            if v.is_finite() && v >= 0.0 {
-                total += v;
-            } else {
-                skipped += 1;
-            }
-        }
-    }
-    if skipped > 0 {
-        warnings.push(format!(
-            "{skipped} NaN, infinite or negative points of the {what} query were ignored"
-        ));
-    }
-    total
-}
+use std::collections::BTreeMap;
 
 /// Cumulative bucket counts over the window from a `sum by (le)` answer.
 pub fn buckets(result: &QueryResult, warnings: &mut Vec<String>) -> Result<Vec<Bucket>, String> {
@@ -77,7 +50,7 @@ fn parse_le(text: &str) -> Option<f64> {
     }
 }
 
-fn format_labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+fn format_labels(labels: &BTreeMap<String, String>) -> String {
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
@@ -112,4 +85,41 @@ pub fn points(
         warnings.push(format!("{removed} NaN or infinite points were removed"));
     }
     Ok(out)
+}
+
+/// Time stamps in milliseconds, so points of different queries line up exactly.
+fn millis(t: f64) -> i64 {
+    (t * 1000.0).round() as i64
+}
+
+/// Per-step counts: each step's finite, non-negative values summed over all series.
+pub fn step_counts(result: &QueryResult) -> BTreeMap<i64, f64> {
+    let mut steps = BTreeMap::new();
+    for series in &result.series {
+        for &(t, v) in &series.points {
+            let entry = steps.entry(millis(t)).or_insert(0.0);
+            if v.is_finite() && v >= 0.0 {
+                *entry += v;
+            }
+        }
+    }
+    steps
+}
+
+/// Per-step cumulative buckets of a `sum by (le)` answer.
+pub fn step_buckets(result: &QueryResult) -> Result<BTreeMap<i64, Vec<Bucket>>, String> {
+    let mut steps: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+    for series in &result.series {
+        let Some(le) = series.labels.get("le").and_then(|le| parse_le(le)) else {
+            return Err("a histogram series without a numeric `le` label".into());
+        };
+        for &(t, v) in &series.points {
+            let count = if v.is_finite() && v >= 0.0 { v } else { 0.0 };
+            steps
+                .entry(millis(t))
+                .or_default()
+                .push(Bucket { le, count });
+        }
+    }
+    Ok(steps)
 }

@@ -1,16 +1,35 @@
 //! One metric's judgement, by metric type.
+//!
+//! Count-based metrics (`ratio`, `histogram`) are judged sequentially over the window's steps
+//! with anytime-valid e-processes, exactly as a rollout that looks at every step would judge
+//! them: a regression beyond tolerance fails as soon as the evidence shows it, a pass needs
+//! evidence that any change is within tolerance, and anything in between is `nodata` with an
+//! estimate of how much more traffic is needed. `series` metrics use Mann-Whitney U at a level
+//! corrected for the number of looks so far.
 
+use super::decision::{Call, Sides};
 use super::evidence;
 use super::words;
 use super::{MetricData, MetricResult, Outcome, VersionSummary};
 use crate::data::{QueryResult, Role};
 use crate::stats::histogram::{self, Bucket};
-use crate::stats::{Alternative, mann_whitney, rates, summary};
+use crate::stats::sequential::alpha_for_look;
+use crate::stats::{Alternative, mann_whitney, summary};
 use crate::template::{Aggregate, Direction, MetricSpec, MetricType, QueryPart};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Judges one metric from its fetched data at significance level `alpha`.
-pub fn judge_metric(spec: &MetricSpec, data: &MetricData, alpha: f64) -> MetricResult {
+/// How to judge: the significance level and which look of a rollout this is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// The template's significance level.
+    pub alpha: f64,
+    /// 1 for a one-off judgement; the n-th judgement of a rollout otherwise. Tests that are
+    /// not anytime-valid (`series`) spend `alpha` across looks.
+    pub look: u32,
+}
+
+/// Judges one metric from its fetched data.
+pub fn judge_metric(spec: &MetricSpec, data: &MetricData, settings: Settings) -> MetricResult {
     let mut result = MetricResult {
         name: spec.name.clone(),
         kind: spec.kind.as_str(),
@@ -22,6 +41,7 @@ pub fn judge_metric(spec: &MetricSpec, data: &MetricData, alpha: f64) -> MetricR
         test: String::new(),
         statistic: None,
         p_value: None,
+        e_value: None,
         estimate: None,
         ci: None,
         stable: None,
@@ -36,10 +56,16 @@ pub fn judge_metric(spec: &MetricSpec, data: &MetricData, alpha: f64) -> MetricR
         result.reason = data.errors.join("; ");
         return result;
     }
+    let alpha = settings.alpha;
     let outcome = match spec.kind {
         MetricType::Ratio => judge_ratio(spec, data, alpha, &mut result),
         MetricType::Histogram => judge_histogram(spec, data, alpha, &mut result),
-        MetricType::Series => judge_series(spec, data, alpha, &mut result),
+        MetricType::Series => judge_series(
+            spec,
+            data,
+            alpha_for_look(alpha, settings.look),
+            &mut result,
+        ),
         MetricType::Threshold => judge_threshold(spec, data, &mut result),
     };
     match outcome {
@@ -74,47 +100,9 @@ fn alternative(direction: Direction) -> Alternative {
     }
 }
 
-/// Is a relative change harmful and beyond the tolerance?
-fn beyond_tolerance(direction: Direction, rel: f64, tolerance: f64) -> bool {
-    match direction {
-        Direction::Increase => rel > tolerance,
-        Direction::Decrease => rel < -tolerance,
-        Direction::Either => rel.abs() > tolerance,
-    }
-}
-
-/// Does an interval of the relative change exclude "no change" on the harmful side?
-fn interval_excludes_zero(direction: Direction, low: f64, high: f64) -> bool {
-    match direction {
-        Direction::Increase => low > 0.0,
-        Direction::Decrease => high < 0.0,
-        Direction::Either => low > 0.0 || high < 0.0,
-    }
-}
-
-/// A regression only when the change is both significant and harmful beyond tolerance.
-fn decide(significant: bool, harmful: bool, rel: f64) -> Outcome {
-    match (significant && harmful, rel >= 0.0) {
-        (false, _) => Outcome::Pass,
-        (true, true) => Outcome::High,
-        (true, false) => Outcome::Low,
-    }
-}
-
-/// The sentence ending for a tested change.
-fn verdict_words(significant: bool, harmful: bool, p: f64, tolerance: f64) -> String {
-    let tol = words::percent(tolerance);
-    match (significant, harmful) {
-        (true, true) => format!(
-            "regression beyond the {tol} tolerance ({})",
-            words::p_value(p)
-        ),
-        (true, false) => format!(
-            "a significant change, but within the {tol} tolerance or not harmful ({})",
-            words::p_value(p)
-        ),
-        (false, _) => format!("no significant regression ({})", words::p_value(p)),
-    }
+/// The rate ratios that tolerance allows above and below 1.
+fn ratio_bounds(tolerance: f64) -> (f64, f64) {
+    (1.0 + tolerance, (1.0 - tolerance).max(1e-6))
 }
 
 fn too_little(what: &str, stable: f64, canary: f64, min: f64, field: &str) -> String {
@@ -145,19 +133,69 @@ fn too_little(what: &str, stable: f64, canary: f64, min: f64, field: &str) -> St
     text
 }
 
-fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut MetricResult) -> Judged {
-    let mut counts = [[0.0; 2]; 2];
-    for (i, role) in [Role::Stable, Role::Canary].into_iter().enumerate() {
-        for (j, part) in [QueryPart::Errors, QueryPart::Total]
-            .into_iter()
-            .enumerate()
-        {
-            let what = format!("{role} {}", part.field());
-            counts[i][j] =
-                evidence::sum_counts(answer(data, role, part)?, &what, &mut out.warnings);
+/// Turns a sequential call into an outcome and the end of the reason's sentence.
+fn conclude(
+    sides: &Sides,
+    tolerance: f64,
+    steps: usize,
+    more: Option<f64>,
+    unit: &str,
+) -> (Outcome, String) {
+    let tol = words::percent(tolerance);
+    match sides.call() {
+        Call::Regression { higher, look } => (
+            if higher { Outcome::High } else { Outcome::Low },
+            format!(
+                "regression beyond the {tol} tolerance (e-value {}, shown at step {look} of {steps})",
+                words::e_value(sides.harm_e())
+            ),
+        ),
+        Call::Safe => (
+            Outcome::Pass,
+            format!(
+                "within the {tol} tolerance (e-value {} for that)",
+                words::e_value(sides.safe_e())
+            ),
+        ),
+        Call::Undecided => {
+            let need = match more {
+                Some(m) if m > 0.0 => format!("; about {} more {unit} should settle it", words::count(m)),
+                Some(_) => "; a little more data should settle it unless the change is close to the tolerance".into(),
+                None => String::new(),
+            };
+            (
+                Outcome::NoData,
+                format!(
+                    "not yet enough evidence that any change is within the {tol} tolerance{need}"
+                ),
+            )
         }
     }
-    let [[se, sn], [ce, cn]] = counts;
+}
+
+fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut MetricResult) -> Judged {
+    let mut steps: BTreeMap<i64, [f64; 4]> = BTreeMap::new();
+    let parts = [
+        (Role::Canary, QueryPart::Errors),
+        (Role::Canary, QueryPart::Total),
+        (Role::Stable, QueryPart::Errors),
+        (Role::Stable, QueryPart::Total),
+    ];
+    for (i, (role, part)) in parts.into_iter().enumerate() {
+        let result = answer(data, role, part)?;
+        if result.series.len() > 1 {
+            out.warnings.push(format!(
+                "the {role} {} query returned {} series; they were added up (wrap it in sum(...) to make that explicit)",
+                part.field(),
+                result.series.len()
+            ));
+        }
+        for (t, v) in evidence::step_counts(result) {
+            steps.entry(t).or_insert([0.0; 4])[i] = v;
+        }
+    }
+    let total = |i: usize| steps.values().map(|c| c[i]).sum::<f64>();
+    let (ce, cn, se, sn) = (total(0), total(1), total(2), total(3));
     let summary = |e: f64, n: f64| VersionSummary {
         n,
         errors: Some(e),
@@ -166,7 +204,7 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
     };
     out.stable = Some(summary(se, sn));
     out.canary = Some(summary(ce, cn));
-    out.test = "rate comparison".into();
+    out.test = "sequential rate ratio (anytime-valid e-process)".into();
     let min = spec.min_requests() as f64;
     if sn < min || cn < min {
         return Ok((
@@ -185,42 +223,54 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
             ));
         }
     }
-    let (se, ce) = (se.min(sn), ce.min(cn));
-    let confidence = 1.0 - alpha;
-    let cmp = rates::compare_rates(ce, cn, se, sn, alternative(spec.direction), confidence)
-        .ok_or_else(|| "the counts cannot be compared (non-finite or negative)".to_string())?;
-    out.test = cmp.test.to_string();
-    out.statistic = Some(cmp.statistic);
-    out.p_value = Some(cmp.p_value);
-    let level = words::confidence(alpha);
+    let tolerance = spec.tolerance.0;
+    let (upper, lower) = ratio_bounds(tolerance);
+    let mut sides = Sides::new(spec.direction, alpha);
+    for c in steps.values() {
+        let [ce, cn, se, sn] = *c;
+        sides.observe([ce.min(cn), cn, se.min(sn), sn], upper, lower);
+    }
+    out.p_value = Some(sides.p_value());
+    out.e_value = Some(sides.harm_e());
+    out.statistic = out.e_value;
+    let (outcome, ending) = conclude(
+        &sides,
+        tolerance,
+        steps.len(),
+        sides.more_requests(),
+        "requests",
+    );
     if ce == 0.0 && se == 0.0 {
-        out.estimate = Some(0.0);
-        out.ci = Some([cmp.ratio.low - 1.0, cmp.ratio.high - 1.0]);
         return Ok((
-            Outcome::Pass,
+            outcome,
             format!(
-                "no errors in either version (canary 0 of {}, stable 0 of {})",
+                "no errors in either version (canary 0 of {}, stable 0 of {}); {ending}",
                 words::count(cn),
                 words::count(sn)
             ),
         ));
     }
-    let rel = cmp.ratio.estimate - 1.0;
-    out.estimate = Some(rel);
-    out.ci = Some([cmp.ratio.low - 1.0, cmp.ratio.high - 1.0]);
-    let significant = cmp.p_value < alpha;
-    let harmful = beyond_tolerance(spec.direction, rel, spec.tolerance.0);
-    let outcome = decide(significant, harmful, rel);
+    let estimate = sides.estimate().unwrap_or(f64::NAN);
+    out.estimate = Some(estimate - 1.0);
+    let interval = match sides.confidence_sequence(alpha) {
+        Some((lo, hi)) => {
+            out.ci = Some([lo - 1.0, hi - 1.0]);
+            format!(
+                ", {} CS {}-{}",
+                words::confidence(alpha),
+                words::times(lo),
+                words::times(hi)
+            )
+        }
+        None => String::new(),
+    };
     Ok((
         outcome,
         format!(
-            "canary error rate {} vs stable {} ({}, {level} CI {}-{}); {}",
-            words::percent(cmp.canary_rate),
-            words::percent(cmp.stable_rate),
-            words::times(cmp.ratio.estimate),
-            words::times(cmp.ratio.low),
-            words::times(cmp.ratio.high),
-            verdict_words(significant, harmful, cmp.p_value, spec.tolerance.0)
+            "canary error rate {} vs stable {} ({}{interval}); {ending}",
+            words::percent(ce / cn),
+            words::percent(se / sn),
+            words::times(estimate),
         ),
     ))
 }
@@ -231,14 +281,10 @@ fn judge_histogram(
     alpha: f64,
     out: &mut MetricResult,
 ) -> Judged {
-    let stable = histogram::normalize(&evidence::buckets(
-        answer(data, Role::Stable, QueryPart::Query)?,
-        &mut out.warnings,
-    )?);
-    let canary = histogram::normalize(&evidence::buckets(
-        answer(data, Role::Canary, QueryPart::Query)?,
-        &mut out.warnings,
-    )?);
+    let stable_result = answer(data, Role::Stable, QueryPart::Query)?;
+    let canary_result = answer(data, Role::Canary, QueryPart::Query)?;
+    let stable = histogram::normalize(&evidence::buckets(stable_result, &mut out.warnings)?);
+    let canary = histogram::normalize(&evidence::buckets(canary_result, &mut out.warnings)?);
     let (sn, cn) = (histogram::total(&stable), histogram::total(&canary));
     let quantiles = spec.quantiles();
     let summary = |b: &[Bucket], n: f64| VersionSummary {
@@ -253,7 +299,8 @@ fn judge_histogram(
     };
     out.stable = Some(summary(&stable, sn));
     out.canary = Some(summary(&canary, cn));
-    out.test = "chi-square homogeneity of buckets".into();
+    out.test =
+        "sequential exceedance rates at the stable quantiles (anytime-valid e-processes)".into();
     let min = spec.min_requests() as f64;
     if sn < min || cn < min {
         return Ok((
@@ -261,14 +308,89 @@ fn judge_histogram(
             too_little("requests", sn, cn, min, "minRequests"),
         ));
     }
-    let homogeneity = histogram::chi_square_homogeneity(&canary, &stable);
-    let p = homogeneity.as_ref().map_or(1.0, |h| h.p_value);
-    out.statistic = homogeneity.as_ref().map(|h| h.statistic);
-    out.p_value = Some(p);
+    let tolerance = spec.tolerance.0;
+    let stable_steps = evidence::step_buckets(stable_result)?;
+    let canary_steps = evidence::step_buckets(canary_result)?;
+    let times: BTreeSet<i64> = stable_steps
+        .keys()
+        .chain(canary_steps.keys())
+        .copied()
+        .collect();
+    // One e-process per quantile, each at alpha / (number of quantiles).
+    let level = alpha / quantiles.len().max(1) as f64;
+    let mut per_quantile: Vec<Sides> = quantiles
+        .iter()
+        .map(|_| Sides::new(spec.direction, level))
+        .collect();
+    let mut history: Vec<Bucket> = Vec::new();
+    for t in &times {
+        let now_stable = histogram::normalize(stable_steps.get(t).map_or(&[][..], Vec::as_slice));
+        let now_canary = histogram::normalize(canary_steps.get(t).map_or(&[][..], Vec::as_slice));
+        let past = histogram::normalize(&history);
+        let past_total = histogram::total(&past);
+        if past_total > 0.0 {
+            for (q, sides) in quantiles.iter().zip(per_quantile.iter_mut()) {
+                // The bound and the tolerance's ratio come from earlier steps only, so they are
+                // fixed before this step's data are seen.
+                let Some(bound) = histogram::bound_near_quantile(*q, &past) else {
+                    continue;
+                };
+                let above = |b: &[Bucket], x: f64| {
+                    histogram::count_at(x, b).map(|c| histogram::total(b) - c)
+                };
+                // How many more stable requests a latency (1 + tolerance) times longer would
+                // push above the bound: the ratio of exceedances that tolerance allows.
+                let shifted = |factor: f64| {
+                    histogram::count_at_geometric(bound / factor, &past)
+                        .map(|c| histogram::total(&past) - c)
+                };
+                let (Some(past_above), Some(up_above), Some(down_above)) = (
+                    above(&past, bound),
+                    shifted(1.0 + tolerance),
+                    shifted((1.0 - tolerance).max(1e-6)),
+                ) else {
+                    continue;
+                };
+                if past_above <= 0.0 {
+                    continue;
+                }
+                let (Some(c_above), Some(s_above)) =
+                    (above(&now_canary, bound), above(&now_stable, bound))
+                else {
+                    continue;
+                };
+                let counts = [
+                    c_above,
+                    histogram::total(&now_canary),
+                    s_above,
+                    histogram::total(&now_stable),
+                ];
+                let lower = if tolerance < 1.0 {
+                    down_above / past_above
+                } else {
+                    1e-6
+                };
+                sides.observe(counts, up_above / past_above, lower.max(1e-6));
+            }
+        }
+        history.extend(stable_steps.get(t).into_iter().flatten().copied());
+    }
+    // The decision: a regression at any quantile fails; a pass needs every quantile safe.
+    let calls: Vec<Call> = per_quantile.iter().map(Sides::call).collect();
+    let worst_e = per_quantile.iter().map(Sides::harm_e).fold(0.0, f64::max);
+    out.e_value = Some(worst_e);
+    out.statistic = Some(worst_e);
+    out.p_value = Some(
+        per_quantile
+            .iter()
+            .map(|s| s.p_value() * quantiles.len() as f64)
+            .fold(1.0, f64::min)
+            .min(1.0),
+    );
+    // For the words: the quantile with the most harmful interpolated shift.
     let confidence = 1.0 - alpha;
-    // Pick the quantile with the most harmful change.
-    let mut worst: Option<(f64, f64, f64, f64, f64, f64)> = None; // q, rel, low, high, c, s
-    for q in &quantiles {
+    let mut shown: Option<(usize, f64, f64, f64, f64, f64)> = None; // index, rel, low, high, c, s
+    for (i, q) in quantiles.iter().enumerate() {
         let (Some(c), Some(s)) = (
             histogram::quantile_interval(*q, &canary, confidence),
             histogram::quantile_interval(*q, &stable, confidence),
@@ -289,43 +411,56 @@ fn judge_histogram(
         } else {
             f64::INFINITY
         };
-        let badness = match spec.direction {
-            Direction::Increase => rel,
-            Direction::Decrease => -rel,
-            Direction::Either => rel.abs(),
+        let regressed = matches!(calls[i], Call::Regression { .. });
+        let better = match shown {
+            None => true,
+            Some((j, prev, ..)) => {
+                let prev_regressed = matches!(calls[j], Call::Regression { .. });
+                (regressed && !prev_regressed)
+                    || (regressed == prev_regressed
+                        && harm(spec.direction, rel) > harm(spec.direction, prev))
+            }
         };
-        if worst.is_none_or(|w| badness > harm(spec.direction, w.1)) {
-            worst = Some((*q, rel, low, high, c.estimate, s.estimate));
+        if better {
+            shown = Some((i, rel, low, high, c.estimate, s.estimate));
         }
     }
-    let Some((q, rel, low, high, c, s)) = worst else {
+    let Some((i, rel, low, high, c, s)) = shown else {
         return Ok((
             Outcome::NoData,
             "no quantile could be estimated from the buckets (all requests in the +Inf bucket or a zero latency)".into(),
         ));
     };
-    out.test = format!(
-        "chi-square homogeneity of buckets; p{} shift",
-        quantile_label(q)
-    );
     out.estimate = Some(rel);
     out.ci = Some([low, high]);
-    let significant = p < alpha;
-    let harmful = beyond_tolerance(spec.direction, rel, spec.tolerance.0)
-        && interval_excludes_zero(spec.direction, low, high);
-    let outcome = decide(significant, harmful, rel);
+    let steps = times.len();
+    let (outcome, ending) = match calls
+        .iter()
+        .position(|c| matches!(c, Call::Regression { .. }))
+    {
+        Some(j) => conclude(&per_quantile[j], tolerance, steps, None, "requests"),
+        None => match calls.iter().position(|c| *c == Call::Undecided) {
+            Some(j) => conclude(
+                &per_quantile[j],
+                tolerance,
+                steps,
+                per_quantile[j].more_requests(),
+                "requests",
+            ),
+            None => conclude(&per_quantile[i], tolerance, steps, None, "requests"),
+        },
+    };
     Ok((
         outcome,
         format!(
-            "canary p{} {} vs stable {} ({}, {} CI {} to {}); {}",
-            quantile_label(q),
+            "canary p{} {} vs stable {} ({}, {} CI {} to {}); {ending}",
+            quantile_label(quantiles[i]),
             words::value(c),
             words::value(s),
             words::change(rel),
             words::confidence(alpha),
             words::change(low),
             words::change(high),
-            verdict_words(significant, harmful, p, spec.tolerance.0)
         ),
     ))
 }
@@ -339,8 +474,7 @@ fn harm(direction: Direction, rel: f64) -> f64 {
 }
 
 fn quantile_label(q: f64) -> String {
-    let p = q * 100.0;
-    words::significant(p, 3)
+    words::significant(q * 100.0, 3)
 }
 
 fn point_summary(points: &[f64]) -> VersionSummary {
@@ -388,53 +522,110 @@ fn judge_series(
     }
     let mw = mann_whitney::mann_whitney_u(&canary, &stable, alternative(spec.direction))
         .ok_or_else(|| "Mann-Whitney U could not be computed".to_string())?;
-    out.test = format!("Mann-Whitney U ({})", mw.method);
+    out.test = format!("Mann-Whitney U ({}), Hodges-Lehmann shift", mw.method);
     out.statistic = Some(mw.u);
     out.p_value = Some(mw.p_value);
-    let shift = mann_whitney::hodges_lehmann(&canary, &stable, 1.0 - alpha)
+    // A two-sided interval at 1 - 2 alpha gives one-sided bounds at level alpha.
+    let shift = mann_whitney::hodges_lehmann(&canary, &stable, 1.0 - 2.0 * alpha)
         .ok_or_else(|| "the Hodges-Lehmann shift could not be computed".to_string())?;
-    let stable_median = summary::summarize(&stable).map_or(0.0, |s| s.median);
-    let stable_mean = summary::summarize(&stable).map_or(0.0, |s| s.mean);
+    let stable_summary = summary::summarize(&stable);
+    let stable_median = stable_summary.map_or(0.0, |s| s.median);
+    let stable_mean = stable_summary.map_or(0.0, |s| s.mean);
+    let canary_median = summary::summarize(&canary).map_or(0.0, |s| s.median);
     let base = if stable_median != 0.0 {
         stable_median.abs()
     } else {
         stable_mean.abs()
     };
     let significant = mw.p_value < alpha;
-    let canary_median = summary::summarize(&canary).map_or(0.0, |s| s.median);
-    if base == 0.0 {
-        // A stable version that is exactly zero: judge the absolute shift.
-        let harmful = beyond_tolerance(spec.direction, shift.estimate, 0.0);
-        let outcome = decide(significant, harmful, shift.estimate);
-        return Ok((
-            outcome,
-            format!(
-                "stable is 0 throughout; canary median {} (shift {}); {}",
-                words::value(canary_median),
-                words::value(shift.estimate),
-                verdict_words(significant, harmful, mw.p_value, 0.0)
-            ),
-        ));
+    // With a stable version that is exactly zero, judge the absolute shift with no tolerance.
+    let (scale, tolerance) = if base == 0.0 {
+        (1.0, 0.0)
+    } else {
+        (base, spec.tolerance.0)
+    };
+    let (rel, low, high) = (
+        shift.estimate / scale,
+        shift.low / scale,
+        shift.high / scale,
+    );
+    if base != 0.0 {
+        out.estimate = Some(rel);
+        out.ci = Some([low, high]);
     }
-    let rel = shift.estimate / base;
-    let (low, high) = (shift.low / base, shift.high / base);
-    out.estimate = Some(rel);
-    out.ci = Some([low, high]);
-    let harmful = beyond_tolerance(spec.direction, rel, spec.tolerance.0);
-    let outcome = decide(significant, harmful, rel);
-    Ok((
-        outcome,
+    let beyond = match spec.direction {
+        Direction::Increase => low > tolerance,
+        Direction::Decrease => high < -tolerance,
+        Direction::Either => low > tolerance || high < -tolerance,
+    };
+    let within = match spec.direction {
+        Direction::Increase => high <= tolerance,
+        Direction::Decrease => low >= -tolerance,
+        Direction::Either => high <= tolerance && low >= -tolerance,
+    };
+    let tol = words::percent(tolerance);
+    let (outcome, ending) = if significant && beyond {
+        (
+            if rel >= 0.0 {
+                Outcome::High
+            } else {
+                Outcome::Low
+            },
+            format!(
+                "regression beyond the {tol} tolerance ({})",
+                words::p_value(mw.p_value)
+            ),
+        )
+    } else if within {
+        (
+            Outcome::Pass,
+            format!(
+                "within the {tol} tolerance ({})",
+                words::p_value(mw.p_value)
+            ),
+        )
+    } else {
+        // The interval's half-width shrinks like 1/sqrt(n).
+        let half = (high - low) / 2.0;
+        let room = tolerance - rel.abs();
+        let more = if room > 0.0 && half > 0.0 {
+            let factor = (half / room).powi(2);
+            format!(
+                "; about {} more points per version should settle it",
+                words::count((sn.min(cn) * (factor - 1.0)).max(1.0))
+            )
+        } else {
+            String::new()
+        };
+        (
+            Outcome::NoData,
+            format!(
+                "the interval still reaches beyond the {tol} tolerance ({}){more}",
+                words::p_value(mw.p_value)
+            ),
+        )
+    };
+    let shown = if base == 0.0 {
         format!(
-            "canary median {} vs stable {} (shift {}, {} CI {} to {}); {}",
+            "stable is 0 throughout; canary median {} (shift {}, {} CI {} to {})",
+            words::value(canary_median),
+            words::value(shift.estimate),
+            words::confidence(2.0 * alpha),
+            words::value(low),
+            words::value(high)
+        )
+    } else {
+        format!(
+            "canary median {} vs stable {} (shift {}, {} CI {} to {})",
             words::value(canary_median),
             words::value(stable_median),
             words::change(rel),
-            words::confidence(alpha),
+            words::confidence(2.0 * alpha),
             words::change(low),
-            words::change(high),
-            verdict_words(significant, harmful, mw.p_value, spec.tolerance.0)
-        ),
-    ))
+            words::change(high)
+        )
+    };
+    Ok((outcome, format!("{shown}; {ending}")))
 }
 
 fn judge_threshold(spec: &MetricSpec, data: &MetricData, out: &mut MetricResult) -> Judged {
@@ -469,13 +660,17 @@ fn judge_threshold(spec: &MetricSpec, data: &MetricData, out: &mut MetricResult)
     canary.value = Some(value);
     out.canary = Some(canary);
     out.statistic = Some(value);
-    let what = format!("canary {} {}", aggregate.as_str(), words::value(value));
+    let what = format!(
+        "canary {} {}",
+        aggregate.as_str(),
+        words::significant(value, 4)
+    );
     if let Some(min) = spec.min
         && value < min
     {
         return Ok((
             Outcome::Low,
-            format!("{what} is below the minimum {}", words::value(min)),
+            format!("{what} is below the minimum {}", words::significant(min, 4)),
         ));
     }
     if let Some(max) = spec.max
@@ -483,7 +678,7 @@ fn judge_threshold(spec: &MetricSpec, data: &MetricData, out: &mut MetricResult)
     {
         return Ok((
             Outcome::High,
-            format!("{what} is above the maximum {}", words::value(max)),
+            format!("{what} is above the maximum {}", words::significant(max, 4)),
         ));
     }
     let bounds = match (spec.min, spec.max) {

@@ -2,11 +2,12 @@
 //!
 //! Pure: it takes query answers that a source already fetched and returns a [`Report`].
 
+mod decision;
 mod evidence;
 mod metric;
 pub mod words;
 
-pub use metric::judge_metric;
+pub use metric::{Settings, judge_metric};
 
 use crate::data::{QueryResult, Role, Window};
 use crate::template::{AnalysisTemplate, MetricSpec, NoDataPolicy, QueryPart, Scoring};
@@ -126,11 +127,16 @@ pub struct MetricResult {
     pub test: String,
     /// The test statistic.
     pub statistic: Option<f64>,
-    /// The p-value of the test in the harmful direction.
+    /// The p-value of the test in the harmful direction (anytime-valid for sequential tests:
+    /// `1 / e_value`, capped at 1).
     pub p_value: Option<f64>,
+    /// For sequential tests: the largest e-value for a harmful change seen at any step; the
+    /// test fails the metric once it reaches `1 / alpha`.
+    pub e_value: Option<f64>,
     /// Estimated relative change canary vs stable (0.25 = +25%).
     pub estimate: Option<f64>,
-    /// Interval of that change, [low, high], at confidence 1 - alpha.
+    /// Interval of that change, [low, high]: a confidence sequence at 1 - alpha for ratio
+    /// metrics, a fixed-sample interval otherwise.
     pub ci: Option<[f64; 2]>,
     /// The stable version's data (absent for threshold metrics).
     pub stable: Option<VersionSummary>,
@@ -339,6 +345,8 @@ pub struct RunInfo {
     pub stable: String,
     /// Canary matchers, as rendered.
     pub canary: String,
+    /// 1 for a one-off judgement; the n-th judgement of the same rollout otherwise.
+    pub look: u32,
 }
 
 /// Judges every metric of a template from fetched data and builds the report.
@@ -349,7 +357,16 @@ pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) ->
         .metrics
         .iter()
         .zip(data)
-        .map(|(spec, data)| judge_metric(spec, data, scoring.alpha))
+        .map(|(spec, data)| {
+            judge_metric(
+                spec,
+                data,
+                Settings {
+                    alpha: scoring.alpha,
+                    look: info.look,
+                },
+            )
+        })
         .collect();
     let (verdict, score, groups, reasons) = verdict(&template.spec.metrics, &results, scoring);
     Report {

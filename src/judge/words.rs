@@ -65,6 +65,17 @@ pub fn p_value(p: f64) -> String {
     }
 }
 
+/// An e-value: 12, 3400, 2.1e9.
+pub fn e_value(e: f64) -> String {
+    if !e.is_finite() {
+        "∞".into()
+    } else if e >= 1e5 {
+        format!("{e:.1e}")
+    } else {
+        significant(e, 2)
+    }
+}
+
 /// A plain value with about three significant digits.
 pub fn value(v: f64) -> String {
     significant(v, 3)

@@ -53,6 +53,68 @@ pub fn total(buckets: &[Bucket]) -> f64 {
     normalize(buckets).last().map_or(0.0, |b| b.count)
 }
 
+/// The cumulative count at `x`, interpolated linearly within its bucket (the lower bound of
+/// the first bucket is 0), as `histogram_quantile` assumes observations spread evenly within
+/// a bucket. `buckets` must be normalized. `None` for NaN, or `x` beyond the last finite
+/// bound (nothing is known inside the `+Inf` bucket).
+pub fn count_at(x: f64, buckets: &[Bucket]) -> Option<f64> {
+    count_at_with(x, buckets, |x, l, u| (x - l) / (u - l))
+}
+
+/// Like [`count_at`], but spreading observations evenly over the logarithm of the value
+/// within a bucket (linearly in the first bucket, which starts at 0). Latencies are closer
+/// to log-normal than to uniform within wide buckets, so this places the mass of a bucket
+/// more faithfully when asking how many requests fall within a few percent of its bound.
+pub fn count_at_geometric(x: f64, buckets: &[Bucket]) -> Option<f64> {
+    count_at_with(x, buckets, |x, l, u| {
+        if l > 0.0 {
+            (x / l).ln() / (u / l).ln()
+        } else {
+            (x - l) / (u - l)
+        }
+    })
+}
+
+fn count_at_with(
+    x: f64,
+    buckets: &[Bucket],
+    fraction: impl Fn(f64, f64, f64) -> f64,
+) -> Option<f64> {
+    if x.is_nan() {
+        return None;
+    }
+    let mut lower = (0.0, 0.0);
+    for b in buckets {
+        if x <= b.le {
+            if !b.le.is_finite() {
+                return None;
+            }
+            let (l, c) = lower;
+            if x <= l || b.le <= l {
+                return Some(c);
+            }
+            return Some(c + (b.count - c) * fraction(x, l, b.le).clamp(0.0, 1.0));
+        }
+        lower = (b.le, b.count);
+    }
+    None
+}
+
+/// The finite, positive bucket bound nearest to the `q` quantile on a log scale, so the share
+/// of observations above it is as close to `1 - q` as the buckets allow. `buckets` must be
+/// normalized.
+pub fn bound_near_quantile(q: f64, buckets: &[Bucket]) -> Option<f64> {
+    let value = quantile(q, buckets)?;
+    if value.is_nan() || value <= 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .map(|b| b.le)
+        .filter(|le| le.is_finite() && *le > 0.0)
+        .min_by(|a, b| (a / value).ln().abs().total_cmp(&(b / value).ln().abs()))
+}
+
 /// Normalized buckets usable for quantiles: at least two, ending in `+Inf`,
 /// with a positive total.
 fn quantile_buckets(buckets: &[Bucket]) -> Option<Vec<Bucket>> {
@@ -250,6 +312,39 @@ pub fn chi_square_homogeneity(a: &[Bucket], b: &[Bucket]) -> Option<Homogeneity>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn count_at_interpolates_within_buckets() {
+        let b = super::normalize(&[
+            super::Bucket {
+                le: 0.1,
+                count: 10.0,
+            },
+            super::Bucket {
+                le: 0.5,
+                count: 50.0,
+            },
+            super::Bucket {
+                le: f64::INFINITY,
+                count: 60.0,
+            },
+        ]);
+        assert_eq!(super::count_at(0.05, &b), Some(5.0));
+        assert!((super::count_at(0.3, &b).unwrap() - 30.0).abs() < 1e-9);
+        assert_eq!(super::count_at(0.5, &b), Some(50.0));
+        assert_eq!(super::count_at(0.7, &b), None);
+        let g = super::count_at_geometric(0.2, &b).unwrap();
+        assert!(
+            (g - (10.0 + 40.0 * 2f64.ln() / 5f64.ln())).abs() < 1e-9,
+            "{g}"
+        );
+        assert_eq!(super::count_at_geometric(0.05, &b), Some(5.0));
+        // The median is 0.3: 0.5 is nearer than 0.1 on a log scale.
+        assert_eq!(super::bound_near_quantile(0.5, &b), Some(0.5));
+        assert_eq!(super::bound_near_quantile(0.1, &b), Some(0.1));
+        // In the +Inf bucket the quantile is the largest finite bound, as in Prometheus.
+        assert_eq!(super::bound_near_quantile(0.99, &b), Some(0.5));
+    }
+
     use super::*;
     use crate::stats::testutil::{assert_close, floats};
 

@@ -7,7 +7,9 @@
 
 pub mod histogram;
 pub mod mann_whitney;
+pub mod random;
 pub mod rates;
+pub mod sequential;
 pub mod summary;
 
 pub use mann_whitney::Interval;
