@@ -2,7 +2,8 @@
 
 use crate::data::QueryResult;
 use crate::stats::histogram::Bucket;
-use crate::template::NanStrategy;
+use crate::stats::outliers::{self, OutlierMode};
+use crate::template::{DEFAULT_IQR_FACTOR, NanStrategy, OutlierStrategy};
 use std::collections::BTreeMap;
 
 /// Cumulative bucket counts over the window from a `sum by (le)` answer.
@@ -85,6 +86,33 @@ pub fn points(
         warnings.push(format!("{removed} NaN or infinite points were removed"));
     }
     Ok(out)
+}
+
+/// Applies the template's outlier strategy to points (after NaN handling).
+pub fn without_outliers(
+    points: Vec<f64>,
+    strategy: OutlierStrategy,
+    factor: Option<f64>,
+    warnings: &mut Vec<String>,
+) -> Vec<f64> {
+    let mode = match strategy {
+        OutlierStrategy::Keep => return points,
+        OutlierStrategy::Remove => OutlierMode::Remove,
+        OutlierStrategy::Replace => OutlierMode::Replace,
+    };
+    let k = factor.unwrap_or(DEFAULT_IQR_FACTOR);
+    let (out, touched) = outliers::apply(&points, mode, k);
+    if touched > 0 {
+        let verb = if mode == OutlierMode::Remove {
+            "removed"
+        } else {
+            "moved onto the fences"
+        };
+        warnings.push(format!(
+            "{touched} outlying points (outside {k} IQR fences) were {verb}"
+        ));
+    }
+    out
 }
 
 /// Time stamps in milliseconds, so points of different queries line up exactly.

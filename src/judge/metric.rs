@@ -491,24 +491,35 @@ fn point_summary(points: &[f64]) -> VersionSummary {
     }
 }
 
+/// A version's points after the NaN and outlier strategies.
+fn series_points(
+    spec: &MetricSpec,
+    data: &MetricData,
+    role: Role,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<f64>, String> {
+    let points = evidence::points(
+        answer(data, role, QueryPart::Query)?,
+        spec.nan,
+        spec.nan_value,
+        warnings,
+    )?;
+    Ok(evidence::without_outliers(
+        points,
+        spec.outliers,
+        spec.iqr_factor,
+        warnings,
+    ))
+}
+
 fn judge_series(
     spec: &MetricSpec,
     data: &MetricData,
     alpha: f64,
     out: &mut MetricResult,
 ) -> Judged {
-    let stable = evidence::points(
-        answer(data, Role::Stable, QueryPart::Query)?,
-        spec.nan,
-        spec.nan_value,
-        &mut out.warnings,
-    )?;
-    let canary = evidence::points(
-        answer(data, Role::Canary, QueryPart::Query)?,
-        spec.nan,
-        spec.nan_value,
-        &mut out.warnings,
-    )?;
+    let stable = series_points(spec, data, Role::Stable, &mut out.warnings)?;
+    let canary = series_points(spec, data, Role::Canary, &mut out.warnings)?;
     out.stable = Some(point_summary(&stable));
     out.canary = Some(point_summary(&canary));
     out.test = "Mann-Whitney U".into();
@@ -630,7 +641,7 @@ fn judge_series(
 
 fn judge_threshold(spec: &MetricSpec, data: &MetricData, out: &mut MetricResult) -> Judged {
     let result = answer(data, Role::Canary, QueryPart::Query)?;
-    let points = evidence::points(result, spec.nan, spec.nan_value, &mut out.warnings)?;
+    let points = series_points(spec, data, Role::Canary, &mut out.warnings)?;
     let aggregate = spec.aggregate.unwrap_or_default();
     let mut canary = point_summary(&points);
     out.test = format!(

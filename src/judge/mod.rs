@@ -388,3 +388,142 @@ pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) ->
         metrics: results,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Series;
+    use crate::template::load::parse;
+
+    const TEMPLATE: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: t}
+spec:
+  metrics:
+    - name: cpu
+      type: series
+      query: x{ {{ selector }} }
+      tolerance: 20%
+      outliers: remove
+    - name: slo
+      type: threshold
+      query: y{ {{ selector }} }
+      min: 0.99
+      critical: true
+"#;
+
+    fn series(values: &[f64]) -> QueryResult {
+        QueryResult {
+            series: vec![Series {
+                labels: BTreeMap::new(),
+                points: values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as f64 * 60.0, *v))
+                    .collect(),
+            }],
+            warnings: vec![],
+        }
+    }
+
+    fn data(parts: &[(Role, QueryResult)]) -> MetricData {
+        let mut d = MetricData::default();
+        for (role, r) in parts {
+            d.results.insert((*role, QueryPart::Query), r.clone());
+        }
+        d
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            alpha: 0.01,
+            look: 1,
+        }
+    }
+
+    #[test]
+    fn series_outliers_are_removed_before_the_test() {
+        let t = parse(TEMPLATE, "t").unwrap();
+        let stable: Vec<f64> = (0..40).map(|i| 1.0 + (i % 7) as f64 * 0.01).collect();
+        let mut canary = stable.clone();
+        canary[5] = 1000.0; // one scrape glitch
+        let r = judge_metric(
+            &t.spec.metrics[0],
+            &data(&[
+                (Role::Stable, series(&stable)),
+                (Role::Canary, series(&canary)),
+            ]),
+            settings(),
+        );
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("1 outlying points")),
+            "{:?}",
+            r.warnings
+        );
+        assert_eq!(r.canary.as_ref().map(|c| c.n), Some(39.0));
+    }
+
+    #[test]
+    fn series_shift_beyond_tolerance_is_high() {
+        let t = parse(TEMPLATE, "t").unwrap();
+        let stable: Vec<f64> = (0..40).map(|i| 1.0 + (i % 7) as f64 * 0.01).collect();
+        let canary: Vec<f64> = stable.iter().map(|v| v * 1.5).collect();
+        let r = judge_metric(
+            &t.spec.metrics[0],
+            &data(&[
+                (Role::Stable, series(&stable)),
+                (Role::Canary, series(&canary)),
+            ]),
+            settings(),
+        );
+        assert_eq!(r.outcome, Outcome::High, "{}", r.reason);
+        assert!(
+            r.estimate.is_some_and(|e| (0.4..0.6).contains(&e)),
+            "{:?}",
+            r.estimate
+        );
+    }
+
+    #[test]
+    fn verdict_rules() {
+        let t = parse(TEMPLATE, "t").unwrap();
+        let ok: Vec<f64> = (0..40).map(|i| 1.0 + (i % 7) as f64 * 0.01).collect();
+        let cpu = data(&[(Role::Stable, series(&ok)), (Role::Canary, series(&ok))]);
+        let info = || RunInfo {
+            window: crate::data::Window::new(
+                chrono::DateTime::from_timestamp(0, 0).unwrap(),
+                chrono::DateTime::from_timestamp(3600, 0).unwrap(),
+                crate::template::units::PromDuration::from_secs(60),
+            )
+            .unwrap(),
+            source: "test".into(),
+            stable: "a=\"1\"".into(),
+            canary: "a=\"2\"".into(),
+            look: 1,
+        };
+        // The critical SLO fails: the verdict fails with score 0.
+        let slo_bad = data(&[(Role::Canary, series(&[0.95, 0.96]))]);
+        let r = judge(&t, &[cpu.clone(), slo_bad], info());
+        assert_eq!((r.verdict, r.score), (Verdict::Fail, 0.0));
+        // The critical SLO has no data: inconclusive with score 0, never a pass.
+        let slo_empty = data(&[(Role::Canary, QueryResult::default())]);
+        let r = judge(&t, &[cpu.clone(), slo_empty], info());
+        assert_eq!((r.verdict, r.score), (Verdict::Inconclusive, 0.0));
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("never passes on missing"))
+        );
+        // A query error is an error outcome and also inconclusive.
+        let mut failed = MetricData::default();
+        failed.errors.push("boom".into());
+        let r = judge(&t, &[cpu.clone(), failed], info());
+        assert_eq!(r.metrics[1].outcome, Outcome::Error);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        // Everything passes.
+        let slo_ok = data(&[(Role::Canary, series(&[0.999, 0.995]))]);
+        let r = judge(&t, &[cpu, slo_ok], info());
+        assert_eq!((r.verdict, r.score), (Verdict::Pass, 100.0));
+    }
+}

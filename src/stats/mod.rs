@@ -7,6 +7,7 @@
 
 pub mod histogram;
 pub mod mann_whitney;
+pub mod outliers;
 pub mod random;
 pub mod rates;
 pub mod sequential;

@@ -183,6 +183,22 @@ pub enum NanStrategy {
     Fail,
 }
 
+/// What to do with outlying points of series and threshold metrics (Tukey's IQR fences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutlierStrategy {
+    /// Keep every point (the default: the rank tests are robust to outliers).
+    #[default]
+    Keep,
+    /// Drop points outside the fences.
+    Remove,
+    /// Move points outside the fences onto the nearest fence.
+    Replace,
+}
+
+/// The default IQR fence factor.
+pub const DEFAULT_IQR_FACTOR: f64 = 1.5;
+
 /// How a threshold metric reduces the canary's points over the window to one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -258,6 +274,12 @@ pub struct MetricSpec {
     /// The value that replaces NaN when `nan: replace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nan_value: Option<f64>,
+    /// What to do with outlying points (`series`, `threshold`), applied after NaN handling.
+    #[serde(default)]
+    pub outliers: OutlierStrategy,
+    /// The IQR fence factor `k` of `[Q1 - k*IQR, Q3 + k*IQR]`; default 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iqr_factor: Option<f64>,
     /// Quantiles compared for a `histogram` metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantiles: Option<Vec<f64>>,

@@ -3,7 +3,9 @@
 //! loader can point at the file and line.
 
 use super::render::{self, Placeholder};
-use super::{API_VERSION, AnalysisTemplate, KIND, MetricSpec, MetricType, NanStrategy};
+use super::{
+    API_VERSION, AnalysisTemplate, KIND, MetricSpec, MetricType, NanStrategy, OutlierStrategy,
+};
 use std::collections::BTreeSet;
 
 /// One problem in a template.
@@ -234,6 +236,25 @@ fn metric_issues(m: &MetricSpec) -> Vec<(&'static str, String)> {
             out.push(("nanValue", "applies only when nan is replace".into()))
         }
         _ => {}
+    }
+    if (ratio || histogram) && m.outliers != OutlierStrategy::Keep {
+        out.push((
+            "outliers",
+            format!("does not apply to a {kind} metric: counts are not filtered"),
+        ));
+    }
+    if let Some(k) = m.iqr_factor {
+        if !(k.is_finite() && k > 0.0) {
+            out.push((
+                "iqrFactor",
+                format!("is {k}; it must be a positive number (e.g. 1.5)"),
+            ));
+        } else if m.outliers == OutlierStrategy::Keep {
+            out.push((
+                "iqrFactor",
+                "applies only when outliers is remove or replace".into(),
+            ));
+        }
     }
     if (ratio || histogram) && m.nan != NanStrategy::Remove {
         out.push((
