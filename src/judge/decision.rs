@@ -1,6 +1,7 @@
 //! Sequential decisions for "events per request" metrics (errors, slow requests): regression
 //! beyond tolerance, within tolerance, or not enough evidence yet.
 
+use crate::stats::histogram::{self, Bucket};
 use crate::stats::sequential::{RateSequence, events_needed};
 use crate::template::Direction;
 
@@ -158,5 +159,94 @@ impl Sides {
         }
         let needed = events_needed(self.alpha, cn / requests, boundary)? / rate;
         Some((needed - requests).max(0.0))
+    }
+}
+
+/// Sequential evidence about latency from histogram buckets: for each quantile, the rate of
+/// requests slower than the stable version's bucket bound nearest that quantile, canary vs
+/// stable. The bound, and the exceedance ratio a latency `1 + tolerance` times longer would
+/// cause, come from earlier steps of the stable version only, so they are fixed before each
+/// step's data are seen. Each quantile's e-processes run at `alpha` divided by the number of
+/// quantiles.
+#[derive(Debug, Clone)]
+pub struct LatencyEvidence {
+    quantiles: Vec<f64>,
+    tolerance: f64,
+    sides: Vec<Sides>,
+    past: Vec<Bucket>,
+}
+
+impl LatencyEvidence {
+    /// Fresh evidence for `quantiles` at overall level `alpha`.
+    pub fn new(quantiles: &[f64], direction: Direction, tolerance: f64, alpha: f64) -> Self {
+        let level = alpha / quantiles.len().max(1) as f64;
+        Self {
+            quantiles: quantiles.to_vec(),
+            tolerance,
+            sides: quantiles
+                .iter()
+                .map(|_| Sides::new(direction, level))
+                .collect(),
+            past: Vec::new(),
+        }
+    }
+
+    /// Adds one step: each version's cumulative buckets over the step.
+    pub fn observe(&mut self, stable: &[Bucket], canary: &[Bucket]) {
+        let now_stable = histogram::normalize(stable);
+        let now_canary = histogram::normalize(canary);
+        let past_total = histogram::total(&self.past);
+        let above =
+            |b: &[Bucket], x: f64| histogram::count_at(x, b).map(|c| histogram::total(b) - c);
+        if past_total > 0.0 {
+            for (q, sides) in self.quantiles.iter().zip(self.sides.iter_mut()) {
+                let Some(bound) = histogram::bound_near_quantile(*q, &self.past) else {
+                    continue;
+                };
+                // How many stable requests a latency `factor` times longer would push above
+                // the bound: the ratio of exceedances that the tolerance allows.
+                let shifted = |factor: f64| {
+                    histogram::count_at_geometric(bound / factor, &self.past)
+                        .map(|c| past_total - c)
+                };
+                let (Some(past_above), Some(up)) =
+                    (above(&self.past, bound), shifted(1.0 + self.tolerance))
+                else {
+                    continue;
+                };
+                // A faster canary: unknowable beyond the last finite bucket, and no bound at
+                // all for a tolerance of 100% or more.
+                let down = if self.tolerance < 1.0 {
+                    shifted(1.0 - self.tolerance)
+                } else {
+                    None
+                }
+                .unwrap_or(0.0);
+                let (Some(c_above), Some(s_above)) =
+                    (above(&now_canary, bound), above(&now_stable, bound))
+                else {
+                    continue;
+                };
+                if past_above <= 0.0 {
+                    continue;
+                }
+                let counts = [
+                    c_above,
+                    histogram::total(&now_canary),
+                    s_above,
+                    histogram::total(&now_stable),
+                ];
+                sides.observe(counts, up / past_above, (down / past_above).max(1e-6));
+            }
+        }
+        // Adding cumulative lists with the same bounds: `normalize` sums equal bounds.
+        let mut merged = std::mem::take(&mut self.past);
+        merged.extend(now_stable);
+        self.past = histogram::normalize(&merged);
+    }
+
+    /// The evidence per quantile, in the order given.
+    pub fn sides(&self) -> &[Sides] {
+        &self.sides
     }
 }

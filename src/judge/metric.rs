@@ -7,7 +7,7 @@
 //! estimate of how much more traffic is needed. `series` metrics use Mann-Whitney U at a level
 //! corrected for the number of looks so far.
 
-use super::decision::{Call, Sides};
+use super::decision::{Call, LatencyEvidence, Sides};
 use super::evidence;
 use super::words;
 use super::{MetricData, MetricResult, Outcome, VersionSummary};
@@ -317,64 +317,14 @@ fn judge_histogram(
         .copied()
         .collect();
     // One e-process per quantile, each at alpha / (number of quantiles).
-    let level = alpha / quantiles.len().max(1) as f64;
-    let mut per_quantile: Vec<Sides> = quantiles
-        .iter()
-        .map(|_| Sides::new(spec.direction, level))
-        .collect();
-    let mut history: Vec<Bucket> = Vec::new();
+    let mut evidence = LatencyEvidence::new(&quantiles, spec.direction, tolerance, alpha);
     for t in &times {
-        let now_stable = histogram::normalize(stable_steps.get(t).map_or(&[][..], Vec::as_slice));
-        let now_canary = histogram::normalize(canary_steps.get(t).map_or(&[][..], Vec::as_slice));
-        let past = histogram::normalize(&history);
-        let past_total = histogram::total(&past);
-        if past_total > 0.0 {
-            for (q, sides) in quantiles.iter().zip(per_quantile.iter_mut()) {
-                // The bound and the tolerance's ratio come from earlier steps only, so they are
-                // fixed before this step's data are seen.
-                let Some(bound) = histogram::bound_near_quantile(*q, &past) else {
-                    continue;
-                };
-                let above = |b: &[Bucket], x: f64| {
-                    histogram::count_at(x, b).map(|c| histogram::total(b) - c)
-                };
-                // How many more stable requests a latency (1 + tolerance) times longer would
-                // push above the bound: the ratio of exceedances that tolerance allows.
-                let shifted = |factor: f64| {
-                    histogram::count_at_geometric(bound / factor, &past)
-                        .map(|c| histogram::total(&past) - c)
-                };
-                let (Some(past_above), Some(up_above), Some(down_above)) = (
-                    above(&past, bound),
-                    shifted(1.0 + tolerance),
-                    shifted((1.0 - tolerance).max(1e-6)),
-                ) else {
-                    continue;
-                };
-                if past_above <= 0.0 {
-                    continue;
-                }
-                let (Some(c_above), Some(s_above)) =
-                    (above(&now_canary, bound), above(&now_stable, bound))
-                else {
-                    continue;
-                };
-                let counts = [
-                    c_above,
-                    histogram::total(&now_canary),
-                    s_above,
-                    histogram::total(&now_stable),
-                ];
-                let lower = if tolerance < 1.0 {
-                    down_above / past_above
-                } else {
-                    1e-6
-                };
-                sides.observe(counts, up_above / past_above, lower.max(1e-6));
-            }
-        }
-        history.extend(stable_steps.get(t).into_iter().flatten().copied());
+        evidence.observe(
+            stable_steps.get(t).map_or(&[][..], Vec::as_slice),
+            canary_steps.get(t).map_or(&[][..], Vec::as_slice),
+        );
     }
+    let per_quantile = evidence.sides();
     // The decision: a regression at any quantile fails; a pass needs every quantile safe.
     let calls: Vec<Call> = per_quantile.iter().map(Sides::call).collect();
     let worst_e = per_quantile.iter().map(Sides::harm_e).fold(0.0, f64::max);

@@ -2,7 +2,7 @@
 //!
 //! Pure: it takes query answers that a source already fetched and returns a [`Report`].
 
-mod decision;
+pub mod decision;
 mod evidence;
 mod metric;
 pub mod words;
