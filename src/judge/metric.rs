@@ -241,12 +241,19 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
         "requests",
     );
     if ce == 0.0 && se == 0.0 {
+        // No event on either side says nothing about the ratio, but it is the best a canary
+        // can do: pass, and say how low its error rate is shown to be (at level alpha, zero
+        // events in n requests bound the rate by ln(1/alpha) / n).
+        let bound = (1.0 / alpha).ln() / cn;
         return Ok((
-            outcome,
+            Outcome::Pass,
             format!(
-                "no errors in either version (canary 0 of {}, stable 0 of {}); {ending}",
+                "no errors in either version (canary 0 of {}, stable 0 of {}); the canary's \
+                 error rate is below {} at {} confidence",
                 words::count(cn),
-                words::count(sn)
+                words::count(sn),
+                words::percent(bound),
+                words::confidence(alpha)
             ),
         ));
     }
@@ -361,13 +368,18 @@ fn judge_histogram(
         } else {
             f64::INFINITY
         };
-        let regressed = matches!(calls[i], Call::Regression { .. });
+        // Show the quantile that decides: a regression first, then one still undecided,
+        // then the most harmful shift.
+        let rank = |call: Call| match call {
+            Call::Regression { .. } => 2,
+            Call::Undecided => 1,
+            Call::Safe => 0,
+        };
         let better = match shown {
             None => true,
             Some((j, prev, ..)) => {
-                let prev_regressed = matches!(calls[j], Call::Regression { .. });
-                (regressed && !prev_regressed)
-                    || (regressed == prev_regressed
+                rank(calls[i]) > rank(calls[j])
+                    || (rank(calls[i]) == rank(calls[j])
                         && harm(spec.direction, rel) > harm(spec.direction, prev))
             }
         };
@@ -384,22 +396,14 @@ fn judge_histogram(
     out.estimate = Some(rel);
     out.ci = Some([low, high]);
     let steps = times.len();
-    let (outcome, ending) = match calls
-        .iter()
-        .position(|c| matches!(c, Call::Regression { .. }))
-    {
-        Some(j) => conclude(&per_quantile[j], tolerance, steps, None, "requests"),
-        None => match calls.iter().position(|c| *c == Call::Undecided) {
-            Some(j) => conclude(
-                &per_quantile[j],
-                tolerance,
-                steps,
-                per_quantile[j].more_requests(),
-                "requests",
-            ),
-            None => conclude(&per_quantile[i], tolerance, steps, None, "requests"),
-        },
-    };
+    // The shown quantile is the deciding one (see above), so its words end the sentence.
+    let (outcome, ending) = conclude(
+        &per_quantile[i],
+        tolerance,
+        steps,
+        per_quantile[i].more_requests(),
+        "requests",
+    );
     Ok((
         outcome,
         format!(

@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// No harmful change beyond the tolerance.
+    /// Shown to be within the tolerance (or, for thresholds, within the bounds).
     Pass,
-    /// The canary is significantly higher, beyond the tolerance.
+    /// Shown to be higher than the tolerance allows (or above a threshold's maximum).
     High,
-    /// The canary is significantly lower, beyond the tolerance.
+    /// Shown to be lower than the tolerance allows (or below a threshold's minimum).
     Low,
-    /// Too little data to judge.
+    /// Too little data, or not yet enough evidence either way.
     #[serde(rename = "nodata")]
     NoData,
     /// The data could not be fetched or did not make sense.

@@ -1,6 +1,6 @@
 //! Prometheus histogram buckets: normalization, `histogram_quantile`-compatible
-//! quantiles with order-statistic intervals, and a chi-square test comparing
-//! two versions' latency distributions.
+//! quantiles with order-statistic intervals, interpolated counts at any value, and a
+//! chi-square test comparing two versions' latency distributions.
 
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 

@@ -77,6 +77,11 @@ fn binomial_log_lr(x: f64, k: f64, q1: f64, q0: f64) -> f64 {
     lr
 }
 
+/// `e^x`, capped at 1e300 so overwhelming evidence stays a finite number in reports.
+fn capped_exp(x: f64) -> f64 {
+    x.min(690.0).exp()
+}
+
 fn canary_probability(share: f64, rho: f64) -> f64 {
     share * rho / (share * rho + 1.0 - share)
 }
@@ -196,23 +201,23 @@ impl RateSequence {
 
     /// The current e-value for "the ratio is above the boundary".
     pub fn e_above(&self) -> f64 {
-        self.log_e_above().exp()
+        capped_exp(self.log_e_above())
     }
 
     /// The current e-value for "the ratio is below the boundary".
     pub fn e_below(&self) -> f64 {
-        self.log_e_below().exp()
+        capped_exp(self.log_e_below())
     }
 
     /// The largest e-value for "above" seen at any look; the anytime-valid p-value is its
     /// reciprocal (capped at 1).
     pub fn max_e_above(&self) -> f64 {
-        self.max_log_e_above.exp()
+        capped_exp(self.max_log_e_above)
     }
 
     /// The largest e-value for "below" seen at any look.
     pub fn max_e_below(&self) -> f64 {
-        self.max_log_e_below.exp()
+        capped_exp(self.max_log_e_below)
     }
 
     /// The look (1-based) at which "above" first reached `1/alpha`, if it did.

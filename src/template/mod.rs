@@ -123,8 +123,8 @@ impl Default for Scoring {
 pub enum MetricType {
     /// Two counters, `errors` and `total`: compared as rates of counts.
     Ratio,
-    /// A Prometheus histogram's buckets, `sum by (le)`: compared as binned distributions
-    /// and by quantiles.
+    /// A Prometheus histogram's buckets, `sum by (le)`: compared by the rates of requests
+    /// slower than the stable version's quantiles.
     Histogram,
     /// Any query; its points over the window are the samples, compared with Mann-Whitney.
     Series,
@@ -247,7 +247,8 @@ pub struct MetricSpec {
     /// Which change is harmful.
     #[serde(default)]
     pub direction: Direction,
-    /// The relative change that still passes even when statistically significant.
+    /// The relative change that is not a regression. A pass needs evidence that any change is
+    /// within it; a fail needs evidence that the change goes beyond it.
     #[serde(default)]
     pub tolerance: Fraction,
     /// A failing or data-less critical metric fails or blocks the whole analysis.
