@@ -11,6 +11,9 @@
 //! error and latency-bucket counts of both versions ([`Interval`]). Only the oracle is given
 //! the scenario's [`Truth`].
 
+pub mod flagger;
+pub mod kayenta;
+pub mod oracle;
 pub mod sim;
 // The vigil detector (`pub mod vigil;`) is added here by its author; see
 // `detection::detectors` for where its factory is registered.
