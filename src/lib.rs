@@ -4,6 +4,7 @@
 //! Adapters (`source`, `report`, the CLI) depend on the core, never the other way round.
 
 pub mod analysis;
+pub mod bench;
 pub mod data;
 pub mod judge;
 pub mod report;

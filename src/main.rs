@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vigil::analysis::{self, AnalysisRequest, PlanError};
+use vigil::bench::detection;
 use vigil::data::Window;
 use vigil::judge::{Outcome, Report, Verdict};
 use vigil::report::{self, Format};
@@ -55,6 +56,34 @@ enum Command {
     },
     /// Judge a simulated canary with a known regression: no cluster, no Prometheus.
     Demo(DemoArgs),
+    /// Benchmarks on simulated rollouts.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Compare detectors' false aborts, power and time to detect on simulated rollouts.
+    Detection(DetectionArgs),
+}
+
+#[derive(Args)]
+struct DetectionArgs {
+    /// Rollouts simulated per scenario.
+    #[arg(long, default_value_t = 1000)]
+    rollouts: usize,
+    /// Base seed of the simulation.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Run only this scenario; repeat for more (default: all).
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -193,6 +222,7 @@ fn main() -> ExitCode {
         Command::Lint { files } => Ok(lint(&files)),
         Command::Judge(args) => tokio_main(judge(*args)),
         Command::Demo(args) => tokio_main(demo(args)),
+        Command::Bench(BenchCommand::Detection(args)) => bench_detection(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -489,5 +519,44 @@ async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         );
     }
     print!("{}", report::render(&report, args.output.into()));
+    Ok(EXIT_PASS)
+}
+
+fn bench_detection(args: &DetectionArgs) -> Result<u8, Failure> {
+    let config = detection::Config {
+        rollouts: args.rollouts,
+        seed: args.seed,
+        threads: usize::from(args.threads),
+        scenarios: args.scenarios.clone(),
+        ..detection::Config::default()
+    };
+    let started = std::time::Instant::now();
+    let results = detection::run(&config).map_err(|e| match e {
+        detection::Error::UnknownScenario { .. } => usage(format!("--scenario: {e}")),
+        detection::Error::Worker => Failure {
+            code: EXIT_CANNOT_RUN,
+            message: e.to_string(),
+        },
+    })?;
+    println!("{}", detection::table(&results));
+    println!(
+        "{} rollouts per scenario, seed {}, alpha {}, tolerances: errors +{}%, latency +{}%; {:.1} s",
+        results.config.rollouts,
+        results.config.seed,
+        results.config.alpha,
+        100.0 * results.config.tolerances.errors,
+        100.0 * results.config.tolerances.latency,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&results).map_err(|e| Failure {
+            code: EXIT_CANNOT_RUN,
+            message: format!("cannot encode the results as JSON: {e}"),
+        })?;
+        std::fs::write(path, text + "\n").map_err(|e| Failure {
+            code: EXIT_CANNOT_RUN,
+            message: format!("cannot write {}: {e}", path.display()),
+        })?;
+    }
     Ok(EXIT_PASS)
 }
