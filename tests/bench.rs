@@ -29,7 +29,14 @@ fn bench_detection_prints_a_table_and_writes_json() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for word in ["aa-low", "errors-x5", "kayenta", "flagger", "oracle-sprt"] {
+    for word in [
+        "aa-low",
+        "errors-x5",
+        "vigil (sequential)",
+        "kayenta",
+        "flagger",
+        "oracle-sprt",
+    ] {
         assert!(stdout.contains(word), "{word} missing from\n{stdout}");
     }
     let results: serde_json::Value =
@@ -37,13 +44,18 @@ fn bench_detection_prints_a_table_and_writes_json() {
     assert_eq!(results["config"]["rollouts"], 20);
     assert_eq!(results["config"]["seed"], 3);
     let rows = results["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 8, "two scenarios times four detectors");
     assert_eq!(rows[0]["kind"], "aa");
     let oracle_x5 = rows
         .iter()
         .find(|r| r["scenario"] == "errors-x5" && r["detector"] == "oracle-sprt")
         .unwrap();
     assert_eq!(oracle_x5["power"], 1.0);
+    let vigil_x5 = rows
+        .iter()
+        .find(|r| r["scenario"] == "errors-x5" && r["detector"] == "vigil (sequential)")
+        .unwrap();
+    assert_eq!(vigil_x5["power"], 1.0);
 }
 
 #[test]

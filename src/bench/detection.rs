@@ -15,6 +15,7 @@ use super::flagger::FlaggerFactory;
 use super::kayenta::KayentaFactory;
 use super::oracle::OracleFactory;
 use super::sim::{Kind, Scenario, SimConfig, Step, rollout_seed, scenarios, simulate};
+use super::vigil::VigilFactory;
 use super::{DetectorFactory, Tolerances};
 use crate::stats::summary::quantile_sorted;
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
@@ -31,14 +32,19 @@ const CHUNK: usize = 8;
 /// Every detector the benchmark compares, in table order: the one place detectors are
 /// registered.
 pub fn detectors(alpha: f64, tolerances: Tolerances) -> Vec<Box<dyn DetectorFactory>> {
-    let factories: Vec<Box<dyn DetectorFactory>> = vec![
-        Box::new(OracleFactory { alpha }),
+    vec![
+        Box::new(VigilFactory { alpha, tolerances }),
+        // The oracle tests against "no change", the null of vigil's abort test.
+        Box::new(OracleFactory {
+            alpha,
+            tolerances: Tolerances {
+                errors: 0.0,
+                latency: 0.0,
+            },
+        }),
         Box::new(KayentaFactory { tolerances }),
         Box::new(FlaggerFactory::default()),
-    ];
-    // VIGIL DETECTOR: add vigil's factory (src/bench/vigil.rs) to the list above, e.g.
-    // `Box::new(super::vigil::VigilFactory { alpha, tolerances }),`
-    factories
+    ]
 }
 
 /// What to run.

@@ -3,6 +3,7 @@
 //!
 //! - [`sim`] simulates the traffic of one rollout (Poisson arrivals, log-normal latencies,
 //!   pod heterogeneity and a shared drift) for each named scenario;
+//! - [`vigil`] is vigil's own rule: the judge's sequential e-processes;
 //! - [`kayenta`], [`flagger`] and [`oracle`] are the baseline detectors;
 //! - [`detection`] runs every detector on the same simulated rollouts and reports false-abort
 //!   rates, detection power and time to detect.
@@ -16,8 +17,7 @@ pub mod flagger;
 pub mod kayenta;
 pub mod oracle;
 pub mod sim;
-// The vigil detector (`pub mod vigil;`) is added here by its author; see
-// `detection::detectors` for where its factory is registered.
+pub mod vigil;
 
 use crate::stats::histogram::{self, Bucket};
 use serde::Serialize;

@@ -3,12 +3,17 @@
 //! parameters out from the data can be much faster at the same error rate), not a rule
 //! anyone could deploy.
 //!
-//! It looks at the canary's data alone, per request, for one metric:
-//! - errors: each request fails or not (Bernoulli), H0 = the stable's true error rate,
-//!   H1 = the canary's true error rate in that interval (for the intermittent scenario the
-//!   oracle knows which intervals are bad; good intervals add nothing);
-//! - latency: each request exceeds a threshold or not (Bernoulli), with the two versions'
-//!   true exceedance probabilities. The threshold is the stable's true p50 or p99, whichever
+//! Its null hypothesis is the boundary of the tolerances it is given: a canary exactly
+//! `1 + tolerance` times worse than stable. The benchmark gives it none, so it tests "no
+//! change", the same null as the e-process behind vigil's abort decision. It looks at the
+//! canary's data alone, per request, for one metric:
+//! - errors: each request fails or not (Bernoulli), H0 = the stable's true error rate times
+//!   `1 + tolerance`, H1 = the canary's true error rate in that interval (for the
+//!   intermittent scenario the oracle knows which intervals are bad; good intervals add
+//!   nothing);
+//! - latency: each request exceeds a threshold or not (Bernoulli), H0 = the exceedance
+//!   probability of the stable's latency made `1 + tolerance` times longer, H1 = the canary's
+//!   true exceedance probability. The threshold is the stable's true p50 or p99, whichever
 //!   the canary changes most (largest Kullback-Leibler divergence per request). Detectors see
 //!   only bucket counts, so the threshold is the bucket bound nearest (in log scale) to that
 //!   quantile, and the exceedance probabilities are the exact ones at that bound.
@@ -23,7 +28,9 @@
 //! drift, which make the canary's actual rates differ somewhat from them. Its false-abort
 //! rate can therefore exceed `alpha` slightly, and its power differ slightly from Wald's.
 
-use super::{BUCKETS, Detector, DetectorFactory, ErrorPattern, Interval, Truth, VersionTruth};
+use super::{
+    BUCKETS, Detector, DetectorFactory, ErrorPattern, Interval, Tolerances, Truth, VersionTruth,
+};
 
 /// The alternative error-rate factor the oracle tests in A/A scenarios.
 pub const AA_ERROR_FACTOR: f64 = 2.0;
@@ -69,13 +76,14 @@ fn nearest_bound(x: f64) -> usize {
     best
 }
 
-/// The latency test at the bound nearest to the stable's true quantile `p`.
-fn exceedance(stable: &VersionTruth, canary: &VersionTruth, p: f64) -> Test {
+/// The latency test at the bound nearest to the stable's true quantile `p`, against the
+/// stable's latency made `1 + tolerance` times longer.
+fn exceedance(stable: &VersionTruth, canary: &VersionTruth, p: f64, tolerance: f64) -> Test {
     let bound = nearest_bound(stable.latency_quantile(p));
     let le = BUCKETS[bound];
     Test::Exceedance {
         bound,
-        q0: 1.0 - stable.latency_cdf(le),
+        q0: 1.0 - stable.latency_cdf(le / (1.0 + tolerance)),
         q1: 1.0 - canary.latency_cdf(le),
     }
 }
@@ -89,28 +97,36 @@ impl Test {
         }
     }
 
-    /// The most informative test of the metric that regresses in `truth`.
-    pub fn for_truth(truth: &Truth) -> Self {
+    /// The most informative test of the metric that regresses in `truth`, against the
+    /// boundary of `tolerances`.
+    pub fn for_truth(truth: &Truth, tolerances: Tolerances) -> Self {
         let (s, c) = (&truth.stable, &truth.canary);
+        let p0 = (s.error_rate * (1.0 + tolerances.errors)).min(1.0);
         if truth.is_aa() {
             return Test::Errors {
-                p0: s.error_rate,
+                p0,
                 p1: (s.error_rate * AA_ERROR_FACTOR).min(1.0),
                 pattern: ErrorPattern::Always,
             };
         }
         let candidates = [
             Test::Errors {
-                p0: s.error_rate,
+                p0,
                 p1: c.error_rate,
                 pattern: truth.canary_errors,
             },
-            exceedance(s, c, 0.5),
-            exceedance(s, c, 0.99),
+            exceedance(s, c, 0.5, tolerances.latency),
+            exceedance(s, c, 0.99, tolerances.latency),
         ];
+        // Only a canary worse than the boundary can be detected; of those, the test with the
+        // most information per request.
+        let worse = |t: &Test| match *t {
+            Test::Errors { p0, p1, .. } => p1 > p0,
+            Test::Exceedance { q0, q1, .. } => q1 > q0,
+        };
         let mut best = candidates[0];
-        for t in candidates {
-            if t.divergence() > best.divergence() {
+        for t in candidates.into_iter().filter(worse) {
+            if !worse(&best) || t.divergence() > best.divergence() {
                 best = t;
             }
         }
@@ -123,6 +139,8 @@ impl Test {
 pub struct OracleFactory {
     /// Wald's bound on the false-abort probability.
     pub alpha: f64,
+    /// The tolerances whose boundary is the null hypothesis.
+    pub tolerances: Tolerances,
 }
 
 impl DetectorFactory for OracleFactory {
@@ -131,7 +149,7 @@ impl DetectorFactory for OracleFactory {
     }
 
     fn make(&self, truth: &Truth) -> Box<dyn Detector> {
-        Box::new(Oracle::new(truth, self.alpha))
+        Box::new(Oracle::new(truth, self.alpha, self.tolerances))
     }
 }
 
@@ -145,9 +163,9 @@ pub struct Oracle {
 
 impl Oracle {
     /// The oracle for a scenario with `truth`, aborting at likelihood ratio `1/alpha`.
-    pub fn new(truth: &Truth, alpha: f64) -> Self {
+    pub fn new(truth: &Truth, alpha: f64, tolerances: Tolerances) -> Self {
         Self {
-            test: Test::for_truth(truth),
+            test: Test::for_truth(truth, tolerances),
             threshold: (1.0 / alpha).ln(),
             llr: 0.0,
         }
@@ -219,7 +237,12 @@ mod tests {
 
     #[test]
     fn picks_the_metric_that_regresses() {
-        let test = |name: &str| Test::for_truth(&named(name).truth);
+        // As the benchmark runs it: against "no change".
+        let none = Tolerances {
+            errors: 0.0,
+            latency: 0.0,
+        };
+        let test = |name: &str| Test::for_truth(&named(name).truth, none);
         assert!(matches!(test("errors-x2"), Test::Errors { p1, .. } if (p1 - 0.01).abs() < 1e-12));
         assert!(matches!(test("aa-medium"), Test::Errors { p1, .. } if (p1 - 0.01).abs() < 1e-12));
         assert!(matches!(
@@ -243,8 +266,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Against a tolerance's boundary the null moves: a 5% slower stable exceeds 0.25 s
+        // more often.
+        match Test::for_truth(&named("latency-tail-p99x2").truth, Tolerances::default()) {
+            Test::Exceedance { bound: 5, q0, .. } => assert!(q0 > 0.012, "{q0}"),
+            other => panic!("{other:?}"),
+        }
         for s in scenarios() {
-            assert!(Test::for_truth(&s.truth).divergence() > 0.0, "{}", s.name);
+            assert!(
+                Test::for_truth(&s.truth, none).divergence() > 0.0,
+                "{}",
+                s.name
+            );
         }
     }
 
@@ -256,7 +289,7 @@ mod tests {
         let rollouts = 2000;
         let aborted = (0..rollouts)
             .filter(|&r| {
-                let mut oracle = Oracle::new(&scenario.truth, alpha);
+                let mut oracle = Oracle::new(&scenario.truth, alpha, Tolerances::default());
                 simulate(&scenario, &config, rollout_seed(17, 1, r))
                     .iter()
                     .any(|i| oracle.observe(i))
@@ -274,7 +307,7 @@ mod tests {
         let scenario = named("errors-x5");
         let mut times = Vec::new();
         for r in 0..200 {
-            let mut oracle = Oracle::new(&scenario.truth, 0.01);
+            let mut oracle = Oracle::new(&scenario.truth, 0.01, Tolerances::default());
             if let Some(i) = simulate(&scenario, &config, rollout_seed(3, 5, r))
                 .iter()
                 .position(|i| oracle.observe(i))

@@ -17,16 +17,90 @@ pub enum Call {
     Undecided,
 }
 
-/// The e-processes for one comparison: against `1 + tolerance` when an increase is harmful,
-/// `1 - tolerance` when a decrease is, both (each at half the level) for either.
+/// The evidence for one harmful direction.
+#[derive(Debug, Clone)]
+struct Side {
+    /// Against "no change" (ratio 1): is there a harmful change at all?
+    change: RateSequence,
+    /// Against the tolerance's boundary: is any change within tolerance?
+    tolerance: RateSequence,
+    /// The latest boundary ratio.
+    boundary: f64,
+    /// Whether a larger ratio is the harmful one.
+    upward: bool,
+    /// The look at which a regression beyond tolerance was first shown.
+    regression: Option<usize>,
+}
+
+impl Side {
+    fn new(alpha: f64, upward: bool) -> Self {
+        Self {
+            change: RateSequence::new(alpha),
+            tolerance: RateSequence::new(alpha),
+            boundary: 1.0,
+            upward,
+            regression: None,
+        }
+    }
+
+    fn observe(&mut self, [ce, cn, se, sn]: [f64; 4], boundary: f64) {
+        self.boundary = boundary;
+        self.change.observe(ce, cn, se, sn, 1.0);
+        self.tolerance.observe(ce, cn, se, sn, boundary);
+        let harmful = if self.upward {
+            self.change.crossed_above()
+        } else {
+            self.change.crossed_below()
+        };
+        let beyond = self.change.estimate().is_some_and(|e| {
+            if self.upward {
+                e > boundary
+            } else {
+                e < boundary
+            }
+        });
+        if self.regression.is_none() && harmful.is_some() && beyond {
+            self.regression = Some(self.change.looks());
+        }
+    }
+
+    fn safe(&self) -> bool {
+        if self.upward {
+            self.tolerance.crossed_below().is_some()
+        } else {
+            self.tolerance.crossed_above().is_some()
+        }
+    }
+
+    fn harm_e(&self) -> f64 {
+        if self.upward {
+            self.change.max_e_above()
+        } else {
+            self.change.max_e_below()
+        }
+    }
+
+    fn safe_e(&self) -> f64 {
+        if self.upward {
+            self.tolerance.max_e_below()
+        } else {
+            self.tolerance.max_e_above()
+        }
+    }
+}
+
+/// The evidence for one comparison. A regression is a harmful change shown against "no
+/// change" by an anytime-valid e-process, whose estimate is beyond the tolerance: so an
+/// unchanged canary is failed with probability at most `alpha` however often one looks, and
+/// a significant change within tolerance is not failed. Safety is shown against the
+/// tolerance's boundary: evidence that any change is within it. For `either`, each direction
+/// runs at half the level.
 #[derive(Debug, Clone)]
 pub struct Sides {
-    upper: Option<RateSequence>,
-    lower: Option<RateSequence>,
+    upper: Option<Side>,
+    lower: Option<Side>,
     /// The level of each one-sided process.
     pub alpha: f64,
-    last_upper: f64,
-    last_lower: f64,
 }
 
 impl Sides {
@@ -37,33 +111,28 @@ impl Sides {
         } else {
             alpha
         };
-        let make = |wanted: bool| wanted.then(|| RateSequence::new(side_alpha));
         Self {
-            upper: make(direction != Direction::Decrease),
-            lower: make(direction != Direction::Increase),
+            upper: (direction != Direction::Decrease).then(|| Side::new(side_alpha, true)),
+            lower: (direction != Direction::Increase).then(|| Side::new(side_alpha, false)),
             alpha: side_alpha,
-            last_upper: 1.0,
-            last_lower: 1.0,
         }
     }
 
-    /// Adds one interval with the boundary ratios that tolerance allows above and below.
+    /// Adds one interval, (canary events, canary requests, stable events, stable requests),
+    /// with the boundary ratios that tolerance allows above and below.
     pub fn observe(&mut self, counts: [f64; 4], upper: f64, lower: f64) {
-        let [ce, cn, se, sn] = counts;
-        self.last_upper = upper;
-        self.last_lower = lower;
         if let Some(s) = &mut self.upper {
-            s.observe(ce, cn, se, sn, upper);
+            s.observe(counts, upper);
         }
         if let Some(s) = &mut self.lower {
-            s.observe(ce, cn, se, sn, lower);
+            s.observe(counts, lower);
         }
     }
 
     /// The call so far: a regression at any look wins; safe needs every side safe.
     pub fn call(&self) -> Call {
-        let up = self.upper.as_ref().and_then(RateSequence::crossed_above);
-        let down = self.lower.as_ref().and_then(RateSequence::crossed_below);
+        let up = self.upper.as_ref().and_then(|s| s.regression);
+        let down = self.lower.as_ref().and_then(|s| s.regression);
         match (up, down) {
             (Some(a), Some(b)) => Call::Regression {
                 higher: a <= b,
@@ -75,15 +144,7 @@ impl Sides {
                 look,
             },
             (None, None) => {
-                let upper_safe = self
-                    .upper
-                    .as_ref()
-                    .is_none_or(|s| s.crossed_below().is_some());
-                let lower_safe = self
-                    .lower
-                    .as_ref()
-                    .is_none_or(|s| s.crossed_above().is_some());
-                if upper_safe && lower_safe {
+                if self.sides().all(Side::safe) {
                     Call::Safe
                 } else {
                     Call::Undecided
@@ -92,39 +153,29 @@ impl Sides {
         }
     }
 
-    /// The largest e-value for a harmful change seen at any look.
+    fn sides(&self) -> impl Iterator<Item = &Side> {
+        self.upper.iter().chain(self.lower.iter())
+    }
+
+    /// The largest e-value for a harmful change (against no change) seen at any look.
     pub fn harm_e(&self) -> f64 {
-        let up = self.upper.as_ref().map_or(0.0, RateSequence::max_e_above);
-        let down = self.lower.as_ref().map_or(0.0, RateSequence::max_e_below);
-        up.max(down)
+        self.sides().map(Side::harm_e).fold(0.0, f64::max)
     }
 
     /// The smallest e-value among the sides that must show safety.
     pub fn safe_e(&self) -> f64 {
-        let up = self
-            .upper
-            .as_ref()
-            .map_or(f64::INFINITY, RateSequence::max_e_below);
-        let down = self
-            .lower
-            .as_ref()
-            .map_or(f64::INFINITY, RateSequence::max_e_above);
-        up.min(down)
+        self.sides().map(Side::safe_e).fold(f64::INFINITY, f64::min)
     }
 
     /// The anytime-valid p-value for a harmful change: `min(1, 1/e)`, doubled for either
     /// direction (each side runs at half the level).
     pub fn p_value(&self) -> f64 {
-        let sides = if self.upper.is_some() && self.lower.is_some() {
-            2.0
-        } else {
-            1.0
-        };
+        let sides = self.sides().count() as f64;
         (sides / self.harm_e()).min(1.0)
     }
 
     fn any(&self) -> Option<&RateSequence> {
-        self.upper.as_ref().or(self.lower.as_ref())
+        self.sides().next().map(|s| &s.change)
     }
 
     /// The pooled rate ratio canary / stable.
@@ -146,11 +197,7 @@ impl Sides {
     /// Roughly how many more requests (all versions) an unchanged canary needs before safety
     /// can be shown against the latest boundary, at the current traffic share and event rate.
     pub fn more_requests(&self) -> Option<f64> {
-        let boundary = if self.upper.is_some() {
-            self.last_upper
-        } else {
-            self.last_lower
-        };
+        let boundary = self.sides().next()?.boundary;
         let (ce, cn, se, sn) = self.totals();
         let requests = cn + sn;
         let rate = (ce + se) / requests;
@@ -203,40 +250,29 @@ impl LatencyEvidence {
                 let Some(bound) = histogram::bound_near_quantile(*q, &self.past) else {
                     continue;
                 };
-                // How many stable requests a latency `factor` times longer would push above
-                // the bound: the ratio of exceedances that the tolerance allows.
-                let shifted = |factor: f64| {
-                    histogram::count_at_geometric(bound / factor, &self.past)
-                        .map(|c| past_total - c)
-                };
-                let (Some(past_above), Some(up)) =
-                    (above(&self.past, bound), shifted(1.0 + self.tolerance))
-                else {
+                // A latency `1 + tolerance` times longer puts about `(1 + tolerance)^e` times
+                // as many requests above the bound, `e` the tail's elasticity there.
+                let Some(elasticity) = histogram::tail_elasticity(bound, &self.past) else {
                     continue;
                 };
-                // A faster canary: unknowable beyond the last finite bucket, and no bound at
-                // all for a tolerance of 100% or more.
+                let up = (1.0 + self.tolerance).powf(elasticity);
                 let down = if self.tolerance < 1.0 {
-                    shifted(1.0 - self.tolerance)
+                    (1.0 - self.tolerance).powf(elasticity)
                 } else {
-                    None
-                }
-                .unwrap_or(0.0);
+                    0.0
+                };
                 let (Some(c_above), Some(s_above)) =
                     (above(&now_canary, bound), above(&now_stable, bound))
                 else {
                     continue;
                 };
-                if past_above <= 0.0 {
-                    continue;
-                }
                 let counts = [
                     c_above,
                     histogram::total(&now_canary),
                     s_above,
                     histogram::total(&now_stable),
                 ];
-                sides.observe(counts, up / past_above, (down / past_above).max(1e-6));
+                sides.observe(counts, up, down.max(1e-6));
             }
         }
         // Adding cumulative lists with the same bounds: `normalize` sums equal bounds.

@@ -146,7 +146,7 @@ fn conclude(
         Call::Regression { higher, look } => (
             if higher { Outcome::High } else { Outcome::Low },
             format!(
-                "regression beyond the {tol} tolerance (e-value {}, shown at step {look} of {steps})",
+                "regression beyond the {tol} tolerance (e-value {} against no change, shown at step {look} of {steps})",
                 words::e_value(sides.harm_e())
             ),
         ),

@@ -58,28 +58,6 @@ pub fn total(buckets: &[Bucket]) -> f64 {
 /// a bucket. `buckets` must be normalized. `None` for NaN, or `x` beyond the last finite
 /// bound (nothing is known inside the `+Inf` bucket).
 pub fn count_at(x: f64, buckets: &[Bucket]) -> Option<f64> {
-    count_at_with(x, buckets, |x, l, u| (x - l) / (u - l))
-}
-
-/// Like [`count_at`], but spreading observations evenly over the logarithm of the value
-/// within a bucket (linearly in the first bucket, which starts at 0). Latencies are closer
-/// to log-normal than to uniform within wide buckets, so this places the mass of a bucket
-/// more faithfully when asking how many requests fall within a few percent of its bound.
-pub fn count_at_geometric(x: f64, buckets: &[Bucket]) -> Option<f64> {
-    count_at_with(x, buckets, |x, l, u| {
-        if l > 0.0 {
-            (x / l).ln() / (u / l).ln()
-        } else {
-            (x - l) / (u - l)
-        }
-    })
-}
-
-fn count_at_with(
-    x: f64,
-    buckets: &[Bucket],
-    fraction: impl Fn(f64, f64, f64) -> f64,
-) -> Option<f64> {
     if x.is_nan() {
         return None;
     }
@@ -93,11 +71,38 @@ fn count_at_with(
             if x <= l || b.le <= l {
                 return Some(c);
             }
-            return Some(c + (b.count - c) * fraction(x, l, b.le).clamp(0.0, 1.0));
+            return Some(c + (b.count - c) * ((x - l) / (b.le - l)).clamp(0.0, 1.0));
         }
         lower = (b.le, b.count);
     }
     None
+}
+
+/// The tail's elasticity at a bucket bound: how fast the share of observations above a value
+/// falls as the value grows, `-d ln S / d ln x`, estimated at the finite bound `bound` as the
+/// mean of the log-survival slopes of the bucket just below and the bucket just above it
+/// (one of them where the other is unusable). A value `f` times smaller than `bound` then
+/// has about `f^elasticity` times as many observations above it. `buckets` must be
+/// normalized; `None` when neither neighbouring bucket gives a slope.
+pub fn tail_elasticity(bound: f64, buckets: &[Bucket]) -> Option<f64> {
+    let total = buckets.last()?.count;
+    let index = buckets.iter().position(|b| b.le == bound)?;
+    let above = |i: usize| total - buckets[i].count;
+    let slope = |lo: usize, hi: usize| {
+        let (l, u) = (buckets[lo].le, buckets[hi].le);
+        let (s_l, s_u) = (above(lo), above(hi));
+        (l > 0.0 && u.is_finite() && s_l > 0.0 && s_u > 0.0 && u > l)
+            .then(|| (s_l / s_u).ln() / (u / l).ln())
+    };
+    let below = index.checked_sub(1).and_then(|i| slope(i, index));
+    let after = (index + 1 < buckets.len())
+        .then(|| slope(index, index + 1))
+        .flatten();
+    match (below, after) {
+        (Some(a), Some(b)) => Some((a + b) / 2.0),
+        (Some(a), None) | (None, Some(a)) => Some(a),
+        (None, None) => None,
+    }
 }
 
 /// The finite, positive bucket bound nearest to the `q` quantile on a log scale, so the share
@@ -332,12 +337,27 @@ mod tests {
         assert!((super::count_at(0.3, &b).unwrap() - 30.0).abs() < 1e-9);
         assert_eq!(super::count_at(0.5, &b), Some(50.0));
         assert_eq!(super::count_at(0.7, &b), None);
-        let g = super::count_at_geometric(0.2, &b).unwrap();
-        assert!(
-            (g - (10.0 + 40.0 * 2f64.ln() / 5f64.ln())).abs() < 1e-9,
-            "{g}"
-        );
-        assert_eq!(super::count_at_geometric(0.05, &b), Some(5.0));
+        // Above 0.1: 50; above 0.5: 10; the bucket above 0.5 is +Inf: one slope, 1.
+        assert!((super::tail_elasticity(0.5, &b).unwrap() - 1.0).abs() < 1e-12);
+        // At 0.1 the bucket below starts at 0 (no log slope): only the slope above counts.
+        assert!((super::tail_elasticity(0.1, &b).unwrap() - 1.0).abs() < 1e-12);
+        let lognormal: Vec<super::Bucket> = [0.05, 0.1, 0.25, 0.5, f64::INFINITY]
+            .iter()
+            .map(|&le| {
+                let cdf = if le.is_finite() {
+                    crate::stats::normal_cdf((le / 0.08_f64).ln() / 0.5)
+                } else {
+                    1.0
+                };
+                super::Bucket {
+                    le,
+                    count: 1e6 * cdf,
+                }
+            })
+            .collect();
+        // The true elasticity of this log-normal at 0.25 is about 5.2; the estimate is close.
+        let e = super::tail_elasticity(0.25, &lognormal).unwrap();
+        assert!((4.6..5.8).contains(&e), "{e}");
         // The median is 0.3: 0.5 is nearer than 0.1 on a log scale.
         assert_eq!(super::bound_near_quantile(0.5, &b), Some(0.5));
         assert_eq!(super::bound_near_quantile(0.1, &b), Some(0.1));
