@@ -39,12 +39,10 @@ pub struct VersionInterval {
 }
 
 impl VersionInterval {
-    /// The latency quantile `q` exactly as Prometheus `histogram_quantile` computes it from
-    /// this interval's buckets; `None` without observations.
-    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+    /// The interval's buckets as Prometheus reports them: cumulative, ending in `+Inf`.
+    pub fn cumulative_buckets(&self) -> Vec<Bucket> {
         let mut running = 0.0;
-        let cumulative: Vec<Bucket> = self
-            .buckets
+        self.buckets
             .iter()
             .zip(
                 BUCKETS
@@ -56,8 +54,13 @@ impl VersionInterval {
                 running += count as f64;
                 Bucket { le, count: running }
             })
-            .collect();
-        histogram::quantile(q, &cumulative)
+            .collect()
+    }
+
+    /// The latency quantile `q` exactly as Prometheus `histogram_quantile` computes it from
+    /// this interval's buckets; `None` without observations.
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        histogram::quantile(q, &self.cumulative_buckets())
     }
 
     /// Errors per request; `None` without requests.
