@@ -123,6 +123,13 @@ fn latency_histogram_regression_fails() {
     assert_eq!(out.status.code(), Some(1), "{report:#}");
     let m = metric(&report, "latency");
     assert_eq!(m["outcome"], "high", "{m:#}");
+    assert!(
+        m["fixed_sample"]["test"]
+            .as_str()
+            .unwrap()
+            .starts_with("chi-square"),
+        "{m:#}"
+    );
     assert!(m["estimate"].as_f64().unwrap() > 0.5, "{m:#}");
     assert!(m["p_value"].as_f64().unwrap() < 1e-6);
     assert_eq!(metric(&report, "error-rate")["outcome"], "pass");

@@ -10,11 +10,11 @@
 use super::decision::{Call, LatencyEvidence, Sides};
 use super::evidence;
 use super::words;
-use super::{MetricData, MetricResult, Outcome, VersionSummary};
+use super::{FixedSample, MetricData, MetricResult, Outcome, VersionSummary};
 use crate::data::{QueryResult, Role};
 use crate::stats::histogram::{self, Bucket};
 use crate::stats::sequential::alpha_for_look;
-use crate::stats::{Alternative, mann_whitney, summary};
+use crate::stats::{Alternative, mann_whitney, rates, summary};
 use crate::template::{Aggregate, Direction, MetricSpec, MetricType, QueryPart};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,6 +42,7 @@ pub fn judge_metric(spec: &MetricSpec, data: &MetricData, settings: Settings) ->
         statistic: None,
         p_value: None,
         e_value: None,
+        fixed_sample: None,
         estimate: None,
         ci: None,
         stable: None,
@@ -223,6 +224,19 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
             ));
         }
     }
+    out.fixed_sample = rates::compare_rates(
+        ce.min(cn),
+        cn,
+        se.min(sn),
+        sn,
+        alternative(spec.direction),
+        1.0 - alpha,
+    )
+    .map(|r| FixedSample {
+        test: r.test.to_string(),
+        statistic: r.statistic,
+        p_value: r.p_value,
+    });
     let tolerance = spec.tolerance.0;
     let (upper, lower) = ratio_bounds(tolerance);
     let mut sides = Sides::new(spec.direction, alpha);
@@ -315,6 +329,11 @@ fn judge_histogram(
             too_little("requests", sn, cn, min, "minRequests"),
         ));
     }
+    out.fixed_sample = histogram::chi_square_homogeneity(&canary, &stable).map(|h| FixedSample {
+        test: format!("chi-square homogeneity of buckets ({} df)", h.df),
+        statistic: h.statistic,
+        p_value: h.p_value,
+    });
     let tolerance = spec.tolerance.0;
     let stable_steps = evidence::step_buckets(stable_result)?;
     let canary_steps = evidence::step_buckets(canary_result)?;

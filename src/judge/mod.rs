@@ -133,6 +133,11 @@ pub struct MetricResult {
     /// For sequential tests: the largest e-value for a harmful change seen at any step; the
     /// test fails the metric once it reaches `1 / alpha`.
     pub e_value: Option<f64>,
+    /// The one-look test over the whole window, for reference (ratio: exact conditional
+    /// binomial or two-proportion z; histogram: chi-square homogeneity of the buckets). The
+    /// outcome comes from the sequential test, which stays valid over repeated looks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_sample: Option<FixedSample>,
     /// Estimated relative change canary vs stable (0.25 = +25%).
     pub estimate: Option<f64>,
     /// Interval of that change, [low, high]: a confidence sequence at 1 - alpha for ratio
@@ -147,6 +152,17 @@ pub struct MetricResult {
     /// Warnings from the source or about the data's shape.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// A fixed-sample test's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FixedSample {
+    /// The test.
+    pub test: String,
+    /// Its statistic.
+    pub statistic: f64,
+    /// Its p-value (in the harmful direction where the test has one).
+    pub p_value: f64,
 }
 
 /// The score of one group of metrics.
