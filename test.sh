@@ -14,4 +14,5 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked --all-targets
+# Unit and integration tests; benches are compiled by clippy above and run by `cargo bench`.
+cargo test --locked --lib --bins --tests
