@@ -17,9 +17,8 @@
 //!   score 95 only matters at the end of a rollout, which is not an abort).
 //!
 //! Kayenta classifies on the interval alone (the p-value is not part of its rule), so this
-//! does too. [`hodges_lehmann`] uses the normal approximation without tie correction; R's
-//! `wilcox.test(conf.int = TRUE)`, which Kayenta calls, inverts the tie-corrected test, so
-//! with many tied points (error rates of 0) the intervals can differ slightly.
+//! does too. [`hodges_lehmann`] computes the interval as R's `wilcox.test(conf.int = TRUE)`,
+//! which Kayenta calls, does (checked against R in the statistics' tests).
 
 use super::{Detector, DetectorFactory, Interval, Tolerances, Truth};
 use crate::stats::mann_whitney::hodges_lehmann;

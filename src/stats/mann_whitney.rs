@@ -104,7 +104,12 @@ fn exact_cdf(j: u64, m: usize, n: usize) -> f64 {
     if j >= mn {
         return 1.0;
     }
-    let j = j as usize;
+    let (counts, total) = exact_counts(j as usize, m, n);
+    (counts.iter().sum::<f64>() / total).clamp(0.0, 1.0)
+}
+
+/// The null counts of U = 0..=j for sample sizes `m <= n`, and their total `C(m+n, m)`.
+fn exact_counts(j: usize, m: usize, n: usize) -> (Vec<f64>, f64) {
     let mut c = vec![0.0_f64; j + 1];
     c[0] = 1.0;
     for i in 1..=m {
@@ -122,8 +127,23 @@ fn exact_cdf(j: u64, m: usize, n: usize) -> f64 {
     for i in 1..=m {
         total = total * (n + i) as f64 / i as f64;
     }
-    let below: f64 = c.iter().sum();
-    (below / total).clamp(0.0, 1.0)
+    (c, total)
+}
+
+/// R's `qwilcox(p, m, n)` for `p < 1/2`: the smallest `q` with `P(U <= q) >= p`.
+fn exact_quantile(p: f64, m: usize, n: usize) -> u64 {
+    let (m, n) = if m <= n { (m, n) } else { (n, m) };
+    let half = m * n / 2;
+    let (counts, total) = exact_counts(half, m, n);
+    let mut below = 0.0;
+    for (q, c) in counts.iter().enumerate() {
+        below += c;
+        // A relative slack against rounding in the division, as R's qwilcox allows.
+        if below / total >= p * (1.0 - 64.0 * f64::EPSILON) {
+            return q as u64;
+        }
+    }
+    half as u64
 }
 
 /// Mann-Whitney U test of the canary sample `x` against the stable sample `y`.
@@ -207,24 +227,24 @@ fn thinned_sizes(n1: usize, n2: usize) -> (usize, usize) {
     (k1, k2)
 }
 
-/// Hodges-Lehmann estimate of the shift canary minus stable, with a
-/// distribution-free confidence interval.
+/// Hodges-Lehmann estimate of the shift canary minus stable, with the confidence
+/// interval R's `wilcox.test(x, y, conf.int = TRUE)` gives.
 ///
-/// The estimate is the median of all pairwise differences `x_i - y_j`
-/// (mean of the two middle ones for an even count, like `numpy.median`).
-/// The interval is `[d_(C+1), d_(N-C)]` of the `N = n1 n2` sorted differences
-/// (1-based) with `C = floor(N/2 - z sqrt(n1 n2 (n1 + n2 + 1) / 12))` from the
-/// normal approximation of U (no tie correction), clamped to `0..=(N-1)/2`;
-/// flooring makes it never narrower than the nominal level.
+/// The estimate is the median of all pairwise differences `x_i - y_j` (mean of the two
+/// middle ones for an even count, like `numpy.median`). If `n1 n2` exceeds [`MAX_PAIRS`],
+/// each sample is first thinned deterministically to evenly spaced order statistics
+/// (`sorted[floor((i + 1/2) n / k)]`) so that `k1 k2 <= MAX_PAIRS`, for the estimate only.
 ///
-/// If `n1 n2` exceeds [`MAX_PAIRS`], each sample is first thinned
-/// deterministically to evenly spaced order statistics
-/// (`sorted[floor((i + 1/2) n / k)]`) so that `k1 k2 <= MAX_PAIRS`; the
-/// estimate and interval are then those of the thinned samples, so the
-/// interval reflects the smaller sizes and is conservative (wider).
+/// The interval follows R:
+/// - exact, when both samples have fewer than 50 values and the pooled sample has no ties:
+///   `[d_(qu), d_(n1 n2 - qu + 1)]` of the sorted differences (1-based), with `qu` the
+///   `(1 - confidence) / 2` quantile of the exact null distribution of U (at least 1);
+/// - otherwise, by inverting the normal approximation of the test with tie and continuity
+///   correction: the shifts `d` at which `(U(x - d) - n1 n2 / 2 -+ 1/2) / sigma` crosses
+///   `-+z`, found by bisection on all the data (R uses `uniroot` with tolerance 1e-4).
 ///
-/// NaN values are ignored. `None` if a side is empty, any value is infinite,
-/// or `confidence` is not strictly between 0 and 1.
+/// NaN values are ignored. `None` if a side is empty, any value is infinite, or
+/// `confidence` is not strictly between 0 and 1.
 pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> Option<Interval> {
     let z = two_sided_z(confidence)?;
     let mut x = non_nan(x);
@@ -234,38 +254,133 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> Option<Interval>
     }
     x.sort_by(f64::total_cmp);
     y.sort_by(f64::total_cmp);
-    let (k1, k2) = thinned_sizes(x.len(), y.len());
-    if k1 < x.len() {
-        x = thin(&x, k1);
-    }
-    if k2 < y.len() {
-        y = thin(&y, k2);
-    }
-    let mut d: Vec<f64> = Vec::with_capacity(x.len() * y.len());
-    for &a in &x {
-        d.extend(y.iter().map(|&b| a - b));
-    }
-    d.sort_unstable_by(f64::total_cmp);
-    let total = d.len();
-    let mid = total / 2;
-    let estimate = if total % 2 == 1 {
-        d[mid]
-    } else {
-        (d[mid - 1] + d[mid]) / 2.0
+    let (n1, n2) = (x.len(), y.len());
+    let (k1, k2) = thinned_sizes(n1, n2);
+    let estimate = {
+        let tx = if k1 < n1 { thin(&x, k1) } else { x.clone() };
+        let ty = if k2 < n2 { thin(&y, k2) } else { y.clone() };
+        let d = sorted_differences(&tx, &ty);
+        let mid = d.len() / 2;
+        if d.len() % 2 == 1 {
+            d[mid]
+        } else {
+            (d[mid - 1] + d[mid]) / 2.0
+        }
     };
-    let n1 = x.len() as f64;
-    let n2 = y.len() as f64;
-    let c_alpha = (total as f64 / 2.0 - z * (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt()).floor();
-    let c = if c_alpha > 0.0 {
-        (c_alpha as usize).min((total - 1) / 2)
+    // Constant samples: the shift is known exactly (R gives up here: no spread to rank).
+    if x.first() == x.last() && y.first() == y.last() {
+        return Some(Interval {
+            estimate,
+            low: estimate,
+            high: estimate,
+        });
+    }
+    let alpha = 1.0 - confidence;
+    let pooled_ties = rank(&x, &y).is_none_or(|r| r.tie_term > 0.0);
+    let (low, high) = if n1 < EXACT_MAX_N && n2 < EXACT_MAX_N && !pooled_ties {
+        let d = sorted_differences(&x, &y);
+        let total = d.len() as u64;
+        // qwilcox(alpha / 2): the smallest q with P(U <= q) >= alpha / 2.
+        let qu = exact_quantile(alpha / 2.0, n1, n2).max(1);
+        let ql = total - qu;
+        (d[(qu - 1) as usize], d[ql as usize])
     } else {
-        0
+        let lower = invert_shift(&x, &y, z)?;
+        let upper = invert_shift(&x, &y, -z)?;
+        (lower, upper)
     };
     Some(Interval {
         estimate,
-        low: d[c],
-        high: d[total - 1 - c],
+        low,
+        high,
     })
+}
+
+/// Every pairwise difference `x_i - y_j`, sorted.
+fn sorted_differences(x: &[f64], y: &[f64]) -> Vec<f64> {
+    let mut d: Vec<f64> = Vec::with_capacity(x.len() * y.len());
+    for &a in x {
+        d.extend(y.iter().map(|&b| a - b));
+    }
+    d.sort_unstable_by(f64::total_cmp);
+    d
+}
+
+/// The normal-approximation statistic of the test of `x - shift` against `y`, with tie and
+/// continuity correction, as R's `wilcox.test` computes it for its interval. `x` and `y`
+/// must be sorted. `None` when every value is tied (no spread).
+fn shifted_z(x: &[f64], y: &[f64], shift: f64) -> Option<f64> {
+    if !shift.is_finite() {
+        return None;
+    }
+    let (n1, n2) = (x.len() as f64, y.len() as f64);
+    // Merge x - shift with y, counting for each x value the y values below it (ties count
+    // half) and collecting the sizes of tied groups.
+    let (mut i, mut j) = (0, 0);
+    let mut u = 0.0;
+    let mut tie_term = 0.0;
+    while i < x.len() || j < y.len() {
+        let next = match (x.get(i), y.get(j)) {
+            (Some(a), Some(b)) => (a - shift).min(*b),
+            (Some(a), None) => a - shift,
+            (None, Some(b)) => *b,
+            (None, None) => break,
+        };
+        let mut in_x = 0.0;
+        while i < x.len() && x[i] - shift == next {
+            in_x += 1.0;
+            i += 1;
+        }
+        let mut in_y = 0.0;
+        while j < y.len() && y[j] == next {
+            in_y += 1.0;
+            j += 1;
+        }
+        if in_x == 0.0 && in_y == 0.0 {
+            // Only a non-finite `x - shift` gets here (it equals nothing); give up.
+            return None;
+        }
+        // y values below this group: j minus those in it.
+        u += in_x * ((j as f64 - in_y) + in_y / 2.0);
+        let t = in_x + in_y;
+        tie_term += t * t * t - t;
+    }
+    let dz = u - n1 * n2 / 2.0;
+    let n = n1 + n2;
+    let sigma = ((n1 * n2 / 12.0) * ((n + 1.0) - tie_term / (n * (n - 1.0)))).sqrt();
+    if sigma.is_nan() || sigma <= 0.0 {
+        return None;
+    }
+    Some((dz - 0.5 * dz.signum()) / sigma)
+}
+
+/// The shift at which [`shifted_z`] crosses `zq` (it falls as the shift grows), clamped to
+/// the range of pairwise differences, as R's interval root finder does.
+fn invert_shift(x: &[f64], y: &[f64], zq: f64) -> Option<f64> {
+    let (first_x, last_x) = (*x.first()?, *x.last()?);
+    let (first_y, last_y) = (*y.first()?, *y.last()?);
+    let (mut lo, mut hi) = (first_x - last_y, last_x - first_y);
+    if !(lo.is_finite() && hi.is_finite()) {
+        return None;
+    }
+    if shifted_z(x, y, lo)? - zq <= 0.0 {
+        return Some(lo);
+    }
+    if shifted_z(x, y, hi)? - zq >= 0.0 {
+        return Some(hi);
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if shifted_z(x, y, mid)? - zq > 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(0.5 * (lo + hi))
 }
 
 /// Common-language effect size `P(X > Y) + P(X = Y) / 2 = U / (n1 n2)`,
@@ -454,10 +569,40 @@ mod tests {
             let conf = c["confidence"].as_f64().expect("confidence");
             let r = hodges_lehmann(&x, &y, conf).expect("result");
             let what = format!("case {i} (n={}/{})", x.len(), y.len());
+            // numpy gives the estimate (the median of pairwise differences, thinned above
+            // MAX_PAIRS); the interval is checked against R in the next test.
             assert_close(r.estimate, c["estimate"].as_f64().expect("e"), &what);
-            assert_close(r.low, c["low"].as_f64().expect("low"), &what);
-            assert_close(r.high, c["high"].as_f64().expect("high"), &what);
             assert!(r.low <= r.estimate && r.estimate <= r.high, "{what}");
+        }
+    }
+
+    #[test]
+    fn hodges_lehmann_interval_matches_r() {
+        let cases = fixture(include_str!(
+            "../../tests/fixtures/stats/hodges_lehmann_r.json"
+        ));
+        assert!(cases.len() >= 20);
+        for (i, c) in cases.iter().enumerate() {
+            let x = floats(&c["x"]);
+            let y = floats(&c["y"]);
+            let conf = c["confidence"].as_f64().expect("confidence");
+            let r = hodges_lehmann(&x, &y, conf).expect("result");
+            let what = format!("case {i} (n={}/{}, confidence {conf})", x.len(), y.len());
+            let (low, high) = (
+                c["low"].as_f64().expect("low"),
+                c["high"].as_f64().expect("high"),
+            );
+            if c["exact"].as_bool().expect("exact") {
+                // Order statistics of the differences: the same numbers.
+                assert_close(r.low, low, &what);
+                assert_close(r.high, high, &what);
+                assert_close(r.estimate, c["r_estimate"].as_f64().expect("e"), &what);
+            } else {
+                // R finds the crossing with uniroot at tolerance 1e-4.
+                let near = |a: f64, b: f64| (a - b).abs() <= 2e-4 + 1e-6 * b.abs();
+                assert!(near(r.low, low), "{what}: low {} vs R {low}", r.low);
+                assert!(near(r.high, high), "{what}: high {} vs R {high}", r.high);
+            }
         }
     }
 
