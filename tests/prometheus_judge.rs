@@ -63,6 +63,21 @@ fn metric<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no metric {name} in {report:#}"))
 }
 
+/// Starts a Prometheus with the history, judges `job` with JSON output, and parses it.
+fn judged_json(job: &str) -> (std::process::Output, Value) {
+    let prom = PromServer::start(&history());
+    let out = judge(
+        &prom.url,
+        TEMPLATE,
+        job,
+        STABLE,
+        CANARY,
+        &["--output", "json"],
+    );
+    let report = json_of(&out);
+    (out, report)
+}
+
 const STABLE: &str = "version=\"v1\"";
 const CANARY: &str = "version=\"v2\"";
 
@@ -110,16 +125,7 @@ fn error_rate_regression_fails() {
 
 #[test]
 fn latency_histogram_regression_fails() {
-    let prom = PromServer::start(&history());
-    let out = judge(
-        &prom.url,
-        TEMPLATE,
-        "payments",
-        STABLE,
-        CANARY,
-        &["--output", "json"],
-    );
-    let report = json_of(&out);
+    let (out, report) = judged_json("payments");
     assert_eq!(out.status.code(), Some(1), "{report:#}");
     let m = metric(&report, "latency");
     assert_eq!(m["outcome"], "high", "{m:#}");
@@ -171,16 +177,7 @@ fn identical_versions_pass() {
 
 #[test]
 fn no_canary_traffic_is_inconclusive() {
-    let prom = PromServer::start(&history());
-    let out = judge(
-        &prom.url,
-        TEMPLATE,
-        "quiet",
-        STABLE,
-        CANARY,
-        &["--output", "json"],
-    );
-    let report = json_of(&out);
+    let (out, report) = judged_json("quiet");
     assert_eq!(out.status.code(), Some(3), "{report:#}");
     assert_eq!(report["verdict"], "inconclusive");
     let m = metric(&report, "error-rate");
@@ -341,16 +338,7 @@ fn too_little_evidence_is_nodata_with_how_much_more() {
 
 #[test]
 fn regression_reports_the_evidence_and_when_it_was_shown() {
-    let prom = PromServer::start(&history());
-    let out = judge(
-        &prom.url,
-        TEMPLATE,
-        "checkout",
-        STABLE,
-        CANARY,
-        &["--output", "json"],
-    );
-    let report = json_of(&out);
+    let (_, report) = judged_json("checkout");
     let m = metric(&report, "error-rate");
     assert!(m["e_value"].as_f64().unwrap() >= 100.0, "{m:#}");
     assert!(
