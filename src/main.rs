@@ -244,11 +244,28 @@ fn tokio_main<F: std::future::Future<Output = Result<u8, Failure>>>(f: F) -> Res
     runtime.block_on(f)
 }
 
+/// Reads and parses a template file; the template module itself does no I/O.
+fn read_template(
+    path: &std::path::Path,
+) -> Result<(vigil::template::AnalysisTemplate, String, String), load::Problems> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        load::Problems(vec![load::Problem {
+            file: origin.clone(),
+            line: None,
+            field: None,
+            message: format!("cannot read the template: {e}"),
+        }])
+    })?;
+    let template = load::parse(&text, &origin)?;
+    Ok((template, text, origin))
+}
+
 fn lint(files: &[PathBuf]) -> u8 {
     let mut bad = 0;
     for file in files {
-        match load::load_file(file) {
-            Ok(t) => println!(
+        match read_template(file) {
+            Ok((t, _, _)) => println!(
                 "{}: ok (template {}, {} metrics)",
                 file.display(),
                 t.metadata.name,
@@ -328,10 +345,8 @@ fn prometheus_config(url: &str, c: &ConnectionArgs) -> Result<PrometheusConfig, 
 }
 
 async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
-    let origin = args.template.display().to_string();
-    let text = std::fs::read_to_string(&args.template)
-        .map_err(|e| usage(format!("{origin}: cannot read the template: {e}")))?;
-    let template = load::parse(&text, &origin).map_err(|p| usage(p.to_string()))?;
+    let (template, text, origin) =
+        read_template(&args.template).map_err(|p| usage(p.to_string()))?;
     let stable: Selector = args
         .stable
         .parse()

@@ -83,20 +83,6 @@ pub fn line_of(text: &str, path: &str) -> Option<u64> {
     Locator::new(text).line_of(path)
 }
 
-/// Reads, parses and validates a template file.
-pub fn load_file(path: &std::path::Path) -> Result<AnalysisTemplate, Problems> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Problems(vec![Problem {
-            file: origin.clone(),
-            line: None,
-            field: None,
-            message: format!("cannot read the template: {e}"),
-        }])
-    })?;
-    parse(&text, &origin)
-}
-
 fn serde_problem(e: &serde_saphyr::Error, text: &str, origin: &str) -> Problem {
     let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
     let message = e.without_snippet().to_string();
