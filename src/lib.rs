@@ -5,9 +5,11 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod cluster;
 pub mod data;
 pub mod judge;
 pub mod report;
+pub mod rollout;
 pub mod source;
 pub mod stats;
 pub mod template;

@@ -56,6 +56,8 @@ enum Command {
     },
     /// Judge a simulated canary with a known regression: no cluster, no Prometheus.
     Demo(DemoArgs),
+    /// Print vigil's CustomResourceDefinitions as YAML (kubectl apply -f -).
+    Crd,
     /// Benchmarks on simulated rollouts.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -220,6 +222,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lint { files } => Ok(lint(&files)),
+        Command::Crd => print_crds(),
         Command::Judge(args) => tokio_main(judge(*args)),
         Command::Demo(args) => tokio_main(demo(args)),
         Command::Bench(BenchCommand::Detection(args)) => bench_detection(&args),
@@ -259,6 +262,14 @@ fn read_template(
     })?;
     let template = load::parse(&text, &origin)?;
     Ok((template, text, origin))
+}
+
+fn print_crds() -> Result<u8, Failure> {
+    print!("{}", vigil::cluster::crd::crds_yaml().map_err(|e| Failure {
+        code: EXIT_CANNOT_RUN,
+        message: format!("cannot render the CRDs: {e}"),
+    })?);
+    Ok(EXIT_PASS)
 }
 
 fn lint(files: &[PathBuf]) -> u8 {

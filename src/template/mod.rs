@@ -11,6 +11,7 @@ pub mod selector;
 pub mod units;
 pub mod validate;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use units::Fraction;
@@ -54,7 +55,7 @@ pub struct Metadata {
 }
 
 /// The body of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateSpec {
     /// Arguments that queries refer to as `{{ args.NAME }}`.
@@ -68,7 +69,7 @@ pub struct TemplateSpec {
 }
 
 /// One template argument.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArgSpec {
     /// The name used in `{{ args.NAME }}`.
@@ -82,7 +83,7 @@ pub struct ArgSpec {
 }
 
 /// How metric outcomes become a score and a verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scoring {
     /// The significance level of every test: the accepted chance of calling an unchanged
@@ -118,7 +119,7 @@ impl Default for Scoring {
 }
 
 /// What kind of evidence a metric's queries return, and so which test compares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricType {
     /// Two counters, `errors` and `total`: compared as rates of counts.
@@ -145,7 +146,7 @@ impl MetricType {
 }
 
 /// Which change of a metric harms users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// A higher canary value is a regression (errors, latency).
@@ -158,7 +159,7 @@ pub enum Direction {
 }
 
 /// What a metric without enough data counts as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NoDataPolicy {
     /// Report `nodata` and make the verdict inconclusive (the safe default).
@@ -171,7 +172,7 @@ pub enum NoDataPolicy {
 }
 
 /// What to do with NaN values in series and threshold samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NanStrategy {
     /// Drop NaN points before testing (Kayenta's default).
@@ -184,7 +185,7 @@ pub enum NanStrategy {
 }
 
 /// What to do with outlying points of series and threshold metrics (Tukey's IQR fences).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutlierStrategy {
     /// Keep every point (the default: the rank tests are robust to outliers).
@@ -200,7 +201,7 @@ pub enum OutlierStrategy {
 pub const DEFAULT_IQR_FACTOR: f64 = 1.5;
 
 /// How a threshold metric reduces the canary's points over the window to one value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Aggregate {
     /// The mean of all points.
@@ -227,7 +228,7 @@ impl Aggregate {
 }
 
 /// One metric of a template. Which fields apply depends on `type`; [`validate`] checks that.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSpec {
     /// Unique name within the template.

@@ -194,6 +194,25 @@ impl fmt::Display for Fraction {
     }
 }
 
+impl schemars::JsonSchema for Fraction {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fraction".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // A percentage string ("10%") or a plain number (0.1): Kubernetes schemas have no
+        // "string or float" type, so the value is kept as written and checked by vigil.
+        schemars::json_schema!({
+            "description": "A percentage such as \"10%\", or a fraction such as 0.1.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 impl Serialize for Fraction {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

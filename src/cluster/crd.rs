@@ -1,0 +1,396 @@
+//! The custom resources of group `vigil.dev`, version `v1alpha1`, generated from these types:
+//! `Canary`, `AnalysisTemplate` and `ClusterAnalysisTemplate`. `vigil crd` prints them.
+//!
+//! Names follow Flagger and Argo Rollouts where they mean the same thing (`targetRef`,
+//! `service`, `steps`, `stepWeights`, `analysis.interval`, `failureLimit`,
+//! `inconclusiveLimit`, `consecutiveErrorLimit`, `progressDeadline`, `abortScaleDownDelay`,
+//! `skipAnalysis`), so that their users feel at home.
+
+use crate::rollout::{Match, Request, State};
+use crate::template::TemplateSpec;
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The API group.
+pub const GROUP: &str = "vigil.dev";
+/// The API version.
+pub const VERSION: &str = "v1alpha1";
+/// The label that canary pods carry and stable pods do not.
+pub const CANARY_LABEL: &str = "vigil.dev/canary";
+/// The label on objects vigil creates, naming the Canary that owns them.
+pub const OWNER_LABEL: &str = "vigil.dev/canary-name";
+/// The annotation on the target Deployment recording that vigil adopted it.
+pub const ADOPTED_ANNOTATION: &str = "vigil.dev/adopted-by";
+
+/// The duration pattern accepted in the schema: PromQL-style units, largest first.
+const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d))+$')";
+
+/// A canary release of one Deployment: its traffic is moved to the new version step by
+/// step and judged against the stable version at every interval.
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "Canary",
+    plural = "canaries",
+    shortname = "cn",
+    namespaced,
+    status = "CanaryStatus",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.weight"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.stepLabel"),
+    printcolumn(name = "Verdict", type_ = "string", json_path = ".status.lastVerdict"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("!(has(self.steps) && size(self.steps) > 0 && has(self.stepWeights) && size(self.stepWeights) > 0)").message("set steps or stepWeights, not both"))]
+#[serde(rename_all = "camelCase")]
+pub struct CanarySpec {
+    /// The Deployment to roll out.
+    pub target_ref: TargetRef,
+    /// The Service in front of the Deployment.
+    pub service: ServiceRef,
+    /// How traffic is split between the versions: exactly one router.
+    pub routing: Routing,
+    /// The steps of the rollout, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<CanaryStep>,
+    /// Shorthand for `steps`: one weight step per entry, e.g. `[10, 50, 100]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(w, w >= 0 && w <= 100)").message("weights are percentages, 0 to 100"))]
+    pub step_weights: Vec<i32>,
+    /// Background analysis, judged at every interval while the canary has traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<CanaryAnalysis>,
+    /// Scale the canary's replicas with its traffic share.
+    #[serde(default)]
+    pub scale_canary_with_weight: bool,
+    /// Judge, report and notify, but never touch traffic or replicas (shadow mode).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Hold the rollout where it is.
+    #[serde(default)]
+    pub paused: bool,
+    /// Advance on time alone, without analysis.
+    #[serde(default)]
+    pub skip_analysis: bool,
+    /// How long the canary (or the promoted stable Deployment) may take to become available
+    /// before the rollout is aborted (or reported stalled). Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    pub progress_deadline: Option<String>,
+    /// How long an aborted canary keeps its replicas, for debugging, before it scales to
+    /// zero. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    pub abort_scale_down_delay: Option<String>,
+}
+
+/// The Deployment a Canary rolls out.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    /// `apps/v1`.
+    #[serde(default = "default_apps_v1")]
+    pub api_version: String,
+    /// `Deployment`.
+    #[serde(default = "default_deployment")]
+    #[x_kube(validation = Rule::new("self == 'Deployment'").message("only Deployments can be rolled out"))]
+    pub kind: String,
+    /// The Deployment's name.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("targetRef.name is required"))]
+    pub name: String,
+}
+
+fn default_apps_v1() -> String {
+    "apps/v1".into()
+}
+fn default_deployment() -> String {
+    "Deployment".into()
+}
+
+/// The Service in front of the Deployment.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRef {
+    /// The stable Service's name. During a rollout vigil pins its selector to the stable
+    /// pods, and restores it afterwards.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("service.name is required"))]
+    pub name: String,
+    /// The port the routers send traffic to; default the Service's first port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+    /// The name of the canary Service vigil manages; default `<name>-canary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_name: Option<String>,
+}
+
+/// How traffic is split: exactly one router.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.nginx), has(self.gatewayAPI), has(self.istio), has(self.replicas)].filter(x, x).size() == 1").message("routing needs exactly one of nginx, gatewayAPI, istio, replicas"))]
+pub struct Routing {
+    /// ingress-nginx canary annotations on a canary Ingress cloned from the stable one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxRouting>,
+    /// Weights of an HTTPRoute's backendRefs.
+    #[serde(
+        default,
+        rename = "gatewayAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway_api: Option<GatewayRouting>,
+    /// Route weights of an Istio VirtualService.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioRouting>,
+    /// No router: the weight is approximated by the ratio of canary to stable replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicasRouting>,
+}
+
+/// ingress-nginx routing.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NginxRouting {
+    /// The stable Ingress (the one without canary annotations).
+    pub ingress: String,
+    /// Extra annotations for the canary Ingress.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub additional_annotations: BTreeMap<String, String>,
+}
+
+/// Gateway API routing.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRouting {
+    /// The HTTPRoute whose rules send traffic to the stable Service.
+    pub http_route: String,
+}
+
+/// Istio routing.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioRouting {
+    /// The VirtualService that routes to the stable Service.
+    pub virtual_service: String,
+    /// The names of the HTTP routes to split; default every route sending to the Service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+}
+
+/// Replica-count routing (no options).
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReplicasRouting {}
+
+/// One step. Exactly one of `weight`, `pause`, `analysis`, `replicas`, `match`.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.weight), has(self.pause), has(self.analysis), has(self.replicas), has(self.match)].filter(x, x).size() == 1").message("a step has exactly one of weight, pause, analysis, replicas, match"))]
+pub struct CanaryStep {
+    /// Send this share of traffic (percent) to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("weight is a percentage, 0 to 100"))]
+    pub weight: Option<i32>,
+    /// Hold, for a duration or until a manual promote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStep>,
+    /// Run these templates until they pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<StepAnalysis>,
+    /// Set the canary's replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("replicas cannot be negative"))]
+    pub replicas: Option<i32>,
+    /// Route requests with these headers or cookies to the canary (A/B).
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<Match>>,
+    /// How often analyses run during this step; default `analysis.interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    pub interval: Option<String>,
+    /// The least time this step lasts; default one interval for weight and match steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    pub min_duration: Option<String>,
+}
+
+/// A pause step.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseStep {
+    /// How long; without it the rollout waits for `vigil promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    pub duration: Option<String>,
+}
+
+/// The templates of an analysis step.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepAnalysis {
+    /// The templates; all must pass.
+    pub templates: Vec<TemplateRef>,
+    /// Argument values, added to (and overriding) the background analysis's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisArg>,
+}
+
+/// A reference to an AnalysisTemplate or a ClusterAnalysisTemplate.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateRef {
+    /// The template's name.
+    pub name: String,
+    /// Refer to a ClusterAnalysisTemplate instead of an AnalysisTemplate in the Canary's
+    /// namespace.
+    #[serde(default)]
+    pub cluster_scope: bool,
+}
+
+/// A template argument's value.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisArg {
+    /// The argument's name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// Background analysis.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryAnalysis {
+    /// The templates; all must pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<TemplateRef>,
+    /// Argument values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisArg>,
+    /// How often to judge; default 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    pub interval: Option<String>,
+    /// Failed analyses that abort the rollout; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("failureLimit is at least 1"))]
+    pub failure_limit: Option<i32>,
+    /// Inconclusive analyses that abort the rollout; default 0, no limit (the step holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("inconclusiveLimit cannot be negative"))]
+    pub inconclusive_limit: Option<i32>,
+    /// Analyses in a row that could not run (Prometheus down) that abort it; default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("consecutiveErrorLimit is at least 1"))]
+    pub consecutive_error_limit: Option<i32>,
+    /// PromQL label matchers selecting the stable version, e.g. `canary=""`. The default
+    /// depends on the router (see the docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_matchers: Option<String>,
+    /// PromQL label matchers selecting the canary version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_matchers: Option<String>,
+}
+
+/// Where the Canary stands; all rollout state lives here.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The rollout state.
+    #[serde(flatten)]
+    pub state: State,
+    /// `N/M` for printing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_label: Option<String>,
+    /// The generation of the spec this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// A pending operator request (`vigil promote|abort`, the API, an alert). The
+    /// controller clears it once handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Request>,
+    /// Standard conditions: `Ready` (the spec is valid and the target found) and
+    /// `Promoted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Where the last analysis report can be read, when one was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// A status condition, as Kubernetes conventions describe it.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    #[serde(default)]
+    pub reason: String,
+    /// In words.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<DateTime<Utc>>,
+}
+
+/// An AnalysisTemplate stored in the cluster, in a namespace: the same document as a
+/// template file.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "AnalysisTemplate",
+    shortname = "at",
+    namespaced,
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+pub struct AnalysisTemplateSpec {
+    /// The template body.
+    #[serde(flatten)]
+    pub spec: TemplateSpec,
+}
+
+/// A cluster-wide AnalysisTemplate, usable from every namespace.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "ClusterAnalysisTemplate",
+    shortname = "cat",
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+pub struct ClusterAnalysisTemplateSpec {
+    /// The template body.
+    #[serde(flatten)]
+    pub spec: TemplateSpec,
+}
+
+/// Every CRD of vigil, as YAML documents in a stable order.
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![
+        Canary::crd(),
+        AnalysisTemplate::crd(),
+        ClusterAnalysisTemplate::crd(),
+    ]
+}
+
+/// Every CRD as one YAML stream, the output of `vigil crd` and the content of
+/// `deploy/crds/`.
+pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd)?);
+    }
+    Ok(out)
+}

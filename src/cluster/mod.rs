@@ -1,0 +1,6 @@
+//! The Kubernetes adapter: CRD types, the reconciler, traffic routers and leader election.
+//! It depends on the core (`rollout`, `template`, `judge`, `analysis`); the core knows
+//! nothing of it.
+
+pub mod crd;
+pub mod routers;

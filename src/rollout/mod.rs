@@ -1,0 +1,465 @@
+//! The rollout as a pure state machine: steps, weights and decisions.
+//!
+//! Nothing here talks to Kubernetes, Prometheus or a clock. The controller observes the
+//! world ([`Observation`]), asks [`machine::analysis_due`] whether an analysis should run,
+//! runs it, and hands everything to [`machine::decide`], which returns the next [`State`]
+//! (stored in the Canary's `status`), the [`World`] the cluster should converge to, and the
+//! [`Event`]s to record. Because the desired world is a function of the state alone, a
+//! controller that restarts at any moment re-applies the same world and neither repeats
+//! nor skips a step or a traffic change.
+
+pub mod machine;
+pub mod plan;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Where a rollout is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// First seen: the target is not adopted yet.
+    #[default]
+    Initializing,
+    /// Adopted; waiting for a new pod template to roll out.
+    Waiting,
+    /// A canary is running and moving through the steps.
+    Progressing,
+    /// Held by `spec.paused`, or by a pause step without a duration until a manual promote.
+    Paused,
+    /// All steps passed: the stable Deployment is rolling to the new template.
+    Promoting,
+    /// The last release was promoted; waiting for the next one.
+    Succeeded,
+    /// The last release was aborted and rolled back; waiting for the next one.
+    Failed,
+}
+
+impl Phase {
+    /// The name used in status and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Initializing => "Initializing",
+            Phase::Waiting => "Waiting",
+            Phase::Progressing => "Progressing",
+            Phase::Paused => "Paused",
+            Phase::Promoting => "Promoting",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    /// Every phase, for metrics that export one series per phase.
+    pub const ALL: [Phase; 7] = [
+        Phase::Initializing,
+        Phase::Waiting,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Promoting,
+        Phase::Succeeded,
+        Phase::Failed,
+    ];
+
+    /// Whether a canary is in flight (traffic or replicas may be on the canary).
+    pub fn in_flight(self) -> bool {
+        matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting)
+    }
+}
+
+/// A request routed to the canary regardless of the weight (A/B testing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Match {
+    /// Route requests carrying this header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatch>,
+    /// Route requests whose cookie of this name is `always`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+}
+
+/// A header condition of an A/B step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderMatch {
+    /// The header's name.
+    pub name: String,
+    /// The exact value; without it (and without `regex`) the value `always` routes to the
+    /// canary, as ingress-nginx's canary-by-header does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// A regular expression the value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+/// One step of a rollout, in the core's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this share (0-100) of traffic to the canary, then hold until the step's gate
+    /// passes: at least `min_duration`, and a passing background analysis at this weight.
+    Weight {
+        /// Canary share in percent.
+        weight: u8,
+    },
+    /// Hold for a while, or until a manual promote when `duration` is `None`.
+    Pause {
+        /// How long.
+        duration: Option<Duration>,
+    },
+    /// Run the step's own analysis (by index into the Canary's steps) until it passes.
+    Analysis,
+    /// Set the canary's replica count explicitly.
+    Replicas {
+        /// The count.
+        count: i32,
+    },
+    /// Route matching requests to the canary (A/B), then hold like a weight step.
+    Match {
+        /// The conditions.
+        matches: Vec<Match>,
+    },
+}
+
+/// A step with its own timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedStep {
+    /// What the step does.
+    pub step: Step,
+    /// How often analyses run during this step.
+    pub interval: Duration,
+    /// The least time the step lasts.
+    pub min_duration: Duration,
+}
+
+/// The rollout's settings, converted from the Canary's spec and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The steps, in order; never empty.
+    pub steps: Vec<PlannedStep>,
+    /// Whether background analysis templates are configured.
+    pub background_analysis: bool,
+    /// Failed analyses that abort the rollout (at least 1).
+    pub failure_limit: u32,
+    /// Inconclusive analyses that abort the rollout; 0 means no limit.
+    pub inconclusive_limit: u32,
+    /// Consecutive analyses that could not run (Prometheus down, bad query) that abort it.
+    pub consecutive_error_limit: u32,
+    /// How long the canary (or, when promoting, the stable Deployment) may take to become
+    /// available.
+    pub progress_deadline: Duration,
+    /// How long an aborted canary keeps its replicas before scaling to zero.
+    pub abort_scale_down_delay: Duration,
+    /// Skip every analysis: advance on time alone.
+    pub skip_analysis: bool,
+    /// Scale the canary's replicas with its traffic share.
+    pub scale_with_weight: bool,
+    /// The weight is set by replica counts (no router).
+    pub replicas_router: bool,
+}
+
+/// An operator's request, from `vigil promote|abort`, the API or an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    /// What is asked.
+    pub action: RequestAction,
+    /// Why, in words (shown in status and events).
+    #[serde(default)]
+    pub reason: String,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+}
+
+/// What an operator can ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RequestAction {
+    /// Pass the current step's gate and go to the next step.
+    Promote,
+    /// Skip every remaining step and promote now.
+    PromoteFull,
+    /// Abort and roll back.
+    Abort,
+}
+
+/// The outcome of one analysis run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnalysisOutcome {
+    /// Evidence that the canary is within tolerance.
+    Pass {
+        /// Summary in words.
+        summary: String,
+    },
+    /// Evidence of a regression. `critical` when a critical metric failed.
+    Fail {
+        /// Summary in words.
+        summary: String,
+        /// A critical metric failed: abort at once.
+        critical: bool,
+    },
+    /// Not enough evidence either way yet (marginal, or too little data).
+    Inconclusive {
+        /// Summary in words.
+        summary: String,
+    },
+    /// The analysis could not run (Prometheus down, template missing, bad query).
+    Error {
+        /// What went wrong and what to do.
+        message: String,
+    },
+}
+
+/// What the controller saw in the cluster at this reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The current time.
+    pub now: DateTime<Utc>,
+    /// The revision (hash) of the target Deployment's current pod template.
+    pub template_revision: String,
+    /// The target Deployment's `spec.replicas`.
+    pub target_replicas: i32,
+    /// The canary Deployment exists, runs `canary_revision` and has all its replicas available.
+    pub canary_ready: bool,
+    /// The target Deployment runs only its current template, with every replica available.
+    pub stable_rolled: bool,
+    /// `spec.paused` of the Canary.
+    pub paused: bool,
+    /// A pending operator request.
+    pub request: Option<Request>,
+    /// The result of the analysis [`machine::analysis_due`] asked for, if one ran.
+    pub analysis: Option<(AnalysisDue, AnalysisOutcome)>,
+}
+
+/// Which analysis to run, over which window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalysisDue {
+    /// Background templates or the current step's own.
+    pub scope: AnalysisScope,
+    /// Window start: when the canary first received traffic in this step (step analyses)
+    /// or in this rollout (background analyses).
+    pub from: DateTime<Utc>,
+    /// Window end: now.
+    pub to: DateTime<Utc>,
+    /// The how-many-th analysis of this rollout this is (1-based), for alpha spending.
+    pub look: u32,
+}
+
+/// Whose templates an analysis uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnalysisScope {
+    /// The Canary's `analysis` templates.
+    Background,
+    /// The analysis step at this index.
+    Step(usize),
+}
+
+/// The verdict of one analysis, kept in status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRecord {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// The step it ran in.
+    pub step: u32,
+    /// The canary weight at the time.
+    pub weight: u8,
+    /// `pass`, `fail`, `inconclusive` or `error`.
+    pub verdict: String,
+    /// The reasons, in words.
+    pub summary: String,
+}
+
+/// How many analysis records status keeps.
+pub const KEPT_ANALYSES: usize = 10;
+
+/// All rollout state, stored in the Canary's `status`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// Where the rollout is.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The revision the stable Deployment runs (a hash of its pod template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// The revision under test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<String>,
+    /// The last aborted revision; it is not retried until the template changes again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
+    /// The index of the current step.
+    #[serde(default)]
+    pub current_step: u32,
+    /// The number of steps of the plan.
+    #[serde(default)]
+    pub steps: u32,
+    /// The canary's traffic share in percent, as applied.
+    #[serde(default)]
+    pub weight: u8,
+    /// The A/B conditions in force, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<Match>,
+    /// The canary's replicas set by a `replicas` step, overriding the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_replicas: Option<i32>,
+    /// The target's replica count when the rollout started; restored afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_replicas: Option<i32>,
+    /// When the rollout started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the current step started (its weight was applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// When the canary first received traffic: the start of the background analysis window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_since: Option<DateTime<Utc>>,
+    /// When the last analysis ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_at: Option<DateTime<Utc>>,
+    /// Analyses run in this rollout.
+    #[serde(default)]
+    pub looks: u32,
+    /// Whether the current step's analysis has passed.
+    #[serde(default)]
+    pub step_passed: bool,
+    /// Failed analyses in this rollout.
+    #[serde(default)]
+    pub failed_checks: u32,
+    /// Inconclusive analyses in this rollout.
+    #[serde(default)]
+    pub inconclusive_checks: u32,
+    /// Analyses in a row that could not run.
+    #[serde(default)]
+    pub consecutive_errors: u32,
+    /// When the rollout was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_at: Option<DateTime<Utc>>,
+    /// When the promotion (the stable Deployment rolling) began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoting_since: Option<DateTime<Utc>>,
+    /// The last verdict: `pass`, `fail`, `inconclusive` or `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verdict: Option<String>,
+    /// The latest analyses, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<AnalysisRecord>,
+    /// What is going on, in words.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The canary Deployment the world should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryWorld {
+    /// Its pod template revision.
+    pub revision: String,
+    /// Its replica count.
+    pub replicas: i32,
+}
+
+/// What the cluster should look like for a state: the reconciler converges to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct World {
+    /// `spec.paused` of the target Deployment.
+    pub stable_paused: bool,
+    /// The target's replica count, when vigil manages it (replicas router, during a rollout).
+    pub stable_replicas: Option<i32>,
+    /// The canary Deployment; `None` means it should not exist.
+    pub canary: Option<CanaryWorld>,
+    /// The canary's traffic share in percent (0 removes canary routing).
+    pub weight: u8,
+    /// A/B conditions.
+    pub matches: Vec<Match>,
+}
+
+/// Something worth a Kubernetes Event and a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What kind of thing happened.
+    pub kind: EventKind,
+    /// In words.
+    pub message: String,
+}
+
+/// The kinds of rollout events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The target Deployment was adopted.
+    Adopted,
+    /// A new release started.
+    Started,
+    /// The canary moved to another step.
+    StepAdvanced,
+    /// The rollout is paused.
+    Paused,
+    /// The rollout resumed.
+    Resumed,
+    /// An analysis failed.
+    AnalysisFailed,
+    /// An analysis was inconclusive.
+    AnalysisInconclusive,
+    /// An analysis could not run.
+    AnalysisError,
+    /// The rollout was aborted and traffic rolled back.
+    Aborted,
+    /// The stable Deployment is rolling to the new template.
+    Promoting,
+    /// The release completed.
+    Succeeded,
+    /// A new template replaced the one under test, or the template went back to stable.
+    Superseded,
+    /// Something takes longer than it should.
+    Stalled,
+}
+
+impl EventKind {
+    /// The Kubernetes Event reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            EventKind::Adopted => "Adopted",
+            EventKind::Started => "Started",
+            EventKind::StepAdvanced => "StepAdvanced",
+            EventKind::Paused => "Paused",
+            EventKind::Resumed => "Resumed",
+            EventKind::AnalysisFailed => "AnalysisFailed",
+            EventKind::AnalysisInconclusive => "AnalysisInconclusive",
+            EventKind::AnalysisError => "AnalysisError",
+            EventKind::Aborted => "Aborted",
+            EventKind::Promoting => "Promoting",
+            EventKind::Succeeded => "Succeeded",
+            EventKind::Superseded => "Superseded",
+            EventKind::Stalled => "Stalled",
+        }
+    }
+
+    /// Whether the event is a warning.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            EventKind::AnalysisFailed
+                | EventKind::AnalysisError
+                | EventKind::Aborted
+                | EventKind::Stalled
+                | EventKind::AnalysisInconclusive
+        )
+    }
+}
+
+/// The machine's answer for one reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The next state, to store in status.
+    pub state: State,
+    /// The world to converge to.
+    pub world: World,
+    /// Events to record.
+    pub events: Vec<Event>,
+    /// When to look again at the latest.
+    pub requeue: Duration,
+    /// Whether the operator request in the observation was consumed.
+    pub request_done: bool,
+}
