@@ -220,8 +220,9 @@ pub struct Observation {
     pub template_revision: String,
     /// The target Deployment's `spec.replicas`.
     pub target_replicas: i32,
-    /// The canary Deployment exists, runs `canary_revision` and has all its replicas available.
-    pub canary_ready: bool,
+    /// Available replicas of the canary Deployment running `canary_revision` (0 when it is
+    /// missing, runs another revision, or its status is out of date).
+    pub canary_available: i32,
     /// The target Deployment runs only its current template, with every replica available.
     pub stable_rolled: bool,
     /// `spec.paused` of the Canary.
@@ -335,6 +336,9 @@ pub struct State {
     /// Analyses in a row that could not run.
     #[serde(default)]
     pub consecutive_errors: u32,
+    /// Since when the rollout waits for the canary to become available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
     /// When the rollout was aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<DateTime<Utc>>,
@@ -374,6 +378,8 @@ pub struct World {
     pub weight: u8,
     /// A/B conditions.
     pub matches: Vec<Match>,
+    /// Pin the stable Service to the stable pods (while canary pods run beside them).
+    pub pin_stable: bool,
 }
 
 /// Something worth a Kubernetes Event and a notification.

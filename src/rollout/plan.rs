@@ -1,1 +1,110 @@
-//! Building and checking a [`Plan`](super::Plan).
+//! Building and checking a [`Plan`].
+
+use super::{Plan, PlannedStep, Step};
+use std::time::Duration;
+
+/// Default analysis interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default failure limit: the first failed analysis aborts.
+pub const DEFAULT_FAILURE_LIMIT: u32 = 1;
+/// Default consecutive error limit.
+pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: u32 = 4;
+/// Default progress deadline.
+pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+/// Default delay before an aborted canary scales down.
+pub const DEFAULT_ABORT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+
+impl Plan {
+    /// A plan of weight steps (`stepWeights: [10, 50, 100]`) with defaults elsewhere.
+    pub fn from_weights(weights: &[u8], interval: Duration) -> Plan {
+        Plan {
+            steps: weights
+                .iter()
+                .map(|&weight| PlannedStep {
+                    step: Step::Weight { weight },
+                    interval,
+                    min_duration: interval,
+                })
+                .collect(),
+            background_analysis: true,
+            failure_limit: DEFAULT_FAILURE_LIMIT,
+            inconclusive_limit: 0,
+            consecutive_error_limit: DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+            progress_deadline: DEFAULT_PROGRESS_DEADLINE,
+            abort_scale_down_delay: DEFAULT_ABORT_SCALE_DOWN_DELAY,
+            skip_analysis: false,
+            scale_with_weight: false,
+            replicas_router: false,
+        }
+    }
+
+    /// Checks what the types cannot: at least one step, weights within 0-100, limits of at
+    /// least 1, intervals above zero.
+    pub fn check(&self) -> Result<(), String> {
+        if self.steps.is_empty() {
+            return Err(
+                "the Canary has no steps: set steps or stepWeights (e.g. [10, 50, 100])".into(),
+            );
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            if let Step::Weight { weight } = s.step
+                && weight > 100
+            {
+                return Err(format!("step {}: weight {weight} is above 100", i + 1));
+            }
+            if let Step::Replicas { count } = s.step
+                && count < 0
+            {
+                return Err(format!("step {}: replicas {count} is negative", i + 1));
+            }
+            if s.interval.is_zero() {
+                return Err(format!(
+                    "step {}: the analysis interval must be above zero",
+                    i + 1
+                ));
+            }
+            if let Step::Match { matches } = &s.step
+                && (matches.is_empty()
+                    || matches
+                        .iter()
+                        .any(|m| m.header.is_none() && m.cookie.is_none()))
+            {
+                return Err(format!(
+                    "step {}: each match needs a header or a cookie",
+                    i + 1
+                ));
+            }
+        }
+        if self.failure_limit == 0 || self.consecutive_error_limit == 0 {
+            return Err("failureLimit and consecutiveErrorLimit must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The canary's traffic share a step asks for, if it sets one.
+    pub fn weight_of(&self, step: usize) -> Option<u8> {
+        match self.steps.get(step).map(|s| &s.step) {
+            Some(Step::Weight { weight }) => Some(*weight),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_become_weight_steps_and_are_checked() {
+        let plan = Plan::from_weights(&[10, 50, 100], DEFAULT_INTERVAL);
+        assert_eq!(plan.steps.len(), 3);
+        assert_eq!(plan.weight_of(1), Some(50));
+        assert!(plan.check().is_ok());
+        assert!(
+            Plan::from_weights(&[10, 150], DEFAULT_INTERVAL)
+                .check()
+                .is_err()
+        );
+        assert!(Plan::from_weights(&[], DEFAULT_INTERVAL).check().is_err());
+    }
+}
