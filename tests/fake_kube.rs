@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fake_kube::{FakeKube, Options, Res, template_hash};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -86,6 +86,21 @@ where
     api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
         .unwrap()
+}
+
+/// The names in a kube-runtime watcher's initial list, up to its `InitDone`.
+async fn initial_names<K: Resource, S>(events: &mut S) -> Vec<String>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+{
+    let mut names = Vec::new();
+    loop {
+        match next(events).await.unwrap() {
+            watcher::Event::InitApply(object) => names.push(object.name_any()),
+            watcher::Event::InitDone => return names,
+            _ => {}
+        }
+    }
 }
 
 /// Waits for the next item of a stream, failing after 5 s.
@@ -548,15 +563,7 @@ async fn runtime_watcher_sees_added_modified_deleted() {
     create(&api, &deployment("before", "a:1", 1)).await;
     let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
 
-    // The initial list.
-    let mut initial = Vec::new();
-    loop {
-        match next(&mut events).await.unwrap() {
-            watcher::Event::InitApply(d) => initial.push(d.name_any()),
-            watcher::Event::InitDone => break,
-            _ => {}
-        }
-    }
+    let initial = initial_names(&mut events).await;
     assert_eq!(initial, ["before"]);
 
     create(&api, &deployment("web", "a:1", 1)).await;
@@ -959,4 +966,106 @@ async fn kubeconfig_works_for_kube_and_kubectl() {
     let json = run(&["get", "replicasets", "-o", "json"]).await.unwrap();
     let list: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(list["items"][0]["spec"]["replicas"], 2);
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_and_bookmark() {
+    let fake = FakeKube::start().await;
+    fake.put(&widget("a", 1));
+    fake.put(&widget("b", 2));
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher(api.clone(), config).boxed();
+    let initial = initial_names(&mut events).await;
+    assert_eq!(initial, ["a", "b"]);
+    merge(&api, "a", json!({"spec": {"size": 10}})).await;
+    match next(&mut events).await.unwrap() {
+        watcher::Event::Apply(w) => assert_eq!(w.spec.size, 10),
+        other => panic!("expected an apply, got {other:?}"),
+    }
+    let watches = fake.requests();
+    assert!(
+        watches
+            .iter()
+            .any(|r| r.query.contains("sendInitialEvents=true"))
+    );
+}
+
+#[tokio::test]
+async fn cluster_scoped_objects_generate_name_and_preconditions() {
+    let fake = FakeKube::start().await;
+    let namespaces: Api<Namespace> = Api::all(fake.client());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "canary"}})).unwrap();
+    let created = create(&namespaces, &ns).await;
+    assert_eq!(created.namespace(), None);
+    assert_eq!(namespaces.get("canary").await.unwrap().name_any(), "canary");
+    assert!(fake.get(&Res::core("namespaces"), "", "canary").is_some());
+
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "canary");
+    let template: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "run-"}})).unwrap();
+    let first = create(&api, &template).await;
+    let second = create(&api, &template).await;
+    assert!(first.name_any().starts_with("run-") && first.name_any().len() > 4);
+    assert_ne!(first.name_any(), second.name_any());
+
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: Some("1".into()),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let (code, _) = api_error(api.delete(&first.name_any(), &stale).await.unwrap_err());
+    assert_eq!(code, 409);
+    api.delete(&first.name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_acts_as_a_merge_patch() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &deployment("web", "web:1", 1)).await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}});
+    let out = api
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let containers = out.spec.template.spec.unwrap().containers;
+    assert_eq!(containers[0].image.as_deref(), Some("web:2"));
+}
+
+#[tokio::test]
+async fn malformed_objects_are_rejected_and_the_server_keeps_serving() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &deployment("web", "web:1", 1)).await;
+    let bad = [
+        json!({"spec": {"template": "not an object"}}),
+        json!({"spec": {"selector": {"matchLabels": "x"}}}),
+        json!({"spec": {"replicas": -1}}),
+        json!({"metadata": {"labels": {"a": 1}}}),
+        json!({"metadata": {"annotations": []}}),
+    ];
+    for patch in bad {
+        let result = api
+            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        let (code, reason) = api_error(result.unwrap_err());
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{patch}");
+    }
+    let ops: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/metadata", "value": 3}]))
+            .unwrap();
+    let result = api
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await;
+    assert_eq!(api_error(result.unwrap_err()).0, 400);
+    assert_eq!(api.get("web").await.unwrap().spec.replicas, Some(1));
 }

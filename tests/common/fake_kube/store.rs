@@ -453,6 +453,7 @@ impl Store {
         }
         check_resource_version(res, name, &stored, &body)?;
         let new = self.prepare_update(res, &stored, body, status);
+        validate(res, &new)?;
         let out = self.commit_update(res, &stored, new);
         self.after_write(res);
         Ok(out)
@@ -507,6 +508,7 @@ impl Store {
         }
         check_resource_version(res, name, &stored, &doc)?;
         let new = self.prepare_update(res, &stored, doc, status);
+        validate(res, &new)?;
         let out = self.commit_update(res, &stored, new);
         self.after_write(res);
         Ok(out)
@@ -640,7 +642,7 @@ impl Store {
             let kind = kind.to_string();
             self.register(res, &kind, !ns.is_empty());
         }
-        self.validate(res, &body)?;
+        validate(res, &body)?;
         body["metadata"]["name"] = name.into();
         if self.has_status(res)
             && let Some(map) = body.as_object_mut()
@@ -655,7 +657,7 @@ impl Store {
             meta.remove("generation");
             meta.remove("managedFields");
         }
-        Ok(self.put_inner(res, body).clone())
+        Ok(self.put_inner(res, body))
     }
 
     /// Creates or replaces as given; see [`Store::put_object`].
@@ -828,16 +830,6 @@ impl Store {
         }
     }
 
-    /// The validation the fake does (only what tests have needed).
-    fn validate(&self, res: &Res, object: &Value) -> Result<(), ApiError> {
-        if *res == Res::deployments() && !object["spec"]["selector"].is_object() {
-            return Err(ApiError::invalid(
-                "Deployment.apps is invalid: spec.selector: Required value",
-            ));
-        }
-        Ok(())
-    }
-
     /// Registers the kinds (and status subresources) a CustomResourceDefinition declares.
     fn learn_crd(&mut self, crd: &Value) {
         let spec = &crd["spec"];
@@ -857,6 +849,65 @@ impl Store {
                 self.crd_status.insert((group.into(), plural.into()));
             }
         }
+    }
+}
+
+/// The validation the fake does: the types of the metadata maps and lists, and the shape of
+/// a Deployment that the Deployment controller relies on.
+fn validate(res: &Res, object: &Value) -> Result<(), ApiError> {
+    let meta = &object["metadata"];
+    for map in ["labels", "annotations"] {
+        let ok = meta[map].is_null()
+            || meta[map]
+                .as_object()
+                .is_some_and(|m| m.values().all(Value::is_string));
+        if !ok {
+            return Err(ApiError::invalid(format!(
+                "metadata.{map}: must be a map of strings"
+            )));
+        }
+    }
+    for list in ["finalizers", "ownerReferences"] {
+        if !(meta[list].is_null() || meta[list].is_array()) {
+            return Err(ApiError::invalid(format!(
+                "metadata.{list}: must be a list"
+            )));
+        }
+    }
+    if *res != Res::deployments() {
+        return Ok(());
+    }
+    let spec = &object["spec"];
+    let object_or_absent = |v: &Value| v.is_null() || v.is_object();
+    let replicas = &spec["replicas"];
+    let checks = [
+        (
+            spec["selector"].is_object(),
+            "spec.selector: Required value",
+        ),
+        (
+            object_or_absent(&spec["selector"]["matchLabels"]),
+            "spec.selector.matchLabels: must be an object",
+        ),
+        (
+            spec["template"].is_object(),
+            "spec.template: Required value",
+        ),
+        (
+            object_or_absent(&spec["template"]["metadata"])
+                && object_or_absent(&spec["template"]["metadata"]["labels"]),
+            "spec.template.metadata.labels: must be an object",
+        ),
+        (
+            replicas.is_null() || replicas.as_u64().is_some(),
+            "spec.replicas: must be a non-negative integer",
+        ),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, problem)) => Err(ApiError::invalid(format!(
+            "Deployment.apps is invalid: {problem}"
+        ))),
+        None => Ok(()),
     }
 }
 
