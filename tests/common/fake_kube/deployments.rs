@@ -5,7 +5,10 @@
 //! [`Options::ready_delay`](super::Options::ready_delay) has passed since it was scaled up.
 //!
 //! It runs inside the store after every write to a Deployment or ReplicaSet, and on a short
-//! timer while replicas wait to become ready.
+//! timer while replicas wait to become ready. It owns Deployment status: a client's write to
+//! `deployments/status` is overwritten at once (turn the controller off with
+//! [`Options::deployment_controller`](super::Options::deployment_controller) to script status
+//! by hand with `FakeKube::put_object`).
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
