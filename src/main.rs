@@ -265,10 +265,13 @@ fn read_template(
 }
 
 fn print_crds() -> Result<u8, Failure> {
-    print!("{}", vigil::cluster::crd::crds_yaml().map_err(|e| Failure {
-        code: EXIT_CANNOT_RUN,
-        message: format!("cannot render the CRDs: {e}"),
-    })?);
+    print!(
+        "{}",
+        vigil::cluster::crd::crds_yaml().map_err(|e| Failure {
+            code: EXIT_CANNOT_RUN,
+            message: format!("cannot render the CRDs: {e}"),
+        })?
+    );
     Ok(EXIT_PASS)
 }
 

@@ -47,7 +47,11 @@ const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.weight"),
     printcolumn(name = "Step", type_ = "string", json_path = ".status.stepLabel"),
     printcolumn(name = "Verdict", type_ = "string", json_path = ".status.lastVerdict"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!(has(self.steps) && size(self.steps) > 0 && has(self.stepWeights) && size(self.stepWeights) > 0)").message("set steps or stepWeights, not both"))]
 #[serde(rename_all = "camelCase")]
@@ -361,7 +365,11 @@ pub struct Condition {
     kind = "AnalysisTemplate",
     shortname = "at",
     namespaced,
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct AnalysisTemplateSpec {
     /// The template body.
@@ -376,7 +384,11 @@ pub struct AnalysisTemplateSpec {
     version = "v1alpha1",
     kind = "ClusterAnalysisTemplate",
     shortname = "cat",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct ClusterAnalysisTemplateSpec {
     /// The template body.
@@ -385,7 +397,8 @@ pub struct ClusterAnalysisTemplateSpec {
 }
 
 /// Every CRD of vigil, as YAML documents in a stable order.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
     vec![
