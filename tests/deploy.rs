@@ -1,6 +1,7 @@
 //! `deploy/`: the committed CRDs equal `vigil crd`, the plain manifests equal the Helm chart
 //! rendered with its defaults, the rendered objects have the structure the controller needs
-//! (restricted security context, probes, exactly the RBAC it uses).
+//! (restricted security context, probes, exactly the RBAC it uses), and every example
+//! deserializes into vigil's and Kubernetes' types and refers to objects that exist.
 //!
 //! `VIGIL_REGENERATE=1 cargo test --test deploy` rewrites the generated files instead of
 //! comparing them.
@@ -10,12 +11,14 @@ mod gotemplate;
 use gotemplate::{Document, Release};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use vigil::cluster::crd::Canary;
 
 const REGENERATE: &str = "VIGIL_REGENERATE=1 cargo test --test deploy";
 
@@ -523,4 +526,178 @@ fn optional_values_render() {
         .err()
         .expect("an empty prometheus.url is refused");
     assert!(err.contains("prometheus.url is required"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Examples
+
+/// An example directory's objects by kind and name.
+#[derive(Default)]
+struct Objects {
+    by_kind: BTreeMap<String, BTreeMap<String, Value>>,
+    templates: BTreeMap<String, vigil::template::AnalysisTemplate>,
+    canaries: Vec<Canary>,
+}
+
+fn load_example(dir: &Path) -> Objects {
+    let mut objects = Objects::default();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{}: no YAML files", dir.display());
+    for file in files {
+        let rel = file.strip_prefix(root()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, doc) in gotemplate::split_documents(&text).iter().enumerate() {
+            let what = format!("{rel} (document {})", i + 1);
+            let value: Value =
+                serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if value.is_null() {
+                continue;
+            }
+            let kind = value["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: kind"))
+                .to_string();
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: metadata.name"))
+                .to_string();
+            match (
+                value["apiVersion"].as_str().unwrap_or_default(),
+                kind.as_str(),
+            ) {
+                ("vigil.dev/v1alpha1", "Canary") => {
+                    let c: Canary = typed(&value, &what);
+                    let direct: Canary = serde_saphyr::from_str(doc).unwrap();
+                    assert_eq!(c.spec, direct.spec);
+                    objects.canaries.push(c);
+                }
+                ("vigil.dev/v1alpha1", "AnalysisTemplate") => {
+                    let t =
+                        vigil::template::load::parse(doc, &what).unwrap_or_else(|e| panic!("{e}"));
+                    // The same spec as the shipped template it is a copy of.
+                    let shipped = root().join(format!("analysis-templates/{name}.yaml"));
+                    let text = std::fs::read_to_string(&shipped).unwrap();
+                    let shipped = vigil::template::load::parse(&text, "shipped").unwrap();
+                    assert_eq!(t.spec, shipped.spec, "{what}: differs from {name}.yaml");
+                    objects.templates.insert(name.clone(), t);
+                }
+                ("apps/v1", "Deployment") => drop(typed::<Deployment>(&value, &what)),
+                ("v1", "Service") => drop(typed::<Service>(&value, &what)),
+                ("networking.k8s.io/v1", "Ingress") => drop(typed::<Ingress>(&value, &what)),
+                ("gateway.networking.k8s.io/v1", "HTTPRoute") => {
+                    assert!(value["spec"]["rules"].is_array(), "{what}: spec.rules");
+                }
+                ("networking.istio.io/v1", "VirtualService") => {
+                    assert!(value["spec"]["http"].is_array(), "{what}: spec.http");
+                }
+                (api, kind) => panic!("{what}: unexpected {api} {kind}"),
+            }
+            let previous = objects
+                .by_kind
+                .entry(kind.clone())
+                .or_default()
+                .insert(name.clone(), value);
+            assert!(previous.is_none(), "{what}: {kind} {name} defined twice");
+        }
+    }
+    objects
+}
+
+fn example_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("deploy/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn examples_deserialize_and_refer_to_their_objects() {
+    let dirs = example_dirs();
+    let names: Vec<_> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["gateway-api", "istio", "nginx-gray-release"]);
+    for dir in dirs {
+        let name = dir.display().to_string();
+        assert!(dir.join("README.md").is_file(), "{name}: README.md");
+        let o = load_example(&dir);
+        assert_eq!(o.canaries.len(), 1, "{name}: one Canary");
+        let canary = &o.canaries[0];
+        let spec = &canary.spec;
+        let has = |kind: &str, n: &str| o.by_kind.get(kind).is_some_and(|m| m.contains_key(n));
+        assert!(
+            has("Deployment", &spec.target_ref.name),
+            "{name}: targetRef"
+        );
+        assert!(has("Service", &spec.service.name), "{name}: service");
+        let r = &spec.routing;
+        if let Some(n) = &r.nginx {
+            assert!(has("Ingress", &n.ingress), "{name}: routing.nginx.ingress");
+        }
+        if let Some(g) = &r.gateway_api {
+            assert!(
+                has("HTTPRoute", &g.http_route),
+                "{name}: routing.gatewayAPI.httpRoute"
+            );
+        }
+        if let Some(i) = &r.istio {
+            assert!(
+                has("VirtualService", &i.virtual_service),
+                "{name}: routing.istio"
+            );
+        }
+        let analysis = spec
+            .analysis
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: analysis"));
+        assert!(!analysis.templates.is_empty());
+        let given: BTreeSet<_> = analysis.args.iter().map(|a| a.name.as_str()).collect();
+        for t in &analysis.templates {
+            assert!(!t.cluster_scope);
+            let template = o.templates.get(&t.name).unwrap_or_else(|| {
+                panic!("{name}: AnalysisTemplate {} is not in the example", t.name)
+            });
+            for arg in &template.spec.args {
+                assert!(
+                    arg.default.is_some() || given.contains(arg.name.as_str()),
+                    "{name}: the Canary does not give the template's required arg {}",
+                    arg.name
+                );
+            }
+        }
+        // Everything in one namespace, the Canary's.
+        let ns = canary
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name}: namespace"));
+        for (kind, objs) in &o.by_kind {
+            for (n, v) in objs {
+                assert_eq!(
+                    v["metadata"]["namespace"].as_str(),
+                    Some(ns),
+                    "{name}: {kind} {n}"
+                );
+            }
+        }
+        // The Service selects the Deployment's Pods.
+        let deploy = &o.by_kind["Deployment"][&spec.target_ref.name];
+        let pod_labels = &deploy["spec"]["template"]["metadata"]["labels"];
+        let selector = o.by_kind["Service"][&spec.service.name]["spec"]["selector"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: Service selector"));
+        assert!(
+            selector.iter().all(|(k, v)| &pod_labels[k] == v),
+            "{name}: selector"
+        );
+    }
 }
