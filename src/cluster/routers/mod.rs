@@ -16,6 +16,7 @@
 //! value `always`; with both, `exact` wins (as ingress-nginx ignores the pattern when a
 //! value is set). A cookie must have the value `always`.
 
+pub mod nginx;
 pub mod replicas;
 pub mod services;
 
@@ -280,6 +281,14 @@ pub(crate) mod testing {
                 regex: regex.map(Into::into),
             }),
             cookie: None,
+        }
+    }
+
+    /// A cookie match.
+    pub fn cookie(name: &str) -> Match {
+        Match {
+            header: None,
+            cookie: Some(name.into()),
         }
     }
 
