@@ -16,9 +16,11 @@
 //! value `always`; with both, `exact` wins (as ingress-nginx ignores the pattern when a
 //! value is set). A cookie must have the value `always`.
 
+pub mod gateway;
 pub mod nginx;
 pub mod replicas;
 pub mod services;
+mod split;
 
 use crate::rollout::Match;
 use futures::future::BoxFuture;
@@ -255,9 +257,84 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+/// The prefix of the names of the routes (Istio) and rules (Gateway API) vigil adds for A/B
+/// conditions: `vigil-<canary>-ab-`, with dots in the Canary's name replaced so that it is
+/// a valid Gateway API section name.
+pub fn ab_prefix(canary: &str) -> String {
+    format!("vigil-{}-ab-", canary.replace('.', "-"))
+}
+
+/// The annotation recording the stable backend weights as they were before vigil first
+/// split a route, so that reset restores them exactly: a JSON object from the position of
+/// the route or rule (counting only the user's, not vigil's A/B ones) to its weight (`null`
+/// when it had none).
+pub const STABLE_WEIGHTS_ANNOTATION: &str = "vigil.dev/stable-weights";
+
+/// The recorded stable weights of a JSON object (HTTPRoute, VirtualService): see
+/// [`STABLE_WEIGHTS_ANNOTATION`]. Keys are `<route>/<backend>` positions.
+pub(crate) fn recorded_weights(
+    object: &str,
+    obj: &serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, RouterError> {
+    let Some(text) = obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(STABLE_WEIGHTS_ANNOTATION))
+        .and_then(|v| v.as_str())
+    else {
+        return Ok(serde_json::Map::new());
+    };
+    serde_json::from_str(text).map_err(|e| RouterError::Invalid {
+        object: object.into(),
+        message: format!(
+            "annotation {STABLE_WEIGHTS_ANNOTATION} is not a JSON object ({e}); remove it (reset then \
+             leaves the stable weights as they are)"
+        ),
+    })
+}
+
+/// Sets (or with `None` removes) an annotation of a JSON object, dropping an emptied map.
+pub(crate) fn set_annotation(obj: &mut serde_json::Value, key: &str, value: Option<String>) {
+    let Some(meta) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) else {
+        return;
+    };
+    match value {
+        Some(v) => {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(key.into(), serde_json::Value::String(v));
+            }
+        }
+        None => {
+            let emptied = match meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+                Some(a) => {
+                    a.remove(key);
+                    a.is_empty()
+                }
+                None => false,
+            };
+            if emptied {
+                meta.remove("annotations");
+            }
+        }
+    }
+}
+
+/// Sets or removes (`Null`) the `weight` of a backend (a JSON object).
+pub(crate) fn put_weight(backend: &mut serde_json::Value, weight: serde_json::Value) {
+    if let Some(b) = backend.as_object_mut() {
+        if weight.is_null() {
+            b.remove("weight");
+        } else {
+            b.insert("weight".into(), weight);
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::Names;
+    use super::{Condition, Names, conditions};
     use crate::rollout::{HeaderMatch, Match};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use std::sync::LazyLock;
@@ -290,6 +367,11 @@ pub(crate) mod testing {
             header: None,
             cookie: Some(name.into()),
         }
+    }
+
+    /// The conditions of matches of the test Canary.
+    pub fn conds(matches: &[Match]) -> Vec<Vec<Condition>> {
+        conditions(&names(), matches).unwrap()
     }
 
     /// The names of the test Canary `shop/web`, serving Service `web` via `web-canary`.
