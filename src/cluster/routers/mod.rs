@@ -17,11 +17,13 @@
 //! value is set). A cookie must have the value `always`.
 
 pub mod gateway;
+pub mod istio;
 pub mod nginx;
 pub mod replicas;
 pub mod services;
 mod split;
 
+use crate::cluster::crd::Routing;
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -173,6 +175,30 @@ pub trait Router: Send + Sync {
     fn uses_services(&self) -> bool {
         true
     }
+}
+
+/// The router a Canary's `routing` selects; `None` unless exactly one router is set (the
+/// CRD's validation rule guarantees one for objects the API server accepted).
+pub fn for_routing(routing: &Routing) -> Option<Box<dyn Router>> {
+    let set = [
+        routing.nginx.is_some(),
+        routing.gateway_api.is_some(),
+        routing.istio.is_some(),
+        routing.replicas.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return None;
+    }
+    if let Some(n) = &routing.nginx {
+        return Some(Box::new(nginx::NginxRouter::new(n)));
+    }
+    if let Some(g) = &routing.gateway_api {
+        return Some(Box::new(gateway::GatewayRouter::new(g)));
+    }
+    if let Some(i) = &routing.istio {
+        return Some(Box::new(istio::IstioRouter::new(i)));
+    }
+    Some(Box::new(replicas::ReplicasRouter))
 }
 
 /// How a header value is matched.
@@ -455,5 +481,28 @@ mod tests {
     #[test]
     fn the_cookie_regex_is_anchored_and_escaped() {
         assert_eq!(cookie_regex("a.b"), "^(?:.*;\\s*)?a\\.b=always(?:;.*)?$");
+    }
+
+    #[test]
+    fn the_router_follows_the_routing() {
+        let r = Routing {
+            replicas: Some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(for_routing(&r).map(|r| r.name()), Some("replicas"));
+        assert!(for_routing(&Routing::default()).is_none());
+        let both = Routing {
+            replicas: Some(Default::default()),
+            gateway_api: Some(crate::cluster::crd::GatewayRouting {
+                http_route: "r".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(for_routing(&both).is_none());
+        let g = Routing {
+            gateway_api: both.gateway_api.clone(),
+            ..Default::default()
+        };
+        assert_eq!(for_routing(&g).map(|r| r.name()), Some("gateway-api"));
     }
 }
