@@ -484,6 +484,34 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_regex_finds_the_cookie_anywhere_and_nothing_else() {
+        // The regex crate's syntax is RE2's, which Envoy (Istio, most Gateway API
+        // implementations) uses.
+        let re = regex::Regex::new(&cookie_regex("beta")).unwrap();
+        for yes in [
+            "beta=always",
+            "a=1; beta=always",
+            "beta=always; a=1",
+            "a=1;beta=always;b=2",
+        ] {
+            assert!(re.is_match(yes), "{yes}");
+        }
+        for no in [
+            "beta=never",
+            "xbeta=always",
+            "a=1; xbeta=always",
+            "beta=alwaysx",
+            "abeta=always; b=1",
+            "",
+        ] {
+            assert!(!re.is_match(no), "{no}");
+        }
+        let dotted = regex::Regex::new(&cookie_regex("a.b")).unwrap();
+        assert!(dotted.is_match("a.b=always"));
+        assert!(!dotted.is_match("axb=always"));
+    }
+
+    #[test]
     fn the_router_follows_the_routing() {
         let r = Routing {
             replicas: Some(Default::default()),
