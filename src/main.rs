@@ -386,6 +386,7 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
     let concurrency = args.connection.concurrency;
     let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
     let request = AnalysisRequest {
+        look: 1,
         template: &template,
         args: parse_args(&args.args)?,
         stable,
@@ -529,6 +530,7 @@ async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     )
     .map_err(|e| usage(e.to_string()))?;
     let request = AnalysisRequest {
+        look: 1,
         template: &template,
         args: BTreeMap::from([("job".to_string(), "checkout".to_string())]),
         stable: "version=\"v1\""

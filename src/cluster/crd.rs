@@ -38,8 +38,6 @@ const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 
 /// A canary release of one Deployment: its traffic is moved to the new version step by
 /// step and judged against the stable version at every interval.
-// The printcolumn entries share `type_ = "string"`, which clippy reads as a duplicate.
-#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "vigil.dev",

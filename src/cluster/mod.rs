@@ -2,5 +2,10 @@
 //! It depends on the core (`rollout`, `template`, `judge`, `analysis`); the core knows
 //! nothing of it.
 
+pub mod analysis;
+pub mod clock;
 pub mod crd;
+pub mod plan;
+pub mod reconciler;
 pub mod routers;
+pub mod world;
