@@ -3,4 +3,5 @@
 //! nothing of it.
 
 pub mod crd;
+pub mod leader;
 pub mod routers;
