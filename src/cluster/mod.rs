@@ -4,4 +4,5 @@
 
 pub mod crd;
 pub mod leader;
+pub mod metrics;
 pub mod routers;
