@@ -5,4 +5,5 @@
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod ops;
 pub mod routers;
