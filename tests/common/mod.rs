@@ -1,7 +1,10 @@
 //! Test harness: a real Prometheus server, loaded with synthetic history through
-//! `promtool tsdb create-blocks-from openmetrics`, on a free loopback port.
+//! `promtool tsdb create-blocks-from openmetrics`, on a free loopback port; and (`fake_kube`)
+//! an in-process fake Kubernetes API server.
 
 #![allow(dead_code)]
+
+pub mod fake_kube;
 
 use std::fmt::Write as _;
 use std::net::TcpListener;

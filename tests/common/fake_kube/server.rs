@@ -1,0 +1,556 @@
+//! The HTTP side of the fake API server: URL routing, the REST verbs, watch streams, fault
+//! injection, the request log and a minimal discovery for `kubectl`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::select::Selector;
+use super::store::{ApiError, Event, EventType, PatchType, Res, Store};
+
+/// One HTTP request the fake received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    /// The raw query string ("" if none).
+    pub query: String,
+}
+
+impl RequestRecord {
+    /// POST, PUT, PATCH or DELETE.
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+    }
+
+    /// The resource plural the request addressed, if it addressed a resource.
+    pub fn plural(&self) -> Option<String> {
+        match route(&self.path) {
+            Route::Object(target) => Some(target.res.plural),
+            _ => None,
+        }
+    }
+}
+
+/// A fault to inject: the next `remaining` matching requests fail with `code`.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// Methods that match (upper case); `*` matches any.
+    pub methods: Vec<String>,
+    pub plural: String,
+    /// The subresource that matches (`None`: the main resource).
+    pub subresource: Option<String>,
+    pub code: u16,
+    pub remaining: usize,
+}
+
+/// State shared by the HTTP handlers and the [`super::FakeKube`] handle.
+pub struct Shared {
+    pub store: Mutex<Store>,
+    pub faults: Mutex<Vec<Fault>>,
+    pub requests: Mutex<Vec<RequestRecord>>,
+    pub addr: SocketAddr,
+}
+
+/// Where a URL path points.
+enum Route {
+    Version,
+    CoreVersions,
+    Groups,
+    Group(String),
+    Resources(String, String),
+    Object(Target),
+    Unknown,
+}
+
+/// A resource URL: type, namespace, object name and subresource.
+struct Target {
+    res: Res,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn route(path: &str) -> Route {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => Route::Version,
+        ["api"] => Route::CoreVersions,
+        ["apis"] => Route::Groups,
+        ["api", v] => Route::Resources(String::new(), (*v).into()),
+        ["apis", g] => Route::Group((*g).into()),
+        ["apis", g, v] => Route::Resources((*g).into(), (*v).into()),
+        ["api", v, rest @ ..] => target("", v, rest),
+        ["apis", g, v, rest @ ..] => target(g, v, rest),
+        _ => Route::Unknown,
+    }
+}
+
+fn target(group: &str, version: &str, rest: &[&str]) -> Route {
+    let (ns, plural, tail) = match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if !(tail.is_empty() && matches!(*plural, "status" | "finalize")) =>
+        {
+            (Some(ns.to_string()), *plural, tail)
+        }
+        [plural, tail @ ..] => (None, *plural, tail),
+        [] => return Route::Unknown,
+    };
+    let (name, sub) = match tail {
+        [] => (None, None),
+        [name] => (Some(name.to_string()), None),
+        [name, sub] => (Some(name.to_string()), Some(sub.to_string())),
+        _ => return Route::Unknown,
+    };
+    Route::Object(Target {
+        res: Res::new(group, version, plural),
+        ns,
+        name,
+        sub,
+    })
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error_response(error: &ApiError) -> Response {
+    json_response(error.code, &error.status())
+}
+
+/// The single handler: every request goes through here.
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.requests.lock().unwrap().push(RequestRecord {
+        method: method.to_string(),
+        path: uri.path().into(),
+        query: uri.query().unwrap_or_default().into(),
+    });
+    let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
+        Ok(Query(q)) => q,
+        Err(e) => return error_response(&ApiError::bad_request(e.to_string())),
+    };
+    let result = match route(uri.path()) {
+        Route::Object(target) => {
+            if let Some(code) = take_fault(&shared, &method, &target) {
+                Err(ApiError::new(code, "injected fault"))
+            } else {
+                resource(&shared, &method, &target, &query, &headers, &body)
+            }
+        }
+        Route::Unknown => Err(ApiError::new(
+            404,
+            "the server could not find the requested resource",
+        )),
+        _ if method != Method::GET => Err(ApiError::new(405, "method not allowed")),
+        discovery => Ok(Reply::Json(200, self::discovery(&shared, discovery))),
+    };
+    match result {
+        Ok(Reply::Json(code, value)) => json_response(code, &value),
+        Ok(Reply::Stream(response)) => response,
+        Err(e) => error_response(&e),
+    }
+}
+
+enum Reply {
+    Json(u16, Value),
+    Stream(Response),
+}
+
+/// Consumes one use of the first fault matching the request, returning its status code.
+fn take_fault(shared: &Shared, method: &Method, target: &Target) -> Option<u16> {
+    let mut faults = shared.faults.lock().unwrap();
+    let fault = faults.iter_mut().find(|f| {
+        f.remaining > 0
+            && f.plural == target.res.plural
+            && f.subresource == target.sub
+            && f.methods.iter().any(|m| m == "*" || m == method.as_str())
+    })?;
+    fault.remaining -= 1;
+    let code = fault.code;
+    faults.retain(|f| f.remaining > 0);
+    Some(code)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+/// The REST verbs on a resource URL.
+fn resource(
+    shared: &Shared,
+    method: &Method,
+    target: &Target,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let res = &target.res;
+    let mut store = shared.store.lock().unwrap();
+    let status = match target.sub.as_deref() {
+        None => false,
+        Some("status") if store.has_status(res) => true,
+        Some(sub) => {
+            return Err(ApiError::new(
+                404,
+                format!("the server could not find the subresource {sub:?}"),
+            ));
+        }
+    };
+    if target.ns.is_none()
+        && (target.name.is_some() || *method != Method::GET)
+        && store.is_namespaced(res) == Some(true)
+    {
+        return Err(ApiError::new(
+            404,
+            "the server could not find the requested resource (no namespace given)",
+        ));
+    }
+    let ns = target.ns.as_deref().unwrap_or_default();
+    let selector = Selector::parse(
+        query.get("labelSelector").map(String::as_str),
+        query.get("fieldSelector").map(String::as_str),
+    )
+    .map_err(ApiError::bad_request)?;
+    let ok = |value: Value| Ok(Reply::Json(200, value));
+    match (method.as_str(), target.name.as_deref()) {
+        ("GET", Some(name)) => store
+            .get(res, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(res, name))
+            .and_then(ok),
+        ("GET", None) if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) => {
+            watch(&mut store, target, query, selector).map(Reply::Stream)
+        }
+        ("GET", None) => ok(list(&store, target, query, &selector)?),
+        ("POST", None) if !status => {
+            let created = store.create(res, ns, parse_json(body)?)?;
+            Ok(Reply::Json(201, created))
+        }
+        ("PUT", Some(name)) => ok(store.replace(res, ns, name, parse_json(body)?, status)?),
+        ("PATCH", Some(name)) => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let patch_type = PatchType::from_content_type(content_type).ok_or_else(|| {
+                ApiError::new(
+                    415,
+                    format!("the media type {content_type:?} is not supported"),
+                )
+            })?;
+            let existed = store.get(res, ns, name).is_some();
+            let out = store.patch(res, ns, name, patch_type, body, status)?;
+            Ok(Reply::Json(if existed { 200 } else { 201 }, out))
+        }
+        ("DELETE", Some(name)) if !status => ok(store.delete(res, ns, name, &parse_json(body)?)?),
+        ("DELETE", None) => {
+            let options = parse_json(body)?;
+            let names: Vec<(String, String)> = store
+                .list(res, target.ns.as_deref())
+                .into_iter()
+                .filter(|o| selector.matches(o))
+                .map(|o| {
+                    let meta = &o["metadata"];
+                    let ns = meta["namespace"].as_str().unwrap_or_default();
+                    (ns.to_string(), meta["name"].as_str().unwrap().to_string())
+                })
+                .collect();
+            let mut items = Vec::new();
+            for (ns, name) in names {
+                items.push(store.delete(res, &ns, &name, &options)?);
+            }
+            ok(list_object(&store, res, items, None))
+        }
+        _ => Err(ApiError::new(405, format!("{method} is not allowed here"))),
+    }
+}
+
+fn list_object(
+    store: &Store,
+    res: &Res,
+    items: Vec<Value>,
+    more: Option<(String, usize)>,
+) -> Value {
+    let mut metadata = json!({"resourceVersion": store.resource_version().to_string()});
+    if let Some((token, remaining)) = more {
+        metadata["continue"] = token.into();
+        metadata["remainingItemCount"] = remaining.into();
+    }
+    json!({
+        "kind": format!("{}List", store.kind_of(res)),
+        "apiVersion": res.api_version(),
+        "metadata": metadata,
+        "items": items,
+    })
+}
+
+/// LIST with selectors and `limit`/`continue` paging (the continue token is the last
+/// returned `namespace/name`).
+fn list(
+    store: &Store,
+    target: &Target,
+    query: &HashMap<String, String>,
+    selector: &Selector,
+) -> Result<Value, ApiError> {
+    let after = query
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.split_once('/')
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+                .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+        })
+        .transpose()?;
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("invalid limit"))?,
+        None => 0,
+    };
+    let key = |o: &Value| {
+        let meta = &o["metadata"];
+        (
+            meta["namespace"].as_str().unwrap_or_default().to_string(),
+            meta["name"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let matching: Vec<&Value> = store
+        .list(&target.res, target.ns.as_deref())
+        .into_iter()
+        .filter(|o| selector.matches(o))
+        .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
+        .collect();
+    let take = if limit == 0 {
+        matching.len()
+    } else {
+        limit.min(matching.len())
+    };
+    let more = (take < matching.len()).then(|| {
+        let (ns, name) = key(matching[take - 1]);
+        (format!("{ns}/{name}"), matching.len() - take)
+    });
+    let items = matching[..take].iter().map(|&o| o.clone()).collect();
+    Ok(list_object(store, &target.res, items, more))
+}
+
+/// The watch event line for a store event, if the watch sees it: objects that enter the
+/// selection are ADDED, those that leave it DELETED.
+fn watch_line(event: &Event, res: &Res, ns: Option<&str>, selector: &Selector) -> Option<Bytes> {
+    if event.res != *res || ns.is_some_and(|ns| ns != event.namespace) {
+        return None;
+    }
+    let now = selector.matches(&event.object);
+    let before = event.old.as_ref().map(|o| selector.matches(o));
+    let kind = match (event.kind, before, now) {
+        (EventType::Modified, Some(true), false) => "DELETED",
+        (EventType::Modified, Some(false), true) => "ADDED",
+        (kind, _, true) => kind.as_str(),
+        _ => return None,
+    };
+    Some(line(kind, &event.object))
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut text = json!({"type": kind, "object": object}).to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+/// WATCH: a chunked stream of JSON lines. Without a resourceVersion (or with "0", or with
+/// `sendInitialEvents=true`) it starts with an ADDED for every current object; otherwise it
+/// replays the history after the given resourceVersion (an ERROR 410 if that was compacted).
+/// Then live events, until `timeoutSeconds` (default 30 minutes).
+fn watch(
+    store: &mut Store,
+    target: &Target,
+    query: &HashMap<String, String>,
+    selector: Selector,
+) -> Result<Response, ApiError> {
+    let since = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("" | "0") => None,
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+    };
+    let initial_events = query.get("sendInitialEvents").map(String::as_str) == Some("true");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1800);
+    let (res, ns) = (target.res.clone(), target.ns.clone());
+    let mut lines = Vec::new();
+    let from = if since.is_none() || initial_events {
+        for object in store.list(&res, ns.as_deref()) {
+            if selector.matches(object) {
+                lines.push(line("ADDED", object));
+            }
+        }
+        if initial_events {
+            let bookmark = json!({
+                "kind": store.kind_of(&res),
+                "apiVersion": res.api_version(),
+                "metadata": {
+                    "resourceVersion": store.resource_version().to_string(),
+                    "annotations": {"k8s.io/initial-events-end": "true"},
+                },
+            });
+            lines.push(line("BOOKMARK", &bookmark));
+        }
+        store.resource_version()
+    } else {
+        since.unwrap_or_default()
+    };
+    let receiver = match store.watch(from) {
+        Ok((past, receiver)) => {
+            lines.extend(
+                past.iter()
+                    .filter_map(|e| watch_line(e, &res, ns.as_deref(), &selector)),
+            );
+            Some(receiver)
+        }
+        Err(gone) => {
+            lines.push(line("ERROR", &gone.status()));
+            None
+        }
+    };
+    let live = futures::stream::unfold(receiver, |receiver| async move {
+        let mut receiver = receiver?;
+        let event = receiver.recv().await?;
+        Some((event, Some(receiver)))
+    })
+    .filter_map(move |event| {
+        futures::future::ready(watch_line(&event, &res, ns.as_deref(), &selector))
+    });
+    let stream = futures::stream::iter(lines)
+        .chain(live)
+        .map(Ok::<_, Infallible>)
+        .take_until(tokio::time::sleep(Duration::from_secs(timeout)));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Short names `kubectl` accepts for well-known resources.
+fn short_names(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "deployments" => &["deploy"],
+        "replicasets" => &["rs"],
+        "services" => &["svc"],
+        "configmaps" => &["cm"],
+        "ingresses" => &["ing"],
+        "namespaces" => &["ns"],
+        "pods" => &["po"],
+        "events" => &["ev"],
+        "customresourcedefinitions" => &["crd", "crds"],
+        _ => &[],
+    }
+}
+
+/// Discovery documents, from the resource types the store knows.
+fn discovery(shared: &Shared, route: Route) -> Value {
+    let store = shared.store.lock().unwrap();
+    let kinds = store.kinds();
+    let mut group_versions: Vec<(String, String)> = kinds
+        .iter()
+        .filter(|(r, _)| !r.group.is_empty())
+        .map(|(r, _)| (r.group.clone(), r.version.clone()))
+        .collect();
+    group_versions.dedup();
+    let api_group = |group: &str| {
+        let versions: Vec<Value> = group_versions
+            .iter()
+            .filter(|(g, _)| g == group)
+            .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+            .collect();
+        json!({"name": group, "versions": versions, "preferredVersion": versions.first()})
+    };
+    match route {
+        Route::Version => json!({
+            "major": "1", "minor": "32", "gitVersion": "v1.32.0-fake",
+            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+            "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
+            "platform": "linux/amd64",
+        }),
+        Route::CoreVersions => json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": shared.addr.to_string()}
+            ],
+        }),
+        Route::Groups => {
+            let mut names: Vec<&String> = group_versions.iter().map(|(g, _)| g).collect();
+            names.dedup();
+            let groups: Vec<Value> = names.into_iter().map(|g| api_group(g)).collect();
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        }
+        Route::Group(group) => {
+            let mut doc = api_group(&group);
+            doc["kind"] = "APIGroup".into();
+            doc["apiVersion"] = "v1".into();
+            doc
+        }
+        Route::Resources(group, version) => {
+            let mut resources = Vec::new();
+            for (res, info) in kinds
+                .iter()
+                .filter(|(r, _)| r.group == group && r.version == version)
+            {
+                resources.push(json!({
+                    "name": res.plural,
+                    "singularName": info.kind.to_lowercase(),
+                    "namespaced": info.namespaced,
+                    "kind": info.kind,
+                    "shortNames": short_names(&res.plural),
+                    "verbs": ["create", "delete", "deletecollection", "get", "list", "patch",
+                              "update", "watch"],
+                }));
+                if store.has_status(res) {
+                    resources.push(json!({
+                        "name": format!("{}/status", res.plural),
+                        "singularName": "",
+                        "namespaced": info.namespaced,
+                        "kind": info.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }));
+                }
+            }
+            let group_version = Res::new(&group, &version, "").api_version();
+            json!({
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": group_version,
+                "resources": resources,
+            })
+        }
+        Route::Object(_) | Route::Unknown => json!({}),
+    }
+}

@@ -1,0 +1,1071 @@
+//! The fake Kubernetes API server (`tests/common/fake_kube`) driven by the real `kube` client,
+//! `kube-runtime` and `kubectl`: proof that the controller's Kubernetes I/O can be tested
+//! against it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_kube::{FakeKube, Options, Res, template_hash};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{CustomResource, Resource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// A tiny custom resource with a status subresource (its group ends in `vigil.dev`).
+#[derive(CustomResource, Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "test.vigil.dev",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus"
+)]
+pub struct WidgetSpec {
+    pub size: i32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WidgetStatus {
+    pub observed_size: Option<i32>,
+}
+
+fn widget(name: &str, size: i32) -> Widget {
+    Widget::new(name, WidgetSpec { size })
+}
+
+fn deployment(name: &str, image: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }))
+    .unwrap()
+}
+
+fn api_error(error: kube::Error) -> (u16, String) {
+    match error {
+        kube::Error::Api(status) => (status.code, status.reason.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Creates an object through the API, which must accept it.
+async fn create<K>(api: &Api<K>, object: &K) -> K
+where
+    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), object).await.unwrap()
+}
+
+/// Merge-patches an object through the API, which must accept it.
+async fn merge<K>(api: &Api<K>, name: &str, patch: Value) -> K
+where
+    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap()
+}
+
+/// The names in a kube-runtime watcher's initial list, up to its `InitDone`.
+async fn initial_names<K: Resource, S>(events: &mut S) -> Vec<String>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+{
+    let mut names = Vec::new();
+    loop {
+        match next(events).await.unwrap() {
+            watcher::Event::InitApply(object) => names.push(object.name_any()),
+            watcher::Event::InitDone => return names,
+            _ => {}
+        }
+    }
+}
+
+/// Waits for the next item of a stream, failing after 5 s.
+async fn next<S: futures::Stream + Unpin>(stream: &mut S) -> S::Item {
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("timed out waiting for a stream item")
+        .expect("the stream ended")
+}
+
+#[tokio::test]
+async fn crud_of_deployments_through_the_kube_client() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    let pp = PostParams::default();
+
+    let created = api
+        .create(&pp, &deployment("web", "web:1", 2))
+        .await
+        .unwrap();
+    assert_eq!(created.namespace().as_deref(), Some("default"));
+    assert!(created.uid().is_some());
+    assert!(created.creation_timestamp().is_some());
+    assert_eq!(created.metadata.generation, Some(1));
+    let (code, reason) = api_error(
+        api.create(&pp, &deployment("web", "web:1", 2))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+
+    let got = api.get("web").await.unwrap();
+    assert_eq!(got.spec, created.spec);
+    let listed = api
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(
+        api.list(&ListParams::default().labels("app=other"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Replace: the spec changed, so the generation grows and the resourceVersion too.
+    let mut changed = got.clone();
+    changed.spec.replicas = Some(4);
+    let replaced = api.replace("web", &pp, &changed).await.unwrap();
+    assert_eq!(replaced.metadata.generation, Some(2));
+    let rv = |d: &Deployment| d.resource_version().unwrap().parse::<u64>().unwrap();
+    assert!(rv(&replaced) > rv(&got));
+
+    // Merge, JSON and apply patches.
+    let merged = merge(
+        &api,
+        "web",
+        json!({"metadata": {"labels": {"tier": "front"}}}),
+    )
+    .await;
+    assert_eq!(merged.labels()["tier"], "front");
+    assert_eq!(merged.metadata.generation, Some(2), "labels are not spec");
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/replicas", "value": 4},
+        {"op": "replace", "path": "/spec/replicas", "value": 5},
+    ]))
+    .unwrap();
+    let patched = api
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.replicas, Some(5));
+    let applied = api
+        .patch(
+            "web",
+            &PatchParams::apply("vigil").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "annotations": {"vigil.dev/phase": "canary"}},
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.annotations()["vigil.dev/phase"], "canary");
+    assert_eq!(applied.spec.replicas, Some(5));
+
+    // Apply creates a missing object.
+    let api_cm: Api<ConfigMap> = Api::default_namespaced(fake.client());
+    let cm = api_cm
+        .patch(
+            "settings",
+            &PatchParams::apply("vigil"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["a"], "1");
+
+    let deleted = api.delete("web", &DeleteParams::default()).await.unwrap();
+    assert!(deleted.is_left());
+    assert!(api.get_opt("web").await.unwrap().is_none());
+    let (code, reason) = api_error(api.get("web").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (404, "NotFound"));
+}
+
+#[tokio::test]
+async fn stale_resource_versions_are_conflicts() {
+    let fake = FakeKube::start().await;
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let pp = PostParams::default();
+    let first = api.create(&pp, &widget("w", 1)).await.unwrap();
+    let mut newer = first.clone();
+    newer.spec.size = 2;
+    api.replace("w", &pp, &newer).await.unwrap();
+
+    let mut stale = first.clone();
+    stale.spec.size = 3;
+    let (code, reason) = api_error(api.replace("w", &pp, &stale).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+
+    stale.status = Some(WidgetStatus {
+        observed_size: Some(1),
+    });
+    let (code, _) = api_error(api.replace_status("w", &pp, &stale).await.unwrap_err());
+    assert_eq!(code, 409);
+
+    let stale_rv = first.resource_version().unwrap();
+    let patch = json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"size": 9}});
+    let (code, _) = api_error(
+        api.patch("w", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 409);
+    assert_eq!(api.get("w").await.unwrap().spec.size, 2);
+}
+
+#[tokio::test]
+async fn status_subresource_separates_spec_and_status() {
+    let fake = FakeKube::start().await;
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let pp = PostParams::default();
+    let mut w = widget("w", 1);
+    w.status = Some(WidgetStatus {
+        observed_size: Some(7),
+    });
+    let created = api.create(&pp, &w).await.unwrap();
+    assert_eq!(created.status, None, "status is not set on create");
+
+    // Writing the status leaves spec and generation alone.
+    let mut with_status = created.clone();
+    with_status.spec.size = 100;
+    with_status.status = Some(WidgetStatus {
+        observed_size: Some(1),
+    });
+    let after_status = api.replace_status("w", &pp, &with_status).await.unwrap();
+    assert_eq!(after_status.spec.size, 1);
+    assert_eq!(after_status.status.as_ref().unwrap().observed_size, Some(1));
+    assert_eq!(after_status.metadata.generation, Some(1));
+
+    // Writing the main resource keeps the stored status; a spec change bumps generation.
+    let mut main = after_status.clone();
+    main.spec.size = 2;
+    main.status = None;
+    let after_main = api.replace("w", &pp, &main).await.unwrap();
+    assert_eq!(after_main.status.as_ref().unwrap().observed_size, Some(1));
+    assert_eq!(after_main.metadata.generation, Some(2));
+
+    let patched = api
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedSize": 2}, "spec": {"size": 50}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status.unwrap().observed_size, Some(2));
+    assert_eq!(patched.spec.size, 2);
+    assert_eq!(patched.metadata.generation, Some(2));
+
+    // A write that changes nothing gets no new resourceVersion.
+    let again = api
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedSize": 2}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.resource_version(),
+        api.get("w").await.unwrap().resource_version()
+    );
+    assert_eq!(
+        fake.get(&Res::of::<Widget>(), "default", "w").unwrap()["status"]["observedSize"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn json_patch_supports_every_op_and_a_failed_test_is_invalid() {
+    let fake = FakeKube::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(fake.client());
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}
+    }))
+    .unwrap();
+    create(&api, &cm).await;
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/a", "value": "1"},
+        {"op": "add", "path": "/data/c", "value": "3"},
+        {"op": "remove", "path": "/data/b"},
+        {"op": "replace", "path": "/data/a", "value": "one"},
+        {"op": "copy", "from": "/data/a", "path": "/data/d"},
+        {"op": "move", "from": "/data/c", "path": "/data/e"},
+    ]))
+    .unwrap();
+    let out = api
+        .patch("c", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
+    let data = out.data.unwrap();
+    assert_eq!(
+        data.into_iter().collect::<Vec<_>>(),
+        [("a", "one"), ("d", "one"), ("e", "3")].map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+
+    let failing: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/a", "value": "1"},
+        {"op": "replace", "path": "/data/a", "value": "x"},
+    ]))
+    .unwrap();
+    let (code, reason) = api_error(
+        api.patch("c", &PatchParams::default(), &Patch::<()>::Json(failing))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(api.get("c").await.unwrap().data.unwrap()["a"], "one");
+}
+
+#[tokio::test]
+async fn bad_requests_get_status_bodies_not_panics() {
+    let fake = FakeKube::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/apis/apps/v1/namespaces/default/deployments", fake.url());
+    let response = http.post(&url).body("{not json").send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(status["reason"], "BadRequest");
+    assert_eq!(status["code"], 400);
+
+    let response = http.post(&url).body("[1, 2]").send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let response = http
+        .post(&url)
+        .body(r#"{"metadata": {"name": "Not_A_Name"}, "spec": {"selector": {}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let response = http
+        .patch(format!("{url}/missing"))
+        .header("content-type", "application/merge-patch+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let response = http
+        .get(format!("{url}?labelSelector=a%20in%20(b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let response = http
+        .get(format!("{}/nonsense", fake.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn list_filters_by_label_and_field_selectors_and_pages() {
+    let fake = FakeKube::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(fake.client());
+    for (name, tier) in [
+        ("a", Some("web")),
+        ("b", Some("db")),
+        ("c", Some("web")),
+        ("d", None),
+    ] {
+        let mut labels = json!({"app": "shop"});
+        if let Some(tier) = tier {
+            labels["tier"] = tier.into();
+        }
+        let cm =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+        create(&api, &cm).await;
+    }
+    let other: Api<ConfigMap> = Api::namespaced(fake.client(), "other");
+    let cm = serde_json::from_value(json!({"metadata": {"name": "a", "labels": {"tier": "web"}}}))
+        .unwrap();
+    create(&other, &cm).await;
+
+    let names = |list: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        list.items.iter().map(|c| c.name_any()).collect()
+    };
+    let with = |labels: &str| ListParams::default().labels(labels);
+    assert_eq!(
+        names(api.list(&with("tier=web")).await.unwrap()),
+        ["a", "c"]
+    );
+    assert_eq!(
+        names(api.list(&with("tier!=web")).await.unwrap()),
+        ["b", "d"]
+    );
+    assert_eq!(
+        names(api.list(&with("tier in (db, web),app")).await.unwrap()),
+        ["a", "b", "c"]
+    );
+    assert_eq!(names(api.list(&with("!tier")).await.unwrap()), ["d"]);
+    assert_eq!(
+        names(api.list(&with("tier notin (web)")).await.unwrap()),
+        ["b", "d"]
+    );
+    let by_name = ListParams::default().fields("metadata.name=b");
+    assert_eq!(names(api.list(&by_name).await.unwrap()), ["b"]);
+
+    let all: Api<ConfigMap> = Api::all(fake.client());
+    let everywhere = all.list(&with("tier=web")).await.unwrap();
+    assert_eq!(everywhere.items.len(), 3);
+    let in_other = ListParams::default().fields("metadata.namespace=other");
+    assert_eq!(all.list(&in_other).await.unwrap().items.len(), 1);
+
+    let page = api.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(names(page.clone()), ["a", "b", "c"]);
+    let token = page.metadata.continue_.clone().unwrap();
+    let rest = api
+        .list(&ListParams::default().limit(3).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(names(rest.clone()), ["d"]);
+    assert!(rest.metadata.continue_.unwrap_or_default().is_empty());
+
+    let raw: Value = reqwest::get(format!(
+        "{}/api/v1/namespaces/default/configmaps",
+        fake.url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(raw["kind"], "ConfigMapList");
+    assert_eq!(raw["items"][0]["kind"], "ConfigMap");
+    assert_eq!(raw["items"][0]["apiVersion"], "v1");
+    assert!(
+        raw["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn raw_watch_replays_history_and_streams_changes() {
+    let fake = FakeKube::start().await;
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let created = create(&api, &widget("w", 1)).await;
+    let start = created.resource_version().unwrap();
+    merge(&api, "w", json!({"spec": {"size": 2}})).await;
+
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut stream).await.unwrap() {
+        WatchEvent::Modified(w) => assert_eq!(w.spec.size, 2),
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+    api.delete("w", &DeleteParams::default()).await.unwrap();
+    match next(&mut stream).await.unwrap() {
+        WatchEvent::Deleted(w) => assert_eq!(w.name_any(), "w"),
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+
+    // From "0": the current objects first.
+    fake.put(&widget("x", 5));
+    let mut from_zero = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut from_zero).await.unwrap() {
+        WatchEvent::Added(w) => assert_eq!(w.name_any(), "x"),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+
+    // After compaction an old resourceVersion is gone.
+    fake.compact();
+    let mut gone = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut gone).await.unwrap() {
+        WatchEvent::Error(e) => assert_eq!(e.code, 410),
+        other => panic!("expected ERROR 410, got {other:?}"),
+    }
+
+    // The stream ends at timeoutSeconds.
+    let mut short = api
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .boxed();
+    next(&mut short).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(3), short.next())
+        .await
+        .unwrap();
+    assert!(ended.is_none());
+}
+
+#[tokio::test]
+async fn label_selected_watch_sees_objects_enter_and_leave() {
+    let fake = FakeKube::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(fake.client());
+    let wp = WatchParams::default().labels("canary=true");
+    let mut stream = api.watch(&wp, "0").await.unwrap().boxed();
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap();
+    create(&api, &cm).await;
+    let label = |v: Value| Patch::Merge(json!({"metadata": {"labels": {"canary": v}}}));
+    api.patch("c", &PatchParams::default(), &label(json!("true")))
+        .await
+        .unwrap();
+    api.patch("c", &PatchParams::default(), &label(Value::Null))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut stream).await.unwrap(),
+        WatchEvent::Added(_)
+    ));
+    assert!(matches!(
+        next(&mut stream).await.unwrap(),
+        WatchEvent::Deleted(_)
+    ));
+}
+
+#[tokio::test]
+async fn runtime_watcher_sees_added_modified_deleted() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &deployment("before", "a:1", 1)).await;
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+
+    let initial = initial_names(&mut events).await;
+    assert_eq!(initial, ["before"]);
+
+    create(&api, &deployment("web", "a:1", 1)).await;
+    merge(&api, "web", json!({"spec": {"replicas": 2}})).await;
+    api.delete("web", &DeleteParams::default()).await.unwrap();
+    let mut seen = Vec::new();
+    while !matches!(seen.last(), Some((kind, _)) if *kind == "delete") {
+        match next(&mut events).await.unwrap() {
+            watcher::Event::Apply(d) => {
+                seen.push(("apply", d.spec.replicas.unwrap_or_default()));
+            }
+            watcher::Event::Delete(d) => seen.push(("delete", d.spec.replicas.unwrap_or_default())),
+            _ => {}
+        }
+    }
+    // The controller's status writes show up as further applies of "web".
+    assert_eq!(seen.first(), Some(&("apply", 1)));
+    assert!(seen.contains(&("apply", 2)));
+    assert_eq!(seen.last(), Some(&("delete", 2)));
+}
+
+#[derive(Debug)]
+struct ReconcileError;
+
+impl std::fmt::Display for ReconcileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reconcile failed")
+    }
+}
+
+impl std::error::Error for ReconcileError {}
+
+async fn reconcile_widget(w: Arc<Widget>, api: Arc<Api<Widget>>) -> Result<Action, ReconcileError> {
+    let status = json!({"status": {"observedSize": w.spec.size}});
+    api.patch_status(
+        &w.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .map_err(|_| ReconcileError)?;
+    Ok(Action::await_change())
+}
+
+#[tokio::test]
+async fn runtime_controller_reconciles_a_custom_resource() {
+    let fake = FakeKube::start().await;
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    // The first status write conflicts: the controller must retry.
+    fake.fail_next("PATCH", "widgets", Some("status"), 409, 1);
+    let controller = Controller::new(api.clone(), watcher::Config::default())
+        .run(
+            reconcile_widget,
+            |_, _, _| Action::requeue(Duration::from_millis(50)),
+            Arc::new(api.clone()),
+        )
+        .for_each(|_| async {});
+    let running = tokio::spawn(controller);
+
+    create(&api, &widget("w", 3)).await;
+    let observed = |fake: &FakeKube| {
+        fake.get_as::<Widget>("default", "w")
+            .and_then(|w| w.status)
+            .and_then(|s| s.observed_size)
+    };
+    fake.wait_until("the status shows size 3", |f| observed(f) == Some(3))
+        .await;
+    merge(&api, "w", json!({"spec": {"size": 4}})).await;
+    fake.wait_until("the status shows size 4", |f| observed(f) == Some(4))
+        .await;
+    let status_writes = fake
+        .writes()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/widgets/w/status"))
+        .count();
+    assert!(
+        status_writes >= 3,
+        "one conflict and two good writes: {status_writes}"
+    );
+    running.abort();
+}
+
+#[tokio::test]
+async fn injected_faults_fail_the_next_matching_requests() {
+    let fake = FakeKube::start().await;
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    create(&api, &widget("w", 1)).await;
+    fake.fail_next("PUT|PATCH", "widgets", Some("status"), 409, 2);
+    fake.fail_next("GET", "widgets", None, 500, 1);
+
+    let status = Patch::Merge(json!({"status": {"observedSize": 1}}));
+    for _ in 0..2 {
+        let (code, reason) = api_error(
+            api.patch_status("w", &PatchParams::default(), &status)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    }
+    // Writes to the main resource were not affected, and the third status write succeeds.
+    merge(&api, "w", json!({"spec": {"size": 2}})).await;
+    api.patch_status("w", &PatchParams::default(), &status)
+        .await
+        .unwrap();
+
+    let (code, reason) = api_error(api.get("w").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (500, "InternalError"));
+    assert_eq!(api.get("w").await.unwrap().spec.size, 2);
+}
+
+#[tokio::test]
+async fn request_log_shows_which_resources_were_written() {
+    let fake = FakeKube::start().await;
+    fake.put(&deployment("web", "web:1", 1));
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let deployments: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &widget("w", 1)).await;
+    deployments.get("web").await.unwrap();
+    deployments
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+
+    let requests = fake.requests();
+    assert!(requests.iter().any(|r| r.method == "GET"
+        && r.path == "/apis/apps/v1/namespaces/default/deployments"
+        && r.query.contains("labelSelector=app%3Dweb")));
+    let written: Vec<String> = fake.writes().iter().filter_map(|r| r.plural()).collect();
+    assert_eq!(written, ["widgets"]);
+    assert!(!fake.writes().iter().any(|r| matches!(
+        r.plural().as_deref(),
+        Some("deployments" | "services" | "ingresses")
+    )));
+    fake.clear_requests();
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn finalizers_delay_deletion_until_removed() {
+    let fake = FakeKube::start().await;
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let mut w = widget("w", 1);
+    w.metadata.finalizers = Some(vec!["test.vigil.dev/cleanup".into()]);
+    create(&api, &w).await;
+
+    let marked = api
+        .delete("w", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert!(api.get_opt("w").await.unwrap().is_some());
+    merge(&api, "w", json!({"metadata": {"finalizers": null}})).await;
+    assert!(api.get_opt("w").await.unwrap().is_none());
+}
+
+fn replicasets(fake: &FakeKube) -> Vec<ReplicaSet> {
+    fake.list(&Res::replicasets(), Some("default"))
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn deployment_controller_rolls_replicasets_by_pod_template_hash() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    let created = create(&api, &deployment("web", "web:1", 3)).await;
+
+    let d = api.get("web").await.unwrap();
+    let status = d.status.unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(
+        (
+            status.replicas,
+            status.ready_replicas,
+            status.available_replicas,
+            status.updated_replicas
+        ),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
+    let condition = |d: &Deployment, kind: &str| {
+        let conditions = d.status.as_ref().unwrap().conditions.clone().unwrap();
+        let c = conditions
+            .into_iter()
+            .find(|c| c.type_.as_deref() == Some(kind))
+            .unwrap();
+        (c.status.unwrap(), c.reason.unwrap())
+    };
+    let d = api.get("web").await.unwrap();
+    assert_eq!(
+        condition(&d, "Available"),
+        ("True".into(), "MinimumReplicasAvailable".into())
+    );
+    assert_eq!(
+        condition(&d, "Progressing"),
+        ("True".into(), "NewReplicaSetAvailable".into())
+    );
+
+    let template = serde_json::to_value(&created.spec.template).unwrap();
+    let hash = template_hash(&template);
+    assert_eq!(hash.len(), 10);
+    let sets = replicasets(&fake);
+    assert_eq!(sets.len(), 1);
+    let rs = &sets[0];
+    assert_eq!(rs.name_any(), format!("web-{hash}"));
+    assert_eq!(rs.labels()["pod-template-hash"], hash);
+    assert_eq!(rs.labels()["app"], "web");
+    let spec = &rs.spec;
+    assert_eq!(
+        spec.selector.match_labels.as_ref().unwrap()["pod-template-hash"],
+        hash
+    );
+    let template_labels = spec
+        .template
+        .as_ref()
+        .unwrap()
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(template_labels["pod-template-hash"], hash);
+    assert_eq!(rs.annotations()["deployment.kubernetes.io/revision"], "1");
+    let owner = &rs.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("Deployment", "web", Some(true))
+    );
+    assert_eq!(Some(&owner.uid), created.metadata.uid.as_ref());
+    assert_eq!(rs.status.as_ref().unwrap().ready_replicas, Some(3));
+
+    // A new image: a second ReplicaSet takes all replicas, the first is scaled to zero.
+    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}});
+    merge(&api, "web", image).await;
+    let sets = replicasets(&fake);
+    assert_eq!(sets.len(), 2);
+    let replicas: Vec<(String, i32)> = sets
+        .iter()
+        .map(|rs| {
+            (
+                rs.annotations()["deployment.kubernetes.io/revision"].clone(),
+                rs.spec.replicas.unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        replicas.contains(&("1".into(), 0)) && replicas.contains(&("2".into(), 3)),
+        "{replicas:?}"
+    );
+    let status = api.get("web").await.unwrap().status.unwrap();
+    assert_eq!(
+        (status.observed_generation, status.updated_replicas),
+        (Some(2), Some(3))
+    );
+
+    // Deleting the Deployment removes its ReplicaSets.
+    api.delete("web", &DeleteParams::default()).await.unwrap();
+    assert!(replicasets(&fake).is_empty());
+}
+
+#[tokio::test]
+async fn paused_deployment_scales_but_does_not_roll() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &deployment("web", "web:1", 2)).await;
+    let first = replicasets(&fake)[0].name_any();
+    merge(&api, "web", json!({"spec": {"paused": true}})).await;
+    let image = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}});
+    merge(&api, "web", image).await;
+
+    let sets = replicasets(&fake);
+    assert_eq!(sets.len(), 1, "no new ReplicaSet while paused");
+    assert_eq!(sets[0].name_any(), first);
+    assert_eq!(sets[0].spec.replicas, Some(5));
+    let d = api.get("web").await.unwrap();
+    let status = d.status.unwrap();
+    assert_eq!(
+        (
+            status.replicas,
+            status.ready_replicas,
+            status.updated_replicas
+        ),
+        (Some(5), Some(5), Some(0))
+    );
+    let progressing = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_.as_deref() == Some("Progressing"))
+        .unwrap();
+    assert_eq!(progressing.reason.as_deref(), Some("DeploymentPaused"));
+
+    merge(&api, "web", json!({"spec": {"paused": false}})).await;
+    let sets = replicasets(&fake);
+    assert_eq!(sets.len(), 2, "resuming rolls out the new template");
+    let status = api.get("web").await.unwrap().status.unwrap();
+    assert_eq!(
+        (status.replicas, status.updated_replicas),
+        (Some(5), Some(5))
+    );
+}
+
+#[tokio::test]
+async fn readiness_delay_makes_replicas_ready_later() {
+    let fake = FakeKube::start_with(Options {
+        ready_delay: Duration::from_millis(150),
+        ..Options::default()
+    })
+    .await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &deployment("web", "web:1", 3)).await;
+    let status = api.get("web").await.unwrap().status.unwrap();
+    assert_eq!((status.replicas, status.ready_replicas), (Some(3), Some(0)));
+    assert_eq!(status.unavailable_replicas, Some(3));
+    let ready = |f: &FakeKube| {
+        f.get_as::<Deployment>("default", "web")
+            .and_then(|d| d.status?.ready_replicas)
+            == Some(3)
+    };
+    fake.wait_until("3 replicas are ready", ready).await;
+}
+
+#[tokio::test]
+async fn events_recorder_publishes_events() {
+    let fake = FakeKube::start().await;
+    let deployment = fake.put(&deployment("web", "web:1", 1));
+    let recorder = Recorder::new(
+        fake.client(),
+        Reporter {
+            controller: "vigil".into(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "CanaryStarted".into(),
+        note: Some("canary at 10%".into()),
+        action: "Rollout".into(),
+        secondary: None,
+    };
+    let reference = deployment.object_ref(&());
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+
+    let events: Api<K8sEvent> = Api::default_namespaced(fake.client());
+    let listed = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        listed.items.len(),
+        1,
+        "the repeat is a series on the same event"
+    );
+    let e = &listed.items[0];
+    assert_eq!(e.reason.as_deref(), Some("CanaryStarted"));
+    assert_eq!(e.regarding.as_ref().unwrap().name.as_deref(), Some("web"));
+    assert!(e.series.is_some());
+}
+
+#[tokio::test]
+async fn kubeconfig_works_for_kube_and_kubectl() {
+    let fake = FakeKube::start().await;
+    fake.put(&deployment("web", "web:1", 2));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&path);
+
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let version = client.apiserver_version().await.unwrap();
+    assert_eq!(version.major, "1");
+    let api: Api<Deployment> = Api::default_namespaced(client);
+    assert_eq!(api.get("web").await.unwrap().name_any(), "web");
+
+    let run = |args: &'static [&'static str]| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&path)
+                .args(args)
+                .output()
+                .expect("kubectl is needed for this test (it is preinstalled on the project's machines)");
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "kubectl {args:?} failed: {stderr}");
+            assert!(stderr.is_empty(), "kubectl {args:?} complained: {stderr}");
+            println!("kubectl {args:?}:\n{stdout}");
+            stdout
+        })
+    };
+    let table = run(&["get", "deployments", "-n", "default"]).await.unwrap();
+    assert!(table.contains("web"), "{table}");
+    let names = run(&["get", "deploy", "-o", "name"]).await.unwrap();
+    assert_eq!(names.trim(), "deployment.apps/web");
+    let json = run(&["get", "replicasets", "-o", "json"]).await.unwrap();
+    let list: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(list["items"][0]["spec"]["replicas"], 2);
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_and_bookmark() {
+    let fake = FakeKube::start().await;
+    fake.put(&widget("a", 1));
+    fake.put(&widget("b", 2));
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher(api.clone(), config).boxed();
+    let initial = initial_names(&mut events).await;
+    assert_eq!(initial, ["a", "b"]);
+    merge(&api, "a", json!({"spec": {"size": 10}})).await;
+    match next(&mut events).await.unwrap() {
+        watcher::Event::Apply(w) => assert_eq!(w.spec.size, 10),
+        other => panic!("expected an apply, got {other:?}"),
+    }
+    let watches = fake.requests();
+    assert!(
+        watches
+            .iter()
+            .any(|r| r.query.contains("sendInitialEvents=true"))
+    );
+}
+
+#[tokio::test]
+async fn cluster_scoped_objects_generate_name_and_preconditions() {
+    let fake = FakeKube::start().await;
+    let namespaces: Api<Namespace> = Api::all(fake.client());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "canary"}})).unwrap();
+    let created = create(&namespaces, &ns).await;
+    assert_eq!(created.namespace(), None);
+    assert_eq!(namespaces.get("canary").await.unwrap().name_any(), "canary");
+    assert!(fake.get(&Res::core("namespaces"), "", "canary").is_some());
+
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "canary");
+    let template: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "run-"}})).unwrap();
+    let first = create(&api, &template).await;
+    let second = create(&api, &template).await;
+    assert!(first.name_any().starts_with("run-") && first.name_any().len() > 4);
+    assert_ne!(first.name_any(), second.name_any());
+
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: Some("1".into()),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let (code, _) = api_error(api.delete(&first.name_any(), &stale).await.unwrap_err());
+    assert_eq!(code, 409);
+    api.delete(&first.name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_acts_as_a_merge_patch() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &deployment("web", "web:1", 1)).await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}});
+    let out = api
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let containers = out.spec.template.spec.unwrap().containers;
+    assert_eq!(containers[0].image.as_deref(), Some("web:2"));
+}
+
+#[tokio::test]
+async fn malformed_objects_are_rejected_and_the_server_keeps_serving() {
+    let fake = FakeKube::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(fake.client());
+    create(&api, &deployment("web", "web:1", 1)).await;
+    let bad = [
+        json!({"spec": {"template": "not an object"}}),
+        json!({"spec": {"selector": {"matchLabels": "x"}}}),
+        json!({"spec": {"replicas": -1}}),
+        json!({"metadata": {"labels": {"a": 1}}}),
+        json!({"metadata": {"annotations": []}}),
+    ];
+    for patch in bad {
+        let result = api
+            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        let (code, reason) = api_error(result.unwrap_err());
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{patch}");
+    }
+    let ops: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/metadata", "value": 3}]))
+            .unwrap();
+    let result = api
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await;
+    assert_eq!(api_error(result.unwrap_err()).0, 400);
+    assert_eq!(api.get("web").await.unwrap().spec.replicas, Some(1));
+}
