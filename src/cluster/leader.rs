@@ -336,8 +336,10 @@ impl LeaderElector {
     /// does it for you. It does not change [`LeaderElector::is_leader`].
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, LeaderError> {
         let now = now_micro();
-        let duration_secs = i32::try_from(self.config.lease_duration.as_secs().max(1))
-            .map_err(|_| LeaderError::Config("lease_duration is too long".into()))?;
+        // Whole seconds, rounded up, so the others never wait less than configured.
+        let duration_secs = i32::try_from(self.config.lease_duration.as_secs_f64().ceil() as u64)
+            .map_err(|_| LeaderError::Config("lease_duration is too long".into()))?
+            .max(1);
         let Some(current) = self.api.get_opt(&self.config.lease_name).await? else {
             let spec = LeaseSpec {
                 holder_identity: Some(self.config.identity.clone()),
