@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vigil::analysis::{self, AnalysisRequest, PlanError};
 use vigil::bench::detection;
+use vigil::cluster::ops;
 use vigil::data::Window;
 use vigil::judge::{Outcome, Report, Verdict};
 use vigil::report::{self, Format};
+use vigil::rollout::Phase;
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
 use vigil::source::simulated::{SimulatedSource, VersionModel};
 use vigil::template::load;
@@ -61,6 +63,75 @@ enum Command {
     /// Benchmarks on simulated rollouts.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Move a canary past its current step now (with --full, promote it completely).
+    #[command(after_help = "Examples:\n  \
+        vigil promote web                 # pass the current step (e.g. a pause without duration)\n  \
+        vigil promote web -n shop --full  # skip every remaining step and promote now\n  \
+        kubectl vigil promote web         # the same, as a kubectl plugin\n\n\
+        The request is written to the Canary's status.request; the controller acts on it at its \
+        next reconcile.")]
+    Promote(PromoteArgs),
+    /// Abort the release in flight and send all traffic back to the stable version.
+    #[command(after_help = "Examples:\n  \
+        vigil abort web\n  \
+        vigil abort web -n shop --reason \"5xx spike on the dashboard\"\n\n\
+        The request is written to the Canary's status.request; the controller acts on it at its \
+        next reconcile. The aborted revision is not retried until the pod template changes again.")]
+    Abort(AbortArgs),
+    /// Hold a canary where it is (sets spec.paused).
+    #[command(after_help = "Examples:\n  \
+        vigil pause web\n  \
+        vigil pause web -n shop\n\n\
+        Traffic stays as it is until `vigil resume`.")]
+    Pause(CanaryArgs),
+    /// Let a paused canary go on (clears spec.paused).
+    #[command(after_help = "Examples:\n  \
+        vigil resume web\n  \
+        vigil resume web -n shop")]
+    Resume(CanaryArgs),
+    /// Show where a canary's rollout stands.
+    #[command(after_help = "Examples:\n  \
+        vigil status web\n  \
+        vigil status web -n shop --watch\n\n\
+        With --watch, the status is printed again at every change until the rollout has \
+        Succeeded (exit 0) or Failed (exit 1), or until Ctrl-C (exit 0).")]
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct CanaryArgs {
+    /// The Canary's name.
+    name: String,
+    /// Its namespace; default the current kubeconfig context's.
+    #[arg(short, long)]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    #[command(flatten)]
+    canary: CanaryArgs,
+    /// Skip every remaining step and promote now.
+    #[arg(long)]
+    full: bool,
+}
+
+#[derive(Args)]
+struct AbortArgs {
+    #[command(flatten)]
+    canary: CanaryArgs,
+    /// Why, shown in the Canary's status and events.
+    #[arg(long, value_name = "TEXT", default_value = "aborted by an operator")]
+    reason: String,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    canary: CanaryArgs,
+    /// Print the status again at every change, until the rollout ends.
+    #[arg(short, long)]
+    watch: bool,
 }
 
 #[derive(Subcommand)]
@@ -219,13 +290,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let result = match cli.command {
         Command::Lint { files } => Ok(lint(&files)),
         Command::Crd => print_crds(),
         Command::Judge(args) => tokio_main(judge(*args)),
         Command::Demo(args) => tokio_main(demo(args)),
         Command::Bench(BenchCommand::Detection(args)) => bench_detection(&args),
+        Command::Promote(args) => tokio_main(promote(args)),
+        Command::Abort(args) => tokio_main(abort(args)),
+        Command::Pause(args) => tokio_main(set_paused(args, true)),
+        Command::Resume(args) => tokio_main(set_paused(args, false)),
+        Command::Status(args) => tokio_main(status(args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -233,6 +309,136 @@ fn main() -> ExitCode {
             eprintln!("vigil: {}", f.message);
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// Parses the command line. Installed as `kubectl-vigil` on the PATH, the binary is a kubectl
+/// plugin (`kubectl vigil promote web`): the same commands, with usage shown as `kubectl vigil`.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let as_plugin = std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_stem()
+                .map(|s| s == "kubectl-vigil")
+        })
+        .unwrap_or(false);
+    let mut command = Cli::command();
+    if as_plugin {
+        command = command.bin_name("kubectl vigil");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn cannot_run(message: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: EXIT_CANNOT_RUN,
+        message: message.to_string(),
+    }
+}
+
+/// A client from the kubeconfig (or the in-cluster config) and the namespace to use.
+async fn kube_client(args: &CanaryArgs) -> Result<(kube::Client, String), Failure> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        cannot_run(format!(
+            "cannot configure a Kubernetes client: {e}: set KUBECONFIG or ~/.kube/config to a \
+             cluster you can reach (or run inside a cluster)"
+        ))
+    })?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    Ok((client, namespace))
+}
+
+async fn promote(args: PromoteArgs) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args.canary).await?;
+    let name = &args.canary.name;
+    let done = ops::promote(client, &ns, name, args.full)
+        .await
+        .map_err(cannot_run)?;
+    let what = if args.full {
+        "full promotion"
+    } else {
+        "promotion to the next step"
+    };
+    report_request(&ns, name, what, &done);
+    Ok(EXIT_PASS)
+}
+
+async fn abort(args: AbortArgs) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args.canary).await?;
+    let name = &args.canary.name;
+    let done = ops::abort(client, &ns, name, &args.reason)
+        .await
+        .map_err(cannot_run)?;
+    report_request(&ns, name, "abort", &done);
+    Ok(EXIT_PASS)
+}
+
+fn report_request(ns: &str, name: &str, what: &str, done: &ops::Requested) {
+    println!(
+        "canary {ns}/{name}: {what} requested (phase {}); the controller acts on it at its next reconcile",
+        done.phase.as_str()
+    );
+    if let Some(old) = &done.replaced {
+        println!(
+            "  it replaces a pending {:?} request of {}",
+            old.action,
+            old.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    if done.paused {
+        println!("  note: spec.paused is set, so the rollout holds until `vigil resume {name}`");
+    }
+}
+
+async fn set_paused(args: CanaryArgs, paused: bool) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args).await?;
+    let name = &args.name;
+    let changed = ops::set_paused(client, &ns, name, paused)
+        .await
+        .map_err(cannot_run)?;
+    match (paused, changed) {
+        (true, true) => println!("canary {ns}/{name} paused: `vigil resume {name}` to go on"),
+        (true, false) => println!("canary {ns}/{name} was already paused"),
+        (false, true) => println!("canary {ns}/{name} resumed"),
+        (false, false) => println!("canary {ns}/{name} was not paused"),
+    }
+    Ok(EXIT_PASS)
+}
+
+async fn status(args: StatusArgs) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args.canary).await?;
+    let name = &args.canary.name;
+    if !args.watch {
+        print!(
+            "{}",
+            ops::status(client, &ns, name).await.map_err(cannot_run)?
+        );
+        return Ok(EXIT_PASS);
+    }
+    let mut first = true;
+    let watch = ops::watch_status(client, &ns, name, |text| {
+        if !first {
+            println!();
+        }
+        first = false;
+        println!(
+            "[{}]",
+            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        print!("{text}");
+    });
+    tokio::select! {
+        phase = watch => match phase.map_err(cannot_run)? {
+            Phase::Failed => Ok(EXIT_FAIL),
+            _ => Ok(EXIT_PASS),
+        },
+        _ = tokio::signal::ctrl_c() => Ok(EXIT_PASS),
     }
 }
 

@@ -5,6 +5,9 @@
 pub mod analysis;
 pub mod clock;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod ops;
 pub mod plan;
 pub mod reconciler;
 pub mod routers;
