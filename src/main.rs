@@ -96,6 +96,49 @@ enum Command {
         With --watch, the status is printed again at every change until the rollout has \
         Succeeded (exit 0) or Failed (exit 1), or until Ctrl-C (exit 0).")]
     Status(StatusArgs),
+    /// Run the controller: watch Canaries and roll them out (in a cluster, or with KUBECONFIG).
+    #[command(after_help = "Examples:\n  \
+        vigil run --prometheus http://prometheus.monitoring:9090\n  \
+        vigil run --prometheus http://prometheus:9090 --leader-elect --lease-namespace vigil-system\n  \
+        vigil run --prometheus http://localhost:9090 --watch-namespace shop --log-format json\n\n\
+        Serves /metrics, /healthz and /readyz on --listen. With --leader-elect, replicas \
+        elect a leader on a coordination.k8s.io Lease and only the leader acts.")]
+    Run(Box<RunArgs>),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Prometheus base URL.
+    #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
+    prometheus: String,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: std::net::SocketAddr,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "VIGIL_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Elect a leader among replicas on a Lease; needed with more than one replica.
+    #[arg(long)]
+    leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "vigil-controller")]
+    lease_name: String,
+    /// The Lease's namespace (default: the pod's, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Args)]
@@ -282,15 +325,52 @@ fn usage(message: impl Into<String>) -> Failure {
     }
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+/// Logs to stderr; `VIGIL_LOG` filters (default: warnings, or info for the controller).
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+}
+
+fn run_controller(args: RunArgs) -> Result<u8, Failure> {
+    let prometheus = prometheus_config(&args.prometheus, &args.connection)?;
+    let leader = args.leader_elect.then(|| {
+        vigil::cluster::leader::LeaderConfig::new(
+            args.lease_name.clone(),
+            args.lease_namespace.clone(),
+            vigil::cluster::leader::LeaderConfig::default_identity(),
         )
-        .with_writer(std::io::stderr)
-        .init();
+    });
+    let config = vigil::cluster::daemon::RunConfig {
+        prometheus,
+        listen: args.listen,
+        watch_namespace: args.watch_namespace.clone(),
+        leader,
+        concurrency: args.connection.concurrency,
+    };
+    tokio_main(async move {
+        vigil::cluster::daemon::run(config)
+            .await
+            .map(|()| EXIT_PASS)
+            .map_err(|message| Failure {
+                code: EXIT_CANNOT_RUN,
+                message,
+            })
+    })
+}
+
+fn main() -> ExitCode {
     let cli = parse_cli();
+    match &cli.command {
+        Command::Run(args) => init_logging(args.log_format, "info"),
+        _ => init_logging(LogFormat::Text, "warn"),
+    }
     let result = match cli.command {
         Command::Lint { files } => Ok(lint(&files)),
         Command::Crd => print_crds(),
@@ -302,6 +382,7 @@ fn main() -> ExitCode {
         Command::Pause(args) => tokio_main(set_paused(args, true)),
         Command::Resume(args) => tokio_main(set_paused(args, false)),
         Command::Status(args) => tokio_main(status(args)),
+        Command::Run(args) => run_controller(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -151,9 +151,14 @@ impl Controller {
             clock,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(reconciler::run(ctx, Some(NS.to_string()), async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(reconciler::run(
+            ctx,
+            Some(NS.to_string()),
+            async move {
+                let _ = stopped.await;
+            },
+            Box::new(|| {}),
+        ));
         Controller {
             stop: Some(stop),
             task,

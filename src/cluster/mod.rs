@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod clock;
 pub mod crd;
+pub mod daemon;
 pub mod leader;
 pub mod metrics;
 pub mod ops;

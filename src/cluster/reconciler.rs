@@ -417,11 +417,13 @@ pub fn error_policy<S>(canary: Arc<Canary>, error: &Error, ctx: Arc<Context<S>>)
 }
 
 /// Runs the controller until `shutdown` resolves: watches Canaries, the canary Deployments
-/// they own, and the target Deployments they point at.
+/// they own, and the target Deployments they point at. `on_ready` is called once the
+/// Canary cache has synced.
 pub async fn run<S: MetricSource + 'static>(
     ctx: Arc<Context<S>>,
     namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    on_ready: Box<dyn FnOnce() + Send>,
 ) {
     let client = ctx.client.clone();
     let (canaries, deployments): (Api<Canary>, Api<Deployment>) = match &namespace {
@@ -433,6 +435,12 @@ pub async fn run<S: MetricSource + 'static>(
     };
     let controller = Controller::new(canaries, watcher::Config::default());
     let store = controller.store();
+    let synced = store.clone();
+    tokio::spawn(async move {
+        if synced.wait_until_ready().await.is_ok() {
+            on_ready();
+        }
+    });
     controller
         .owns(deployments.clone(), watcher::Config::default())
         .watches(
