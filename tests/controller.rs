@@ -149,6 +149,7 @@ impl Controller {
             concurrency: 4,
             observer: Arc::new(NoObserver),
             clock,
+            http: reqwest::Client::new(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(reconciler::run(
@@ -199,6 +200,16 @@ async fn wait_for(fake: &FakeKube, what: &str, limit: Duration, check: impl Fn(&
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Releases web:2 and waits for `phase`; returns the canary weights seen on the way.
+async fn release_until(fake: &FakeKube, phase: &'static str) -> Vec<u8> {
+    let (weights, watcher) = watch_weights(fake);
+    release(fake, "web:2").await;
+    wait_for(fake, phase, Duration::from_secs(60), phase_is(phase)).await;
+    watcher.abort();
+    let seen = weights.lock().unwrap().clone();
+    seen
 }
 
 async fn wait_succeeded(fake: &FakeKube) {
@@ -381,15 +392,7 @@ async fn a_healthy_canary_is_promoted_through_the_nginx_router() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regressing_canary_is_aborted_on_real_prometheus_data() {
     let (_prom, fake, controller) = adopted(0.10, 0.2, json!({})).await;
-    let (weights, watcher) = watch_weights(&fake);
-    release(&fake, "web:2").await;
-    wait_for(
-        &fake,
-        "the abort",
-        Duration::from_secs(30),
-        phase_is("Failed"),
-    )
-    .await;
+    let weights = release_until(&fake, "Failed").await;
     let s = status(&fake);
     let message = s["message"].as_str().unwrap_or_default();
     assert!(
@@ -404,17 +407,17 @@ async fn a_regressing_canary_is_aborted_on_real_prometheus_data() {
     assert!(fake.get(&ingresses(), NS, "web-canary").is_none());
     wait_for(
         &fake,
-        "the canary scale-down",
+        "the canary scale-down and the stable Service unpinned",
         Duration::from_secs(10),
-        |_| deployment(&fake, "web-canary").is_some_and(|d| d["spec"]["replicas"] == 0),
+        |_| {
+            deployment(&fake, "web-canary").is_some_and(|d| d["spec"]["replicas"] == 0)
+                && fake
+                    .get(&Res::core("services"), NS, "web")
+                    .is_some_and(|s| s["spec"]["selector"] == json!({"app": "web"}))
+        },
     )
     .await;
-    watcher.abort();
-    assert_eq!(
-        *weights.lock().unwrap(),
-        [0, 10, 0],
-        "never beyond the first step"
-    );
+    assert_eq!(weights, [0, 10, 0], "never beyond the first step");
     let web = deployment(&fake, "web").unwrap();
     assert_eq!(
         web["spec"]["paused"], true,
@@ -654,4 +657,138 @@ async fn the_replicas_router_splits_by_replica_counts() {
     let web = deployment(&fake, "web").unwrap();
     assert_eq!(web["spec"]["replicas"], 4, "restored after the promotion");
     assert!(deployment(&fake, "web-canary").is_none());
+}
+
+/// A gate receiver: answers each path with the status set for it (200 by default) and
+/// records the payloads it got.
+struct Gates {
+    url: String,
+    answers: Arc<Mutex<std::collections::HashMap<String, u16>>>,
+    received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Gates {
+    async fn start() -> Gates {
+        use axum::extract::{Path, State};
+        type Shared = (
+            Arc<Mutex<std::collections::HashMap<String, u16>>>,
+            Arc<Mutex<Vec<Value>>>,
+        );
+        let answers = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route(
+                "/{gate}",
+                axum::routing::post(
+                    |State((answers, received)): State<Shared>,
+                     Path(gate): Path<String>,
+                     body: axum::Json<Value>| async move {
+                        received.lock().unwrap().push(body.0);
+                        let code = answers.lock().unwrap().get(&gate).copied().unwrap_or(200);
+                        (
+                            axum::http::StatusCode::from_u16(code).unwrap(),
+                            format!("{gate} says {code}"),
+                        )
+                    },
+                ),
+            )
+            .with_state((answers.clone(), received.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Gates {
+            url,
+            answers,
+            received,
+        }
+    }
+
+    fn answer(&self, gate: &str, code: u16) {
+        self.answers.lock().unwrap().insert(gate.to_string(), code);
+    }
+
+    fn types(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["type"].as_str().map(String::from))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pre_rollout_gate_aborts_before_any_traffic() {
+    let gates = Gates::start().await;
+    gates.answer("pre", 500);
+    let hooks = json!({"webhooks": [
+        {"name": "smoke-test", "type": "pre-rollout", "url": format!("{}/pre", gates.url), "retries": 1, "metadata": {"suite": "smoke"}},
+        {"name": "report", "type": "post-rollout", "url": format!("{}/post", gates.url)}
+    ]});
+    let (_prom, fake, controller) = adopted(0.02, 0.1, hooks).await;
+    let weights = release_until(&fake, "Failed").await;
+    let message = status(&fake)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("pre-rollout") && message.contains("smoke-test: HTTP 500"),
+        "{message}"
+    );
+    assert_eq!(weights, [0], "no traffic ever reached the canary");
+    let payload = gates.received.lock().unwrap()[0].clone();
+    assert_eq!(payload["apiVersion"], "vigil.dev/gate/v1");
+    assert_eq!(
+        (payload["name"].as_str(), payload["namespace"].as_str()),
+        (Some("web"), Some(NS))
+    );
+    assert_eq!(payload["metadata"]["suite"], "smoke");
+    // Two attempts (one retry after the 5xx), then the post-rollout report.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !gates.types().contains(&"post-rollout".to_string()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the post-rollout webhook is told");
+    assert_eq!(
+        gates.types().iter().filter(|t| *t == "pre-rollout").count(),
+        2
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_confirm_promotion_gate_holds_until_it_says_yes() {
+    let gates = Gates::start().await;
+    gates.answer("confirm", 403);
+    let hooks = json!({"webhooks": [
+        {"name": "release-manager", "type": "confirm-promotion", "url": format!("{}/confirm", gates.url)}
+    ]});
+    let (_prom, fake, controller) = adopted(0.02, 0.1, hooks).await;
+    release(&fake, "web:2").await;
+    wait_for(
+        &fake,
+        "the hold before promotion",
+        Duration::from_secs(40),
+        |s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("confirm-promotion webhook refused"))
+        },
+    )
+    .await;
+    // Several intervals later it still holds, and it keeps asking.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = status(&fake);
+    assert_eq!(
+        (s["phase"].as_str(), s["weight"].as_u64()),
+        (Some("Progressing"), Some(100))
+    );
+    assert!(gates.types().len() >= 2, "asked again: {:?}", gates.types());
+    gates.answer("confirm", 200);
+    wait_succeeded(&fake).await;
+    controller.stop().await;
 }

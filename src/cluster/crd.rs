@@ -10,7 +10,7 @@
 // duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
-use crate::rollout::{Match, Request, State};
+use crate::rollout::{GateKind, Match, Request, State};
 use crate::template::TemplateSpec;
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
@@ -101,6 +101,40 @@ pub struct CanarySpec {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
+    /// Release gates: webhooks asked before the first traffic shift, at every interval,
+    /// before each weight increase, before promotion, and after the end (see `type`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<GateWebhook>,
+}
+
+/// A release gate: a webhook vigil POSTs a JSON payload to at a fixed point of the rollout.
+/// A 2xx answer lets the rollout go on (for `rollback`: asks for a rollback).
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateWebhook {
+    /// A name for messages and events.
+    pub name: String,
+    /// When it is asked: `pre-rollout` (a failure aborts), `rollout` (at every interval;
+    /// a failure counts as a failed check), `confirm-traffic-increase` and
+    /// `confirm-promotion` (a failure holds and asks again next interval), `post-rollout`
+    /// (after success or failure; informational), `rollback` (a 2xx answer aborts).
+    #[serde(rename = "type")]
+    pub kind: GateKind,
+    /// Where to POST.
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("url must be http:// or https://"))]
+    pub url: String,
+    /// How long one call may take; default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    /// Retries after a connection error, a timeout or a 5xx; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries: Option<i32>,
+    /// Free-form values passed on in the payload's `metadata`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// The Deployment a Canary rolls out.

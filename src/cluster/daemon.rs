@@ -118,6 +118,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         concurrency: config.concurrency.max(1),
         observer: Arc::new(MetricsObserver(metrics.clone())),
         clock: Clock::wall(),
+        http: reqwest::Client::new(),
     });
     let ready = state.clone();
     let controller = |stop: tokio::sync::watch::Receiver<bool>| {

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod clock;
 pub mod crd;
 pub mod daemon;
+pub mod gates;
 pub mod leader;
 pub mod metrics;
 pub mod ops;

@@ -98,6 +98,7 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
         skip_analysis: spec.skip_analysis,
         scale_with_weight: spec.scale_canary_with_weight,
         replicas_router: spec.routing.replicas.is_some(),
+        gates: gate_kinds(spec)?,
     };
     plan.check()?;
     if !plan.skip_analysis
@@ -111,6 +112,29 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
         );
     }
     Ok(plan)
+}
+
+/// The kinds of gates configured, after checking each webhook.
+fn gate_kinds(spec: &CanarySpec) -> Result<Vec<crate::rollout::GateKind>, String> {
+    let mut kinds = Vec::new();
+    for (i, hook) in spec.webhooks.iter().enumerate() {
+        let field = format!("webhooks[{i}] ({})", hook.name);
+        let url = reqwest::Url::parse(&hook.url)
+            .map_err(|e| format!("{field}.url {:?}: {e}", hook.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{field}.url must be http:// or https://"));
+        }
+        duration(
+            &format!("{field}.timeout"),
+            hook.timeout.as_deref(),
+            Duration::ZERO,
+        )?;
+        if !kinds.contains(&hook.kind) {
+            kinds.push(hook.kind);
+        }
+    }
+    kinds.sort();
+    Ok(kinds)
 }
 
 fn planned_step(i: usize, s: &CanaryStep, interval: Duration) -> Result<PlannedStep, String> {

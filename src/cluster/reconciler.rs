@@ -12,7 +12,7 @@ use super::crd::{Canary, CanaryStatus, Condition};
 use super::plan::{self, canary_deployment_name, canary_service_name};
 use super::routers::{self, RouteContext};
 use super::world::{self, ApplyError, Targets};
-use crate::rollout::machine::{analysis_due, decide};
+use crate::rollout::machine::{analysis_due, decide, gates_due};
 use crate::rollout::{Decision, Observation, Phase, Plan, State};
 use crate::source::MetricSource;
 use chrono::Utc;
@@ -42,6 +42,8 @@ pub struct Context<S> {
     pub observer: Arc<dyn Observer>,
     /// The time.
     pub clock: Clock,
+    /// The HTTP client for release gates.
+    pub http: reqwest::Client,
 }
 
 /// Told about every reconcile, for metrics and notifications.
@@ -306,7 +308,13 @@ async fn reconcile_inner<S: MetricSource>(
         paused: canary.spec.paused,
         request: old.request.clone(),
         analysis,
+        gates: Vec::new(),
     };
+    let mut observation = observation;
+    for kind in gates_due(&plan, &state, &observation) {
+        let result = super::gates::ask(&ctx.http, canary, &state, kind).await;
+        observation.gates.push(result);
+    }
     let mut decision = decide(&plan, &state, &observation);
     if dry_run && state.phase == Phase::Initializing {
         decision.state.message = format!("dry run: {}", decision.state.message);
@@ -352,6 +360,14 @@ async fn reconcile_inner<S: MetricSource>(
     write_status(&api, canary, status).await?;
 
     ctx.observer.reconciled(canary, &decision);
+    if decision.events.iter().any(|e| {
+        matches!(
+            e.kind,
+            crate::rollout::EventKind::Succeeded | crate::rollout::EventKind::Aborted
+        )
+    }) {
+        super::gates::post_rollout(ctx.http.clone(), canary.clone(), decision.state.clone());
+    }
     let reference = canary.object_ref(&());
     for event in &decision.events {
         let published = ctx

@@ -2,7 +2,8 @@
 
 use super::{
     AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, CanaryWorld, Decision, Event,
-    EventKind, KEPT_ANALYSES, Observation, Phase, Plan, RequestAction, State, Step, World,
+    EventKind, GateKind, KEPT_ANALYSES, Observation, Phase, Plan, RequestAction, State, Step,
+    World,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -56,6 +57,68 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
         to: now,
         look: state.looks + 1,
     })
+}
+
+/// Which release gates should be asked now. The controller calls their webhooks and
+/// passes the answers in [`Observation::gates`].
+pub fn gates_due(plan: &Plan, state: &State, obs: &Observation) -> Vec<GateKind> {
+    let has = |k: GateKind| plan.gates.contains(&k);
+    let mut due = Vec::new();
+    if !matches!(state.phase, Phase::Progressing | Phase::Paused) {
+        return due;
+    }
+    let now = obs.now;
+    let index = state.current_step as usize;
+    // rollout and rollback: once per interval while the canary has traffic.
+    if let (Some(planned), Some(start)) = (plan.steps.get(index), state.step_started_at)
+        && (state.weight > 0 || !state.matches.is_empty())
+    {
+        let last = state.last_gate_at.filter(|t| *t >= start);
+        if now >= after(last.unwrap_or(start), planned.interval) {
+            due.extend(
+                [GateKind::Rollout, GateKind::Rollback]
+                    .into_iter()
+                    .filter(|k| has(*k)),
+            );
+        }
+    }
+    if state.phase != Phase::Progressing || obs.paused || state.step_started_at.is_some() {
+        return due;
+    }
+    if state.gate_retry_at.is_some_and(|t| now < t) {
+        return due;
+    }
+    match plan.steps.get(index) {
+        None => {
+            if has(GateKind::ConfirmPromotion) {
+                due.push(GateKind::ConfirmPromotion);
+            }
+        }
+        Some(planned) => {
+            let world = desired(plan, state, obs.target_replicas, now);
+            let ready = obs.canary_available >= world.canary.map_or(0, |c| c.replicas);
+            if ready {
+                if sends_traffic(&planned.step)
+                    && state.traffic_since.is_none()
+                    && has(GateKind::PreRollout)
+                {
+                    due.push(GateKind::PreRollout);
+                }
+                if increases(&planned.step, state.weight) && has(GateKind::ConfirmTrafficIncrease) {
+                    due.push(GateKind::ConfirmTrafficIncrease);
+                }
+            }
+        }
+    }
+    due
+}
+
+fn sends_traffic(step: &Step) -> bool {
+    matches!(step, Step::Weight { weight } if *weight > 0) || matches!(step, Step::Match { .. })
+}
+
+fn increases(step: &Step, weight: u8) -> bool {
+    matches!(step, Step::Weight { weight: w } if *w > weight)
 }
 
 /// The canary's replica count for a traffic share.
@@ -144,6 +207,88 @@ struct Machine<'a> {
 }
 
 impl Machine<'_> {
+    /// The answer of a gate kind: `None` when it was not asked in this observation.
+    fn gate(&self, kind: GateKind) -> Option<&super::GateResult> {
+        self.obs.gates.iter().find(|g| g.kind == kind)
+    }
+
+    /// Whether a configured confirm or pre-rollout gate lets the rollout go on. Holds (and
+    /// schedules the next ask) when it said no or was not asked yet; aborts when a
+    /// pre-rollout gate failed. Returns false when the caller must stop here.
+    fn gate_allows(&mut self, kind: GateKind, interval: Duration) -> bool {
+        if !self.plan.gates.contains(&kind) {
+            return true;
+        }
+        let label = self.step_label();
+        match self.gate(kind).cloned() {
+            None => {
+                self.s.message = format!("{label}: asking the {} webhooks", kind.as_str());
+                false
+            }
+            Some(g) if g.passed => {
+                self.s.gate_retry_at = None;
+                true
+            }
+            Some(g) if kind == GateKind::PreRollout => {
+                self.abort(format!("the pre-rollout webhook refused: {}", g.message));
+                false
+            }
+            Some(g) => {
+                self.s.gate_retry_at = Some(after(self.obs.now, interval));
+                let message = format!(
+                    "{label}: holding: the {} webhook refused: {}; asking again in {}s",
+                    kind.as_str(),
+                    g.message,
+                    interval.as_secs()
+                );
+                if self.s.message != message {
+                    self.event(EventKind::Stalled, message);
+                }
+                false
+            }
+        }
+    }
+
+    /// Applies the answers of `rollout` and `rollback` gates. Returns false when the
+    /// rollout was aborted.
+    fn periodic_gates(&mut self) -> bool {
+        let mut asked = false;
+        if let Some(g) = self.gate(GateKind::Rollback).cloned() {
+            asked = true;
+            if g.passed {
+                self.abort(format!("the rollback webhook asked for it: {}", g.message));
+                return false;
+            }
+        }
+        if let Some(g) = self.gate(GateKind::Rollout).cloned() {
+            asked = true;
+            if !g.passed {
+                self.s.failed_checks += 1;
+                let limit = self.plan.failure_limit;
+                self.event(
+                    EventKind::AnalysisFailed,
+                    format!(
+                        "{}: the rollout webhook failed ({} of {limit}): {}",
+                        self.step_label(),
+                        self.s.failed_checks,
+                        g.message
+                    ),
+                );
+                if self.s.failed_checks >= limit {
+                    self.abort(format!(
+                        "{} failed checks: {}",
+                        self.s.failed_checks, g.message
+                    ));
+                    return false;
+                }
+            }
+        }
+        if asked {
+            self.s.last_gate_at = Some(self.obs.now);
+        }
+        true
+    }
+
     fn event(&mut self, kind: EventKind, message: impl Into<String>) {
         let message = message.into();
         self.s.message.clone_from(&message);
@@ -332,7 +477,14 @@ impl Machine<'_> {
         for _ in 0..=self.plan.steps.len() {
             let index = self.s.current_step as usize;
             let Some(planned) = self.plan.steps.get(index).cloned() else {
-                self.promote();
+                let interval = self
+                    .plan
+                    .steps
+                    .last()
+                    .map_or(super::plan::DEFAULT_INTERVAL, |s| s.interval);
+                if self.gate_allows(GateKind::ConfirmPromotion, interval) {
+                    self.promote();
+                }
                 return;
             };
             let Some(started) = self.s.step_started_at else {
@@ -357,6 +509,17 @@ impl Machine<'_> {
                     return;
                 }
                 self.s.waiting_since = None;
+                if sends_traffic(&planned.step)
+                    && self.s.traffic_since.is_none()
+                    && !self.gate_allows(GateKind::PreRollout, planned.interval)
+                {
+                    return;
+                }
+                if increases(&planned.step, self.s.weight)
+                    && !self.gate_allows(GateKind::ConfirmTrafficIncrease, planned.interval)
+                {
+                    return;
+                }
                 self.begin(&planned.step);
                 if !self.gate_open(&planned, now, now) {
                     return;
@@ -538,6 +701,9 @@ fn in_flight(m: &mut Machine<'_>) {
     {
         return;
     }
+    if !m.periodic_gates() {
+        return;
+    }
     if m.s.phase == Phase::Promoting {
         if obs.stable_rolled {
             m.succeed();
@@ -593,10 +759,17 @@ fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
     match s.phase {
         Phase::Progressing => {
             let Some(planned) = plan.steps.get(s.current_step as usize) else {
-                return POLL;
+                return match s.gate_retry_at {
+                    Some(t) if t > now => clamp(since(t, Some(now))),
+                    _ => Duration::from_secs(1),
+                };
             };
             let Some(started) = s.step_started_at else {
-                return POLL;
+                return match s.gate_retry_at {
+                    Some(t) if t > now => clamp(since(t, Some(now))),
+                    _ if confirm_gates(plan) => Duration::from_secs(1),
+                    _ => POLL,
+                };
             };
             let mut next = after(started, planned.min_duration.max(planned.interval));
             if let Step::Pause { duration: Some(d) } = planned.step {
@@ -618,6 +791,16 @@ fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
         },
         _ => IDLE,
     }
+}
+
+/// Whether a gate may be waiting to be asked before a step begins.
+fn confirm_gates(plan: &Plan) -> bool {
+    plan.gates.iter().any(|k| {
+        matches!(
+            k,
+            GateKind::PreRollout | GateKind::ConfirmTrafficIncrease | GateKind::ConfirmPromotion
+        )
+    })
 }
 
 fn analysis_due_at(plan: &Plan, s: &State) -> Option<DateTime<Utc>> {
@@ -653,6 +836,7 @@ mod tests {
             paused: false,
             request: None,
             analysis: None,
+            gates: Vec::new(),
         }
     }
 
@@ -1287,6 +1471,124 @@ mod tests {
         assert_eq!(weights, [0, 10, 50, 100, 0]);
         assert_eq!(state.looks, 3);
         assert_eq!(state.stable_revision.as_deref(), Some("r2"));
+    }
+
+    fn gate(kind: GateKind, passed: bool) -> crate::rollout::GateResult {
+        crate::rollout::GateResult {
+            kind,
+            passed,
+            message: format!("hook answered {}", if passed { 200 } else { 403 }),
+        }
+    }
+
+    fn gated(kinds: &[GateKind]) -> Plan {
+        let mut p = plan();
+        p.gates = kinds.to_vec();
+        p
+    }
+
+    #[test]
+    fn a_pre_rollout_gate_is_asked_before_the_first_shift_and_a_refusal_aborts() {
+        let p = gated(&[GateKind::PreRollout]);
+        let started = decide(&p, &waiting(), &obs(0, "r2", 0)).state;
+        assert!(
+            gates_due(&p, &started, &obs(1, "r2", 0)).is_empty(),
+            "not before the canary is ready"
+        );
+        let o = obs(1, "r2", 4);
+        assert_eq!(gates_due(&p, &started, &o), [GateKind::PreRollout]);
+        let d = decide(&p, &started, &o);
+        assert_eq!(d.state.weight, 0, "no traffic before the gate answered");
+        let mut o = obs(2, "r2", 4);
+        o.gates = vec![gate(GateKind::PreRollout, true)];
+        assert_eq!(decide(&p, &started, &o).state.weight, 10);
+        o.gates = vec![gate(GateKind::PreRollout, false)];
+        let d = decide(&p, &started, &o);
+        assert_eq!(d.state.phase, Phase::Failed);
+        assert!(
+            d.state.message.contains("pre-rollout"),
+            "{}",
+            d.state.message
+        );
+    }
+
+    #[test]
+    fn a_refused_confirm_promotion_holds_and_asks_again_next_interval() {
+        let p = gated(&[GateKind::ConfirmPromotion]);
+        let s = at_step(2, 100, 0);
+        let d = decide(&p, &s, &with_analysis(obs(60, "r2", 4), &s, &p, pass()));
+        assert_eq!(
+            (d.state.phase, d.state.current_step),
+            (Phase::Progressing, 3),
+            "held before promotion"
+        );
+        let held = d.state;
+        let o = obs(61, "r2", 4);
+        assert_eq!(gates_due(&p, &held, &o), [GateKind::ConfirmPromotion]);
+        let mut o = obs(61, "r2", 4);
+        o.gates = vec![gate(GateKind::ConfirmPromotion, false)];
+        let d = decide(&p, &held, &o);
+        assert_eq!(d.state.phase, Phase::Progressing);
+        assert_eq!(kinds(&d), [EventKind::Stalled]);
+        assert!(d.state.message.contains("403"));
+        let refused = d.state;
+        assert!(
+            gates_due(&p, &refused, &obs(100, "r2", 4)).is_empty(),
+            "not again before an interval"
+        );
+        assert_eq!(
+            gates_due(&p, &refused, &obs(121, "r2", 4)),
+            [GateKind::ConfirmPromotion]
+        );
+        let mut o = obs(121, "r2", 4);
+        o.gates = vec![gate(GateKind::ConfirmPromotion, true)];
+        assert_eq!(decide(&p, &refused, &o).state.phase, Phase::Promoting);
+    }
+
+    #[test]
+    fn a_refused_traffic_increase_keeps_the_weight() {
+        let p = gated(&[GateKind::ConfirmTrafficIncrease]);
+        let s = at_step(0, 10, 0);
+        let d = decide(&p, &s, &with_analysis(obs(60, "r2", 4), &s, &p, pass()));
+        assert_eq!((d.state.current_step, d.state.weight), (1, 10));
+        let mut o = obs(61, "r2", 4);
+        assert_eq!(
+            gates_due(&p, &d.state, &o),
+            [GateKind::ConfirmTrafficIncrease]
+        );
+        o.gates = vec![gate(GateKind::ConfirmTrafficIncrease, false)];
+        let held = decide(&p, &d.state, &o);
+        assert_eq!(held.state.weight, 10);
+        o.gates = vec![gate(GateKind::ConfirmTrafficIncrease, true)];
+        assert_eq!(decide(&p, &d.state, &o).state.weight, 50);
+    }
+
+    #[test]
+    fn rollout_gates_count_as_checks_and_rollback_gates_abort() {
+        let mut p = gated(&[GateKind::Rollout, GateKind::Rollback]);
+        p.failure_limit = 2;
+        let s = at_step(0, 10, 0);
+        assert!(gates_due(&p, &s, &obs(30, "r2", 4)).is_empty());
+        assert_eq!(
+            gates_due(&p, &s, &obs(60, "r2", 4)),
+            [GateKind::Rollout, GateKind::Rollback]
+        );
+        let mut o = obs(60, "r2", 4);
+        o.gates = vec![
+            gate(GateKind::Rollout, false),
+            gate(GateKind::Rollback, false),
+        ];
+        let d = decide(&p, &s, &o);
+        assert_eq!(
+            (d.state.phase, d.state.failed_checks),
+            (Phase::Progressing, 1)
+        );
+        assert_eq!(d.state.last_gate_at, Some(t(60)));
+        assert!(gates_due(&p, &d.state, &obs(90, "r2", 4)).is_empty());
+        o.gates = vec![gate(GateKind::Rollback, true)];
+        let d = decide(&p, &s, &o);
+        assert_eq!(d.state.phase, Phase::Failed);
+        assert!(d.state.message.contains("rollback webhook"));
     }
 
     #[test]

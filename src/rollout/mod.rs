@@ -133,6 +133,54 @@ pub struct PlannedStep {
     pub min_duration: Duration,
 }
 
+/// The kinds of release gates: webhooks asked at fixed points of a rollout.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateKind {
+    /// Before the first traffic shift; a failure aborts.
+    PreRollout,
+    /// At every analysis interval while the canary has traffic; a failure counts as a
+    /// failed check.
+    Rollout,
+    /// Before each increase of the canary's weight; a failure holds, and the gate is asked
+    /// again after an interval.
+    ConfirmTrafficIncrease,
+    /// Before promotion; a failure holds, and the gate is asked again after an interval.
+    ConfirmPromotion,
+    /// After success or failure; informational.
+    PostRollout,
+    /// At every analysis interval; a 2xx answer aborts.
+    Rollback,
+}
+
+impl GateKind {
+    /// The name used in specs and payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::PreRollout => "pre-rollout",
+            GateKind::Rollout => "rollout",
+            GateKind::ConfirmTrafficIncrease => "confirm-traffic-increase",
+            GateKind::ConfirmPromotion => "confirm-promotion",
+            GateKind::PostRollout => "post-rollout",
+            GateKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// The answer of the gates of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateResult {
+    /// Which gates.
+    pub kind: GateKind,
+    /// Every gate of the kind answered 2xx (for `rollback`: at least one did, asking to
+    /// roll back).
+    pub passed: bool,
+    /// Which gate said what, in words.
+    pub message: String,
+}
+
 /// The rollout's settings, converted from the Canary's spec and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -157,6 +205,8 @@ pub struct Plan {
     pub scale_with_weight: bool,
     /// The weight is set by replica counts (no router).
     pub replicas_router: bool,
+    /// The kinds of release gates configured.
+    pub gates: Vec<GateKind>,
 }
 
 /// An operator's request, from `vigil promote|abort`, the API or an alert.
@@ -231,6 +281,8 @@ pub struct Observation {
     pub request: Option<Request>,
     /// The result of the analysis [`machine::analysis_due`] asked for, if one ran.
     pub analysis: Option<(AnalysisDue, AnalysisOutcome)>,
+    /// The answers of the gates [`machine::gates_due`] asked for.
+    pub gates: Vec<GateResult>,
 }
 
 /// Which analysis to run, over which window.
@@ -339,6 +391,12 @@ pub struct State {
     /// Since when the rollout waits for the canary to become available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<DateTime<Utc>>,
+    /// When the `rollout` and `rollback` gates were last asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_gate_at: Option<DateTime<Utc>>,
+    /// A confirm gate said no: it is asked again from this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_retry_at: Option<DateTime<Utc>>,
     /// When the rollout was aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<DateTime<Utc>>,
