@@ -208,8 +208,7 @@ async fn release_until(fake: &FakeKube, phase: &'static str) -> Vec<u8> {
     release(fake, "web:2").await;
     wait_for(fake, phase, Duration::from_secs(60), phase_is(phase)).await;
     watcher.abort();
-    let seen = weights.lock().unwrap().clone();
-    seen
+    weights.lock().unwrap().clone()
 }
 
 async fn wait_succeeded(fake: &FakeKube) {
