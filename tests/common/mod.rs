@@ -145,6 +145,7 @@ pub struct PromServer {
     /// Its base URL.
     pub url: String,
     child: Child,
+    log_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -169,17 +170,45 @@ impl PromServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
+        Self::spawn(
+            &prometheus,
+            dir,
+            data,
             "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
         )
-        .expect("write config");
+    }
+
+    /// Starts an empty Prometheus on a free port that scrapes `targets` (`host:port`, path
+    /// `/metrics`, job `traffic`) every `scrape_interval` (whole seconds, at least 1), with
+    /// its TSDB in a temporary directory.
+    pub fn start_scraping(targets: &[String], scrape_interval: Duration) -> Self {
+        let prometheus = require("prometheus");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let every = format!("{}s", scrape_interval.as_secs().max(1));
+        let targets = targets
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let config = format!(
+            "global:\n  scrape_interval: {every}\n  scrape_timeout: {every}\n\
+             scrape_configs:\n  - job_name: traffic\n    static_configs:\n      \
+             - targets: [{targets}]\n"
+        );
+        Self::spawn(&prometheus, dir, data, &config)
+    }
+
+    /// Runs `prometheus` with `config` and the TSDB at `data` (in `dir`), and waits until it
+    /// is ready.
+    fn spawn(prometheus: &Path, dir: tempfile::TempDir, data: PathBuf, config: &str) -> Self {
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write config");
         let port = free_port();
         let log_path = dir.path().join("prometheus.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
+        let child = Command::new(prometheus)
+            .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=100y")
@@ -191,6 +220,7 @@ impl PromServer {
         let mut server = PromServer {
             url: format!("http://127.0.0.1:{port}"),
             child,
+            log_path: log_path.clone(),
             _dir: dir,
         };
         if !server.wait_ready(Duration::from_secs(30)) {
@@ -198,6 +228,24 @@ impl PromServer {
             panic!("prometheus did not become ready on 127.0.0.1:{port}; its log:\n{log}");
         }
         server
+    }
+
+    /// Prometheus's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The value of the first series an instant query at now returns (`None`: no series, or
+    /// the query failed).
+    pub async fn instant(&self, promql: &str) -> Option<f64> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     }
 
     fn wait_ready(&mut self, limit: Duration) -> bool {
