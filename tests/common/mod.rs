@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod traffic;
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
