@@ -124,8 +124,12 @@ impl Default for Options {
     }
 }
 
-/// The canary weight that ingress-nginx would apply for a canary Ingress (`None`: there is
-/// none): the `canary-weight` annotation if `canary` is `"true"`, else 0; clamped to 100.
+/// The annotation with the total the weight is a share of (default 100).
+pub const WEIGHT_TOTAL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary-weight-total";
+
+/// The canary's traffic share in percent that ingress-nginx would apply for a canary
+/// Ingress (`None`: there is none): `canary-weight` of `canary-weight-total` (default 100)
+/// if `canary` is `"true"`, else 0; at most 100.
 pub fn nginx_canary_weight(ingress: Option<&Value>) -> u8 {
     let Some(annotations) = ingress.and_then(|i| i["metadata"]["annotations"].as_object()) else {
         return 0;
@@ -133,11 +137,17 @@ pub fn nginx_canary_weight(ingress: Option<&Value>) -> u8 {
     if annotations.get(CANARY_ANNOTATION).and_then(Value::as_str) != Some("true") {
         return 0;
     }
-    annotations
-        .get(WEIGHT_ANNOTATION)
-        .and_then(Value::as_str)
-        .and_then(|w| w.trim().parse::<u64>().ok())
-        .map_or(0, |w| w.min(100) as u8)
+    let number = |key: &str| {
+        annotations
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|w| w.trim().parse::<u64>().ok())
+    };
+    let weight = number(WEIGHT_ANNOTATION).unwrap_or(0);
+    let total = number(WEIGHT_TOTAL_ANNOTATION)
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    (weight * 100 / total).min(100) as u8
 }
 
 /// One version's totals since the start.
