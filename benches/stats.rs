@@ -105,6 +105,7 @@ fn main() {
     )
     .expect("window");
     let request = AnalysisRequest {
+        look: 1,
         template: &template,
         args: BTreeMap::new(),
         stable: "version=\"v1\"".parse().expect("selector"),

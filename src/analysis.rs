@@ -23,6 +23,9 @@ pub struct AnalysisRequest<'a> {
     pub canary: Selector,
     /// The window.
     pub window: Window,
+    /// 1 for a one-off judgement; the n-th judgement of the same rollout otherwise (for
+    /// alpha spending over repeated looks).
+    pub look: u32,
 }
 
 /// Why an analysis could not be set up.
@@ -167,12 +170,17 @@ pub async fn run<S: MetricSource>(
             d
         })
         .collect();
-    let jobs = planned
-        .iter()
-        .enumerate()
-        .flat_map(|(i, qs)| qs.iter().map(move |q| (i, q)));
+    // Owned jobs: futures that borrow through closures trip the compiler's Send check when
+    // this runs inside a spawned controller task.
+    let mut jobs: Vec<(usize, QueryRequest)> = Vec::new();
+    for (i, queries) in planned.into_iter().enumerate() {
+        jobs.extend(queries.into_iter().map(|q| (i, q)));
+    }
     let mut answers = futures::stream::iter(jobs)
-        .map(|(i, q)| async move { (i, q, source.query_range(q).await) })
+        .map(|(i, q)| async move {
+            let answer = source.query_range(&q).await;
+            (i, q, answer)
+        })
         .buffer_unordered(concurrency.max(1));
     while let Some((i, q, answer)) = answers.next().await {
         match answer {
@@ -187,7 +195,7 @@ pub async fn run<S: MetricSource>(
         source: source.describe(),
         stable: request.stable.to_string(),
         canary: request.canary.to_string(),
-        look: 1,
+        look: request.look.max(1),
     };
     Ok(judge::judge(request.template, &data, info))
 }

@@ -10,6 +10,7 @@ pub mod data;
 pub mod judge;
 pub mod report;
 pub mod rollout;
+pub mod server;
 pub mod source;
 pub mod stats;
 pub mod template;

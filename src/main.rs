@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vigil::analysis::{self, AnalysisRequest, PlanError};
 use vigil::bench::detection;
+use vigil::cluster::ops;
 use vigil::data::Window;
 use vigil::judge::{Outcome, Report, Verdict};
 use vigil::report::{self, Format};
+use vigil::rollout::Phase;
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
 use vigil::source::simulated::{SimulatedSource, VersionModel};
 use vigil::template::load;
@@ -61,6 +63,118 @@ enum Command {
     /// Benchmarks on simulated rollouts.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Move a canary past its current step now (with --full, promote it completely).
+    #[command(after_help = "Examples:\n  \
+        vigil promote web                 # pass the current step (e.g. a pause without duration)\n  \
+        vigil promote web -n shop --full  # skip every remaining step and promote now\n  \
+        kubectl vigil promote web         # the same, as a kubectl plugin\n\n\
+        The request is written to the Canary's status.request; the controller acts on it at its \
+        next reconcile.")]
+    Promote(PromoteArgs),
+    /// Abort the release in flight and send all traffic back to the stable version.
+    #[command(after_help = "Examples:\n  \
+        vigil abort web\n  \
+        vigil abort web -n shop --reason \"5xx spike on the dashboard\"\n\n\
+        The request is written to the Canary's status.request; the controller acts on it at its \
+        next reconcile. The aborted revision is not retried until the pod template changes again.")]
+    Abort(AbortArgs),
+    /// Hold a canary where it is (sets spec.paused).
+    #[command(after_help = "Examples:\n  \
+        vigil pause web\n  \
+        vigil pause web -n shop\n\n\
+        Traffic stays as it is until `vigil resume`.")]
+    Pause(CanaryArgs),
+    /// Let a paused canary go on (clears spec.paused).
+    #[command(after_help = "Examples:\n  \
+        vigil resume web\n  \
+        vigil resume web -n shop")]
+    Resume(CanaryArgs),
+    /// Show where a canary's rollout stands.
+    #[command(after_help = "Examples:\n  \
+        vigil status web\n  \
+        vigil status web -n shop --watch\n\n\
+        With --watch, the status is printed again at every change until the rollout has \
+        Succeeded (exit 0) or Failed (exit 1), or until Ctrl-C (exit 0).")]
+    Status(StatusArgs),
+    /// Run the controller: watch Canaries and roll them out (in a cluster, or with KUBECONFIG).
+    #[command(after_help = "Examples:\n  \
+        vigil run --prometheus http://prometheus.monitoring:9090\n  \
+        vigil run --prometheus http://prometheus:9090 --leader-elect --lease-namespace vigil-system\n  \
+        vigil run --prometheus http://localhost:9090 --watch-namespace shop --log-format json\n\n\
+        Serves /metrics, /healthz and /readyz on --listen. With --leader-elect, replicas \
+        elect a leader on a coordination.k8s.io Lease and only the leader acts.")]
+    Run(Box<RunArgs>),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Prometheus base URL.
+    #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
+    prometheus: String,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: std::net::SocketAddr,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "VIGIL_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Elect a leader among replicas on a Lease; needed with more than one replica.
+    #[arg(long)]
+    leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "vigil-controller")]
+    lease_name: String,
+    /// The Lease's namespace (default: the pod's, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args)]
+struct CanaryArgs {
+    /// The Canary's name.
+    name: String,
+    /// Its namespace; default the current kubeconfig context's.
+    #[arg(short, long)]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    #[command(flatten)]
+    canary: CanaryArgs,
+    /// Skip every remaining step and promote now.
+    #[arg(long)]
+    full: bool,
+}
+
+#[derive(Args)]
+struct AbortArgs {
+    #[command(flatten)]
+    canary: CanaryArgs,
+    /// Why, shown in the Canary's status and events.
+    #[arg(long, value_name = "TEXT", default_value = "aborted by an operator")]
+    reason: String,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    canary: CanaryArgs,
+    /// Print the status again at every change, until the rollout ends.
+    #[arg(short, long)]
+    watch: bool,
 }
 
 #[derive(Subcommand)]
@@ -211,21 +325,64 @@ fn usage(message: impl Into<String>) -> Failure {
     }
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+/// Logs to stderr; `VIGIL_LOG` filters (default: warnings, or info for the controller).
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+}
+
+fn run_controller(args: RunArgs) -> Result<u8, Failure> {
+    let prometheus = prometheus_config(&args.prometheus, &args.connection)?;
+    let leader = args.leader_elect.then(|| {
+        vigil::cluster::leader::LeaderConfig::new(
+            args.lease_name.clone(),
+            args.lease_namespace.clone(),
+            vigil::cluster::leader::LeaderConfig::default_identity(),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    });
+    let config = vigil::cluster::daemon::RunConfig {
+        prometheus,
+        listen: args.listen,
+        watch_namespace: args.watch_namespace.clone(),
+        leader,
+        concurrency: args.connection.concurrency,
+    };
+    tokio_main(async move {
+        vigil::cluster::daemon::run(config)
+            .await
+            .map(|()| EXIT_PASS)
+            .map_err(|message| Failure {
+                code: EXIT_CANNOT_RUN,
+                message,
+            })
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = parse_cli();
+    match &cli.command {
+        Command::Run(args) => init_logging(args.log_format, "info"),
+        _ => init_logging(LogFormat::Text, "warn"),
+    }
     let result = match cli.command {
         Command::Lint { files } => Ok(lint(&files)),
         Command::Crd => print_crds(),
         Command::Judge(args) => tokio_main(judge(*args)),
         Command::Demo(args) => tokio_main(demo(args)),
         Command::Bench(BenchCommand::Detection(args)) => bench_detection(&args),
+        Command::Promote(args) => tokio_main(promote(args)),
+        Command::Abort(args) => tokio_main(abort(args)),
+        Command::Pause(args) => tokio_main(set_paused(args, true)),
+        Command::Resume(args) => tokio_main(set_paused(args, false)),
+        Command::Status(args) => tokio_main(status(args)),
+        Command::Run(args) => run_controller(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -233,6 +390,136 @@ fn main() -> ExitCode {
             eprintln!("vigil: {}", f.message);
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// Parses the command line. Installed as `kubectl-vigil` on the PATH, the binary is a kubectl
+/// plugin (`kubectl vigil promote web`): the same commands, with usage shown as `kubectl vigil`.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let as_plugin = std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_stem()
+                .map(|s| s == "kubectl-vigil")
+        })
+        .unwrap_or(false);
+    let mut command = Cli::command();
+    if as_plugin {
+        command = command.bin_name("kubectl vigil");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn cannot_run(message: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: EXIT_CANNOT_RUN,
+        message: message.to_string(),
+    }
+}
+
+/// A client from the kubeconfig (or the in-cluster config) and the namespace to use.
+async fn kube_client(args: &CanaryArgs) -> Result<(kube::Client, String), Failure> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        cannot_run(format!(
+            "cannot configure a Kubernetes client: {e}: set KUBECONFIG or ~/.kube/config to a \
+             cluster you can reach (or run inside a cluster)"
+        ))
+    })?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    Ok((client, namespace))
+}
+
+async fn promote(args: PromoteArgs) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args.canary).await?;
+    let name = &args.canary.name;
+    let done = ops::promote(client, &ns, name, args.full)
+        .await
+        .map_err(cannot_run)?;
+    let what = if args.full {
+        "full promotion"
+    } else {
+        "promotion to the next step"
+    };
+    report_request(&ns, name, what, &done);
+    Ok(EXIT_PASS)
+}
+
+async fn abort(args: AbortArgs) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args.canary).await?;
+    let name = &args.canary.name;
+    let done = ops::abort(client, &ns, name, &args.reason)
+        .await
+        .map_err(cannot_run)?;
+    report_request(&ns, name, "abort", &done);
+    Ok(EXIT_PASS)
+}
+
+fn report_request(ns: &str, name: &str, what: &str, done: &ops::Requested) {
+    println!(
+        "canary {ns}/{name}: {what} requested (phase {}); the controller acts on it at its next reconcile",
+        done.phase.as_str()
+    );
+    if let Some(old) = &done.replaced {
+        println!(
+            "  it replaces a pending {:?} request of {}",
+            old.action,
+            old.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    if done.paused {
+        println!("  note: spec.paused is set, so the rollout holds until `vigil resume {name}`");
+    }
+}
+
+async fn set_paused(args: CanaryArgs, paused: bool) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args).await?;
+    let name = &args.name;
+    let changed = ops::set_paused(client, &ns, name, paused)
+        .await
+        .map_err(cannot_run)?;
+    match (paused, changed) {
+        (true, true) => println!("canary {ns}/{name} paused: `vigil resume {name}` to go on"),
+        (true, false) => println!("canary {ns}/{name} was already paused"),
+        (false, true) => println!("canary {ns}/{name} resumed"),
+        (false, false) => println!("canary {ns}/{name} was not paused"),
+    }
+    Ok(EXIT_PASS)
+}
+
+async fn status(args: StatusArgs) -> Result<u8, Failure> {
+    let (client, ns) = kube_client(&args.canary).await?;
+    let name = &args.canary.name;
+    if !args.watch {
+        print!(
+            "{}",
+            ops::status(client, &ns, name).await.map_err(cannot_run)?
+        );
+        return Ok(EXIT_PASS);
+    }
+    let mut first = true;
+    let watch = ops::watch_status(client, &ns, name, |text| {
+        if !first {
+            println!();
+        }
+        first = false;
+        println!(
+            "[{}]",
+            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        print!("{text}");
+    });
+    tokio::select! {
+        phase = watch => match phase.map_err(cannot_run)? {
+            Phase::Failed => Ok(EXIT_FAIL),
+            _ => Ok(EXIT_PASS),
+        },
+        _ = tokio::signal::ctrl_c() => Ok(EXIT_PASS),
     }
 }
 
@@ -386,6 +673,7 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
     let concurrency = args.connection.concurrency;
     let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
     let request = AnalysisRequest {
+        look: 1,
         template: &template,
         args: parse_args(&args.args)?,
         stable,
@@ -529,6 +817,7 @@ async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     )
     .map_err(|e| usage(e.to_string()))?;
     let request = AnalysisRequest {
+        look: 1,
         template: &template,
         args: BTreeMap::from([("job".to_string(), "checkout".to_string())]),
         stable: "version=\"v1\""

@@ -32,6 +32,9 @@ pub const ADOPTED_ANNOTATION: &str = "vigil.dev/adopted-by";
 
 /// The duration pattern accepted in the schema: PromQL-style units, largest first.
 const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d))+$')";
+/// The same pattern as an OpenAPI `pattern`, so that schema-only validators (kubeconform,
+/// editors) check durations too, not only the API server's CEL.
+const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 
 /// A canary release of one Deployment: its traffic is moved to the new version step by
 /// step and judged against the stable version at every interval.
@@ -69,6 +72,7 @@ pub struct CanarySpec {
     /// Shorthand for `steps`: one weight step per entry, e.g. `[10, 50, 100]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(w, w >= 0 && w <= 100)").message("weights are percentages, 0 to 100"))]
+    #[schemars(inner(range(min = 0, max = 100)))]
     pub step_weights: Vec<i32>,
     /// Background analysis, judged at every interval while the canary has traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,11 +93,13 @@ pub struct CanarySpec {
     /// before the rollout is aborted (or reported stalled). Default 10m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub progress_deadline: Option<String>,
     /// How long an aborted canary keeps its replicas, for debugging, before it scales to
     /// zero. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
 }
 
@@ -201,6 +207,7 @@ pub struct CanaryStep {
     /// Send this share of traffic (percent) to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("weight is a percentage, 0 to 100"))]
+    #[schemars(range(min = 0, max = 100))]
     pub weight: Option<i32>,
     /// Hold, for a duration or until a manual promote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,10 +225,12 @@ pub struct CanaryStep {
     /// How often analyses run during this step; default `analysis.interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub interval: Option<String>,
     /// The least time this step lasts; default one interval for weight and match steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub min_duration: Option<String>,
 }
 
@@ -232,6 +241,7 @@ pub struct PauseStep {
     /// How long; without it the rollout waits for `vigil promote`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub duration: Option<String>,
 }
 
@@ -281,6 +291,7 @@ pub struct CanaryAnalysis {
     /// How often to judge; default 1m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub interval: Option<String>,
     /// Failed analyses that abort the rollout; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]

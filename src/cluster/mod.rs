@@ -2,5 +2,14 @@
 //! It depends on the core (`rollout`, `template`, `judge`, `analysis`); the core knows
 //! nothing of it.
 
+pub mod analysis;
+pub mod clock;
 pub mod crd;
+pub mod daemon;
+pub mod leader;
+pub mod metrics;
+pub mod ops;
+pub mod plan;
+pub mod reconciler;
 pub mod routers;
+pub mod world;

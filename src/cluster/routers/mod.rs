@@ -4,9 +4,29 @@
 //! A router only moves traffic. The canary Service and the pinning of the stable Service to
 //! the stable pods are shared by every router that needs them ([`services`]); replica
 //! counts are the reconciler's.
+//!
+//! Every router is a thin I/O shell around a pure function that turns the object it read
+//! into the object it writes; the pure functions carry the logic and the tests. Writes
+//! replace the object with the `resourceVersion` that was read, so a concurrent change
+//! fails with 409 Conflict ([`RouterError::is_conflict`]) and the caller retries.
+//!
+//! A/B conditions ([`Match`]) mean the same for every router: the entries of the list are
+//! alternatives (any one routes the request to the canary), and within one entry the
+//! header and the cookie must both hold. A header without `exact` or `regex` must have the
+//! value `always`; with both, `exact` wins (as ingress-nginx ignores the pattern when a
+//! value is set). A cookie must have the value `always`.
 
+pub mod gateway;
+pub mod istio;
+pub mod nginx;
+pub mod replicas;
+pub mod services;
+mod split;
+
+use crate::cluster::crd::Routing;
 use crate::rollout::Match;
 use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// What a router needs to know about the Canary it serves.
 #[derive(Clone)]
@@ -24,7 +44,64 @@ pub struct RouteContext {
     /// The port to route to, when set in the Canary.
     pub port: Option<i32>,
     /// Owner reference to the Canary, for objects vigil creates (garbage-collected with it).
-    pub owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    pub owner: OwnerReference,
+}
+
+impl RouteContext {
+    /// The names of the context, without the client: what the pure transformations need.
+    pub fn names(&self) -> Names<'_> {
+        Names {
+            namespace: &self.namespace,
+            canary: &self.canary,
+            service: &self.service,
+            canary_service: &self.canary_service,
+            port: self.port,
+            owner: &self.owner,
+        }
+    }
+}
+
+/// The names a router works with, borrowed from a [`RouteContext`]; built directly in tests.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    /// The Canary's namespace.
+    pub namespace: &'a str,
+    /// The Canary's name.
+    pub canary: &'a str,
+    /// The stable Service.
+    pub service: &'a str,
+    /// The canary Service.
+    pub canary_service: &'a str,
+    /// The port to route to, when set in the Canary.
+    pub port: Option<i32>,
+    /// Owner reference to the Canary.
+    pub owner: &'a OwnerReference,
+}
+
+impl Names<'_> {
+    /// `Kind namespace/name` of an object in the Canary's namespace, for messages.
+    pub fn object(&self, kind: &str, name: &str) -> String {
+        format!("{kind} {}/{name}", self.namespace)
+    }
+
+    /// Whether `meta` carries the owner reference of this Canary (by uid).
+    pub fn owns(&self, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == self.owner.uid)
+    }
+
+    /// The error for an object vigil would manage that exists but is not this Canary's.
+    pub fn not_ours(&self, kind: &str, name: &str, hint: &str) -> RouterError {
+        RouterError::Invalid {
+            object: self.object(kind, name),
+            message: format!(
+                "exists but is not owned by Canary {}/{}; delete it, or {hint}",
+                self.namespace, self.canary
+            ),
+        }
+    }
 }
 
 /// Why a router could not apply a change. The message names the object and what to do.
@@ -49,6 +126,32 @@ pub enum RouterError {
     },
 }
 
+impl RouterError {
+    /// Whether the error is a 409 Conflict: the object changed (or appeared) between read
+    /// and write. Retrying the whole operation is the remedy.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, RouterError::Api { source, .. } if status_code(source) == Some(409))
+    }
+
+    /// Wraps a client error with the object it concerns.
+    pub fn api(object: String) -> impl FnOnce(kube::Error) -> RouterError {
+        move |source| RouterError::Api { object, source }
+    }
+}
+
+/// The HTTP status of an API error, if the server answered.
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Whether a client error is a 404 Not Found.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    status_code(e) == Some(404)
+}
+
 /// Moves traffic between the stable and the canary Service.
 pub trait Router: Send + Sync {
     /// The router's name, for logs and metrics.
@@ -71,5 +174,363 @@ pub trait Router: Send + Sync {
     /// stable Service pinned to stable pods).
     fn uses_services(&self) -> bool {
         true
+    }
+}
+
+/// The router a Canary's `routing` selects; `None` unless exactly one router is set (the
+/// CRD's validation rule guarantees one for objects the API server accepted).
+pub fn for_routing(routing: &Routing) -> Option<Box<dyn Router>> {
+    let set = [
+        routing.nginx.is_some(),
+        routing.gateway_api.is_some(),
+        routing.istio.is_some(),
+        routing.replicas.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return None;
+    }
+    if let Some(n) = &routing.nginx {
+        return Some(Box::new(nginx::NginxRouter::new(n)));
+    }
+    if let Some(g) = &routing.gateway_api {
+        return Some(Box::new(gateway::GatewayRouter::new(g)));
+    }
+    if let Some(i) = &routing.istio {
+        return Some(Box::new(istio::IstioRouter::new(i)));
+    }
+    Some(Box::new(replicas::ReplicasRouter))
+}
+
+/// How a header value is matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMatch {
+    /// The value equals this.
+    Exact(String),
+    /// The value matches this regular expression.
+    Regex(String),
+}
+
+/// One condition of an A/B match entry, with the defaults of [`Match`] applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// A request header.
+    Header {
+        /// The header's name.
+        name: String,
+        /// How its value is matched.
+        value: ValueMatch,
+    },
+    /// A cookie whose value must be `always`.
+    Cookie {
+        /// The cookie's name.
+        name: String,
+    },
+}
+
+/// The conditions of each match entry (all of an entry's conditions must hold). An entry
+/// with neither a header nor a cookie is an error: it would send every request to the
+/// canary.
+pub fn conditions(
+    names: &Names<'_>,
+    matches: &[Match],
+) -> Result<Vec<Vec<Condition>>, RouterError> {
+    matches
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut entry = Vec::new();
+            if let Some(h) = &m.header {
+                let value = match (&h.exact, &h.regex) {
+                    (Some(v), _) => ValueMatch::Exact(v.clone()),
+                    (None, Some(r)) => ValueMatch::Regex(r.clone()),
+                    (None, None) => ValueMatch::Exact("always".into()),
+                };
+                entry.push(Condition::Header { name: h.name.clone(), value });
+            }
+            if let Some(c) = &m.cookie {
+                entry.push(Condition::Cookie { name: c.clone() });
+            }
+            if entry.is_empty() {
+                return Err(RouterError::Invalid {
+                    object: names.object("Canary", names.canary),
+                    message: format!(
+                        "match entry {} has neither a header nor a cookie; give it one or remove it",
+                        i + 1
+                    ),
+                });
+            }
+            Ok(entry)
+        })
+        .collect()
+}
+
+/// A regular expression matching a `Cookie` header in which cookie `name` has the value
+/// `always`, anchored at both ends so that it means the same to engines that match the
+/// whole value (Envoy's RE2) and to those that search in it (PCRE).
+pub fn cookie_regex(name: &str) -> String {
+    format!("^(?:.*;\\s*)?{}=always(?:;.*)?$", regex_escape(name))
+}
+
+/// `s` with the regular-expression metacharacters escaped.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The prefix of the names of the routes (Istio) and rules (Gateway API) vigil adds for A/B
+/// conditions: `vigil-<canary>-ab-`, with dots in the Canary's name replaced so that it is
+/// a valid Gateway API section name.
+pub fn ab_prefix(canary: &str) -> String {
+    format!("vigil-{}-ab-", canary.replace('.', "-"))
+}
+
+/// The annotation recording the stable backend weights as they were before vigil first
+/// split a route, so that reset restores them exactly: a JSON object from the position of
+/// the route or rule (counting only the user's, not vigil's A/B ones) to its weight (`null`
+/// when it had none).
+pub const STABLE_WEIGHTS_ANNOTATION: &str = "vigil.dev/stable-weights";
+
+/// The recorded stable weights of a JSON object (HTTPRoute, VirtualService): see
+/// [`STABLE_WEIGHTS_ANNOTATION`]. Keys are `<route>/<backend>` positions.
+pub(crate) fn recorded_weights(
+    object: &str,
+    obj: &serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, RouterError> {
+    let Some(text) = obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(STABLE_WEIGHTS_ANNOTATION))
+        .and_then(|v| v.as_str())
+    else {
+        return Ok(serde_json::Map::new());
+    };
+    serde_json::from_str(text).map_err(|e| RouterError::Invalid {
+        object: object.into(),
+        message: format!(
+            "annotation {STABLE_WEIGHTS_ANNOTATION} is not a JSON object ({e}); remove it (reset then \
+             leaves the stable weights as they are)"
+        ),
+    })
+}
+
+/// Sets (or with `None` removes) an annotation of a JSON object, dropping an emptied map.
+pub(crate) fn set_annotation(obj: &mut serde_json::Value, key: &str, value: Option<String>) {
+    let Some(meta) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) else {
+        return;
+    };
+    match value {
+        Some(v) => {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(key.into(), serde_json::Value::String(v));
+            }
+        }
+        None => {
+            let emptied = match meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+                Some(a) => {
+                    a.remove(key);
+                    a.is_empty()
+                }
+                None => false,
+            };
+            if emptied {
+                meta.remove("annotations");
+            }
+        }
+    }
+}
+
+/// Sets or removes (`Null`) the `weight` of a backend (a JSON object).
+pub(crate) fn put_weight(backend: &mut serde_json::Value, weight: serde_json::Value) {
+    if let Some(b) = backend.as_object_mut() {
+        if weight.is_null() {
+            b.remove("weight");
+        } else {
+            b.insert("weight".into(), weight);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Condition, Names, conditions};
+    use crate::rollout::{HeaderMatch, Match};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use std::sync::LazyLock;
+
+    /// The owner reference of the test Canary.
+    pub static OWNER: LazyLock<OwnerReference> = LazyLock::new(|| OwnerReference {
+        api_version: "vigil.dev/v1alpha1".into(),
+        kind: "Canary".into(),
+        name: "web".into(),
+        uid: "uid-1".into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    });
+
+    /// A header match.
+    pub fn header(name: &str, exact: Option<&str>, regex: Option<&str>) -> Match {
+        Match {
+            header: Some(HeaderMatch {
+                name: name.into(),
+                exact: exact.map(Into::into),
+                regex: regex.map(Into::into),
+            }),
+            cookie: None,
+        }
+    }
+
+    /// A cookie match.
+    pub fn cookie(name: &str) -> Match {
+        Match {
+            header: None,
+            cookie: Some(name.into()),
+        }
+    }
+
+    /// The conditions of matches of the test Canary.
+    pub fn conds(matches: &[Match]) -> Vec<Vec<Condition>> {
+        conditions(&names(), matches).unwrap()
+    }
+
+    /// The names of the test Canary `shop/web`, serving Service `web` via `web-canary`.
+    pub fn names() -> Names<'static> {
+        Names {
+            namespace: "shop",
+            canary: "web",
+            service: "web",
+            canary_service: "web-canary",
+            port: None,
+            owner: &OWNER,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::header;
+    use super::*;
+    use crate::rollout::HeaderMatch;
+
+    #[test]
+    fn conditions_apply_the_defaults() {
+        let n = testing::names();
+        let got = conditions(
+            &n,
+            &[
+                header("x-canary", None, None),
+                header("x-a", Some("1"), Some("ignored")),
+                header("x-b", None, Some("^b.*")),
+                Match {
+                    header: Some(HeaderMatch {
+                        name: "x-c".into(),
+                        exact: None,
+                        regex: None,
+                    }),
+                    cookie: Some("c".into()),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            got[0],
+            vec![Condition::Header {
+                name: "x-canary".into(),
+                value: ValueMatch::Exact("always".into())
+            }]
+        );
+        assert_eq!(
+            got[1],
+            vec![Condition::Header {
+                name: "x-a".into(),
+                value: ValueMatch::Exact("1".into())
+            }]
+        );
+        assert_eq!(
+            got[2],
+            vec![Condition::Header {
+                name: "x-b".into(),
+                value: ValueMatch::Regex("^b.*".into())
+            }]
+        );
+        assert_eq!(got[3].len(), 2);
+    }
+
+    #[test]
+    fn an_empty_match_is_an_error_naming_the_canary() {
+        let n = testing::names();
+        let e = conditions(
+            &n,
+            &[Match {
+                header: None,
+                cookie: None,
+            }],
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("Canary shop/web: match entry 1"), "{msg}");
+    }
+
+    #[test]
+    fn the_cookie_regex_is_anchored_and_escaped() {
+        assert_eq!(cookie_regex("a.b"), "^(?:.*;\\s*)?a\\.b=always(?:;.*)?$");
+    }
+
+    #[test]
+    fn the_cookie_regex_finds_the_cookie_anywhere_and_nothing_else() {
+        // The regex crate's syntax is RE2's, which Envoy (Istio, most Gateway API
+        // implementations) uses.
+        let re = regex::Regex::new(&cookie_regex("beta")).unwrap();
+        for yes in [
+            "beta=always",
+            "a=1; beta=always",
+            "beta=always; a=1",
+            "a=1;beta=always;b=2",
+        ] {
+            assert!(re.is_match(yes), "{yes}");
+        }
+        for no in [
+            "beta=never",
+            "xbeta=always",
+            "a=1; xbeta=always",
+            "beta=alwaysx",
+            "abeta=always; b=1",
+            "",
+        ] {
+            assert!(!re.is_match(no), "{no}");
+        }
+        let dotted = regex::Regex::new(&cookie_regex("a.b")).unwrap();
+        assert!(dotted.is_match("a.b=always"));
+        assert!(!dotted.is_match("axb=always"));
+    }
+
+    #[test]
+    fn the_router_follows_the_routing() {
+        let r = Routing {
+            replicas: Some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(for_routing(&r).map(|r| r.name()), Some("replicas"));
+        assert!(for_routing(&Routing::default()).is_none());
+        let both = Routing {
+            replicas: Some(Default::default()),
+            gateway_api: Some(crate::cluster::crd::GatewayRouting {
+                http_route: "r".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(for_routing(&both).is_none());
+        let g = Routing {
+            gateway_api: both.gateway_api.clone(),
+            ..Default::default()
+        };
+        assert_eq!(for_routing(&g).map(|r| r.name()), Some("gateway-api"));
     }
 }

@@ -1,0 +1,226 @@
+//! Runs the analysis the state machine asks for: fetches the templates from the cluster,
+//! judges the canary against stable over the window, and sums the reports up as one
+//! [`AnalysisOutcome`].
+
+use super::crd::{self, AnalysisArg, Canary, TemplateRef};
+use crate::analysis::{self, AnalysisRequest};
+use crate::data::Window;
+use crate::judge::{Outcome, Report, Verdict};
+use crate::rollout::{AnalysisDue, AnalysisOutcome, AnalysisScope};
+use crate::source::MetricSource;
+use crate::template::selector::Selector;
+use crate::template::units::PromDuration;
+use crate::template::{self, AnalysisTemplate, Metadata};
+use kube::{Api, ResourceExt};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Everything one analysis needs besides the cluster and the source.
+pub struct AnalysisInput<'a> {
+    /// The Canary.
+    pub canary: &'a Canary,
+    /// Which analysis and window.
+    pub due: AnalysisDue,
+    /// The step size of range queries (the analysis interval).
+    pub interval: Duration,
+    /// Stable matchers.
+    pub stable: &'a Selector,
+    /// Canary matchers.
+    pub canary_matchers: &'a Selector,
+    /// Queries in flight at most.
+    pub concurrency: usize,
+}
+
+/// The refs and args of the analysis in scope.
+fn scope_templates(canary: &Canary, scope: AnalysisScope) -> (Vec<TemplateRef>, Vec<AnalysisArg>) {
+    let background = canary.spec.analysis.clone().unwrap_or_default();
+    match scope {
+        AnalysisScope::Background => (background.templates, background.args),
+        AnalysisScope::Step(i) => {
+            let step = canary
+                .spec
+                .steps
+                .get(i)
+                .and_then(|s| s.analysis.clone())
+                .unwrap_or_default();
+            // Step args add to, and override, the background args.
+            let mut args = background.args;
+            for a in step.args {
+                args.retain(|b| b.name != a.name);
+                args.push(a);
+            }
+            (step.templates, args)
+        }
+    }
+}
+
+/// Fetches a template from the cluster and checks it.
+pub async fn fetch_template(
+    client: &kube::Client,
+    namespace: &str,
+    reference: &TemplateRef,
+) -> Result<AnalysisTemplate, String> {
+    let (kind, found) = if reference.cluster_scope {
+        let api: Api<crd::ClusterAnalysisTemplate> = Api::all(client.clone());
+        let found = api.get_opt(&reference.name).await;
+        (
+            "ClusterAnalysisTemplate",
+            found.map(|o| o.map(|t| (t.metadata.clone(), t.spec.spec))),
+        )
+    } else {
+        let api: Api<crd::AnalysisTemplate> = Api::namespaced(client.clone(), namespace);
+        let found = api.get_opt(&reference.name).await;
+        (
+            "AnalysisTemplate",
+            found.map(|o| o.map(|t| (t.metadata.clone(), t.spec.spec))),
+        )
+    };
+    let where_ = if reference.cluster_scope {
+        format!("{kind} {}", reference.name)
+    } else {
+        format!("{kind} {namespace}/{}", reference.name)
+    };
+    let (meta, spec) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(format!(
+                "{where_} not found: create it (kubectl apply -f the template) or fix the name in the Canary"
+            ));
+        }
+        Err(e) => return Err(format!("cannot read {where_}: {e}")),
+    };
+    let template = AnalysisTemplate {
+        api_version: template::API_VERSION.into(),
+        kind: template::KIND.into(),
+        metadata: Metadata {
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone(),
+            labels: meta.labels.clone().unwrap_or_default(),
+            annotations: meta.annotations.clone().unwrap_or_default(),
+        },
+        spec,
+    };
+    let issues = template::validate::validate(&template);
+    if !issues.is_empty() {
+        let list: Vec<String> = issues
+            .iter()
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .collect();
+        return Err(format!("{where_} is not valid: {}", list.join("; ")));
+    }
+    Ok(template)
+}
+
+/// Runs the analysis and returns its outcome with the reports of every template judged.
+pub async fn run<S: MetricSource>(
+    client: &kube::Client,
+    source: &S,
+    input: &AnalysisInput<'_>,
+) -> (AnalysisOutcome, Vec<Report>) {
+    let namespace = input.canary.namespace().unwrap_or_default();
+    let (refs, args) = scope_templates(input.canary, input.due.scope);
+    let step = PromDuration::from_millis(input.interval.as_millis() as u64);
+    let window = match Window::new(input.due.from, input.due.to, step) {
+        Ok(w) => w,
+        Err(e) => {
+            return (
+                AnalysisOutcome::Error {
+                    message: format!("the analysis window is not usable: {e}"),
+                },
+                Vec::new(),
+            );
+        }
+    };
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    for reference in &refs {
+        let template = match fetch_template(client, &namespace, reference).await {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        // One args list serves several templates: each gets the args it declares.
+        let declared: Vec<&str> = template.spec.args.iter().map(|a| a.name.as_str()).collect();
+        let args: BTreeMap<String, String> = args
+            .iter()
+            .filter(|a| declared.contains(&a.name.as_str()))
+            .map(|a| (a.name.clone(), a.value.clone()))
+            .collect();
+        let request = AnalysisRequest {
+            template: &template,
+            args,
+            stable: input.stable.clone(),
+            canary: input.canary_matchers.clone(),
+            window,
+            look: input.due.look,
+        };
+        match analysis::run(source, &request, input.concurrency).await {
+            Ok(report) => reports.push(report),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (outcome(&reports, &errors), reports)
+}
+
+/// Sums reports up: any failing template fails (critical when a critical metric failed);
+/// otherwise metrics that could not be fetched make it an error; otherwise it passes only
+/// when every template passes.
+pub fn outcome(reports: &[Report], errors: &[String]) -> AnalysisOutcome {
+    let failed: Vec<&Report> = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Fail)
+        .collect();
+    if !failed.is_empty() {
+        let critical = failed.iter().any(|r| {
+            r.metrics
+                .iter()
+                .any(|m| m.critical && matches!(m.outcome, Outcome::High | Outcome::Low))
+        });
+        return AnalysisOutcome::Fail {
+            summary: summary(&failed),
+            critical,
+        };
+    }
+    let mut problems: Vec<String> = errors.to_vec();
+    for r in reports {
+        for m in r.metrics.iter().filter(|m| m.outcome == Outcome::Error) {
+            problems.push(format!(
+                "template {}, metric {}: {}",
+                r.template, m.name, m.reason
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        problems.dedup();
+        return AnalysisOutcome::Error {
+            message: problems.join("; "),
+        };
+    }
+    let all: Vec<&Report> = reports.iter().collect();
+    if !reports.is_empty() && reports.iter().all(|r| r.verdict == Verdict::Pass) {
+        AnalysisOutcome::Pass {
+            summary: summary(&all),
+        }
+    } else {
+        AnalysisOutcome::Inconclusive {
+            summary: summary(&all),
+        }
+    }
+}
+
+fn summary(reports: &[&Report]) -> String {
+    reports
+        .iter()
+        .map(|r| {
+            let reasons = if r.reasons.is_empty() {
+                format!("score {:.0}", r.score)
+            } else {
+                r.reasons.join("; ")
+            };
+            format!("{} {}: {reasons}", r.template, r.verdict.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}

@@ -1,0 +1,179 @@
+//! `vigil run`: the controller process. It serves /metrics, /healthz and /readyz, elects a
+//! leader when asked to, and runs the reconciler while it leads.
+
+use super::clock::Clock;
+use super::crd::Canary;
+use super::leader::{Ended, LeaderConfig, LeaderElector};
+use super::metrics::Metrics;
+use super::reconciler::{self, Context, Observer};
+use crate::rollout::Decision;
+use crate::server::{self, ServerState};
+use crate::source::prometheus::{Prometheus, PrometheusConfig};
+use kube::ResourceExt;
+use kube::runtime::events::Recorder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the controller runs.
+pub struct RunConfig {
+    /// Where Prometheus is, and how to talk to it.
+    pub prometheus: PrometheusConfig,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub listen: SocketAddr,
+    /// Watch one namespace only; `None` watches all.
+    pub watch_namespace: Option<String>,
+    /// Elect a leader on this Lease; `None` runs without election (one replica only).
+    pub leader: Option<LeaderConfig>,
+    /// Prometheus queries in flight per analysis.
+    pub concurrency: usize,
+}
+
+/// Feeds reconciles into the metrics.
+struct MetricsObserver(Arc<Metrics>);
+
+impl Observer for MetricsObserver {
+    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+        let ns = canary.namespace().unwrap_or_default();
+        self.0.set_canary(&ns, &canary.name_any(), &decision.state);
+    }
+
+    fn done(&self, elapsed: Duration, error: Option<&str>) {
+        self.0.reconcile_done(elapsed, error);
+    }
+
+    fn analysed(&self, canary: &Canary, verdict: &str, scores: &[(String, f64)]) {
+        let ns = canary.namespace().unwrap_or_default();
+        let name = canary.name_any();
+        if scores.is_empty() {
+            self.0.observe_analysis(&ns, &name, verdict, "", None);
+        }
+        for (template, score) in scores {
+            self.0
+                .observe_analysis(&ns, &name, verdict, template, Some(*score));
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Runs the controller until SIGINT/SIGTERM, or until leadership is lost (an error: the
+/// process should exit and restart as a candidate).
+pub async fn run(config: RunConfig) -> Result<(), String> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!(
+            "cannot connect to Kubernetes: {e}. Run inside a cluster, or point KUBECONFIG at a kubeconfig file"
+        )
+    })?;
+    let prometheus = config.prometheus.url.clone();
+    let source = Prometheus::new(config.prometheus)
+        .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let state = ServerState::new(metrics.clone());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(
+        listener,
+        server::router(state.clone()),
+        async move {
+            let _ = server_stopped.await;
+        },
+    ));
+    tracing::info!(listen = %config.listen, prometheus = %prometheus, "vigil controller starting");
+
+    let identity = config
+        .leader
+        .as_ref()
+        .map(|l| l.identity.clone())
+        .or_else(|| std::env::var("POD_NAME").ok());
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reconciler::reporter(identity)),
+        client: client.clone(),
+        source,
+        concurrency: config.concurrency.max(1),
+        observer: Arc::new(MetricsObserver(metrics.clone())),
+        clock: Clock::wall(),
+    });
+    let ready = state.clone();
+    let controller = |stop: tokio::sync::watch::Receiver<bool>| {
+        let ctx = ctx.clone();
+        let namespace = config.watch_namespace.clone();
+        async move {
+            let mut stop = stop;
+            reconciler::run(
+                ctx,
+                namespace,
+                async move {
+                    // Stop when leadership (or the process) ends.
+                    while *stop.borrow_and_update() {
+                        if stop.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                },
+                Box::new(move || ready.set_ready(true)),
+            )
+            .await;
+        }
+    };
+    let result = match config.leader {
+        None => {
+            metrics.set_leader(true);
+            let (keep, stop) = tokio::sync::watch::channel(true);
+            tokio::select! {
+                () = controller(stop) => Ok(()),
+                () = shutdown_signal() => {
+                    let _ = keep.send(false);
+                    Ok(())
+                }
+            }
+        }
+        Some(leader) => {
+            let lease = format!("{}/{}", leader.namespace, leader.lease_name);
+            let elector = LeaderElector::new(client, leader)
+                .map_err(|e| format!("leader election on Lease {lease}: {e}"))?;
+            let mut leading = elector.subscribe();
+            let gauge = metrics.clone();
+            tokio::spawn(async move {
+                while leading.changed().await.is_ok() {
+                    gauge.set_leader(*leading.borrow());
+                }
+            });
+            match elector.run(shutdown_signal(), controller).await {
+                Ended::Lost => Err(format!(
+                    "lost the leadership of Lease {lease}; exiting so that a new candidate starts"
+                )),
+                Ended::Shutdown | Ended::Finished => Ok(()),
+            }
+        }
+    };
+    state.set_ready(false);
+    let _ = stop_server.send(());
+    let _ = server.await;
+    result
+}

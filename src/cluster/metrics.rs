@@ -1,0 +1,451 @@
+//! The controller's Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `vigil_canary_phase` | gauge, 1 for the current phase and 0 for the others | `namespace`, `name`, `phase` |
+//! | `vigil_canary_weight` | gauge, the canary's traffic share in percent | `namespace`, `name` |
+//! | `vigil_canary_step` | gauge, the current step, 1-based (0 before the first) | `namespace`, `name` |
+//! | `vigil_analysis_total` | counter of analyses by verdict | `namespace`, `name`, `verdict` |
+//! | `vigil_analysis_score` | gauge, the last score of a template's analysis | `namespace`, `name`, `template` |
+//! | `vigil_reconcile_errors_total` | counter of failed reconciles | `reason` |
+//! | `vigil_reconcile_duration_seconds` | histogram of reconcile durations | |
+//! | `vigil_leader` | gauge, 1 while this replica leads | |
+//!
+//! Label values that come from code (verdicts, error reasons) are folded into a small fixed
+//! set so that a bug cannot blow up the number of series; a Canary's series are removed by
+//! [`Metrics::forget_canary`] when it is deleted. A labelled family appears in the output
+//! once it has a series.
+
+use crate::rollout::{Phase, State};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// The verdicts `vigil_analysis_total` knows; anything else is counted as `other`.
+pub const VERDICTS: [&str; 4] = ["pass", "fail", "inconclusive", "error"];
+
+/// The reasons `vigil_reconcile_errors_total` knows; anything else is counted as `other`.
+pub const ERROR_REASONS: [&str; 6] = ["kube", "spec", "target", "router", "analysis", "status"];
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    namespace: String,
+    name: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    namespace: String,
+    name: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TemplateLabels {
+    namespace: String,
+    name: String,
+    template: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+/// The registry and every metric in it. Cheap to share behind an `Arc`: every method takes
+/// `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    phase: Family<PhaseLabels, Gauge>,
+    weight: Family<CanaryLabels, Gauge>,
+    step: Family<CanaryLabels, Gauge>,
+    analyses: Family<VerdictLabels, Counter>,
+    score: Family<TemplateLabels, Gauge<f64, AtomicU64>>,
+    /// Which templates each Canary has a score series for, so they can be forgotten.
+    templates: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>,
+    reconcile_errors: Family<ReasonLabels, Counter>,
+    reconcile_duration: Histogram,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered and no series yet (`vigil_leader` is 0).
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let phase = Family::<PhaseLabels, Gauge>::default();
+        let weight = Family::<CanaryLabels, Gauge>::default();
+        let step = Family::<CanaryLabels, Gauge>::default();
+        let analyses = Family::<VerdictLabels, Counter>::default();
+        let score = Family::<TemplateLabels, Gauge<f64, AtomicU64>>::default();
+        let reconcile_errors = Family::<ReasonLabels, Counter>::default();
+        // 5 ms to ~41 s.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let leader = Gauge::default();
+        registry.register(
+            "vigil_canary_phase",
+            "The rollout phase of a Canary: 1 for the current phase, 0 for the others",
+            phase.clone(),
+        );
+        registry.register(
+            "vigil_canary_weight",
+            "The canary's share of traffic in percent",
+            weight.clone(),
+        );
+        registry.register(
+            "vigil_canary_step",
+            "The current step of the rollout, 1-based (0 before the first)",
+            step.clone(),
+        );
+        registry.register(
+            "vigil_analysis",
+            "Analyses run, by verdict",
+            analyses.clone(),
+        );
+        registry.register(
+            "vigil_analysis_score",
+            "The score of a template's last analysis",
+            score.clone(),
+        );
+        registry.register(
+            "vigil_reconcile_errors",
+            "Reconciles that failed, by reason",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "vigil_reconcile_duration_seconds",
+            "How long reconciles take",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "vigil_leader",
+            "1 while this replica is the leader, else 0",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            phase,
+            weight,
+            step,
+            analyses,
+            score,
+            templates: std::sync::Mutex::default(),
+            reconcile_errors,
+            reconcile_duration,
+            leader,
+        }
+    }
+
+    /// Records a Canary's rollout state: its phase (one series per phase of [`Phase::ALL`]),
+    /// weight and step.
+    pub fn set_canary(&self, namespace: &str, name: &str, state: &State) {
+        for phase in Phase::ALL {
+            self.phase
+                .get_or_create(&phase_labels(namespace, name, phase))
+                .set(i64::from(phase == state.phase));
+        }
+        let labels = canary_labels(namespace, name);
+        self.weight
+            .get_or_create(&labels)
+            .set(i64::from(state.weight));
+        let step = if state.steps == 0 {
+            0
+        } else {
+            (state.current_step.saturating_add(1)).min(state.steps)
+        };
+        self.step.get_or_create(&labels).set(i64::from(step));
+    }
+
+    /// Counts one analysis of a Canary by `verdict` (`pass`, `fail`, `inconclusive`,
+    /// `error`; anything else counts as `other`) and, when there is a score, records it as
+    /// the last score of `template`.
+    pub fn observe_analysis(
+        &self,
+        namespace: &str,
+        name: &str,
+        verdict: &str,
+        template: &str,
+        score: Option<f64>,
+    ) {
+        let verdict = VERDICTS
+            .iter()
+            .find(|v| v.eq_ignore_ascii_case(verdict))
+            .copied()
+            .unwrap_or("other");
+        self.analyses
+            .get_or_create(&VerdictLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                verdict: verdict.into(),
+            })
+            .inc();
+        if let Some(score) = score.filter(|s| s.is_finite()) {
+            self.score
+                .get_or_create(&TemplateLabels {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    template: template.into(),
+                })
+                .set(score);
+            if let Ok(mut templates) = self.templates.lock() {
+                let list = templates
+                    .entry((namespace.to_string(), name.to_string()))
+                    .or_default();
+                if !list.iter().any(|t| t == template) {
+                    list.push(template.to_string());
+                }
+            }
+        }
+    }
+
+    /// Records one reconcile: its duration and, when it failed, the reason (one of
+    /// [`ERROR_REASONS`]; anything else counts as `other`).
+    pub fn reconcile_done(&self, duration: Duration, error: Option<&str>) {
+        self.reconcile_duration.observe(duration.as_secs_f64());
+        if let Some(reason) = error {
+            let reason = ERROR_REASONS
+                .iter()
+                .find(|r| r.eq_ignore_ascii_case(reason))
+                .copied()
+                .unwrap_or("other");
+            self.reconcile_errors
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+        }
+    }
+
+    /// Sets `vigil_leader`.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Removes every series of a deleted Canary.
+    pub fn forget_canary(&self, namespace: &str, name: &str) {
+        for phase in Phase::ALL {
+            self.phase.remove(&phase_labels(namespace, name, phase));
+        }
+        let labels = canary_labels(namespace, name);
+        self.weight.remove(&labels);
+        self.step.remove(&labels);
+        for verdict in VERDICTS.iter().chain(&["other"]) {
+            self.analyses.remove(&VerdictLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                verdict: (*verdict).into(),
+            });
+        }
+        let templates = self
+            .templates
+            .lock()
+            .ok()
+            .and_then(|mut t| t.remove(&(namespace.to_string(), name.to_string())))
+            .unwrap_or_default();
+        for template in templates {
+            self.score.remove(&TemplateLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                template,
+            });
+        }
+    }
+
+    /// The registry, to register more metrics next to these.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Every metric in the OpenMetrics text format (content type [`CONTENT_TYPE`]), ending
+    /// with `# EOF`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; an encoder error would be a bug in a label.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
+}
+
+fn canary_labels(namespace: &str, name: &str) -> CanaryLabels {
+    CanaryLabels {
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+fn phase_labels(namespace: &str, name: &str, phase: Phase) -> PhaseLabels {
+    PhaseLabels {
+        namespace: namespace.into(),
+        name: name.into(),
+        phase: phase.as_str().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn every_metric_is_declared_once_it_has_a_series() {
+        let empty = Metrics::new().encode();
+        // Families without series are left out; the unlabelled metrics are always there.
+        assert!(!empty.contains("vigil_canary_phase"), "{empty}");
+        assert!(empty.contains("vigil_leader 0\n"), "{empty}");
+        assert!(
+            empty.contains("vigil_reconcile_duration_seconds_count 0"),
+            "{empty}"
+        );
+        assert!(empty.ends_with("# EOF\n"), "{empty}");
+        let m = Metrics::new();
+        m.set_canary("shop", "web", &State::default());
+        m.observe_analysis("shop", "web", "pass", "http", Some(1.0));
+        m.reconcile_done(Duration::from_millis(1), Some("kube"));
+        let text = m.encode();
+        for name in [
+            "vigil_canary_phase gauge",
+            "vigil_canary_weight gauge",
+            "vigil_canary_step gauge",
+            "vigil_analysis counter",
+            "vigil_analysis_score gauge",
+            "vigil_reconcile_errors counter",
+            "vigil_reconcile_duration_seconds histogram",
+            "vigil_leader gauge",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name}")),
+                "{name} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn canary_phase_is_one_hot() {
+        let m = Metrics::new();
+        let state = State {
+            phase: Phase::Progressing,
+            weight: 25,
+            current_step: 1,
+            steps: 4,
+            ..State::default()
+        };
+        m.set_canary("shop", "web", &state);
+        let text = m.encode();
+        for phase in Phase::ALL {
+            let want = if phase == Phase::Progressing { 1 } else { 0 };
+            let series = format!(
+                "vigil_canary_phase{{namespace=\"shop\",name=\"web\",phase=\"{}\"}} {want}",
+                phase.as_str()
+            );
+            assert!(text.contains(&series), "{series} in\n{text}");
+        }
+        assert!(text.contains("vigil_canary_weight{namespace=\"shop\",name=\"web\"} 25"));
+        assert!(text.contains("vigil_canary_step{namespace=\"shop\",name=\"web\"} 2"));
+
+        m.set_canary(
+            "shop",
+            "web",
+            &State {
+                phase: Phase::Succeeded,
+                ..state
+            },
+        );
+        let text = m.encode();
+        assert!(
+            text.contains("name=\"web\",phase=\"Progressing\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("name=\"web\",phase=\"Succeeded\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn analyses_are_counted_by_verdict_with_scores() {
+        let m = Metrics::new();
+        m.observe_analysis("shop", "web", "pass", "http", Some(0.93));
+        m.observe_analysis("shop", "web", "pass", "http", Some(0.5));
+        m.observe_analysis("shop", "web", "Fail", "latency", None);
+        m.observe_analysis("shop", "web", "weird\nvalue", "http", Some(f64::NAN));
+        let text = m.encode();
+        assert_eq!(
+            line(
+                &text,
+                "vigil_analysis_total{namespace=\"shop\",name=\"web\",verdict=\"pass\"}"
+            ),
+            Some("vigil_analysis_total{namespace=\"shop\",name=\"web\",verdict=\"pass\"} 2")
+        );
+        assert!(text.contains("verdict=\"fail\"} 1"), "{text}");
+        assert!(text.contains("verdict=\"other\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "vigil_analysis_score{namespace=\"shop\",name=\"web\",template=\"http\"} 0.5"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("template=\"latency\""), "{text}");
+    }
+
+    #[test]
+    fn reconciles_and_leadership() {
+        let m = Metrics::new();
+        m.reconcile_done(Duration::from_millis(12), None);
+        m.reconcile_done(Duration::from_millis(30), Some("kube"));
+        m.reconcile_done(Duration::from_millis(30), Some("a long free text error"));
+        m.set_leader(true);
+        let text = m.encode();
+        assert!(
+            text.contains("vigil_reconcile_duration_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_reconcile_errors_total{reason=\"kube\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_reconcile_errors_total{reason=\"other\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("vigil_leader 1\n"), "{text}");
+    }
+
+    #[test]
+    fn forgetting_a_canary_removes_its_series_only() {
+        let m = Metrics::new();
+        m.set_canary("shop", "web", &State::default());
+        m.set_canary("shop", "api", &State::default());
+        m.observe_analysis("shop", "web", "pass", "http", Some(1.0));
+        m.observe_analysis("shop", "api", "pass", "http", Some(1.0));
+        m.forget_canary("shop", "web");
+        let text = m.encode();
+        assert!(!text.contains("name=\"web\""), "{text}");
+        assert!(text.contains("name=\"api\""), "{text}");
+    }
+}

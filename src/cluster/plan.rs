@@ -1,0 +1,389 @@
+//! From a Canary's spec to the core's [`Plan`], the PromQL matchers of both versions, and the
+//! revision hash of a pod template.
+
+use super::crd::{CanarySpec, CanaryStep, Routing};
+use crate::rollout::plan::{
+    DEFAULT_ABORT_SCALE_DOWN_DELAY, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_FAILURE_LIMIT,
+    DEFAULT_INTERVAL, DEFAULT_PROGRESS_DEADLINE,
+};
+use crate::rollout::{Plan, PlannedStep, Step};
+use crate::template::selector::Selector;
+use crate::template::units::PromDuration;
+use std::time::Duration;
+
+fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<PromDuration>()
+            .map(PromDuration::to_std)
+            .map_err(|e| format!("{field}: {e}")),
+    }
+}
+
+fn limit(field: &str, value: Option<i32>, default: u32, least: u32) -> Result<u32, String> {
+    match value {
+        None => Ok(default),
+        Some(n) if n >= least as i32 => Ok(n as u32),
+        Some(n) => Err(format!("{field} is {n}; it must be at least {least}")),
+    }
+}
+
+fn weight(field: &str, w: i32) -> Result<u8, String> {
+    u8::try_from(w)
+        .ok()
+        .filter(|w| *w <= 100)
+        .ok_or_else(|| format!("{field} is {w}; weights are percentages, 0 to 100"))
+}
+
+/// Builds and checks the plan of a Canary. The message names the field at fault.
+pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
+    let analysis = spec.analysis.clone().unwrap_or_default();
+    let interval = duration(
+        "analysis.interval",
+        analysis.interval.as_deref(),
+        DEFAULT_INTERVAL,
+    )?;
+    if interval.is_zero() {
+        return Err("analysis.interval must be above zero".into());
+    }
+    router_kind(&spec.routing)?;
+    if !spec.steps.is_empty() && !spec.step_weights.is_empty() {
+        return Err("set steps or stepWeights, not both".into());
+    }
+    let mut steps = Vec::new();
+    for (i, w) in spec.step_weights.iter().enumerate() {
+        steps.push(PlannedStep {
+            step: Step::Weight {
+                weight: weight(&format!("stepWeights[{i}]"), *w)?,
+            },
+            interval,
+            min_duration: interval,
+        });
+    }
+    for (i, s) in spec.steps.iter().enumerate() {
+        steps.push(planned_step(i, s, interval)?);
+    }
+    let plan = Plan {
+        steps,
+        background_analysis: !analysis.templates.is_empty(),
+        failure_limit: limit(
+            "analysis.failureLimit",
+            analysis.failure_limit,
+            DEFAULT_FAILURE_LIMIT,
+            1,
+        )?,
+        inconclusive_limit: limit(
+            "analysis.inconclusiveLimit",
+            analysis.inconclusive_limit,
+            0,
+            0,
+        )?,
+        consecutive_error_limit: limit(
+            "analysis.consecutiveErrorLimit",
+            analysis.consecutive_error_limit,
+            DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+            1,
+        )?,
+        progress_deadline: duration(
+            "progressDeadline",
+            spec.progress_deadline.as_deref(),
+            DEFAULT_PROGRESS_DEADLINE,
+        )?,
+        abort_scale_down_delay: duration(
+            "abortScaleDownDelay",
+            spec.abort_scale_down_delay.as_deref(),
+            DEFAULT_ABORT_SCALE_DOWN_DELAY,
+        )?,
+        skip_analysis: spec.skip_analysis,
+        scale_with_weight: spec.scale_canary_with_weight,
+        replicas_router: spec.routing.replicas.is_some(),
+    };
+    plan.check()?;
+    if !plan.skip_analysis
+        && !plan.background_analysis
+        && !plan.steps.iter().any(|s| s.step == Step::Analysis)
+    {
+        return Err(
+            "the Canary has no analysis: add analysis.templates (or analysis steps), or set \
+             skipAnalysis: true to advance on time alone"
+                .into(),
+        );
+    }
+    Ok(plan)
+}
+
+fn planned_step(i: usize, s: &CanaryStep, interval: Duration) -> Result<PlannedStep, String> {
+    let field = |name: &str| format!("steps[{i}].{name}");
+    let interval = duration(&field("interval"), s.interval.as_deref(), interval)?;
+    let set = [
+        s.weight.is_some(),
+        s.pause.is_some(),
+        s.analysis.is_some(),
+        s.replicas.is_some(),
+        s.matches.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if set != 1 {
+        return Err(format!(
+            "steps[{i}] has {set} of weight, pause, analysis, replicas, match; it needs exactly one"
+        ));
+    }
+    let (step, default_min) = if let Some(w) = s.weight {
+        (
+            Step::Weight {
+                weight: weight(&field("weight"), w)?,
+            },
+            interval,
+        )
+    } else if let Some(p) = &s.pause {
+        let duration = match p.duration.as_deref() {
+            None => None,
+            Some(d) => Some(duration(&field("pause.duration"), Some(d), Duration::ZERO)?),
+        };
+        (Step::Pause { duration }, Duration::ZERO)
+    } else if let Some(a) = &s.analysis {
+        if a.templates.is_empty() {
+            return Err(format!("{} needs at least one template", field("analysis")));
+        }
+        (Step::Analysis, Duration::ZERO)
+    } else if let Some(n) = s.replicas {
+        (Step::Replicas { count: n }, Duration::ZERO)
+    } else {
+        let matches = s.matches.clone().unwrap_or_default();
+        (Step::Match { matches }, interval)
+    };
+    Ok(PlannedStep {
+        step,
+        interval,
+        min_duration: duration(
+            &field("minDuration"),
+            s.min_duration.as_deref(),
+            default_min,
+        )?,
+    })
+}
+
+/// The name of the one router configured.
+pub fn router_kind(routing: &Routing) -> Result<&'static str, String> {
+    let set: Vec<&'static str> = [
+        (routing.nginx.is_some(), "nginx"),
+        (routing.gateway_api.is_some(), "gatewayAPI"),
+        (routing.istio.is_some(), "istio"),
+        (routing.replicas.is_some(), "replicas"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    match set.as_slice() {
+        [one] => Ok(one),
+        [] => Err("routing needs one of nginx, gatewayAPI, istio, replicas".into()),
+        many => Err(format!(
+            "routing has {}; choose exactly one",
+            many.join(" and ")
+        )),
+    }
+}
+
+/// The name of the canary Deployment of a target.
+pub fn canary_deployment_name(target: &str) -> String {
+    format!("{target}-canary")
+}
+
+/// The name of the canary Service.
+pub fn canary_service_name(spec: &CanarySpec) -> String {
+    spec.service
+        .canary_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-canary", spec.service.name))
+}
+
+/// The PromQL matchers that tell the stable version from the canary, as given in
+/// `analysis.stableMatchers`/`canaryMatchers` or by the router's default:
+/// - nginx: ingress-nginx labels canary requests with the canary upstream,
+///   `canary="<namespace>-<canary service>-<port>"`, and stable ones with `canary=""`.
+/// - istio: `destination_workload` is the Deployment (`web` vs `web-canary`).
+/// - gatewayAPI: Envoy's cluster of the stable backend (index 0) and of the canary backend
+///   vigil appends (index 1) in the route's first rule.
+/// - replicas: pod names (`web-<hash>-<id>` vs `web-canary-<hash>-<id>`).
+pub fn matchers(
+    spec: &CanarySpec,
+    namespace: &str,
+    service_port: Option<i32>,
+) -> Result<(Selector, Selector), String> {
+    let analysis = spec.analysis.clone().unwrap_or_default();
+    let parse = |field: &str, text: &str| {
+        text.parse::<Selector>()
+            .map_err(|e| format!("analysis.{field} {text:?}: {e}"))
+    };
+    if let (Some(stable), Some(canary)) = (&analysis.stable_matchers, &analysis.canary_matchers) {
+        return Ok((
+            parse("stableMatchers", stable)?,
+            parse("canaryMatchers", canary)?,
+        ));
+    }
+    if analysis.stable_matchers.is_some() != analysis.canary_matchers.is_some() {
+        return Err(
+            "set both analysis.stableMatchers and analysis.canaryMatchers, or neither".into(),
+        );
+    }
+    let target = &spec.target_ref.name;
+    let (stable, canary) = if spec.routing.nginx.is_some() {
+        let port = spec.service.port.or(service_port).ok_or_else(|| {
+            "cannot tell the canary upstream's port: set service.port, or analysis.stableMatchers and canaryMatchers".to_string()
+        })?;
+        (
+            r#"canary="""#.to_string(),
+            format!(
+                r#"canary="{namespace}-{}-{port}""#,
+                canary_service_name(spec)
+            ),
+        )
+    } else if spec.routing.istio.is_some() {
+        (
+            format!(r#"destination_workload="{target}""#),
+            format!(
+                r#"destination_workload="{}""#,
+                canary_deployment_name(target)
+            ),
+        )
+    } else if let Some(g) = &spec.routing.gateway_api {
+        let route = format!("httproute/{namespace}/{}/rule/0/backend", g.http_route);
+        (
+            format!(r#"envoy_cluster_name="{route}/0""#),
+            format!(r#"envoy_cluster_name="{route}/1""#),
+        )
+    } else {
+        (
+            format!(r#"pod=~"{target}-[a-z0-9]+-[a-z0-9]+""#),
+            format!(
+                r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#,
+                canary_deployment_name(target)
+            ),
+        )
+    };
+    Ok((
+        parse("stableMatchers", &stable)?,
+        parse("canaryMatchers", &canary)?,
+    ))
+}
+
+/// A short, stable hash of a pod template: the revision vigil records. The same template
+/// always gives the same hash, across restarts and versions of vigil (FNV-1a over the
+/// template's JSON, whose key order serde fixes).
+pub fn revision(template: &serde_json::Value) -> String {
+    let text = template.to_string();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:010x}", hash & 0xff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::crd::Canary;
+
+    fn canary(yaml: &str) -> CanarySpec {
+        let c: Canary = serde_saphyr::from_str(yaml).unwrap();
+        c.spec
+    }
+
+    const BASE: &str = "apiVersion: vigil.dev/v1alpha1
+kind: Canary
+metadata: {name: web, namespace: shop}
+spec:
+  targetRef: {name: web}
+  service: {name: web, port: 80}
+  routing: {nginx: {ingress: web}}
+  analysis:
+    templates: [{name: ingress-nginx}]
+    interval: 30s
+";
+
+    #[test]
+    fn step_weights_become_weight_steps_with_the_interval() {
+        let spec = canary(&format!("{BASE}  stepWeights: [10, 50, 100]\n"));
+        let p = plan(&spec).unwrap();
+        assert_eq!(p.steps.len(), 3);
+        assert_eq!(p.steps[1].step, Step::Weight { weight: 50 });
+        assert_eq!(p.steps[1].interval, Duration::from_secs(30));
+        assert_eq!(p.failure_limit, 1);
+        assert!(p.background_analysis);
+    }
+
+    #[test]
+    fn explicit_steps_with_their_own_timing() {
+        let spec = canary(&format!(
+            "{BASE}  steps:\n  - weight: 20\n    interval: 2m\n    minDuration: 10m\n  - pause: {{}}\n  - pause: {{duration: 1h}}\n  - replicas: 3\n  - match: [{{header: {{name: X-Canary, exact: 'yes'}}}}]\n  - analysis: {{templates: [{{name: t, clusterScope: true}}]}}\n"
+        ));
+        let p = plan(&spec).unwrap();
+        assert_eq!(p.steps[0].interval, Duration::from_secs(120));
+        assert_eq!(p.steps[0].min_duration, Duration::from_secs(600));
+        assert_eq!(p.steps[1].step, Step::Pause { duration: None });
+        assert_eq!(
+            p.steps[2].step,
+            Step::Pause {
+                duration: Some(Duration::from_secs(3600))
+            }
+        );
+        assert_eq!(p.steps[3].step, Step::Replicas { count: 3 });
+        assert!(matches!(p.steps[4].step, Step::Match { .. }));
+        assert_eq!(p.steps[5].step, Step::Analysis);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_field() {
+        let cases = [
+            ("  stepWeights: [10, 150]\n", "stepWeights[1] is 150"),
+            ("  steps: [{weight: 10, pause: {}}]\n", "steps[0] has 2 of"),
+            (
+                "  steps: [{weight: 10, interval: soon}]\n",
+                "steps[0].interval",
+            ),
+            ("", "no steps"),
+            ("  stepWeights: [10]\n  steps: [{weight: 10}]\n", "not both"),
+        ];
+        for (extra, want) in cases {
+            let err = plan(&canary(&format!("{BASE}{extra}"))).unwrap_err();
+            assert!(err.contains(want), "{extra:?}: {err}");
+        }
+        let no_analysis = BASE.replace("    templates: [{name: ingress-nginx}]\n", "");
+        let err = plan(&canary(&format!("{no_analysis}  stepWeights: [10]\n"))).unwrap_err();
+        assert!(err.contains("skipAnalysis"), "{err}");
+    }
+
+    #[test]
+    fn default_matchers_follow_the_router() {
+        let spec = canary(BASE);
+        let (s, c) = matchers(&spec, "shop", None).unwrap();
+        assert_eq!(s.to_string(), r#"canary="""#);
+        assert_eq!(c.to_string(), r#"canary="shop-web-canary-80""#);
+        let istio =
+            canary(&BASE.replace("{nginx: {ingress: web}}", "{istio: {virtualService: web}}"));
+        let (s, c) = matchers(&istio, "shop", None).unwrap();
+        assert_eq!(s.to_string(), r#"destination_workload="web""#);
+        assert_eq!(c.to_string(), r#"destination_workload="web-canary""#);
+        let replicas = canary(&BASE.replace("{nginx: {ingress: web}}", "{replicas: {}}"));
+        let (_, c) = matchers(&replicas, "shop", None).unwrap();
+        assert_eq!(c.to_string(), r#"pod=~"web-canary-[a-z0-9]+-[a-z0-9]+""#);
+        let custom = canary(&format!(
+            "{BASE}    stableMatchers: 'version=\"v1\"'\n    canaryMatchers: 'version=\"v2\"'\n"
+        ));
+        let (s, _) = matchers(&custom, "shop", None).unwrap();
+        assert_eq!(s.to_string(), r#"version="v1""#);
+    }
+
+    #[test]
+    fn revision_is_stable_and_sensitive() {
+        let a = serde_json::json!({"spec": {"containers": [{"image": "web:1"}]}});
+        let b = serde_json::json!({"spec": {"containers": [{"image": "web:2"}]}});
+        assert_eq!(revision(&a), revision(&a.clone()));
+        assert_ne!(revision(&a), revision(&b));
+        assert_eq!(revision(&a).len(), 10);
+    }
+}

@@ -1,0 +1,476 @@
+//! The reconciler: observe the Canary and its Deployments, run the analysis that is due,
+//! ask the state machine, converge the cluster, then record status and events.
+//!
+//! Status is written with the resourceVersion read at the start, so a concurrent change
+//! (an operator's request, another controller) makes the write fail with 409 and the
+//! reconcile runs again from fresh state. Because the world is derived from status alone
+//! and applied idempotently, running again repeats nothing.
+
+use super::analysis::{self, AnalysisInput};
+use super::clock::Clock;
+use super::crd::{Canary, CanaryStatus, Condition};
+use super::plan::{self, canary_deployment_name, canary_service_name};
+use super::routers::{self, RouteContext};
+use super::world::{self, ApplyError, Targets};
+use crate::rollout::machine::{analysis_due, decide};
+use crate::rollout::{Decision, Observation, Phase, Plan, State};
+use crate::source::MetricSource;
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::PostParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What every reconcile shares.
+pub struct Context<S> {
+    /// The cluster.
+    pub client: kube::Client,
+    /// Where metrics come from.
+    pub source: S,
+    /// Records Kubernetes Events.
+    pub recorder: Recorder,
+    /// Prometheus queries in flight at most, per analysis.
+    pub concurrency: usize,
+    /// Hooks for metrics and notifications.
+    pub observer: Arc<dyn Observer>,
+    /// The time.
+    pub clock: Clock,
+}
+
+/// Told about every reconcile, for metrics and notifications.
+pub trait Observer: Send + Sync {
+    /// A Canary's new state and the events of this reconcile.
+    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+        let _ = (canary, decision);
+    }
+    /// A reconcile finished, with its duration and error kind if it failed.
+    fn done(&self, elapsed: Duration, error: Option<&str>) {
+        let _ = (elapsed, error);
+    }
+    /// An analysis ran: its verdict and each template's score.
+    fn analysed(&self, canary: &Canary, verdict: &str, scores: &[(String, f64)]) {
+        let _ = (canary, verdict, scores);
+    }
+}
+
+/// An observer that does nothing.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Why a reconcile failed; it is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes call failed, or the world could not be applied.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Apply(e) if e.is_conflict() => "conflict",
+            Error::Apply(ApplyError::Api { .. }) => "api",
+            Error::Apply(ApplyError::Router(_)) => "router",
+            Error::Apply(_) => "apply",
+        }
+    }
+}
+
+fn condition(type_: &str, ok: bool, reason: &str, message: &str, old: &[Condition]) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let previous = old.iter().find(|c| c.type_ == type_);
+    let since = match previous {
+        Some(p) if p.status == status => p.last_transition_time,
+        _ => Some(Utc::now()),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: since,
+    }
+}
+
+/// Writes status with the resourceVersion that was read: a concurrent change gives 409.
+async fn write_status(
+    api: &Api<Canary>,
+    canary: &Canary,
+    status: CanaryStatus,
+) -> Result<(), Error> {
+    if canary.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let mut updated = canary.clone();
+    updated.status = Some(status);
+    updated.metadata.managed_fields = None;
+    api.replace_status(&canary.name_any(), &PostParams::default(), &updated)
+        .await
+        .map_err(|source| ApplyError::Api {
+            object: format!(
+                "Canary {}/{}",
+                canary.namespace().unwrap_or_default(),
+                canary.name_any()
+            ),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Records a problem that needs a person (bad spec, missing target) in status, and looks
+/// again later.
+async fn not_ready(
+    api: &Api<Canary>,
+    canary: &Canary,
+    reason: &str,
+    message: String,
+) -> Result<Action, Error> {
+    let mut status = canary.status.clone().unwrap_or_default();
+    status.conditions = vec![condition(
+        "Ready",
+        false,
+        reason,
+        &message,
+        &status.conditions,
+    )];
+    status.state.message = message;
+    status.observed_generation = canary.metadata.generation;
+    write_status(api, canary, status).await?;
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// One reconcile of one Canary.
+pub async fn reconcile<S: MetricSource>(
+    canary: Arc<Canary>,
+    ctx: Arc<Context<S>>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&canary, &ctx).await;
+    ctx.observer
+        .done(started.elapsed(), result.as_ref().err().map(Error::kind));
+    result
+}
+
+async fn reconcile_inner<S: MetricSource>(
+    canary: &Canary,
+    ctx: &Context<S>,
+) -> Result<Action, Error> {
+    let ns = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let plan = match plan::plan(&canary.spec) {
+        Ok(p) => p,
+        Err(message) => {
+            return not_ready(
+                &api,
+                canary,
+                "InvalidSpec",
+                format!("Canary {ns}/{name}: {message}"),
+            )
+            .await;
+        }
+    };
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let target_name = &canary.spec.target_ref.name;
+    let get = |n: String| {
+        let deployments = deployments.clone();
+        let ns = ns.clone();
+        async move {
+            deployments
+                .get_opt(&n)
+                .await
+                .map_err(|source| ApplyError::Api {
+                    object: format!("Deployment {ns}/{n}"),
+                    source,
+                })
+        }
+    };
+    let Some(target) = get(target_name.clone()).await? else {
+        return not_ready(
+            &api,
+            canary,
+            "TargetNotFound",
+            format!(
+                "Deployment {ns}/{target_name} not found: create it or fix spec.targetRef.name"
+            ),
+        )
+        .await;
+    };
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let service = services
+        .get_opt(&canary.spec.service.name)
+        .await
+        .map_err(|source| ApplyError::Api {
+            object: format!("Service {ns}/{}", canary.spec.service.name),
+            source,
+        })?;
+    let Some(router) = routers::for_routing(&canary.spec.routing) else {
+        // plan() has checked that exactly one router is set.
+        return not_ready(
+            &api,
+            canary,
+            "InvalidSpec",
+            format!("Canary {ns}/{name}: routing needs exactly one router"),
+        )
+        .await;
+    };
+    let Some(service) = service else {
+        return not_ready(
+            &api,
+            canary,
+            "ServiceNotFound",
+            format!(
+                "Service {ns}/{} not found: create it or fix spec.service.name",
+                canary.spec.service.name
+            ),
+        )
+        .await;
+    };
+    let canary_dep = get(canary_deployment_name(target_name)).await?;
+
+    let old = canary.status.clone().unwrap_or_default();
+    let state: State = old.state.clone();
+    let now = ctx.clock.now();
+    let template_json = serde_json::to_value(&target.spec.template).unwrap_or_default();
+    let template_revision = plan::revision(&template_json);
+    let target_replicas = target.spec.replicas.unwrap_or(1);
+    let dry_run = canary.spec.dry_run;
+    let (canary_available, stable_rolled) = if dry_run {
+        // Shadow mode touches nothing, so it takes the world to be as the plan says.
+        (i32::MAX, true)
+    } else {
+        (
+            world::canary_available(canary_dep.as_ref(), state.canary_revision.as_deref()),
+            world::rolled(&target)
+                && state.canary_revision.as_deref() == Some(template_revision.as_str()),
+        )
+    };
+
+    let mut analysis = None;
+    if let Some(due) = analysis_due(&plan, &state, now) {
+        let port = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .map(|p| p.port);
+        let outcome = match plan::matchers(&canary.spec, &ns, port) {
+            Err(message) => crate::rollout::AnalysisOutcome::Error {
+                message: format!("Canary {ns}/{name}: {message}"),
+            },
+            Ok((stable, canary_matchers)) => {
+                let interval = plan
+                    .steps
+                    .get(state.current_step as usize)
+                    .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
+                let input = AnalysisInput {
+                    canary,
+                    due,
+                    interval,
+                    stable: &stable,
+                    canary_matchers: &canary_matchers,
+                    concurrency: ctx.concurrency,
+                };
+                let (outcome, reports) = analysis::run(&ctx.client, &ctx.source, &input).await;
+                let scores: Vec<(String, f64)> = reports
+                    .iter()
+                    .map(|r| (r.template.clone(), r.score))
+                    .collect();
+                let verdict = match &outcome {
+                    crate::rollout::AnalysisOutcome::Pass { .. } => "pass",
+                    crate::rollout::AnalysisOutcome::Fail { .. } => "fail",
+                    crate::rollout::AnalysisOutcome::Inconclusive { .. } => "inconclusive",
+                    crate::rollout::AnalysisOutcome::Error { .. } => "error",
+                };
+                ctx.observer.analysed(canary, verdict, &scores);
+                outcome
+            }
+        };
+        analysis = Some((due, outcome));
+    }
+
+    let observation = Observation {
+        now,
+        template_revision: template_revision.clone(),
+        target_replicas,
+        canary_available,
+        stable_rolled,
+        paused: canary.spec.paused,
+        request: old.request.clone(),
+        analysis,
+    };
+    let mut decision = decide(&plan, &state, &observation);
+    if dry_run && state.phase == Phase::Initializing {
+        decision.state.message = format!("dry run: {}", decision.state.message);
+    }
+
+    if !dry_run {
+        let route = RouteContext {
+            client: ctx.client.clone(),
+            namespace: ns.clone(),
+            canary: name.clone(),
+            service: canary.spec.service.name.clone(),
+            canary_service: canary_service_name(&canary.spec),
+            port: canary.spec.service.port,
+            owner: canary.controller_owner_ref(&()).unwrap_or_default(),
+        };
+        let targets = Targets {
+            canary,
+            target: &target,
+            target_revision: &template_revision,
+            canary_deployment: canary_dep.as_ref(),
+            stable_service: &service,
+            router: router.as_ref(),
+            route: &route,
+        };
+        world::apply(&targets, &decision.world).await?;
+    }
+
+    let mut status = CanaryStatus {
+        state: decision.state.clone(),
+        step_label: Some(step_label(&plan, &decision.state)),
+        observed_generation: canary.metadata.generation,
+        request: if decision.request_done {
+            None
+        } else {
+            old.request.clone()
+        },
+        conditions: vec![condition("Ready", true, "Reconciled", "", &old.conditions)],
+        report: old.report.clone(),
+    };
+    if dry_run && !status.state.message.starts_with("dry run") && !status.state.message.is_empty() {
+        status.state.message = format!("dry run: {}", status.state.message);
+    }
+    write_status(&api, canary, status).await?;
+
+    ctx.observer.reconciled(canary, &decision);
+    let reference = canary.object_ref(&());
+    for event in &decision.events {
+        let published = ctx
+            .recorder
+            .publish(
+                &KubeEvent {
+                    type_: if event.kind.is_warning() {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: event.kind.reason().into(),
+                    note: Some(truncate(&event.message, 1000)),
+                    action: "Rollout".into(),
+                    secondary: None,
+                },
+                &reference,
+            )
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(canary = %name, namespace = %ns, error = %e, "cannot record an event");
+        }
+        tracing::info!(canary = %name, namespace = %ns, reason = event.kind.reason(), "{}", event.message);
+    }
+    Ok(Action::requeue(ctx.clock.real(decision.requeue)))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// `N/M` for the printer column.
+pub fn step_label(plan: &Plan, state: &State) -> String {
+    let total = plan.steps.len();
+    let current = match state.phase {
+        Phase::Initializing | Phase::Waiting => 0,
+        Phase::Promoting | Phase::Succeeded => total,
+        _ => (state.current_step as usize + 1).min(total),
+    };
+    format!("{current}/{total}")
+}
+
+/// How long to wait after a failed reconcile: soon after a conflict, longer otherwise.
+pub fn error_policy<S>(canary: Arc<Canary>, error: &Error, ctx: Arc<Context<S>>) -> Action {
+    let ns = canary.namespace().unwrap_or_default();
+    if error.kind() == "conflict" {
+        tracing::debug!(canary = %canary.name_any(), namespace = %ns, "conflict, retrying: {error}");
+        return Action::requeue(Duration::from_millis(500));
+    }
+    tracing::warn!(canary = %canary.name_any(), namespace = %ns, "reconcile failed: {error}");
+    Action::requeue(
+        ctx.clock
+            .real(Duration::from_secs(5))
+            .max(Duration::from_millis(200)),
+    )
+}
+
+/// Runs the controller until `shutdown` resolves: watches Canaries, the canary Deployments
+/// they own, and the target Deployments they point at. `on_ready` is called once the
+/// Canary cache has synced.
+pub async fn run<S: MetricSource + 'static>(
+    ctx: Arc<Context<S>>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    on_ready: Box<dyn FnOnce() + Send>,
+) {
+    let client = ctx.client.clone();
+    let (canaries, deployments): (Api<Canary>, Api<Deployment>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let controller = Controller::new(canaries, watcher::Config::default());
+    let store = controller.store();
+    let synced = store.clone();
+    tokio::spawn(async move {
+        if synced.wait_until_ready().await.is_ok() {
+            on_ready();
+        }
+    });
+    controller
+        .owns(deployments.clone(), watcher::Config::default())
+        .watches(
+            deployments,
+            watcher::Config::default(),
+            move |d: Deployment| {
+                let ns = d.namespace();
+                let name = d.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == ns && c.spec.target_ref.name == name)
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+}
+
+/// The reporter vigil's Events carry.
+pub fn reporter(instance: Option<String>) -> Reporter {
+    Reporter {
+        controller: "vigil".into(),
+        instance,
+    }
+}

@@ -1,0 +1,565 @@
+//! The controller (reconciler, routers, state machine and judge) against an in-process fake
+//! Kubernetes API server and a real Prometheus holding synthetic history.
+//!
+//! The controller runs on an accelerated clock set inside the stored hour of history, so a
+//! rollout with one-minute analysis intervals takes seconds.
+
+mod common;
+
+use common::fake_kube::{FakeKube, Res};
+use common::{PromServer, Version, openmetrics};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vigil::cluster::clock::Clock;
+use vigil::cluster::crd::{AnalysisTemplate, Canary};
+use vigil::cluster::reconciler::{self, Context, NoObserver};
+use vigil::source::prometheus::{Prometheus, PrometheusConfig};
+
+const NS: &str = "shop";
+/// Virtual seconds per real second.
+const SPEED: f64 = 120.0;
+
+fn versions(canary_error_rate: f64, canary_latency: f64) -> Vec<Version> {
+    vec![
+        Version {
+            job: "web",
+            version: "v1",
+            rps: 4000.0,
+            error_rate: 0.02,
+            latency_median: 0.1,
+            seed: 1,
+        },
+        Version {
+            job: "web",
+            version: "v2",
+            rps: 2000.0,
+            error_rate: canary_error_rate,
+            latency_median: canary_latency,
+            seed: 2,
+        },
+    ]
+}
+
+fn ingresses() -> Res {
+    Res::new("networking.k8s.io", "v1", "ingresses")
+}
+
+fn canaries() -> Res {
+    Res::new("vigil.dev", "v1alpha1", "canaries")
+}
+
+/// The application, its template and its Canary.
+fn setup(fake: &FakeKube, canary_extra: Value) {
+    fake.register::<Canary>();
+    fake.register::<AnalysisTemplate>();
+    fake.put_object(
+        &Res::deployments(),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": NS, "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 4,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "web:1"}]}
+                }
+            }
+        }),
+    );
+    fake.put_object(
+        &Res::core("services"),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+        }),
+    );
+    fake.put_object(
+        &ingresses(),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "ingressClassName": "nginx",
+                "rules": [{"host": "shop.example", "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}
+                }]}}]
+            }
+        }),
+    );
+    let text = std::fs::read_to_string(
+        common::root().join("analysis-templates/http-prometheus-client.yaml"),
+    )
+    .expect("read template");
+    let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
+    template["metadata"]["namespace"] = json!(NS);
+    fake.put_object(
+        &Res::new("vigil.dev", "v1alpha1", "analysistemplates"),
+        template,
+    );
+    let mut canary = json!({
+        "apiVersion": "vigil.dev/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "targetRef": {"name": "web"},
+            "service": {"name": "web", "port": 80},
+            "routing": {"nginx": {"ingress": "web"}},
+            "stepWeights": [10, 50, 100],
+            "abortScaleDownDelay": "2m",
+            "analysis": {
+                "templates": [{"name": "http-prometheus-client"}],
+                "args": [{"name": "job", "value": "web"}],
+                "interval": "1m",
+                "stableMatchers": "version=\"v1\"",
+                "canaryMatchers": "version=\"v2\""
+            }
+        }
+    });
+    if let (Some(spec), Some(extra)) = (canary["spec"].as_object_mut(), canary_extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    fake.put_object(&canaries(), canary);
+}
+
+struct Controller {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    fn start(fake: &FakeKube, prometheus: &str, clock: Clock) -> Controller {
+        let client = fake.client();
+        let source = Prometheus::new(PrometheusConfig::new(prometheus)).expect("prometheus client");
+        let ctx = Arc::new(Context {
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                reconciler::reporter(None),
+            ),
+            client,
+            source,
+            concurrency: 4,
+            observer: Arc::new(NoObserver),
+            clock,
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(reconciler::run(
+            ctx,
+            Some(NS.to_string()),
+            async move {
+                let _ = stopped.await;
+            },
+            Box::new(|| {}),
+        ));
+        Controller {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn status(fake: &FakeKube) -> Value {
+    fake.get(&canaries(), NS, "web")
+        .and_then(|c| c.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_for(fake: &FakeKube, what: &str, limit: Duration, check: impl Fn(&Value) -> bool) {
+    let start = Instant::now();
+    loop {
+        let s = status(fake);
+        if check(&s) {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; Canary status:\n{}",
+            serde_json::to_string_pretty(&s).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_succeeded(fake: &FakeKube) {
+    wait_for(
+        fake,
+        "success",
+        Duration::from_secs(60),
+        phase_is("Succeeded"),
+    )
+    .await;
+}
+
+fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {
+    move |s: &Value| s["phase"] == phase
+}
+
+/// Records every canary weight the canary Ingress carries, in order.
+fn watch_weights(fake: &FakeKube) -> (Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(vec![0u8]));
+    let api: Api<Ingress> = Api::namespaced(fake.client(), NS);
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let weight = api
+                .get_opt("web-canary")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|i| {
+                    i.metadata
+                        .annotations?
+                        .get("nginx.ingress.kubernetes.io/canary-weight")?
+                        .parse::<u8>()
+                        .ok()
+                })
+                .unwrap_or(0);
+            {
+                let mut seen = record.lock().unwrap();
+                if seen.last() != Some(&weight) {
+                    seen.push(weight);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    (seen, task)
+}
+
+async fn release(fake: &FakeKube, image: &str) {
+    let api: Api<Deployment> = Api::namespaced(fake.client(), NS);
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})),
+    )
+    .await
+    .expect("change the image");
+}
+
+/// Prometheus with the history of a canary of this error rate and median latency, the fake
+/// cluster with the application, and a controller that has adopted the Deployment.
+async fn adopted(
+    canary_error_rate: f64,
+    canary_latency: f64,
+    canary_extra: Value,
+) -> (PromServer, FakeKube, Controller) {
+    let prom = PromServer::start(&openmetrics(&versions(canary_error_rate, canary_latency)));
+    let fake = FakeKube::start().await;
+    setup(&fake, canary_extra);
+    let controller = Controller::start(&fake, &prom.url, clock());
+    wait_for(
+        &fake,
+        "adoption",
+        Duration::from_secs(10),
+        phase_is("Waiting"),
+    )
+    .await;
+    (prom, fake, controller)
+}
+
+fn clock() -> Clock {
+    let origin =
+        chrono::DateTime::from_timestamp(common::T_END - common::HISTORY + 120, 0).expect("time");
+    Clock::accelerated(origin, SPEED)
+}
+
+fn deployment(fake: &FakeKube, name: &str) -> Option<Value> {
+    fake.get(&Res::deployments(), NS, name)
+}
+
+/// The reason of every event recorded, once per occurrence (kube's recorder folds repeats
+/// into a series with a count).
+fn event_reasons(fake: &FakeKube) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for e in fake.list(&Res::new("events.k8s.io", "v1", "events"), Some(NS)) {
+        let count = e["series"]["count"].as_u64().unwrap_or(1).max(1);
+        if let Some(reason) = e["reason"].as_str() {
+            reasons.extend(std::iter::repeat_n(reason.to_string(), count as usize));
+        }
+    }
+    reasons
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted_through_the_nginx_router() {
+    let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
+    assert_eq!(
+        deployment(&fake, "web").unwrap()["spec"]["paused"],
+        true,
+        "adopted: paused"
+    );
+    let stable = status(&fake)["stableRevision"].clone();
+
+    let (weights, watcher) = watch_weights(&fake);
+    release(&fake, "web:2").await;
+    wait_for(&fake, "the first step", Duration::from_secs(20), |s| {
+        s["weight"] == 10
+    })
+    .await;
+    // While the canary runs, the stable Service selects stable pods only, and the canary
+    // Service the canary pods.
+    let service = fake.get(&Res::core("services"), NS, "web").unwrap();
+    assert!(
+        service["spec"]["selector"]["pod-template-hash"].is_string(),
+        "{service}"
+    );
+    let canary_service = fake.get(&Res::core("services"), NS, "web-canary").unwrap();
+    assert_eq!(
+        canary_service["spec"]["selector"]["vigil.dev/canary"],
+        "true"
+    );
+    let canary_deployment = deployment(&fake, "web-canary").unwrap();
+    assert_eq!(
+        canary_deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:2"
+    );
+
+    wait_succeeded(&fake).await;
+    watcher.abort();
+    assert_eq!(*weights.lock().unwrap(), [0, 10, 50, 100, 0]);
+    let s = status(&fake);
+    assert_ne!(s["stableRevision"], stable);
+    assert_eq!(s["stableRevision"], s["canaryRevision"]);
+    assert_eq!(s["lastVerdict"], "pass");
+    // Promoted: the stable Deployment runs the new image, paused again for the next
+    // release; the canary's objects are gone and the Service selector is restored.
+    let web = deployment(&fake, "web").unwrap();
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:2"
+    );
+    assert_eq!(web["spec"]["paused"], true);
+    assert_eq!(web["status"]["updatedReplicas"], 4);
+    assert!(deployment(&fake, "web-canary").is_none());
+    assert!(fake.get(&ingresses(), NS, "web-canary").is_none());
+    assert!(fake.get(&Res::core("services"), NS, "web-canary").is_none());
+    let service = fake.get(&Res::core("services"), NS, "web").unwrap();
+    assert_eq!(service["spec"]["selector"], json!({"app": "web"}));
+    // Events are recorded right after the status write.
+    fake.wait_until("the Succeeded event", |f| {
+        event_reasons(f).iter().any(|r| r == "Succeeded")
+    })
+    .await;
+    let reasons = event_reasons(&fake);
+    for want in [
+        "Adopted",
+        "Started",
+        "StepAdvanced",
+        "Promoting",
+        "Succeeded",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no {want} event in {reasons:?}"
+        );
+    }
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regressing_canary_is_aborted_on_real_prometheus_data() {
+    let (_prom, fake, controller) = adopted(0.10, 0.2, json!({})).await;
+    let (weights, watcher) = watch_weights(&fake);
+    release(&fake, "web:2").await;
+    wait_for(
+        &fake,
+        "the abort",
+        Duration::from_secs(30),
+        phase_is("Failed"),
+    )
+    .await;
+    let s = status(&fake);
+    let message = s["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("error-rate"),
+        "the message names the metric: {message}"
+    );
+    assert_eq!(s["weight"], 0);
+    assert_eq!(s["lastVerdict"], "fail");
+    assert!(s["failedRevision"].is_string());
+    // Traffic is back on stable at once; the canary keeps its replicas for
+    // abortScaleDownDelay, then scales to zero.
+    assert!(fake.get(&ingresses(), NS, "web-canary").is_none());
+    wait_for(
+        &fake,
+        "the canary scale-down",
+        Duration::from_secs(10),
+        |_| deployment(&fake, "web-canary").is_some_and(|d| d["spec"]["replicas"] == 0),
+    )
+    .await;
+    watcher.abort();
+    assert_eq!(
+        *weights.lock().unwrap(),
+        [0, 10, 0],
+        "never beyond the first step"
+    );
+    let web = deployment(&fake, "web").unwrap();
+    assert_eq!(
+        web["spec"]["paused"], true,
+        "the stable Deployment is not rolled"
+    );
+    let replicasets = fake.list(&Res::replicasets(), Some(NS));
+    let serving: Vec<&Value> = replicasets
+        .iter()
+        .filter(|rs| {
+            rs["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| !n.starts_with("web-canary"))
+        })
+        .filter(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0) > 0)
+        .collect();
+    assert_eq!(serving.len(), 1);
+    assert_eq!(
+        serving[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:1"
+    );
+    fake.wait_until("the Aborted event", |f| {
+        event_reasons(f).iter().any(|r| r == "Aborted")
+    })
+    .await;
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resumes_without_repeating_or_skipping_a_step() {
+    let prom = PromServer::start(&openmetrics(&versions(0.02, 0.1)));
+    let fake = FakeKube::start().await;
+    setup(&fake, json!({}));
+    let clock = clock();
+    let first = Controller::start(&fake, &prom.url, clock);
+    wait_for(
+        &fake,
+        "adoption",
+        Duration::from_secs(10),
+        phase_is("Waiting"),
+    )
+    .await;
+    let (weights, watcher) = watch_weights(&fake);
+    release(&fake, "web:2").await;
+    wait_for(&fake, "step 2", Duration::from_secs(30), |s| {
+        s["weight"] == 50
+    })
+    .await;
+    first.stop().await;
+    let frozen = status(&fake);
+    let second = Controller::start(&fake, &prom.url, clock);
+    wait_succeeded(&fake).await;
+    watcher.abort();
+    assert_eq!(frozen["currentStep"], 1);
+    assert_eq!(*weights.lock().unwrap(), [0, 10, 50, 100, 0]);
+    let advanced = event_reasons(&fake)
+        .iter()
+        .filter(|r| *r == "StepAdvanced")
+        .count();
+    assert_eq!(advanced, 3, "one StepAdvanced per step");
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_the_weight_and_resume_continues() {
+    let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
+    release(&fake, "web:2").await;
+    wait_for(&fake, "step 1", Duration::from_secs(20), |s| {
+        s["weight"] == 10
+    })
+    .await;
+    let api: Api<Canary> = Api::namespaced(fake.client(), NS);
+    let pause = |paused: bool| json!({"spec": {"paused": paused}});
+    api.patch("web", &PatchParams::default(), &Patch::Merge(pause(true)))
+        .await
+        .unwrap();
+    wait_for(&fake, "paused", Duration::from_secs(10), phase_is("Paused")).await;
+    // Several intervals later (virtual time), still at the first step.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = status(&fake);
+    assert_eq!(
+        (s["phase"].as_str(), s["weight"].as_u64()),
+        (Some("Paused"), Some(10))
+    );
+    api.patch("web", &PatchParams::default(), &Patch::Merge(pause(false)))
+        .await
+        .unwrap();
+    wait_succeeded(&fake).await;
+    let reasons = event_reasons(&fake);
+    assert!(
+        reasons.iter().any(|r| r == "Paused") && reasons.iter().any(|r| r == "Resumed"),
+        "{reasons:?}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_judges_and_reports_but_touches_nothing() {
+    let (_prom, fake, controller) = adopted(0.02, 0.1, json!({"dryRun": true})).await;
+    release(&fake, "web:2").await;
+    fake.clear_requests();
+    wait_succeeded(&fake).await;
+    let s = status(&fake);
+    assert_eq!(s["lastVerdict"], "pass");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("dry run"),
+        "{s}"
+    );
+    let touched: Vec<String> = fake
+        .writes()
+        .iter()
+        .filter(|r| !matches!(r.plural().as_deref(), Some("canaries" | "events")))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(touched.is_empty(), "a dry run wrote {touched:?}");
+    assert!(deployment(&fake, "web-canary").is_none());
+    assert!(fake.get(&ingresses(), NS, "web-canary").is_none());
+    let web = deployment(&fake, "web").unwrap();
+    assert_ne!(
+        web["spec"]["paused"], true,
+        "a dry run does not adopt the Deployment"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_conflicts_are_retried() {
+    let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
+    let (weights, watcher) = watch_weights(&fake);
+    fake.clear_requests();
+    fake.fail_next("PUT", "canaries", Some("status"), 409, 3);
+    release(&fake, "web:2").await;
+    wait_succeeded(&fake).await;
+    watcher.abort();
+    let conflicts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/canaries/web/status"))
+        .count();
+    assert!(
+        conflicts >= 4,
+        "three conflicts then retries: {conflicts} status writes"
+    );
+    assert_eq!(*weights.lock().unwrap(), [0, 10, 50, 100, 0]);
+    controller.stop().await;
+}

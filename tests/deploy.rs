@@ -1,0 +1,703 @@
+//! `deploy/`: the committed CRDs equal `vigil crd`, the plain manifests equal the Helm chart
+//! rendered with its defaults, the rendered objects have the structure the controller needs
+//! (restricted security context, probes, exactly the RBAC it uses), and every example
+//! deserializes into vigil's and Kubernetes' types and refers to objects that exist.
+//!
+//! `VIGIL_REGENERATE=1 cargo test --test deploy` rewrites the generated files instead of
+//! comparing them.
+
+mod gotemplate;
+
+use gotemplate::{Document, Release};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use vigil::cluster::crd::Canary;
+
+const REGENERATE: &str = "VIGIL_REGENERATE=1 cargo test --test deploy";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn regenerating() -> bool {
+    std::env::var_os("VIGIL_REGENERATE").is_some_and(|v| v == "1")
+}
+
+/// Compares a generated file with what it should hold, ignoring trailing whitespace; under
+/// `VIGIL_REGENERATE=1` writes it instead.
+fn check_generated(relative: &str, expected: &str, how: &str) {
+    let path = root().join(relative);
+    if regenerating() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(&path, expected).unwrap();
+        return;
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("{relative}: {e}. Generate it with `{how}`.");
+    });
+    let lines = |s: &str| -> Vec<String> {
+        let mut v: Vec<String> = s.lines().map(|l| l.trim_end().to_string()).collect();
+        while v.last().is_some_and(String::is_empty) {
+            v.pop();
+        }
+        v
+    };
+    let (a, e) = (lines(&actual), lines(expected));
+    if a != e {
+        let i = a.iter().zip(&e).take_while(|(x, y)| x == y).count();
+        panic!(
+            "{relative} is out of date (first difference at line {}: committed {:?}, expected \
+             {:?}). Regenerate it with `{how}` and commit the result.",
+            i + 1,
+            a.get(i),
+            e.get(i),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CRDs
+
+const CRD_FILES: [&str; 2] = [
+    "deploy/crds/vigil.dev_crds.yaml",
+    "deploy/helm/vigil/crds/vigil.dev_crds.yaml",
+];
+
+#[test]
+fn committed_crds_equal_vigil_crd() {
+    let yaml = vigil::cluster::crd::crds_yaml().expect("the CRDs serialize");
+    for file in CRD_FILES {
+        check_generated(
+            file,
+            &yaml,
+            &format!("cargo run -q -- crd > {file}` (or `{REGENERATE}"),
+        );
+    }
+}
+
+#[test]
+fn crds_parse_and_name_every_kind() {
+    let text = std::fs::read_to_string(root().join(CRD_FILES[0])).unwrap();
+    let crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        gotemplate::split_documents(&text)
+            .iter()
+            .map(|d| serde_saphyr::from_str(d).unwrap())
+            .collect();
+    let names: Vec<_> = crds
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "canaries.vigil.dev",
+            "analysistemplates.vigil.dev",
+            "clusteranalysistemplates.vigil.dev"
+        ]
+    );
+    // The issue's requirement: the schema validates weights (0-100) and durations.
+    assert!(
+        text.contains("maximum: 100"),
+        "weights carry an OpenAPI maximum"
+    );
+    assert!(text.contains("pattern: ^([0-9]+(ms|s|m|h|d))+$"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The chart and the plain manifests
+
+fn chart_dir() -> PathBuf {
+    root().join("deploy/helm/vigil")
+}
+
+const PLAIN: Release = Release {
+    name: "vigil",
+    namespace: "vigil-system",
+    service: "kubectl",
+};
+
+fn render(overrides: Value) -> Vec<Document> {
+    gotemplate::render_chart(&chart_dir(), &PLAIN, &overrides).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn one<'a>(docs: &'a [Document], kind: &str) -> &'a Value {
+    let found: Vec<_> = docs.iter().filter(|d| d.kind == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind}");
+    &found[0].value
+}
+
+const MANIFEST_HEADER: &str = "\
+# vigil: plain manifests, deploy/helm/vigil rendered with its default values (release `vigil`,
+# namespace `vigil-system`), plus the Namespace. Generated: do not edit. Change the chart,
+# then run `VIGIL_REGENERATE=1 cargo test --test deploy`.
+#
+# Install (CRDs first):
+#   kubectl apply -f deploy/crds/vigil.dev_crds.yaml
+#   kubectl apply -f deploy/manifests/vigil.yaml
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: vigil-system
+  labels:
+    app.kubernetes.io/name: vigil
+    # The controller Pod meets the restricted Pod Security Standard.
+    pod-security.kubernetes.io/enforce: restricted
+";
+
+#[test]
+fn plain_manifests_equal_the_rendered_chart() {
+    let docs = render(json!({}));
+    let expected = format!("{MANIFEST_HEADER}{}", gotemplate::to_stream(&docs));
+    check_generated("deploy/manifests/vigil.yaml", &expected, REGENERATE);
+}
+
+#[test]
+fn chart_crds_are_the_committed_crds() {
+    let a = std::fs::read_to_string(root().join(CRD_FILES[0])).unwrap();
+    let b = std::fs::read_to_string(root().join(CRD_FILES[1])).unwrap();
+    assert!(
+        a == b,
+        "{} and {} differ: {REGENERATE}",
+        CRD_FILES[0],
+        CRD_FILES[1]
+    );
+}
+
+/// Deserializes into a typed object and checks that nothing was lost on the way: every
+/// field of the YAML is still there after serializing the typed value back, so a misspelt
+/// or misplaced field fails instead of being ignored.
+fn typed<T: DeserializeOwned + Serialize>(value: &Value, what: &str) -> T {
+    let t: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let back = serde_json::to_value(&t).unwrap();
+    assert_subset(value, &back, what);
+    t
+}
+
+fn assert_subset(original: &Value, typed: &Value, path: &str) {
+    match (original, typed) {
+        (Value::Object(o), Value::Object(t)) => {
+            for (k, v) in o {
+                let p = format!("{path}.{k}");
+                let tv = t.get(k).unwrap_or_else(|| panic!("{p}: unknown field"));
+                assert_subset(v, tv, &p);
+            }
+        }
+        (Value::Array(o), Value::Array(t)) => {
+            assert_eq!(o.len(), t.len(), "{path}");
+            for (i, (a, b)) in o.iter().zip(t).enumerate() {
+                assert_subset(a, b, &format!("{path}[{i}]"));
+            }
+        }
+        (a, b) => assert_eq!(a, b, "{path}"),
+    }
+}
+
+#[test]
+fn every_rendered_object_has_known_fields() {
+    for doc in render(json!({"serviceMonitor": {"enabled": true}})) {
+        let what = format!("{} ({})", doc.source, doc.kind);
+        match doc.kind.as_str() {
+            "ServiceAccount" => drop(typed::<ServiceAccount>(&doc.value, &what)),
+            "ClusterRole" => drop(typed::<ClusterRole>(&doc.value, &what)),
+            "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&doc.value, &what)),
+            "Role" => drop(typed::<Role>(&doc.value, &what)),
+            "RoleBinding" => drop(typed::<RoleBinding>(&doc.value, &what)),
+            "Service" => drop(typed::<Service>(&doc.value, &what)),
+            "Deployment" => drop(typed::<Deployment>(&doc.value, &what)),
+            "ServiceMonitor" => {
+                assert_eq!(doc.value["apiVersion"], "monitoring.coreos.com/v1");
+                assert_eq!(doc.value["spec"]["endpoints"][0]["port"], "http");
+                assert_eq!(doc.value["spec"]["endpoints"][0]["path"], "/metrics");
+            }
+            other => panic!("{what}: unexpected kind {other}"),
+        }
+        let labels = &doc.value["metadata"]["labels"];
+        for label in ["name", "instance", "version", "managed-by"] {
+            assert!(
+                labels.get(format!("app.kubernetes.io/{label}")).is_some(),
+                "{what}: label app.kubernetes.io/{label}"
+            );
+        }
+    }
+}
+
+/// What the controller calls, and nothing more: (API group, resource) -> verbs.
+const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "vigil.dev",
+        "canaries",
+        &["get", "list", "watch", "update", "patch"],
+    ),
+    ("vigil.dev", "canaries/status", &["get", "update", "patch"]),
+    ("vigil.dev", "analysistemplates", &["get", "list", "watch"]),
+    (
+        "vigil.dev",
+        "clusteranalysistemplates",
+        &["get", "list", "watch"],
+    ),
+    (
+        "apps",
+        "deployments",
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
+    ),
+    ("apps", "replicasets", &["get", "list", "watch"]),
+    (
+        "",
+        "services",
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
+    ),
+    (
+        "networking.k8s.io",
+        "ingresses",
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        &["get", "list", "watch", "update", "patch"],
+    ),
+    (
+        "networking.istio.io",
+        "virtualservices",
+        &["get", "list", "watch", "update", "patch"],
+    ),
+    ("events.k8s.io", "events", &["create", "patch"]),
+    ("", "events", &["create", "patch"]),
+];
+
+type Grants = BTreeMap<(String, String), BTreeSet<String>>;
+
+fn grants(rules: &[PolicyRule], what: &str) -> Grants {
+    let mut out = Grants::new();
+    for rule in rules {
+        assert!(rule.resource_names.is_none(), "{what}: resourceNames");
+        assert!(rule.non_resource_urls.is_none(), "{what}: nonResourceURLs");
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    assert_ne!(verb, "*", "{what}: wildcard verb");
+                    assert!(
+                        out.entry((group.clone(), resource.clone()))
+                            .or_default()
+                            .insert(verb.clone()),
+                        "{what}: {group}/{resource} {verb} granted twice"
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expected(rules: &[(&str, &str, &[&str])]) -> Grants {
+    rules
+        .iter()
+        .map(|(g, r, verbs)| {
+            (
+                (g.to_string(), r.to_string()),
+                verbs.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rbac_grants_exactly_what_the_controller_uses() {
+    let docs = render(json!({}));
+    let role: ClusterRole = typed(one(&docs, "ClusterRole"), "ClusterRole");
+    assert_eq!(
+        grants(role.rules.as_deref().unwrap_or_default(), "ClusterRole"),
+        expected(CLUSTER_RULES)
+    );
+    let lease: Role = typed(one(&docs, "Role"), "Role");
+    assert_eq!(lease.metadata.namespace.as_deref(), Some("vigil-system"));
+    assert_eq!(
+        grants(lease.rules.as_deref().unwrap_or_default(), "Role"),
+        expected(&[(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update"]
+        )])
+    );
+
+    // Both bindings bind their role to the controller's ServiceAccount.
+    let account: ServiceAccount = typed(one(&docs, "ServiceAccount"), "ServiceAccount");
+    let sa = account.metadata.name.unwrap();
+    let crb: ClusterRoleBinding = typed(one(&docs, "ClusterRoleBinding"), "ClusterRoleBinding");
+    assert_eq!(crb.role_ref.kind, "ClusterRole");
+    assert_eq!(Some(crb.role_ref.name), role.metadata.name);
+    let rb: RoleBinding = typed(one(&docs, "RoleBinding"), "RoleBinding");
+    assert_eq!(rb.role_ref.kind, "Role");
+    assert_eq!(Some(rb.role_ref.name), lease.metadata.name);
+    for subjects in [crb.subjects.unwrap(), rb.subjects.unwrap()] {
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].kind, "ServiceAccount");
+        assert_eq!(subjects[0].name, sa);
+        assert_eq!(subjects[0].namespace.as_deref(), Some("vigil-system"));
+    }
+}
+
+fn deployment(overrides: Value) -> Deployment {
+    typed(one(&render(overrides), "Deployment"), "Deployment")
+}
+
+fn args(d: &Deployment) -> Vec<String> {
+    let spec = d.spec.template.spec.as_ref().unwrap();
+    spec.containers[0].args.clone().unwrap()
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == name)?;
+    Some(args.get(i + 1).map(String::as_str).unwrap_or(""))
+}
+
+#[test]
+fn deployment_runs_the_controller_restricted_and_probed() {
+    let d = deployment(json!({}));
+    let spec = &d.spec;
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("vigil"));
+    assert_eq!(pod.containers.len(), 1);
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("vigil:0.1.0"));
+
+    let a = args(&d);
+    assert_eq!(a[0], "run");
+    assert_eq!(
+        flag(&a, "--prometheus"),
+        Some("http://prometheus-operated.monitoring.svc:9090")
+    );
+    assert_eq!(flag(&a, "--listen"), Some("0.0.0.0:8080"));
+    assert!(a.contains(&"--leader-elect".to_string()));
+    assert_eq!(flag(&a, "--lease-namespace"), Some("$(POD_NAMESPACE)"));
+    assert_eq!(flag(&a, "--lease-name"), Some("vigil-controller"));
+    assert_eq!(flag(&a, "--log-format"), Some("json"));
+    assert_eq!(flag(&a, "--watch-namespace"), None);
+
+    // POD_NAME (the identity) and POD_NAMESPACE from the downward API.
+    let env = c.env.as_ref().unwrap();
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env.iter().find(|e| e.name == name).unwrap();
+        let field = e.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+        assert_eq!(field.field_path, path);
+    }
+
+    // The restricted Pod Security Standard.
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+    assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+
+    // Port 8080 named http; probes on it.
+    let port = &c.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.container_port),
+        (Some("http"), 8080)
+    );
+    for (probe, path) in [
+        (&c.liveness_probe, "/healthz"),
+        (&c.readiness_probe, "/readyz"),
+    ] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into())
+        );
+    }
+    let resources = c.resources.as_ref().unwrap();
+    assert!(
+        resources
+            .requests
+            .as_ref()
+            .is_some_and(|r| r.contains_key("memory"))
+    );
+    assert!(
+        resources
+            .limits
+            .as_ref()
+            .is_some_and(|r| r.contains_key("memory"))
+    );
+
+    // The Pod's labels are what the Deployment and the Service select.
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    let selector = spec.selector.match_labels.as_ref().unwrap();
+    assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let docs = render(json!({}));
+    let service: Service = typed(one(&docs, "Service"), "Service");
+    let s = service.spec.unwrap();
+    assert!(
+        s.selector
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    );
+    let sp = &s.ports.unwrap()[0];
+    assert_eq!((sp.name.as_deref(), sp.port), (Some("http"), 8080));
+}
+
+#[test]
+fn leader_election_follows_the_values() {
+    let strategy = |d: &Deployment| d.spec.strategy.as_ref().unwrap().type_.clone().unwrap();
+    let off = deployment(json!({"leaderElection": {"enabled": false}}));
+    assert!(!args(&off).contains(&"--leader-elect".to_string()));
+    assert_eq!(flag(&args(&off), "--lease-name"), None);
+    assert_eq!(strategy(&off), "Recreate");
+
+    // More than one replica needs a leader whatever the value says.
+    let two = deployment(json!({"leaderElection": {"enabled": false}, "replicaCount": 2}));
+    assert!(args(&two).contains(&"--leader-elect".to_string()));
+    assert_eq!(two.spec.replicas, Some(2));
+    assert_eq!(strategy(&two), "RollingUpdate");
+}
+
+#[test]
+fn optional_values_render() {
+    let d = deployment(json!({
+        "watchNamespace": "shop",
+        "logFormat": "text",
+        "extraArgs": ["--timeout", "10s"],
+        "extraEnv": [{"name": "X", "value": "1"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "podAnnotations": {"a": "b"},
+    }));
+    let a = args(&d);
+    assert_eq!(flag(&a, "--watch-namespace"), Some("shop"));
+    assert_eq!(flag(&a, "--log-format"), Some("text"));
+    assert_eq!(a[a.len() - 2..], ["--timeout", "10s"]);
+    let pod = d.spec.template;
+    assert_eq!(pod.metadata.unwrap().annotations.unwrap()["a"], "b");
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.node_selector.unwrap()["kubernetes.io/os"], "linux");
+    assert!(
+        spec.containers[0]
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "X")
+    );
+
+    assert!(!render(json!({})).iter().any(|d| d.kind == "ServiceMonitor"));
+    let docs = render(json!({"serviceMonitor": {"enabled": true, "labels": {"release": "kps"}}}));
+    assert_eq!(
+        one(&docs, "ServiceMonitor")["metadata"]["labels"]["release"],
+        "kps"
+    );
+
+    let err = gotemplate::render_chart(&chart_dir(), &PLAIN, &json!({"prometheus": {"url": ""}}))
+        .err()
+        .expect("an empty prometheus.url is refused");
+    assert!(err.contains("prometheus.url is required"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Examples
+
+/// An example directory's objects by kind and name.
+#[derive(Default)]
+struct Objects {
+    by_kind: BTreeMap<String, BTreeMap<String, Value>>,
+    templates: BTreeMap<String, vigil::template::AnalysisTemplate>,
+    canaries: Vec<Canary>,
+}
+
+fn load_example(dir: &Path) -> Objects {
+    let mut objects = Objects::default();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{}: no YAML files", dir.display());
+    for file in files {
+        let rel = file.strip_prefix(root()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, doc) in gotemplate::split_documents(&text).iter().enumerate() {
+            let what = format!("{rel} (document {})", i + 1);
+            let value: Value =
+                serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if value.is_null() {
+                continue;
+            }
+            let kind = value["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: kind"))
+                .to_string();
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: metadata.name"))
+                .to_string();
+            match (
+                value["apiVersion"].as_str().unwrap_or_default(),
+                kind.as_str(),
+            ) {
+                ("vigil.dev/v1alpha1", "Canary") => {
+                    let c: Canary = typed(&value, &what);
+                    let direct: Canary = serde_saphyr::from_str(doc).unwrap();
+                    assert_eq!(c.spec, direct.spec);
+                    objects.canaries.push(c);
+                }
+                ("vigil.dev/v1alpha1", "AnalysisTemplate") => {
+                    let t =
+                        vigil::template::load::parse(doc, &what).unwrap_or_else(|e| panic!("{e}"));
+                    // The same spec as the shipped template it is a copy of.
+                    let shipped = root().join(format!("analysis-templates/{name}.yaml"));
+                    let text = std::fs::read_to_string(&shipped).unwrap();
+                    let shipped = vigil::template::load::parse(&text, "shipped").unwrap();
+                    assert_eq!(t.spec, shipped.spec, "{what}: differs from {name}.yaml");
+                    objects.templates.insert(name.clone(), t);
+                }
+                ("apps/v1", "Deployment") => drop(typed::<Deployment>(&value, &what)),
+                ("v1", "Service") => drop(typed::<Service>(&value, &what)),
+                ("networking.k8s.io/v1", "Ingress") => drop(typed::<Ingress>(&value, &what)),
+                ("gateway.networking.k8s.io/v1", "HTTPRoute") => {
+                    assert!(value["spec"]["rules"].is_array(), "{what}: spec.rules");
+                }
+                ("networking.istio.io/v1", "VirtualService") => {
+                    assert!(value["spec"]["http"].is_array(), "{what}: spec.http");
+                }
+                (api, kind) => panic!("{what}: unexpected {api} {kind}"),
+            }
+            let previous = objects
+                .by_kind
+                .entry(kind.clone())
+                .or_default()
+                .insert(name.clone(), value);
+            assert!(previous.is_none(), "{what}: {kind} {name} defined twice");
+        }
+    }
+    objects
+}
+
+fn example_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("deploy/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn examples_deserialize_and_refer_to_their_objects() {
+    let dirs = example_dirs();
+    let names: Vec<_> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["gateway-api", "istio", "nginx-gray-release"]);
+    for dir in dirs {
+        let name = dir.display().to_string();
+        assert!(dir.join("README.md").is_file(), "{name}: README.md");
+        let o = load_example(&dir);
+        assert_eq!(o.canaries.len(), 1, "{name}: one Canary");
+        let canary = &o.canaries[0];
+        let spec = &canary.spec;
+        let has = |kind: &str, n: &str| o.by_kind.get(kind).is_some_and(|m| m.contains_key(n));
+        assert!(
+            has("Deployment", &spec.target_ref.name),
+            "{name}: targetRef"
+        );
+        assert!(has("Service", &spec.service.name), "{name}: service");
+        let r = &spec.routing;
+        if let Some(n) = &r.nginx {
+            assert!(has("Ingress", &n.ingress), "{name}: routing.nginx.ingress");
+        }
+        if let Some(g) = &r.gateway_api {
+            assert!(
+                has("HTTPRoute", &g.http_route),
+                "{name}: routing.gatewayAPI.httpRoute"
+            );
+        }
+        if let Some(i) = &r.istio {
+            assert!(
+                has("VirtualService", &i.virtual_service),
+                "{name}: routing.istio"
+            );
+        }
+        let analysis = spec
+            .analysis
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: analysis"));
+        assert!(!analysis.templates.is_empty());
+        let given: BTreeSet<_> = analysis.args.iter().map(|a| a.name.as_str()).collect();
+        for t in &analysis.templates {
+            assert!(!t.cluster_scope);
+            let template = o.templates.get(&t.name).unwrap_or_else(|| {
+                panic!("{name}: AnalysisTemplate {} is not in the example", t.name)
+            });
+            for arg in &template.spec.args {
+                assert!(
+                    arg.default.is_some() || given.contains(arg.name.as_str()),
+                    "{name}: the Canary does not give the template's required arg {}",
+                    arg.name
+                );
+            }
+        }
+        // Everything in one namespace, the Canary's.
+        let ns = canary
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name}: namespace"));
+        for (kind, objs) in &o.by_kind {
+            for (n, v) in objs {
+                assert_eq!(
+                    v["metadata"]["namespace"].as_str(),
+                    Some(ns),
+                    "{name}: {kind} {n}"
+                );
+            }
+        }
+        // The Service selects the Deployment's Pods.
+        let deploy = &o.by_kind["Deployment"][&spec.target_ref.name];
+        let pod_labels = &deploy["spec"]["template"]["metadata"]["labels"];
+        let selector = o.by_kind["Service"][&spec.service.name]["spec"]["selector"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: Service selector"));
+        assert!(
+            selector.iter().all(|(k, v)| &pod_labels[k] == v),
+            "{name}: selector"
+        );
+    }
+}
