@@ -6,17 +6,18 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::PromServer;
 use common::fake_kube::{FakeKube, Options as FakeOptions, Res};
 use common::traffic::{Model, Options, Traffic, nginx_canary_weight};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use vigil::cluster::crd::{AnalysisTemplate, Canary};
 
@@ -60,7 +61,9 @@ async fn prometheus_scrapes_the_generator_and_the_canary_share_follows_the_weigh
         move || weight.load(Ordering::Relaxed)
     })
     .await;
-    let prom = PromServer::start_scraping(&[traffic.target()], Duration::from_secs(1));
+    let prom = tokio::task::block_in_place(|| {
+        PromServer::start_scraping(&[traffic.target()], Duration::from_secs(1))
+    });
     let context = || {
         format!(
             "metrics:\n{}\nprometheus log:\n{}",
@@ -141,10 +144,12 @@ async fn judge_tells_a_healthy_from_a_regressing_canary_on_live_traffic_within_s
         || 10,
     )
     .await;
-    let prom = PromServer::start_scraping(
-        &[healthy.target(), regressing.target()],
-        Duration::from_secs(1),
-    );
+    let prom = tokio::task::block_in_place(|| {
+        PromServer::start_scraping(
+            &[healthy.target(), regressing.target()],
+            Duration::from_secs(1),
+        )
+    });
     let start = chrono::Utc::now().timestamp().to_string();
     let judge = |namespace: &str| {
         let end = chrono::Utc::now().timestamp().to_string();
@@ -259,8 +264,69 @@ struct Rig {
     traffic: Traffic,
     prom: PromServer,
     vigil: VigilProcess,
+    /// Every state of Deployment `web` that a watch saw, in order.
+    web_history: Arc<Mutex<Vec<DeploymentState>>>,
+    web_watch: tokio::task::JoinHandle<()>,
     started: Instant,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.web_watch.abort();
+    }
+}
+
+/// What the tests check of one state of Deployment `web`.
+#[derive(Clone, Debug, PartialEq)]
+struct DeploymentState {
+    paused: bool,
+    image: String,
+    updated: i64,
+    ready: i64,
+}
+
+impl DeploymentState {
+    fn of(d: &Deployment) -> Self {
+        let spec = d.spec.clone();
+        let status = d.status.clone().unwrap_or_default();
+        DeploymentState {
+            paused: spec.paused.unwrap_or(false),
+            image: spec
+                .template
+                .spec
+                .and_then(|p| p.containers.first().and_then(|c| c.image.clone()))
+                .unwrap_or_default(),
+            updated: status.updated_replicas.unwrap_or(0).into(),
+            ready: status.ready_replicas.unwrap_or(0).into(),
+        }
+    }
+}
+
+/// Records every state of Deployment `web` through a watch (the fake API server sends an
+/// event for every write), consecutive repeats once.
+fn watch_web(
+    client: kube::Client,
+    history: Arc<Mutex<Vec<DeploymentState>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let api: Api<Deployment> = Api::namespaced(client, NS);
+        let params = WatchParams::default().fields("metadata.name=web");
+        let mut events = api
+            .watch(&params, "0")
+            .await
+            .expect("watch Deployment web")
+            .boxed();
+        while let Some(Ok(event)) = events.next().await {
+            if let WatchEvent::Added(d) | WatchEvent::Modified(d) = event {
+                let state = DeploymentState::of(&d);
+                let mut history = history.lock().unwrap();
+                if history.last() != Some(&state) {
+                    history.push(state);
+                }
+            }
+        }
+    })
 }
 
 impl Rig {
@@ -277,6 +343,8 @@ impl Rig {
         fake.register::<Canary>();
         fake.register::<AnalysisTemplate>();
         create_shop(&fake.client()).await;
+        let web_history = Arc::new(Mutex::new(Vec::new()));
+        let web_watch = watch_web(fake.client(), web_history.clone());
 
         let traffic = Traffic::start(
             Options {
@@ -289,7 +357,9 @@ impl Rig {
             },
         )
         .await;
-        let prom = PromServer::start_scraping(&[traffic.target()], Duration::from_secs(1));
+        let prom = tokio::task::block_in_place(|| {
+            PromServer::start_scraping(&[traffic.target()], Duration::from_secs(1))
+        });
 
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
@@ -302,7 +372,7 @@ impl Rig {
             .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
             .args(["--watch-namespace", NS, "--log-format", "text"])
             .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info,vigil=debug")
+            .env("VIGIL_LOG", "info,vigil=debug")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -313,6 +383,8 @@ impl Rig {
             traffic,
             prom,
             vigil: VigilProcess { child, log },
+            web_history,
+            web_watch,
             started,
             _dir: dir,
         }
@@ -358,7 +430,8 @@ impl Rig {
             .collect();
         format!(
             "after {:.1} s; vigil {}\ncanary status: {:#}\nweights applied (s, %): {:?}\n\
-             deployments:\n  {}\ntraffic totals (stable, canary): {:?}\n\
+             deployments:\n  {}\nstates of Deployment web (paused, image, updated, ready): {:?}\n\
+             traffic totals (stable, canary): {:?}\n\
              --- prometheus log (last lines) ---\n{}\n--- vigil log ---\n{}",
             self.started.elapsed().as_secs_f64(),
             exited.map_or("running".to_string(), |s| format!("exited: {s}")),
@@ -369,6 +442,10 @@ impl Rig {
                 .map(|(t, w)| (format!("{:.1}", t.as_secs_f64()), *w))
                 .collect::<Vec<_>>(),
             deployments.join("\n  "),
+            self.web_states()
+                .iter()
+                .map(|d| (d.paused, d.image.as_str(), d.updated, d.ready))
+                .collect::<Vec<_>>(),
             self.traffic.totals(),
             last_lines(&self.prom.log(), 10),
             self.vigil.log()
@@ -434,6 +511,25 @@ impl Rig {
             .await
             .expect("change the image to web:2");
         stable
+    }
+
+    /// Waits until the canary Ingress is gone and the generator has seen it (it reads the
+    /// weight every tick).
+    async fn wait_for_all_traffic_on_stable(&mut self) {
+        self.wait_until(
+            "the canary Ingress is gone and all traffic is on stable",
+            Duration::from_secs(5),
+            |rig| {
+                rig.get(&ingresses(), "web-canary").is_none()
+                    && rig.traffic.weight_sequence().last() == Some(&0)
+            },
+        )
+        .await;
+    }
+
+    /// Every state of Deployment `web` so far.
+    fn web_states(&self) -> Vec<DeploymentState> {
+        self.web_history.lock().unwrap().clone()
     }
 
     /// The non-zero weights the generator applied, in order, each once.
@@ -575,6 +671,7 @@ async fn healthy_canary_is_promoted_end_to_end() {
 
     rig.wait_for_phase("Succeeded", &["Failed"], Duration::from_secs(120))
         .await;
+    rig.wait_for_all_traffic_on_stable().await;
     let status = rig.status();
     let context = rig.context();
 
@@ -583,19 +680,30 @@ async fn healthy_canary_is_promoted_end_to_end() {
         vec![10, 50, 100],
         "the canary Ingress carried the step weights in order\n{context}"
     );
-    assert_eq!(
-        rig.traffic.weight_sequence().last(),
-        Some(&0),
-        "all traffic is back on the main Ingress\n{context}"
+    // Promotion: web was un-paused on the new image and rolled completely while un-paused,
+    // then paused again, adopted for the next release.
+    let states = rig.web_states();
+    let rolled = DeploymentState {
+        paused: false,
+        image: "web:2".into(),
+        updated: 4,
+        ready: 4,
+    };
+    let adopted = states.iter().position(|d| d.paused).unwrap_or(states.len());
+    let unpaused = states[adopted..].iter().find(|d| !d.paused);
+    assert!(
+        unpaused.is_some_and(|d| d.image == "web:2"),
+        "once adopted, web was first un-paused on the new image\n{context}"
     );
-    let web = rig.get(&Res::deployments(), "web").expect("Deployment web");
-    assert_ne!(web["spec"]["paused"], true, "web is un-paused\n{context}");
-    assert_eq!(
-        web["spec"]["template"]["spec"]["containers"][0]["image"], "web:2",
-        "{context}"
+    assert!(
+        states.contains(&rolled),
+        "web rolled to web:2 while un-paused\n{context}"
     );
-    assert_eq!(web["status"]["updatedReplicas"], 4, "web rolled\n{context}");
-    assert_eq!(web["status"]["readyReplicas"], 4, "web rolled\n{context}");
+    assert_eq!(
+        states.last().map(|d| (d.paused, d.image.as_str())),
+        Some((true, "web:2")),
+        "web is paused again (adopted) on the new template\n{context}"
+    );
     assert_eq!(
         rig.serving_replicasets(),
         vec![("web:2".to_string(), 4, 4)],
@@ -642,6 +750,7 @@ async fn regressing_canary_is_rolled_back_end_to_end() {
         Duration::from_secs(120),
     )
     .await;
+    rig.wait_for_all_traffic_on_stable().await;
     rig.wait_until(
         "web-canary is scaled to zero after abortScaleDownDelay",
         Duration::from_secs(15),
@@ -660,13 +769,16 @@ async fn regressing_canary_is_rolled_back_end_to_end() {
         "no weight beyond the first step's reached the canary\n{context}"
     );
     assert_eq!(rig.get(&ingresses(), "web-canary"), None, "{context}");
-    assert_eq!(
-        rig.traffic.weight_sequence().last(),
-        Some(&0),
-        "all traffic is back on stable\n{context}"
+    let states = rig.web_states();
+    assert!(
+        states.iter().skip_while(|d| !d.paused).all(|d| d.paused),
+        "once adopted, web was never un-paused\n{context}"
     );
-    let web = rig.get(&Res::deployments(), "web").expect("Deployment web");
-    assert_eq!(web["spec"]["paused"], true, "web stays paused\n{context}");
+    assert_eq!(
+        states.last().map(|d| (d.paused, d.image.as_str())),
+        Some((true, "web:2")),
+        "web stays paused, its template untouched\n{context}"
+    );
     assert_eq!(
         rig.serving_replicasets(),
         vec![("web:1".to_string(), 4, 4)],

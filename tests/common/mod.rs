@@ -181,12 +181,14 @@ impl PromServer {
 
     /// Starts an empty Prometheus on a free port that scrapes `targets` (`host:port`, path
     /// `/metrics`, job `traffic`) every `scrape_interval` (whole seconds, at least 1), with
-    /// its TSDB in a temporary directory.
+    /// its TSDB in a temporary directory; returns once every target has been scraped. It
+    /// blocks: call it from async code through `tokio::task::block_in_place`.
     pub fn start_scraping(targets: &[String], scrape_interval: Duration) -> Self {
         let prometheus = require("prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let every = format!("{}s", scrape_interval.as_secs().max(1));
+        let count = targets.len();
         let targets = targets
             .iter()
             .map(|t| format!("'{t}'"))
@@ -197,7 +199,37 @@ impl PromServer {
              scrape_configs:\n  - job_name: traffic\n    static_configs:\n      \
              - targets: [{targets}]\n"
         );
-        Self::spawn(&prometheus, dir, data, &config)
+        let server = Self::spawn(&prometheus, dir, data, &config);
+        server.wait_scraped(count, Duration::from_secs(20));
+        server
+    }
+
+    /// Waits until `count` targets have been scraped successfully. Prometheus applies its
+    /// targets only some seconds after it starts (its discovery and scrape managers
+    /// throttle updates to one per 5 s), so without this wait a test's first seconds
+    /// would have no data.
+    fn wait_scraped(&self, count: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let url = format!("{}/api/v1/targets?state=active", self.url);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(Some(body)) = http::blocking_get_body(&url) {
+                let targets: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let up = targets["data"]["activeTargets"]
+                    .as_array()
+                    .map_or(0, |t| t.iter().filter(|t| t["health"] == "up").count());
+                if up >= count {
+                    return;
+                }
+                last = body;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "prometheus did not scrape all {count} targets within {limit:?}; its targets: \
+             {last}\nits log:\n{}",
+            self.log()
+        );
     }
 
     /// Runs `prometheus` with `config` and the TSDB at `data` (in `dir`), and waits until it
@@ -282,6 +314,11 @@ mod http {
 
     /// Whether GET `url` (http://host:port/path) answers 200.
     pub fn blocking_get(url: &str) -> std::io::Result<bool> {
+        Ok(blocking_get_body(url)?.is_some())
+    }
+
+    /// The body of GET `url` if it answers 200 (`None` otherwise).
+    pub fn blocking_get_body(url: &str) -> std::io::Result<Option<String>> {
         let rest = url.trim_start_matches("http://");
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         let mut stream = TcpStream::connect(host)?;
@@ -289,7 +326,12 @@ mod http {
         write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
-        Ok(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"))
+        if !(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")) {
+            return Ok(None);
+        }
+        Ok(response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string()))
     }
 }
 
