@@ -4,12 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  echo "test.sh: installing Debian's prometheus package (the tests run a real Prometheus)" >&2
+# Debian packages the tests need, by the command that tells whether they are present:
+#   prometheus, promtool  the real Prometheus the source and controller tests query
+#   kubectl               the fake Kubernetes API server's kubectl compatibility test
+#                         (kubernetes-client; machines may already have a newer kubectl)
+missing=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "test.sh: installing Debian packages the tests need: ${missing[*]}" >&2
   sudo_cmd=""
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo fmt --check

@@ -563,3 +563,95 @@ async fn status_conflicts_are_retried() {
     assert_eq!(*weights.lock().unwrap(), [0, 10, 50, 100, 0]);
     controller.stop().await;
 }
+
+/// A rollout through another router: the canary's share at step 2 (50%) as `read` sees it,
+/// and the router's object after success.
+async fn rollout_through(routing: Value, object: Option<(Res, Value)>) -> (FakeKube, Value) {
+    let (_prom, fake, controller) = adopted(0.02, 0.1, json!({"routing": routing})).await;
+    if let Some((res, object)) = object {
+        fake.put_object(&res, object);
+    }
+    release(&fake, "web:2").await;
+    wait_for(&fake, "step 2", Duration::from_secs(30), |s| {
+        s["weight"] == 50
+    })
+    .await;
+    let during = json!({
+        "routes": fake.list(&http_routes(), Some(NS)),
+        "virtualServices": fake.list(&virtual_services(), Some(NS)),
+        "web": deployment(&fake, "web"),
+        "canary": deployment(&fake, "web-canary"),
+    });
+    wait_succeeded(&fake).await;
+    controller.stop().await;
+    assert!(fake.get(&ingresses(), NS, "web-canary").is_none());
+    (fake, during)
+}
+
+fn http_routes() -> Res {
+    Res::new("gateway.networking.k8s.io", "v1", "httproutes")
+}
+
+fn virtual_services() -> Res {
+    Res::new("networking.istio.io", "v1", "virtualservices")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_api_router_splits_httproute_weights() {
+    let route = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}
+    });
+    let (fake, during) = rollout_through(
+        json!({"gatewayAPI": {"httpRoute": "web"}}),
+        Some((http_routes(), route.clone())),
+    )
+    .await;
+    let backends = &during["routes"][0]["spec"]["rules"][0]["backendRefs"];
+    assert_eq!(backends[0]["name"], "web");
+    assert_eq!(backends[0]["weight"], 50);
+    assert_eq!(backends[1]["name"], "web-canary");
+    assert_eq!(backends[1]["weight"], 50);
+    let after = fake.get(&http_routes(), NS, "web").unwrap();
+    assert_eq!(
+        after["spec"]["rules"], route["spec"]["rules"],
+        "reset restores the route exactly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_istio_router_splits_virtual_service_weights() {
+    let vs = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [{"destination": {"host": "web"}}]}]}
+    });
+    let (fake, during) = rollout_through(
+        json!({"istio": {"virtualService": "web"}}),
+        Some((virtual_services(), vs.clone())),
+    )
+    .await;
+    let route = &during["virtualServices"][0]["spec"]["http"][0]["route"];
+    assert_eq!(route[0]["destination"]["host"], "web");
+    assert_eq!(route[0]["weight"], 50);
+    assert_eq!(route[1]["destination"]["host"], "web-canary");
+    assert_eq!(route[1]["weight"], 50);
+    let after = fake.get(&virtual_services(), NS, "web").unwrap();
+    assert_eq!(
+        after["spec"]["http"], vs["spec"]["http"],
+        "reset restores the routes exactly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicas_router_splits_by_replica_counts() {
+    let (fake, during) = rollout_through(json!({"replicas": {}}), None).await;
+    // 50% of 4 replicas: 2 canary, 2 stable; no canary Service (one Service selects both).
+    assert_eq!(during["canary"]["spec"]["replicas"], 2);
+    assert_eq!(during["web"]["spec"]["replicas"], 2);
+    assert!(fake.get(&Res::core("services"), NS, "web-canary").is_none());
+    let web = deployment(&fake, "web").unwrap();
+    assert_eq!(web["spec"]["replicas"], 4, "restored after the promotion");
+    assert!(deployment(&fake, "web-canary").is_none());
+}
