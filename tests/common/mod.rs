@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod traffic;
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -145,6 +146,7 @@ pub struct PromServer {
     /// Its base URL.
     pub url: String,
     child: Child,
+    log_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -169,17 +171,77 @@ impl PromServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
+        Self::spawn(
+            &prometheus,
+            dir,
+            data,
             "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
         )
-        .expect("write config");
+    }
+
+    /// Starts an empty Prometheus on a free port that scrapes `targets` (`host:port`, path
+    /// `/metrics`, job `traffic`) every `scrape_interval` (whole seconds, at least 1), with
+    /// its TSDB in a temporary directory; returns once every target has been scraped. It
+    /// blocks: call it from async code through `tokio::task::block_in_place`.
+    pub fn start_scraping(targets: &[String], scrape_interval: Duration) -> Self {
+        let prometheus = require("prometheus");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let every = format!("{}s", scrape_interval.as_secs().max(1));
+        let count = targets.len();
+        let targets = targets
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let config = format!(
+            "global:\n  scrape_interval: {every}\n  scrape_timeout: {every}\n\
+             scrape_configs:\n  - job_name: traffic\n    static_configs:\n      \
+             - targets: [{targets}]\n"
+        );
+        let server = Self::spawn(&prometheus, dir, data, &config);
+        server.wait_scraped(count, Duration::from_secs(20));
+        server
+    }
+
+    /// Waits until `count` targets have been scraped successfully. Prometheus applies its
+    /// targets only some seconds after it starts (its discovery and scrape managers
+    /// throttle updates to one per 5 s), so without this wait a test's first seconds
+    /// would have no data.
+    fn wait_scraped(&self, count: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let url = format!("{}/api/v1/targets?state=active", self.url);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(Some(body)) = http::blocking_get_body(&url) {
+                let targets: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let up = targets["data"]["activeTargets"]
+                    .as_array()
+                    .map_or(0, |t| t.iter().filter(|t| t["health"] == "up").count());
+                if up >= count {
+                    return;
+                }
+                last = body;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "prometheus did not scrape all {count} targets within {limit:?}; its targets: \
+             {last}\nits log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Runs `prometheus` with `config` and the TSDB at `data` (in `dir`), and waits until it
+    /// is ready.
+    fn spawn(prometheus: &Path, dir: tempfile::TempDir, data: PathBuf, config: &str) -> Self {
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write config");
         let port = free_port();
         let log_path = dir.path().join("prometheus.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
+        let child = Command::new(prometheus)
+            .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=100y")
@@ -191,6 +253,7 @@ impl PromServer {
         let mut server = PromServer {
             url: format!("http://127.0.0.1:{port}"),
             child,
+            log_path: log_path.clone(),
             _dir: dir,
         };
         if !server.wait_ready(Duration::from_secs(30)) {
@@ -198,6 +261,24 @@ impl PromServer {
             panic!("prometheus did not become ready on 127.0.0.1:{port}; its log:\n{log}");
         }
         server
+    }
+
+    /// Prometheus's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The value of the first series an instant query at now returns (`None`: no series, or
+    /// the query failed).
+    pub async fn instant(&self, promql: &str) -> Option<f64> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     }
 
     fn wait_ready(&mut self, limit: Duration) -> bool {
@@ -233,6 +314,11 @@ mod http {
 
     /// Whether GET `url` (http://host:port/path) answers 200.
     pub fn blocking_get(url: &str) -> std::io::Result<bool> {
+        Ok(blocking_get_body(url)?.is_some())
+    }
+
+    /// The body of GET `url` if it answers 200 (`None` otherwise).
+    pub fn blocking_get_body(url: &str) -> std::io::Result<Option<String>> {
         let rest = url.trim_start_matches("http://");
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         let mut stream = TcpStream::connect(host)?;
@@ -240,7 +326,12 @@ mod http {
         write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
-        Ok(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"))
+        if !(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")) {
+            return Ok(None);
+        }
+        Ok(response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string()))
     }
 }
 
