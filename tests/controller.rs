@@ -791,3 +791,45 @@ async fn a_refusing_confirm_promotion_gate_holds_until_it_says_yes() {
     wait_succeeded(&fake).await;
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_canary_hands_traffic_and_the_deployment_back() {
+    let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
+    let canary = fake.get(&canaries(), NS, "web").unwrap();
+    assert_eq!(
+        canary["metadata"]["finalizers"],
+        json!(["vigil.dev/cleanup"])
+    );
+    release(&fake, "web:2").await;
+    wait_for(&fake, "step 1", Duration::from_secs(20), |s| {
+        s["weight"] == 10
+    })
+    .await;
+    let api: Api<Canary> = Api::namespaced(fake.client(), NS);
+    api.delete("web", &Default::default()).await.unwrap();
+    let start = Instant::now();
+    while fake.get(&canaries(), NS, "web").is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the finalizer never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        fake.get(&ingresses(), NS, "web-canary").is_none(),
+        "traffic back on stable"
+    );
+    assert!(deployment(&fake, "web-canary").is_none());
+    assert!(fake.get(&Res::core("services"), NS, "web-canary").is_none());
+    let service = fake.get(&Res::core("services"), NS, "web").unwrap();
+    assert_eq!(
+        service["spec"]["selector"],
+        json!({"app": "web"}),
+        "the stable Service unpinned"
+    );
+    // web:2 was never judged: deleting the Canary must not roll it out.
+    let web = deployment(&fake, "web").unwrap();
+    assert_eq!(web["spec"]["paused"], true);
+    assert!(web["metadata"]["annotations"]["vigil.dev/adopted-by"].is_null());
+    controller.stop().await;
+}

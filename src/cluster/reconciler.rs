@@ -72,6 +72,9 @@ pub enum Error {
     /// A Kubernetes call failed, or the world could not be applied.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// Adding or removing the finalizer failed, or the clean-up did.
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -82,6 +85,11 @@ impl Error {
             Error::Apply(ApplyError::Api { .. }) => "api",
             Error::Apply(ApplyError::Router(_)) => "router",
             Error::Apply(_) => "apply",
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.kind(),
+                _ => "finalizer",
+            },
         }
     }
 }
@@ -149,16 +157,124 @@ async fn not_ready(
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
+/// The finalizer that lets vigil undo its changes when a Canary is deleted.
+pub const FINALIZER: &str = "vigil.dev/cleanup";
+
 /// One reconcile of one Canary.
 pub async fn reconcile<S: MetricSource>(
     canary: Arc<Canary>,
     ctx: Arc<Context<S>>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&canary, &ctx).await;
+    let ns = canary.namespace().unwrap_or_default();
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = kube::runtime::finalizer::finalizer(&api, FINALIZER, canary, |event| async {
+        match event {
+            kube::runtime::finalizer::Event::Apply(c) => reconcile_inner(&c, &ctx).await,
+            kube::runtime::finalizer::Event::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.observer
         .done(started.elapsed(), result.as_ref().err().map(Error::kind));
     result
+}
+
+/// A deleted Canary: traffic back to stable, the stable Service unpinned, the canary's
+/// objects removed, and the Deployment handed back to Kubernetes, un-paused, unless its
+/// template is a release vigil has not judged (then it stays paused, with a log line, so
+/// deleting a Canary never rolls out an unjudged version).
+async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<Action, Error> {
+    let ns = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
+    if canary.spec.dry_run {
+        return Ok(Action::await_change());
+    }
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let target_name = &canary.spec.target_ref.name;
+    let api_err = |object: String| move |source| ApplyError::Api { object, source };
+    let target = deployments
+        .get_opt(target_name)
+        .await
+        .map_err(api_err(format!("Deployment {ns}/{target_name}")))?;
+    let service = services
+        .get_opt(&canary.spec.service.name)
+        .await
+        .map_err(api_err(format!(
+            "Service {ns}/{}",
+            canary.spec.service.name
+        )))?;
+    let (Some(target), Some(service), Some(router)) =
+        (target, service, routers::for_routing(&canary.spec.routing))
+    else {
+        // Nothing of ours to undo there; owned objects go with the Canary.
+        return Ok(Action::await_change());
+    };
+    let state = canary.status.clone().unwrap_or_default().state;
+    let template_revision =
+        plan::revision(&serde_json::to_value(&target.spec.template).unwrap_or_default());
+    let judged = state.stable_revision.as_deref() == Some(template_revision.as_str());
+    if !judged {
+        tracing::warn!(
+            canary = %name, namespace = %ns,
+            "Canary deleted while Deployment {target_name} has an unjudged template: it stays paused; \
+             run `kubectl rollout resume deployment/{target_name} -n {ns}` to roll it out anyway"
+        );
+    }
+    let world = crate::rollout::World {
+        stable_paused: !judged,
+        stable_replicas: state
+            .stable_replicas
+            .filter(|_| canary.spec.routing.replicas.is_some()),
+        canary: None,
+        weight: 0,
+        matches: Vec::new(),
+        pin_stable: false,
+    };
+    let canary_dep = deployments
+        .get_opt(&canary_deployment_name(target_name))
+        .await
+        .map_err(api_err(format!(
+            "Deployment {ns}/{}",
+            canary_deployment_name(target_name)
+        )))?;
+    let route = route_context(ctx, canary);
+    let targets = Targets {
+        canary,
+        target: &target,
+        target_revision: &template_revision,
+        canary_deployment: canary_dep.as_ref(),
+        stable_service: &service,
+        router: router.as_ref(),
+        route: &route,
+    };
+    world::apply(&targets, &world).await?;
+    let unadopt =
+        serde_json::json!({"metadata": {"annotations": {super::crd::ADOPTED_ANNOTATION: null}}});
+    deployments
+        .patch(
+            target_name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&unadopt),
+        )
+        .await
+        .map_err(api_err(format!("Deployment {ns}/{target_name}")))?;
+    tracing::info!(canary = %name, namespace = %ns, "Canary deleted: traffic, Services and the Deployment are handed back");
+    Ok(Action::await_change())
+}
+
+fn route_context<S>(ctx: &Context<S>, canary: &Canary) -> RouteContext {
+    RouteContext {
+        client: ctx.client.clone(),
+        namespace: canary.namespace().unwrap_or_default(),
+        canary: canary.name_any(),
+        service: canary.spec.service.name.clone(),
+        canary_service: canary_service_name(&canary.spec),
+        port: canary.spec.service.port,
+        owner: canary.controller_owner_ref(&()).unwrap_or_default(),
+    }
 }
 
 async fn reconcile_inner<S: MetricSource>(
@@ -321,15 +437,7 @@ async fn reconcile_inner<S: MetricSource>(
     }
 
     if !dry_run {
-        let route = RouteContext {
-            client: ctx.client.clone(),
-            namespace: ns.clone(),
-            canary: name.clone(),
-            service: canary.spec.service.name.clone(),
-            canary_service: canary_service_name(&canary.spec),
-            port: canary.spec.service.port,
-            owner: canary.controller_owner_ref(&()).unwrap_or_default(),
-        };
+        let route = route_context(ctx, canary);
         let targets = Targets {
             canary,
             target: &target,

@@ -492,8 +492,16 @@ impl Store {
         let mut doc = stored.clone();
         match patch_type {
             PatchType::Json => {
-                let ops: json_patch::Patch = serde_json::from_value(patch)
+                let mut ops: json_patch::Patch = serde_json::from_value(patch)
                     .map_err(|e| ApiError::bad_request(format!("malformed JSON patch: {e}")))?;
+                // As the API server's JSON patch library does, a `test` for null passes
+                // when the path is missing (kube's finalizer helper relies on it).
+                ops.0.retain(|op| match op {
+                    json_patch::PatchOperation::Test(t) => {
+                        !(t.value.is_null() && doc.pointer(t.path.as_str()).is_none())
+                    }
+                    _ => true,
+                });
                 json_patch::patch(&mut doc, &ops)
                     .map_err(|e| ApiError::invalid(format!("the JSON patch failed: {e}")))?;
             }
