@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cluster;
 pub mod data;
 pub mod judge;
+pub mod notify;
 pub mod report;
 pub mod rollout;
 pub mod server;

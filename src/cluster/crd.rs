@@ -101,6 +101,11 @@ pub struct CanarySpec {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
+    /// Where to send this Canary's rollout events (besides the cluster-wide receivers of
+    /// `vigil run --notify-config`). URLs and signing secrets come from a Secret in the
+    /// Canary's namespace, never from the Canary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::config::CanaryNotification>,
 }
 
 /// The Deployment a Canary rolls out.
