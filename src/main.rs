@@ -131,6 +131,11 @@ struct RunArgs {
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Cluster-wide notification receivers: a YAML file of `notifications:` entries with
+    /// `provider`, `urlFile`, optional `secretFile`, `events`, `minSeverity` (see
+    /// docs/notifications.md).
+    #[arg(long, value_name = "FILE", env = "VIGIL_NOTIFY_CONFIG")]
+    notify_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -355,6 +360,7 @@ fn run_controller(args: RunArgs) -> Result<u8, Failure> {
         watch_namespace: args.watch_namespace.clone(),
         leader,
         concurrency: args.connection.concurrency,
+        notify_config: args.notify_config.clone(),
     };
     tokio_main(async move {
         vigil::cluster::daemon::run(config)

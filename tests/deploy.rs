@@ -277,6 +277,8 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "virtualservices",
         &["get", "list", "watch", "update", "patch"],
     ),
+    // Notification receivers' URLs and signing secrets, read by name at send time.
+    ("", "secrets", &["get"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
 ];
@@ -514,6 +516,35 @@ fn optional_values_render() {
             .iter()
             .any(|e| e.name == "X")
     );
+
+    // Cluster-wide notifications: the Secret is mounted and its notify.yaml passed.
+    assert_eq!(flag(&args(&deployment(json!({}))), "--notify-config"), None);
+    let notify = deployment(json!({"notifications": {"secretName": "vigil-notify"}}));
+    assert_eq!(
+        flag(&args(&notify), "--notify-config"),
+        Some("/etc/vigil/notify/notify.yaml")
+    );
+    let spec = notify.spec.template.spec.unwrap();
+    let volume = spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "notify")
+        .unwrap();
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("vigil-notify")
+    );
+    let mount = spec.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "notify")
+        .cloned()
+        .unwrap();
+    assert_eq!(mount.mount_path, "/etc/vigil/notify");
+    assert_eq!(mount.read_only, Some(true));
 
     assert!(!render(json!({})).iter().any(|d| d.kind == "ServiceMonitor"));
     let docs = render(json!({"serviceMonitor": {"enabled": true, "labels": {"release": "kps"}}}));

@@ -105,6 +105,11 @@ pub struct CanarySpec {
     /// before each weight increase, before promotion, and after the end (see `type`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<GateWebhook>,
+    /// Where to send this Canary's rollout events (besides the cluster-wide receivers of
+    /// `vigil run --notify-config`). URLs and signing secrets come from a Secret in the
+    /// Canary's namespace, never from the Canary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::config::CanaryNotification>,
 }
 
 /// A release gate: a webhook vigil POSTs a JSON payload to at a fixed point of the rollout.

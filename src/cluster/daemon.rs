@@ -6,6 +6,9 @@ use super::crd::Canary;
 use super::leader::{Ended, LeaderConfig, LeaderElector};
 use super::metrics::Metrics;
 use super::reconciler::{self, Context, Observer};
+use crate::notify::config::NotifyConfig;
+use crate::notify::dispatcher::{DeliveryConfig, Dispatcher};
+use crate::notify::observer::{FanOut, NotifyObserver};
 use crate::rollout::Decision;
 use crate::server::{self, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
@@ -27,6 +30,9 @@ pub struct RunConfig {
     pub leader: Option<LeaderConfig>,
     /// Prometheus queries in flight per analysis.
     pub concurrency: usize,
+    /// The cluster-wide notification receivers (`--notify-config`); per-Canary receivers
+    /// are sent to either way.
+    pub notify_config: Option<std::path::PathBuf>,
 }
 
 /// Feeds reconciles into the metrics.
@@ -92,6 +98,15 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let source = Prometheus::new(config.prometheus)
         .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
     let metrics = Arc::new(Metrics::new());
+    let cluster_receivers = match &config.notify_config {
+        Some(path) => NotifyConfig::load(path)?.rules(),
+        None => Vec::new(),
+    };
+    let dispatcher = Dispatcher::start(
+        DeliveryConfig::default(),
+        Some(client.clone()),
+        Some(metrics.clone()),
+    )?;
     let state = ServerState::new(metrics.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -116,7 +131,10 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         client: client.clone(),
         source,
         concurrency: config.concurrency.max(1),
-        observer: Arc::new(MetricsObserver(metrics.clone())),
+        observer: Arc::new(FanOut(vec![
+            Arc::new(MetricsObserver(metrics.clone())),
+            Arc::new(NotifyObserver::new(dispatcher, cluster_receivers)),
+        ])),
         clock: Clock::wall(),
         http: reqwest::Client::new(),
     });

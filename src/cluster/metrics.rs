@@ -10,6 +10,7 @@
 //! | `vigil_reconcile_errors_total` | counter of failed reconciles | `reason` |
 //! | `vigil_reconcile_duration_seconds` | histogram of reconcile durations | |
 //! | `vigil_leader` | gauge, 1 while this replica leads | |
+//! | `vigil_notifications_total` | counter of notifications by receiving service and outcome (`sent`, `failed`, `dropped`, `deduplicated`) | `provider`, `outcome` |
 //!
 //! Label values that come from code (verdicts, error reasons) are folded into a small fixed
 //! set so that a bug cannot blow up the number of series; a Canary's series are removed by
@@ -63,6 +64,15 @@ struct TemplateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    provider: String,
+    outcome: String,
+}
+
+/// The outcomes `vigil_notifications_total` knows; anything else is counted as `other`.
+pub const NOTIFICATION_OUTCOMES: [&str; 4] = ["sent", "failed", "dropped", "deduplicated"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -82,6 +92,7 @@ pub struct Metrics {
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     leader: Gauge,
+    notifications: Family<NotificationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +114,7 @@ impl Metrics {
         // 5 ms to ~41 s.
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let leader = Gauge::default();
+        let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
             "vigil_canary_phase",
             "The rollout phase of a Canary: 1 for the current phase, 0 for the others",
@@ -143,6 +155,11 @@ impl Metrics {
             "1 while this replica is the leader, else 0",
             leader.clone(),
         );
+        registry.register(
+            "vigil_notifications",
+            "Notifications by receiving service and outcome: sent, failed (after retries, or refused), dropped (queue full), deduplicated",
+            notifications.clone(),
+        );
         Metrics {
             registry,
             phase,
@@ -154,6 +171,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             leader,
+            notifications,
         }
     }
 
@@ -240,6 +258,22 @@ impl Metrics {
     /// Sets `vigil_leader`.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Counts one notification to `provider` (a provider name such as `slack`) by
+    /// `outcome` (one of [`NOTIFICATION_OUTCOMES`]; anything else counts as `other`).
+    pub fn notification(&self, provider: &str, outcome: &str) {
+        let outcome = NOTIFICATION_OUTCOMES
+            .iter()
+            .find(|o| o.eq_ignore_ascii_case(outcome))
+            .copied()
+            .unwrap_or("other");
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                provider: provider.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Removes every series of a deleted Canary.

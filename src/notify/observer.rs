@@ -1,0 +1,87 @@
+//! The bridge from the reconciler to the dispatcher: each reconcile's events become
+//! notifications for the cluster-wide receivers and the Canary's own.
+
+use super::Notification;
+use super::config::Rule;
+use super::dispatcher::Dispatcher;
+use crate::cluster::crd::Canary;
+use crate::cluster::reconciler::Observer;
+use crate::rollout::Decision;
+use chrono::Utc;
+use kube::ResourceExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Turns `decision.events` into notifications and queues them; never waits.
+pub struct NotifyObserver {
+    dispatcher: Dispatcher,
+    cluster: Vec<Rule>,
+}
+
+impl NotifyObserver {
+    /// Sends to `cluster` receivers (from `--notify-config`) and each Canary's
+    /// `spec.notifications`, through `dispatcher`.
+    pub fn new(dispatcher: Dispatcher, cluster: Vec<Rule>) -> Self {
+        NotifyObserver {
+            dispatcher,
+            cluster,
+        }
+    }
+
+    /// The receivers of one Canary: the cluster-wide ones, then its own.
+    pub fn rules(&self, canary: &Canary) -> Vec<Rule> {
+        let namespace = canary.namespace().unwrap_or_default();
+        self.cluster
+            .iter()
+            .cloned()
+            .chain(canary.spec.notifications.iter().map(|n| n.rule(&namespace)))
+            .collect()
+    }
+}
+
+impl Observer for NotifyObserver {
+    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+        if decision.events.is_empty() {
+            return;
+        }
+        let rules = self.rules(canary);
+        if rules.is_empty() {
+            return;
+        }
+        let namespace = canary.namespace().unwrap_or_default();
+        let name = canary.name_any();
+        let report = canary.status.as_ref().and_then(|s| s.report.as_deref());
+        let now = Utc::now();
+        for event in &decision.events {
+            let notification =
+                Notification::new(&namespace, &name, event, &decision.state, report, now);
+            for rule in rules.iter().filter(|r| r.filter.matches(&notification)) {
+                self.dispatcher
+                    .enqueue(rule.target.clone(), notification.clone());
+            }
+        }
+    }
+}
+
+/// Tells several observers, in order.
+pub struct FanOut(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for FanOut {
+    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+        for o in &self.0 {
+            o.reconciled(canary, decision);
+        }
+    }
+
+    fn done(&self, elapsed: Duration, error: Option<&str>) {
+        for o in &self.0 {
+            o.done(elapsed, error);
+        }
+    }
+
+    fn analysed(&self, canary: &Canary, verdict: &str, scores: &[(String, f64)]) {
+        for o in &self.0 {
+            o.analysed(canary, verdict, scores);
+        }
+    }
+}
