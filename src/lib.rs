@@ -11,6 +11,7 @@ pub mod judge;
 pub mod report;
 pub mod rollout;
 pub mod server;
+pub mod signature;
 pub mod source;
 pub mod stats;
 pub mod template;
