@@ -101,6 +101,21 @@ pub struct CanarySpec {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
+    /// Abort the release in flight when a firing Alertmanager alert carries all these
+    /// labels (`POST /v1/alerts`), in addition to the controller's default matching
+    /// (the alert's `namespace` and its `canary` or `service` label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_on_alerts: Option<AlertSelector>,
+}
+
+/// Which alerts abort a Canary's release (`spec.abortOnAlerts`).
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSelector {
+    /// An alert matches when it has every one of these labels with these values, whatever
+    /// its namespace (e.g. `{alertname: DatabaseDown, team: payments}`). Empty matches none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
 }
 
 /// The Deployment a Canary rolls out.
