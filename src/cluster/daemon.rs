@@ -7,7 +7,7 @@ use super::leader::{Ended, LeaderConfig, LeaderElector};
 use super::metrics::Metrics;
 use super::reconciler::{self, Context, Observer};
 use crate::rollout::Decision;
-use crate::server::{self, ServerState};
+use crate::server::{self, ApiOptions, ApiState, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;
@@ -27,6 +27,8 @@ pub struct RunConfig {
     pub leader: Option<LeaderConfig>,
     /// Prometheus queries in flight per analysis.
     pub concurrency: usize,
+    /// The `/v1` API (alerts, canary actions, judge) served beside /metrics.
+    pub api: ApiOptions,
 }
 
 /// Feeds reconciles into the metrics.
@@ -89,10 +91,22 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         )
     })?;
     let prometheus = config.prometheus.url.clone();
+    // The API's judgements get their own client, so the reconciler's stays its own.
+    let api_source = Prometheus::new(config.prometheus.clone())
+        .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
     let source = Prometheus::new(config.prometheus)
         .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
     let metrics = Arc::new(Metrics::new());
-    let state = ServerState::new(metrics.clone());
+    if !config.api.auth.configured() && !config.api.auth.insecure_no_auth {
+        tracing::warn!(
+            "the /v1 API answers 503: give --api-token-file (or VIGIL_API_TOKEN) or --api-hmac-secret-file to enable it"
+        );
+    }
+    let mut api = ApiState::new(client.clone(), Arc::new(api_source), Default::default())
+        .with_options(config.api);
+    api.watch_namespace = config.watch_namespace.clone();
+    api.judge_queries = config.concurrency.max(1);
+    let state = ServerState::new(metrics.clone()).with_api(api);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
