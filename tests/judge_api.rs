@@ -171,6 +171,22 @@ async fn the_api_returns_the_cli_json_for_the_same_inputs() {
         });
         let (got_status, got) = post(&format!("{judge_url}/flagger"), TOKEN, &hook).await;
         assert_eq!((got_status, &got), (status, &expected), "{job} (flagger)");
+        // Flagger cannot send headers: the token in the metadata.
+        for (token, want) in [(TOKEN, status), ("guess", 401)] {
+            let mut with_token = hook.clone();
+            with_token["metadata"]["token"] = json!(token);
+            let response = reqwest::Client::new()
+                .post(format!("{judge_url}/flagger"))
+                .json(&with_token)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(
+                response.status().as_u16(),
+                want,
+                "{job} (metadata.token {token})"
+            );
+        }
         assert_eq!(
             report["verdict"],
             if exit == 0 { "pass" } else { "fail" },

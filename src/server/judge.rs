@@ -29,7 +29,8 @@
 //! metadata}` and takes the same fields from `metadata` (strings): `template`,
 //! `clusterScope`, `namespace` (default the Canary's), `stable`, `canary`, `lookback`
 //! (default 10m) or `start`/`end`, `step`, and one `arg.<name>` per argument. It always
-//! answers with the status codes above, since Flagger passes a check on 2xx only.
+//! answers with the status codes above, since Flagger passes a check on 2xx only. Flagger
+//! cannot set headers on a webhook, so the bearer token may also come as `metadata.token`.
 
 use super::{ApiError, ApiState, ServerState, authorized, parse_json};
 use crate::analysis::{self, AnalysisRequest};
@@ -358,6 +359,27 @@ pub fn from_flagger(hook: &FlaggerWebhook) -> Result<JudgeRequest, ApiError> {
     })
 }
 
+/// Flagger's webhooks cannot send headers: without credential headers, the bearer token
+/// may come as `metadata.token` in the body (checked like the header).
+fn with_metadata_token(mut headers: HeaderMap, body: &Result<Bytes, BytesRejection>) -> HeaderMap {
+    let has_credentials = headers.contains_key(header::AUTHORIZATION)
+        || headers.contains_key(crate::signature::SIGNATURE_HEADER);
+    if has_credentials {
+        return headers;
+    }
+    let token = body
+        .as_ref()
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v["metadata"]["token"].as_str().map(str::to_string));
+    if let Some(value) =
+        token.and_then(|t| header::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    headers
+}
+
 /// `POST /v1/judge/flagger`.
 pub async fn flagger(
     State(state): State<ServerState>,
@@ -365,6 +387,7 @@ pub async fn flagger(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
+        let headers = with_metadata_token(headers, &body);
         let (api, body) = authorized(&state, &headers, body)?;
         let hook: FlaggerWebhook = parse_json(
             &body,
