@@ -138,7 +138,8 @@ struct RunArgs {
 /// The `/v1` API of `vigil run` (alerts, canary actions, judge).
 #[derive(Args)]
 struct ApiArgs {
-    /// File with the bearer token API callers must send (Authorization: Bearer).
+    /// File with the bearer token API callers must send (Authorization: Bearer); or set
+    /// the token in the VIGIL_API_TOKEN environment variable.
     #[arg(long, value_name = "PATH")]
     api_token_file: Option<PathBuf>,
     /// The bearer token, from the environment (prefer --api-token-file).
