@@ -8,9 +8,11 @@ cd "$(dirname "$0")"
 #   prometheus, promtool  the real Prometheus the source and controller tests query
 #   kubectl               the fake Kubernetes API server's kubectl compatibility test
 #                         (kubernetes-client; machines may already have a newer kubectl)
+#   prometheus-alertmanager  the real Alertmanager that tests/alerts.rs sends an alert through
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing Debian packages the tests need: ${missing[*]}" >&2
   sudo_cmd=""

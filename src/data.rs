@@ -3,7 +3,7 @@
 
 use crate::template::QueryPart;
 use crate::template::units::PromDuration;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -84,6 +84,17 @@ pub enum WindowError {
         /// Step.
         step: PromDuration,
     },
+}
+
+/// A time given as RFC 3339 (`2026-11-28T10:00:00Z`) or Unix seconds (`1790000000.5`), as
+/// `vigil judge --start/--end` and `POST /v1/judge` take it.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let secs = text.parse::<f64>().ok().filter(|s| s.is_finite())?;
+    Utc.timestamp_millis_opt((secs * 1000.0).round() as i64)
+        .single()
 }
 
 impl Window {

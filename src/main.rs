@@ -136,6 +136,63 @@ struct RunArgs {
     /// docs/notifications.md).
     #[arg(long, value_name = "FILE", env = "VIGIL_NOTIFY_CONFIG")]
     notify_config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// The `/v1` API of `vigil run` (alerts, canary actions, judge).
+#[derive(Args)]
+struct ApiArgs {
+    /// File with the bearer token API callers must send (Authorization: Bearer); or set
+    /// the token in the VIGIL_API_TOKEN environment variable.
+    #[arg(long, value_name = "PATH")]
+    api_token_file: Option<PathBuf>,
+    /// The bearer token, from the environment (prefer --api-token-file).
+    #[arg(long, env = "VIGIL_API_TOKEN", hide_env_values = true, hide = true)]
+    api_token: Option<String>,
+    /// File with the secret of HMAC-signed requests (X-Vigil-Timestamp, X-Vigil-Signature).
+    #[arg(long, value_name = "PATH")]
+    api_hmac_secret_file: Option<PathBuf>,
+    /// Without a token or secret, serve the API to anyone (default: it answers 503).
+    #[arg(long)]
+    api_insecure_no_auth: bool,
+    /// The largest request body the API accepts, in bytes (larger: 413).
+    #[arg(long, value_name = "BYTES", default_value_t = vigil::server::DEFAULT_BODY_LIMIT)]
+    api_body_limit: usize,
+    /// Judgements (POST /v1/judge) running at once; more wait, then get 503.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    judge_concurrency: u16,
+    /// The alert label holding the Canary's namespace ("" turns default matching off).
+    #[arg(long, value_name = "LABEL", default_value = "namespace")]
+    alert_namespace_label: String,
+    /// The alert label holding the Canary's name ("" turns it off).
+    #[arg(long, value_name = "LABEL", default_value = "canary")]
+    alert_canary_label: String,
+    /// The alert label holding the Canary's spec.service.name ("" turns it off).
+    #[arg(long, value_name = "LABEL", default_value = "service")]
+    alert_service_label: String,
+}
+
+impl ApiArgs {
+    fn options(&self) -> Result<vigil::server::ApiOptions, Failure> {
+        let auth = vigil::server::AuthConfig::load(
+            self.api_token_file.as_deref(),
+            self.api_token.as_deref(),
+            self.api_hmac_secret_file.as_deref(),
+            self.api_insecure_no_auth,
+        )
+        .map_err(usage)?;
+        Ok(vigil::server::ApiOptions {
+            auth,
+            matching: vigil::cluster::alerts::Matching {
+                namespace_label: self.alert_namespace_label.clone(),
+                canary_label: self.alert_canary_label.clone(),
+                service_label: self.alert_service_label.clone(),
+            },
+            body_limit: self.api_body_limit,
+            judge_slots: usize::from(self.judge_concurrency),
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -361,6 +418,7 @@ fn run_controller(args: RunArgs) -> Result<u8, Failure> {
         leader,
         concurrency: args.connection.concurrency,
         notify_config: args.notify_config.clone(),
+        api: args.api.options()?,
     };
     tokio_main(async move {
         vigil::cluster::daemon::run(config)
@@ -595,20 +653,11 @@ fn lint(files: &[PathBuf]) -> u8 {
 }
 
 fn parse_time(text: &str, flag: &str) -> Result<DateTime<Utc>, Failure> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(secs) = text.parse::<f64>()
-        && secs.is_finite()
-        && let Some(t) = Utc
-            .timestamp_millis_opt((secs * 1000.0).round() as i64)
-            .single()
-    {
-        return Ok(t);
-    }
-    Err(usage(format!(
-        "{flag} {text:?} is not a time: use RFC 3339 (2026-11-28T10:00:00Z) or Unix seconds"
-    )))
+    vigil::data::parse_time(text).ok_or_else(|| {
+        usage(format!(
+            "{flag} {text:?} is not a time: use RFC 3339 (2026-11-28T10:00:00Z) or Unix seconds"
+        ))
+    })
 }
 
 fn parse_duration(text: &str, flag: &str) -> Result<PromDuration, Failure> {

@@ -6,201 +6,16 @@
 
 mod common;
 
+use common::controller::*;
 use common::fake_kube::{FakeKube, Res};
-use common::{PromServer, Version, openmetrics};
-use k8s_openapi::api::apps::v1::Deployment;
+use common::{PromServer, openmetrics};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::cluster::clock::Clock;
-use vigil::cluster::crd::{AnalysisTemplate, Canary};
-use vigil::cluster::reconciler::{self, Context, NoObserver};
-use vigil::source::prometheus::{Prometheus, PrometheusConfig};
-
-const NS: &str = "shop";
-/// Virtual seconds per real second.
-const SPEED: f64 = 120.0;
-
-fn versions(canary_error_rate: f64, canary_latency: f64) -> Vec<Version> {
-    vec![
-        Version {
-            job: "web",
-            version: "v1",
-            rps: 4000.0,
-            error_rate: 0.02,
-            latency_median: 0.1,
-            seed: 1,
-        },
-        Version {
-            job: "web",
-            version: "v2",
-            rps: 2000.0,
-            error_rate: canary_error_rate,
-            latency_median: canary_latency,
-            seed: 2,
-        },
-    ]
-}
-
-fn ingresses() -> Res {
-    Res::new("networking.k8s.io", "v1", "ingresses")
-}
-
-fn canaries() -> Res {
-    Res::new("vigil.dev", "v1alpha1", "canaries")
-}
-
-/// The application, its template and its Canary.
-fn setup(fake: &FakeKube, canary_extra: Value) {
-    fake.register::<Canary>();
-    fake.register::<AnalysisTemplate>();
-    fake.put_object(
-        &Res::deployments(),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": NS, "labels": {"app": "web"}},
-            "spec": {
-                "replicas": 4,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "web:1"}]}
-                }
-            }
-        }),
-    );
-    fake.put_object(
-        &Res::core("services"),
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
-        }),
-    );
-    fake.put_object(
-        &ingresses(),
-        json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {
-                "ingressClassName": "nginx",
-                "rules": [{"host": "shop.example", "http": {"paths": [{
-                    "path": "/", "pathType": "Prefix",
-                    "backend": {"service": {"name": "web", "port": {"number": 80}}}
-                }]}}]
-            }
-        }),
-    );
-    let text = std::fs::read_to_string(
-        common::root().join("analysis-templates/http-prometheus-client.yaml"),
-    )
-    .expect("read template");
-    let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
-    template["metadata"]["namespace"] = json!(NS);
-    fake.put_object(
-        &Res::new("vigil.dev", "v1alpha1", "analysistemplates"),
-        template,
-    );
-    let mut canary = json!({
-        "apiVersion": "vigil.dev/v1alpha1", "kind": "Canary",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {
-            "targetRef": {"name": "web"},
-            "service": {"name": "web", "port": 80},
-            "routing": {"nginx": {"ingress": "web"}},
-            "stepWeights": [10, 50, 100],
-            "abortScaleDownDelay": "2m",
-            "analysis": {
-                "templates": [{"name": "http-prometheus-client"}],
-                "args": [{"name": "job", "value": "web"}],
-                "interval": "1m",
-                "stableMatchers": "version=\"v1\"",
-                "canaryMatchers": "version=\"v2\""
-            }
-        }
-    });
-    if let (Some(spec), Some(extra)) = (canary["spec"].as_object_mut(), canary_extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    fake.put_object(&canaries(), canary);
-}
-
-struct Controller {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Controller {
-    fn start(fake: &FakeKube, prometheus: &str, clock: Clock) -> Controller {
-        let client = fake.client();
-        let source = Prometheus::new(PrometheusConfig::new(prometheus)).expect("prometheus client");
-        let ctx = Arc::new(Context {
-            recorder: kube::runtime::events::Recorder::new(
-                client.clone(),
-                reconciler::reporter(None),
-            ),
-            client,
-            source,
-            concurrency: 4,
-            observer: Arc::new(NoObserver),
-            clock,
-            http: reqwest::Client::new(),
-        });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(reconciler::run(
-            ctx,
-            Some(NS.to_string()),
-            async move {
-                let _ = stopped.await;
-            },
-            Box::new(|| {}),
-        ));
-        Controller {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn status(fake: &FakeKube) -> Value {
-    fake.get(&canaries(), NS, "web")
-        .and_then(|c| c.get("status").cloned())
-        .unwrap_or(Value::Null)
-}
-
-async fn wait_for(fake: &FakeKube, what: &str, limit: Duration, check: impl Fn(&Value) -> bool) {
-    let start = Instant::now();
-    loop {
-        let s = status(fake);
-        if check(&s) {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out waiting for {what}; Canary status:\n{}",
-            serde_json::to_string_pretty(&s).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use vigil::cluster::crd::Canary;
 
 /// Releases web:2 and waits for `phase`; returns the canary weights seen on the way.
 async fn release_until(fake: &FakeKube, phase: &'static str) -> Vec<u8> {
@@ -209,20 +24,6 @@ async fn release_until(fake: &FakeKube, phase: &'static str) -> Vec<u8> {
     wait_for(fake, phase, Duration::from_secs(60), phase_is(phase)).await;
     watcher.abort();
     weights.lock().unwrap().clone()
-}
-
-async fn wait_succeeded(fake: &FakeKube) {
-    wait_for(
-        fake,
-        "success",
-        Duration::from_secs(60),
-        phase_is("Succeeded"),
-    )
-    .await;
-}
-
-fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {
-    move |s: &Value| s["phase"] == phase
 }
 
 /// Records every canary weight the canary Ingress carries, in order.
@@ -255,61 +56,6 @@ fn watch_weights(fake: &FakeKube) -> (Arc<Mutex<Vec<u8>>>, tokio::task::JoinHand
         }
     });
     (seen, task)
-}
-
-async fn release(fake: &FakeKube, image: &str) {
-    let api: Api<Deployment> = Api::namespaced(fake.client(), NS);
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})),
-    )
-    .await
-    .expect("change the image");
-}
-
-/// Prometheus with the history of a canary of this error rate and median latency, the fake
-/// cluster with the application, and a controller that has adopted the Deployment.
-async fn adopted(
-    canary_error_rate: f64,
-    canary_latency: f64,
-    canary_extra: Value,
-) -> (PromServer, FakeKube, Controller) {
-    let prom = PromServer::start(&openmetrics(&versions(canary_error_rate, canary_latency)));
-    let fake = FakeKube::start().await;
-    setup(&fake, canary_extra);
-    let controller = Controller::start(&fake, &prom.url, clock());
-    wait_for(
-        &fake,
-        "adoption",
-        Duration::from_secs(10),
-        phase_is("Waiting"),
-    )
-    .await;
-    (prom, fake, controller)
-}
-
-fn clock() -> Clock {
-    let origin =
-        chrono::DateTime::from_timestamp(common::T_END - common::HISTORY + 120, 0).expect("time");
-    Clock::accelerated(origin, SPEED)
-}
-
-fn deployment(fake: &FakeKube, name: &str) -> Option<Value> {
-    fake.get(&Res::deployments(), NS, name)
-}
-
-/// The reason of every event recorded, once per occurrence (kube's recorder folds repeats
-/// into a series with a count).
-fn event_reasons(fake: &FakeKube) -> Vec<String> {
-    let mut reasons = Vec::new();
-    for e in fake.list(&Res::new("events.k8s.io", "v1", "events"), Some(NS)) {
-        let count = e["series"]["count"].as_u64().unwrap_or(1).max(1);
-        if let Some(reason) = e["reason"].as_str() {
-            reasons.extend(std::iter::repeat_n(reason.to_string(), count as usize));
-        }
-    }
-    reasons
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,14 +196,7 @@ async fn a_restarted_controller_resumes_without_repeating_or_skipping_a_step() {
     let fake = FakeKube::start().await;
     setup(&fake, json!({}));
     let clock = clock();
-    let first = Controller::start(&fake, &prom.url, clock);
-    wait_for(
-        &fake,
-        "adoption",
-        Duration::from_secs(10),
-        phase_is("Waiting"),
-    )
-    .await;
+    let first = start_adopting(&fake, &prom.url, clock).await;
     let (weights, watcher) = watch_weights(&fake);
     release(&fake, "web:2").await;
     wait_for(&fake, "step 2", Duration::from_secs(30), |s| {

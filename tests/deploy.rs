@@ -553,6 +553,45 @@ fn optional_values_render() {
         "kps"
     );
 
+    // The /v1 API's credentials: a Secret mounted as files.
+    let d = deployment(
+        json!({"api": {"existingSecret": "vigil-api", "hmacSecretKey": "hmac", "judgeConcurrency": 2}}),
+    );
+    let a = args(&d);
+    assert_eq!(flag(&a, "--api-token-file"), Some("/etc/vigil/api/token"));
+    assert_eq!(
+        flag(&a, "--api-hmac-secret-file"),
+        Some("/etc/vigil/api/hmac")
+    );
+    assert_eq!(flag(&a, "--judge-concurrency"), Some("2"));
+    assert!(!a.contains(&"--api-insecure-no-auth".to_string()));
+    let spec = d.spec.template.spec.unwrap();
+    let volume = spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "api-credentials")
+        .expect("the credentials volume");
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("vigil-api")
+    );
+    let mount = spec.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "api-credentials")
+        .cloned()
+        .expect("mounted");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/etc/vigil/api", Some(true))
+    );
+    let a = args(&deployment(json!({"api": {"insecureNoAuth": true}})));
+    assert!(a.contains(&"--api-insecure-no-auth".to_string()));
+    assert_eq!(flag(&a, "--api-token-file"), None);
+
     let err = gotemplate::render_chart(&chart_dir(), &PLAIN, &json!({"prometheus": {"url": ""}}))
         .err()
         .expect("an empty prometheus.url is refused");
@@ -626,6 +665,12 @@ fn load_example(dir: &Path) -> Objects {
                 ("networking.istio.io/v1", "VirtualService") => {
                     assert!(value["spec"]["http"].is_array(), "{what}: spec.http");
                 }
+                // Argo Rollouts and Flagger calling vigil's judge: checked by
+                // `integration_calls_the_judge`.
+                ("argoproj.io/v1alpha1", "AnalysisTemplate" | "Rollout")
+                | ("flagger.app/v1beta1", "Canary") => {
+                    assert!(value["spec"].is_object(), "{what}: spec");
+                }
                 (api, kind) => panic!("{what}: unexpected {api} {kind}"),
             }
             let previous = objects
@@ -656,11 +701,25 @@ fn examples_deserialize_and_refer_to_their_objects() {
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["gateway-api", "istio", "nginx-gray-release"]);
+    assert_eq!(
+        names,
+        [
+            "argo-rollouts",
+            "flagger",
+            "gateway-api",
+            "istio",
+            "nginx-gray-release"
+        ]
+    );
     for dir in dirs {
         let name = dir.display().to_string();
         assert!(dir.join("README.md").is_file(), "{name}: README.md");
         let o = load_example(&dir);
+        if o.canaries.is_empty() {
+            // Another controller rolls out; vigil judges.
+            integration_calls_the_judge(&name, &o);
+            continue;
+        }
         assert_eq!(o.canaries.len(), 1, "{name}: one Canary");
         let canary = &o.canaries[0];
         let spec = &canary.spec;
@@ -730,5 +789,97 @@ fn examples_deserialize_and_refer_to_their_objects() {
             selector.iter().all(|(k, v)| &pod_labels[k] == v),
             "{name}: selector"
         );
+    }
+}
+
+/// `{{ args.x }}` (Argo's placeholders) replaced by the argument's name, `x`.
+fn without_placeholders(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("}}")
+            .map_or(rest.len(), |e| start + e + 2);
+        let inner = rest[start + 2..end.saturating_sub(2).max(start + 2)].trim();
+        out.push_str(inner.trim_start_matches("args."));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An Argo Rollouts or Flagger example: every call to vigil's judge is a valid request for a
+/// template of the example, giving its required args, with matchers that parse.
+fn integration_calls_the_judge(name: &str, o: &Objects) {
+    use vigil::server::judge::{FlaggerWebhook, JudgeRequest, TemplateSource, from_flagger};
+    let mut requests: Vec<JudgeRequest> = Vec::new();
+    for (kind, objects) in &o.by_kind {
+        for (n, v) in objects {
+            assert_eq!(v["metadata"]["namespace"], "shop", "{name}: {kind} {n}");
+            let api = v["apiVersion"].as_str().unwrap_or_default();
+            if api == "argoproj.io/v1alpha1" && kind == "AnalysisTemplate" {
+                for metric in v["spec"]["metrics"].as_array().expect("metrics") {
+                    let web = &metric["provider"]["web"];
+                    assert!(
+                        web["url"].as_str().unwrap().ends_with("/v1/judge"),
+                        "{name}: {n}"
+                    );
+                    assert_eq!(web["method"], "POST", "{name}: {n}");
+                    assert_eq!(metric["successCondition"], "result.verdict == \"pass\"");
+                    assert!(
+                        web["headers"][0]["value"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("Bearer "),
+                        "{name}: {n}: the token"
+                    );
+                    let body = without_placeholders(&web["jsonBody"].to_string());
+                    requests.push(
+                        serde_json::from_str(&body)
+                            .unwrap_or_else(|e| panic!("{name}: {n}: jsonBody: {e}")),
+                    );
+                }
+            }
+            if api == "flagger.app/v1beta1" && kind == "Canary" {
+                let hooks = v["spec"]["analysis"]["webhooks"]
+                    .as_array()
+                    .expect("webhooks");
+                for hook in hooks.iter().filter(|h| h["type"] == "rollout") {
+                    assert!(
+                        hook["url"].as_str().unwrap().ends_with("/v1/judge/flagger"),
+                        "{name}: {n}"
+                    );
+                    let body = json!({"name": n, "namespace": "shop", "phase": "Progressing",
+                        "checksum": "x", "metadata": hook["metadata"]});
+                    let hook: FlaggerWebhook = serde_json::from_value(body).unwrap();
+                    requests.push(from_flagger(&hook).unwrap_or_else(|e| panic!("{name}: {e:?}")));
+                }
+            }
+        }
+    }
+    assert!(!requests.is_empty(), "{name}: no call to vigil's judge");
+    for r in requests {
+        let TemplateSource::Name(template) = &r.template else {
+            panic!("{name}: the examples name their template");
+        };
+        let t = o
+            .templates
+            .get(template)
+            .unwrap_or_else(|| panic!("{name}: AnalysisTemplate {template} is not in the example"));
+        for arg in &t.spec.args {
+            assert!(
+                arg.default.is_some() || r.args.contains_key(&arg.name),
+                "{name}: the judge request does not give the template's required arg {}",
+                arg.name
+            );
+        }
+        for matchers in [&r.stable, &r.canary] {
+            matchers
+                .parse::<vigil::template::selector::Selector>()
+                .unwrap_or_else(|e| panic!("{name}: {matchers}: {e}"));
+        }
+        assert_ne!(r.stable, r.canary, "{name}");
+        assert!(r.lookback.is_some(), "{name}: a lookback");
     }
 }

@@ -110,6 +110,11 @@ pub struct CanarySpec {
     /// Canary's namespace, never from the Canary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<crate::notify::config::CanaryNotification>,
+    /// Abort the release in flight when a firing Alertmanager alert carries all these
+    /// labels (`POST /v1/alerts`), in addition to the controller's default matching
+    /// (the alert's `namespace` and its `canary` or `service` label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_on_alerts: Option<AlertSelector>,
 }
 
 /// A release gate: a webhook vigil POSTs a JSON payload to at a fixed point of the rollout.
@@ -140,6 +145,16 @@ pub struct GateWebhook {
     /// Free-form values passed on in the payload's `metadata`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// Which alerts abort a Canary's release (`spec.abortOnAlerts`).
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSelector {
+    /// An alert matches when it has every one of these labels with these values, whatever
+    /// its namespace (e.g. `{alertname: DatabaseDown, team: payments}`). Empty matches none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
 }
 
 /// The Deployment a Canary rolls out.

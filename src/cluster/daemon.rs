@@ -10,7 +10,7 @@ use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{DeliveryConfig, Dispatcher};
 use crate::notify::observer::{FanOut, NotifyObserver};
 use crate::rollout::Decision;
-use crate::server::{self, ServerState};
+use crate::server::{self, ApiOptions, ApiState, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;
@@ -33,6 +33,8 @@ pub struct RunConfig {
     /// The cluster-wide notification receivers (`--notify-config`); per-Canary receivers
     /// are sent to either way.
     pub notify_config: Option<std::path::PathBuf>,
+    /// The `/v1` API (alerts, canary actions, judge) served beside /metrics.
+    pub api: ApiOptions,
 }
 
 /// Feeds reconciles into the metrics.
@@ -95,6 +97,9 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         )
     })?;
     let prometheus = config.prometheus.url.clone();
+    // The API's judgements get their own client, so the reconciler's stays its own.
+    let api_source = Prometheus::new(config.prometheus.clone())
+        .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
     let source = Prometheus::new(config.prometheus)
         .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
     let metrics = Arc::new(Metrics::new());
@@ -107,7 +112,16 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         Some(client.clone()),
         Some(metrics.clone()),
     )?;
-    let state = ServerState::new(metrics.clone());
+    if !config.api.auth.configured() && !config.api.auth.insecure_no_auth {
+        tracing::warn!(
+            "the /v1 API answers 503: give --api-token-file (or VIGIL_API_TOKEN) or --api-hmac-secret-file to enable it"
+        );
+    }
+    let mut api = ApiState::new(client.clone(), Arc::new(api_source), Default::default())
+        .with_options(config.api);
+    api.watch_namespace = config.watch_namespace.clone();
+    api.judge_queries = config.concurrency.max(1);
+    let state = ServerState::new(metrics.clone()).with_api(api);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

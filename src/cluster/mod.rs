@@ -2,6 +2,7 @@
 //! It depends on the core (`rollout`, `template`, `judge`, `analysis`); the core knows
 //! nothing of it.
 
+pub mod alerts;
 pub mod analysis;
 pub mod clock;
 pub mod crd;

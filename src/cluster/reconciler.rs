@@ -503,7 +503,8 @@ async fn reconcile_inner<S: MetricSource>(
     Ok(Action::requeue(ctx.clock.real(decision.requeue)))
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// `text` cut to at most `max` bytes (on a character boundary), with `…` when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod controller;
 pub mod fake_kube;
 pub mod traffic;
 
@@ -35,10 +36,14 @@ fn which(binary: &str) -> Option<PathBuf> {
 
 /// The path of a required binary, or a failure that says how to install it.
 pub fn require(binary: &str) -> PathBuf {
+    let (package, what) = match binary {
+        "prometheus-alertmanager" => ("prometheus-alertmanager", "a real Alertmanager"),
+        _ => ("prometheus", "a real Prometheus"),
+    };
     which(binary).unwrap_or_else(|| {
         panic!(
-            "`{binary}` is not installed, and these tests need a real Prometheus. Install it with \
-             `apt-get update && apt-get install -y prometheus` (Debian/Ubuntu), or run ./test.sh, \
+            "`{binary}` is not installed, and these tests need {what}. Install it with \
+             `apt-get update && apt-get install -y {package}` (Debian/Ubuntu), or run ./test.sh, \
              which does that for you."
         )
     })
@@ -307,7 +312,7 @@ impl Drop for PromServer {
 }
 
 /// Minimal blocking GET for readiness checks, without a second HTTP client crate.
-mod http {
+pub mod http {
     use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::Duration;

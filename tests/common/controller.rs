@@ -1,0 +1,294 @@
+//! The controller (reconciler, routers, state machine and judge) run in-process against the
+//! fake Kubernetes API server and a real Prometheus: the application `web` in namespace
+//! `shop` behind an nginx Ingress, its AnalysisTemplate and its Canary, on an accelerated
+//! clock set inside the stored hour of history, so that a rollout with one-minute analysis
+//! intervals takes seconds.
+
+use super::fake_kube::{FakeKube, Res};
+use super::{PromServer, Version, openmetrics};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vigil::cluster::clock::Clock;
+use vigil::cluster::crd::{AnalysisTemplate, Canary};
+use vigil::cluster::reconciler::{self, Context, NoObserver};
+use vigil::source::prometheus::{Prometheus, PrometheusConfig};
+
+/// The namespace of the application.
+pub const NS: &str = "shop";
+/// Virtual seconds per real second.
+pub const SPEED: f64 = 120.0;
+
+/// Stable (`v1`, 2% errors, 100 ms) and a canary (`v2`) of this error rate and latency.
+pub fn versions(canary_error_rate: f64, canary_latency: f64) -> Vec<Version> {
+    vec![
+        Version {
+            job: "web",
+            version: "v1",
+            rps: 4000.0,
+            error_rate: 0.02,
+            latency_median: 0.1,
+            seed: 1,
+        },
+        Version {
+            job: "web",
+            version: "v2",
+            rps: 2000.0,
+            error_rate: canary_error_rate,
+            latency_median: canary_latency,
+            seed: 2,
+        },
+    ]
+}
+
+/// The Ingress resource.
+pub fn ingresses() -> Res {
+    Res::new("networking.k8s.io", "v1", "ingresses")
+}
+
+/// The Canary resource.
+pub fn canaries() -> Res {
+    Res::new("vigil.dev", "v1alpha1", "canaries")
+}
+
+/// The application, its template and its Canary.
+pub fn setup(fake: &FakeKube, canary_extra: Value) {
+    fake.register::<Canary>();
+    fake.register::<AnalysisTemplate>();
+    fake.put_object(
+        &Res::deployments(),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": NS, "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 4,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "web:1"}]}
+                }
+            }
+        }),
+    );
+    fake.put_object(
+        &Res::core("services"),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+        }),
+    );
+    fake.put_object(
+        &ingresses(),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "ingressClassName": "nginx",
+                "rules": [{"host": "shop.example", "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}
+                }]}}]
+            }
+        }),
+    );
+    let text = std::fs::read_to_string(
+        super::root().join("analysis-templates/http-prometheus-client.yaml"),
+    )
+    .expect("read template");
+    let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
+    template["metadata"]["namespace"] = json!(NS);
+    fake.put_object(
+        &Res::new("vigil.dev", "v1alpha1", "analysistemplates"),
+        template,
+    );
+    let mut canary = json!({
+        "apiVersion": "vigil.dev/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "targetRef": {"name": "web"},
+            "service": {"name": "web", "port": 80},
+            "routing": {"nginx": {"ingress": "web"}},
+            "stepWeights": [10, 50, 100],
+            "abortScaleDownDelay": "2m",
+            "analysis": {
+                "templates": [{"name": "http-prometheus-client"}],
+                "args": [{"name": "job", "value": "web"}],
+                "interval": "1m",
+                "stableMatchers": "version=\"v1\"",
+                "canaryMatchers": "version=\"v2\""
+            }
+        }
+    });
+    if let (Some(spec), Some(extra)) = (canary["spec"].as_object_mut(), canary_extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    fake.put_object(&canaries(), canary);
+}
+
+/// A controller running in a task; stopped (or aborted on drop).
+pub struct Controller {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    /// Starts a controller of namespace `shop` over `prometheus`.
+    pub fn start(fake: &FakeKube, prometheus: &str, clock: Clock) -> Controller {
+        let client = fake.client();
+        let source = Prometheus::new(PrometheusConfig::new(prometheus)).expect("prometheus client");
+        let ctx = Arc::new(Context {
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                reconciler::reporter(None),
+            ),
+            client,
+            source,
+            concurrency: 4,
+            observer: Arc::new(NoObserver),
+            clock,
+            http: reqwest::Client::new(),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(reconciler::run(
+            ctx,
+            Some(NS.to_string()),
+            async move {
+                let _ = stopped.await;
+            },
+            Box::new(|| {}),
+        ));
+        Controller {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops it, waiting up to 10 s.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The Canary `shop/web`'s status.
+pub fn status(fake: &FakeKube) -> Value {
+    fake.get(&canaries(), NS, "web")
+        .and_then(|c| c.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until the Canary's status passes `check`; fails after `limit` with the status.
+pub async fn wait_for(
+    fake: &FakeKube,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&Value) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        let s = status(fake);
+        if check(&s) {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; Canary status:\n{}",
+            serde_json::to_string_pretty(&s).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the phase Succeeded.
+pub async fn wait_succeeded(fake: &FakeKube) {
+    wait_for(
+        fake,
+        "success",
+        Duration::from_secs(60),
+        phase_is("Succeeded"),
+    )
+    .await;
+}
+
+/// A status check for this phase.
+pub fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {
+    move |s: &Value| s["phase"] == phase
+}
+
+/// Starts a release: sets the Deployment's image.
+pub async fn release(fake: &FakeKube, image: &str) {
+    let api: Api<Deployment> = Api::namespaced(fake.client(), NS);
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})),
+    )
+    .await
+    .expect("change the image");
+}
+
+/// Prometheus with the history of a canary of this error rate and median latency, the fake
+/// cluster with the application, and a controller that has adopted the Deployment.
+pub async fn adopted(
+    canary_error_rate: f64,
+    canary_latency: f64,
+    canary_extra: Value,
+) -> (PromServer, FakeKube, Controller) {
+    let prom = PromServer::start(&openmetrics(&versions(canary_error_rate, canary_latency)));
+    let fake = FakeKube::start().await;
+    setup(&fake, canary_extra);
+    let controller = start_adopting(&fake, &prom.url, clock()).await;
+    (prom, fake, controller)
+}
+
+/// Starts a controller on `clock` and waits until it has adopted the Deployment.
+pub async fn start_adopting(fake: &FakeKube, prometheus: &str, clock: Clock) -> Controller {
+    let controller = Controller::start(fake, prometheus, clock);
+    wait_for(
+        fake,
+        "adoption",
+        Duration::from_secs(10),
+        phase_is("Waiting"),
+    )
+    .await;
+    controller
+}
+
+/// The accelerated clock, two minutes into the stored history.
+pub fn clock() -> Clock {
+    let origin =
+        chrono::DateTime::from_timestamp(super::T_END - super::HISTORY + 120, 0).expect("time");
+    Clock::accelerated(origin, SPEED)
+}
+
+/// A Deployment of the namespace.
+pub fn deployment(fake: &FakeKube, name: &str) -> Option<Value> {
+    fake.get(&Res::deployments(), NS, name)
+}
+
+/// The reason of every event recorded, once per occurrence (kube's recorder folds repeats
+/// into a series with a count).
+pub fn event_reasons(fake: &FakeKube) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for e in fake.list(&Res::new("events.k8s.io", "v1", "events"), Some(NS)) {
+        let count = e["series"]["count"].as_u64().unwrap_or(1).max(1);
+        if let Some(reason) = e["reason"].as_str() {
+            reasons.extend(std::iter::repeat_n(reason.to_string(), count as usize));
+        }
+    }
+    reasons
+}

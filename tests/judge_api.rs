@@ -1,0 +1,261 @@
+//! `POST /v1/judge` and `/v1/judge/flagger` over real HTTP on loopback, against a real
+//! Prometheus loaded with synthetic history: the same JSON as `vigil judge --output json`
+//! for the same inputs.
+
+mod common;
+
+use common::fake_kube::{FakeKube, Res};
+use common::{PromServer, T_END, Version, judge, openmetrics};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use vigil::cluster::crd::AnalysisTemplate;
+use vigil::cluster::metrics::Metrics;
+use vigil::server::{self, ApiState, AuthConfig, ServerState};
+use vigil::source::prometheus::{Prometheus, PrometheusConfig};
+
+const TEMPLATE: &str = "analysis-templates/http-prometheus-client.yaml";
+const STABLE: &str = "version=\"v1\"";
+const CANARY: &str = "version=\"v2\"";
+const TOKEN: &str = "judge-token";
+const NS: &str = "shop";
+
+fn v(job: &'static str, version: &'static str, rps: f64, error_rate: f64, seed: u64) -> Version {
+    Version {
+        job,
+        version,
+        rps,
+        error_rate,
+        latency_median: 0.08,
+        seed,
+    }
+}
+
+/// checkout: the canary's error rate is x5; search: identical versions.
+fn history() -> String {
+    openmetrics(&[
+        v("checkout", "v1", 180.0, 0.005, 1),
+        v("checkout", "v2", 20.0, 0.025, 2),
+        v("search", "v1", 180.0, 0.005, 3),
+        v("search", "v2", 20.0, 0.005, 4),
+    ])
+}
+
+struct Api {
+    url: String,
+    slots: Arc<tokio::sync::Semaphore>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start(fake: &FakeKube, prometheus: &str) -> Api {
+    let source =
+        Arc::new(Prometheus::new(PrometheusConfig::new(prometheus)).expect("prometheus client"));
+    let auth = AuthConfig {
+        token: Some(TOKEN.into()),
+        ..AuthConfig::default()
+    };
+    let mut api = ApiState::new(fake.client(), source, auth);
+    api.judge_wait = Duration::from_millis(200);
+    let slots = api.judge_slots.clone();
+    let state = ServerState::new(Arc::new(Metrics::new())).with_api(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(server::serve(
+        listener,
+        server::router(state),
+        std::future::pending(),
+    ));
+    Api { url, slots, task }
+}
+
+/// The fake cluster holding the template as an AnalysisTemplate in `shop`.
+async fn cluster() -> FakeKube {
+    let fake = FakeKube::start().await;
+    fake.register::<AnalysisTemplate>();
+    let mut template = template_document();
+    template["metadata"]["namespace"] = json!(NS);
+    fake.put_object(
+        &Res::new("vigil.dev", "v1alpha1", "analysistemplates"),
+        template,
+    );
+    fake
+}
+
+fn template_document() -> Value {
+    let text = std::fs::read_to_string(common::root().join(TEMPLATE)).expect("read template");
+    serde_saphyr::from_str(&text).expect("template YAML")
+}
+
+/// The body judging `job` over the window `common::judge` uses.
+fn body(template: Value, job: &str) -> Value {
+    let start = chrono::DateTime::from_timestamp(T_END - 3000, 0).expect("time");
+    json!({
+        "template": template,
+        "namespace": NS,
+        "args": {"job": job},
+        "stable": STABLE,
+        "canary": CANARY,
+        "start": start.to_rfc3339(),
+        "end": T_END.to_string(),
+        "step": "1m"
+    })
+}
+
+async fn post(url: &str, token: &str, body: &Value) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+fn cli(prometheus: &str, job: &str) -> (Option<i32>, String) {
+    let out = judge(
+        prometheus,
+        TEMPLATE,
+        job,
+        STABLE,
+        CANARY,
+        &["--output", "json"],
+    );
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).expect("utf-8"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_returns_the_cli_json_for_the_same_inputs() {
+    let prom = PromServer::start(&history());
+    let fake = cluster().await;
+    let api = start(&fake, &prom.url).await;
+    let judge_url = format!("{}/v1/judge", api.url);
+    for (job, exit, status) in [("checkout", 1, 422), ("search", 0, 200)] {
+        let (code, expected) = cli(&prom.url, job);
+        assert_eq!(code, Some(exit), "{job}: {expected}");
+        let report: Value = serde_json::from_str(&expected).expect("CLI JSON");
+        // By name from the cluster, and inline: byte for byte the CLI's output, 200.
+        for template in [json!("http-prometheus-client"), template_document()] {
+            let (got_status, got) = post(&judge_url, TOKEN, &body(template, job)).await;
+            assert_eq!(got_status, 200, "{job}: {got}");
+            assert_eq!(got, expected, "{job}");
+        }
+        // With ?httpStatus=true the status tells the verdict.
+        let (got_status, got) = post(
+            &format!("{judge_url}?httpStatus=true"),
+            TOKEN,
+            &body(json!("http-prometheus-client"), job),
+        )
+        .await;
+        assert_eq!((got_status, &got), (status, &expected), "{job}");
+        // Flagger's webhook: metadata strings, the status always tells.
+        let start = (T_END - 3000).to_string();
+        let hook = json!({
+            "name": "web", "namespace": NS, "phase": "Progressing", "checksum": "abc",
+            "metadata": {
+                "template": "http-prometheus-client", "stable": STABLE, "canary": CANARY,
+                "arg.job": job, "start": start, "end": T_END.to_string(), "step": "1m"
+            }
+        });
+        let (got_status, got) = post(&format!("{judge_url}/flagger"), TOKEN, &hook).await;
+        assert_eq!((got_status, &got), (status, &expected), "{job} (flagger)");
+        // Flagger cannot send headers: the token in the metadata.
+        for (token, want) in [(TOKEN, status), ("guess", 401)] {
+            let mut with_token = hook.clone();
+            with_token["metadata"]["token"] = json!(token);
+            let response = reqwest::Client::new()
+                .post(format!("{judge_url}/flagger"))
+                .json(&with_token)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(
+                response.status().as_u16(),
+                want,
+                "{job} (metadata.token {token})"
+            );
+        }
+        assert_eq!(
+            report["verdict"],
+            if exit == 0 { "pass" } else { "fail" },
+            "{job}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_what_it_cannot_judge() {
+    let prom = PromServer::start(&history());
+    let fake = cluster().await;
+    let api = start(&fake, &prom.url).await;
+    let judge_url = format!("{}/v1/judge", api.url);
+    let good = body(json!("http-prometheus-client"), "search");
+
+    let (status, text) = post(&judge_url, "guess", &good).await;
+    assert_eq!(status, 401, "{text}");
+    let mut missing = good.clone();
+    missing["template"] = json!("nope");
+    let (status, text) = post(&judge_url, TOKEN, &missing).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("AnalysisTemplate shop/nope not found"),
+        "{text}"
+    );
+    let mut unknown_arg = good.clone();
+    unknown_arg["args"]["colour"] = json!("blue");
+    let (status, text) = post(&judge_url, TOKEN, &unknown_arg).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("colour"), "{text}");
+    let mut no_window = good.clone();
+    no_window.as_object_mut().expect("object").remove("start");
+    let (status, text) = post(&judge_url, TOKEN, &no_window).await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = post(&judge_url, TOKEN, &json!({"template": 3})).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("wrong schema"), "{text}");
+
+    // Every slot taken: the judgement waits, then gets 503 with Retry-After.
+    let held = api
+        .slots
+        .clone()
+        .acquire_many_owned(vigil::server::DEFAULT_JUDGE_SLOTS as u32)
+        .await
+        .expect("slots");
+    let response = reqwest::Client::new()
+        .post(&judge_url)
+        .bearer_auth(TOKEN)
+        .json(&good)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    drop(held);
+    assert_eq!(post(&judge_url, TOKEN, &good).await.0, 200);
+
+    // Prometheus down: the CLI exits 4 (cannot run); the API's status says 503.
+    let down = start(&fake, "http://127.0.0.1:9").await;
+    let (status, text) = post(
+        &format!("{}/v1/judge?httpStatus=true", down.url),
+        TOKEN,
+        &good,
+    )
+    .await;
+    assert_eq!(status, 503, "{text}");
+    let report: Value = serde_json::from_str(&text).expect("a report");
+    assert_eq!(report["metrics"][0]["outcome"], "error", "{report:#}");
+    let (code, _) = cli("http://127.0.0.1:9", "search");
+    assert_eq!(code, Some(4));
+}
