@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs vigil's whole test suite. Installs what the tests need when it is missing
-# (Prometheus and promtool from Debian's `prometheus` package), then runs every test.
+# Runs vigil's whole test suite. Installs the Debian packages the tests need when they are
+# missing (listed below), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")"
 

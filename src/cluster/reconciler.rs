@@ -278,12 +278,24 @@ fn route_context<S>(ctx: &Context<S>, canary: &Canary) -> RouteContext {
 }
 
 async fn reconcile_inner<S: MetricSource>(
-    canary: &Canary,
+    cached: &Canary,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
-    let ns = canary.namespace().unwrap_or_default();
-    let name = canary.name_any();
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    // Read the Canary afresh: the watch cache can lag behind this controller's own last
+    // status write, and a world derived from an older status would briefly undo the last
+    // step (e.g. move traffic back to a weight already left behind) before the status
+    // write's 409 caught it.
+    let fresh = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
+        object: format!("Canary {ns}/{name}"),
+        source,
+    })?;
+    let Some(fresh) = fresh else {
+        return Ok(Action::await_change());
+    };
+    let canary = &fresh;
     let plan = match plan::plan(&canary.spec) {
         Ok(p) => p,
         Err(message) => {
