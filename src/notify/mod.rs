@@ -23,133 +23,44 @@ pub mod slack;
 pub mod teams;
 pub mod webhook;
 
-use crate::rollout::{Event, EventKind, State};
+use crate::rollout::{Event, State};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The kind of a notification: a rollout event under a stable name, used in
-/// payloads, filters (`events:`) and de-duplication.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventName {
-    /// The target Deployment was adopted.
-    Adopted,
-    /// A new release started.
-    Started,
-    /// The canary moved to another step (with its weight).
-    StepAdvanced,
-    /// The rollout is paused.
-    Paused,
-    /// The rollout resumed.
-    Resumed,
-    /// An analysis failed.
-    AnalysisFailed,
-    /// An analysis was inconclusive.
-    AnalysisInconclusive,
-    /// An analysis could not run.
-    AnalysisError,
-    /// The rollout was aborted and rolled back.
-    Aborted,
-    /// Every step passed: the stable Deployment is rolling to the new version.
-    Promoting,
-    /// The release completed.
-    Succeeded,
-    /// A newer template replaced the one under test.
-    Superseded,
-    /// Something takes longer than it should.
-    Stalled,
-}
+/// The kind of a notification: the rollout event's kind, under its stable kebab-case name
+/// (payloads, filters' `events:`, de-duplication).
+pub use crate::rollout::EventKind as EventName;
 
-impl EventName {
-    /// Every name, in order.
-    pub const ALL: [EventName; 13] = [
-        EventName::Adopted,
-        EventName::Started,
-        EventName::StepAdvanced,
-        EventName::Paused,
-        EventName::Resumed,
-        EventName::AnalysisFailed,
-        EventName::AnalysisInconclusive,
-        EventName::AnalysisError,
-        EventName::Aborted,
-        EventName::Promoting,
-        EventName::Succeeded,
-        EventName::Superseded,
-        EventName::Stalled,
-    ];
-
-    /// The stable name, e.g. `step-advanced`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventName::Adopted => "adopted",
-            EventName::Started => "started",
-            EventName::StepAdvanced => "step-advanced",
-            EventName::Paused => "paused",
-            EventName::Resumed => "resumed",
-            EventName::AnalysisFailed => "analysis-failed",
-            EventName::AnalysisInconclusive => "analysis-inconclusive",
-            EventName::AnalysisError => "analysis-error",
-            EventName::Aborted => "aborted",
-            EventName::Promoting => "promoting",
-            EventName::Succeeded => "succeeded",
-            EventName::Superseded => "superseded",
-            EventName::Stalled => "stalled",
-        }
-    }
-
-    /// A short title for people, e.g. `Step advanced`.
-    pub fn title(self) -> &'static str {
-        match self {
-            EventName::Adopted => "Adopted",
-            EventName::Started => "Rollout started",
-            EventName::StepAdvanced => "Step advanced",
-            EventName::Paused => "Rollout paused",
-            EventName::Resumed => "Rollout resumed",
-            EventName::AnalysisFailed => "Analysis failed",
-            EventName::AnalysisInconclusive => "Analysis inconclusive",
-            EventName::AnalysisError => "Analysis could not run",
-            EventName::Aborted => "Rollout aborted and rolled back",
-            EventName::Promoting => "Promoting",
-            EventName::Succeeded => "Rollout succeeded",
-            EventName::Superseded => "Superseded",
-            EventName::Stalled => "Rollout stalled",
-        }
-    }
-
-    /// How bad the event is: `error` for an abort or a failed analysis, `warning` for what
-    /// needs watching, `info` for progress.
-    pub fn severity(self) -> Severity {
-        match self {
-            EventName::Aborted | EventName::AnalysisFailed => Severity::Error,
-            EventName::AnalysisInconclusive
-            | EventName::AnalysisError
-            | EventName::Stalled
-            | EventName::Superseded => Severity::Warning,
-            _ => Severity::Info,
-        }
+/// A short title for people, e.g. `Step advanced`.
+fn title(kind: EventName) -> &'static str {
+    match kind {
+        EventName::Adopted => "Adopted",
+        EventName::Started => "Rollout started",
+        EventName::StepAdvanced => "Step advanced",
+        EventName::Paused => "Rollout paused",
+        EventName::Resumed => "Rollout resumed",
+        EventName::AnalysisFailed => "Analysis failed",
+        EventName::AnalysisInconclusive => "Analysis inconclusive",
+        EventName::AnalysisError => "Analysis could not run",
+        EventName::Aborted => "Rollout aborted and rolled back",
+        EventName::Promoting => "Promoting",
+        EventName::Succeeded => "Rollout succeeded",
+        EventName::Superseded => "Superseded",
+        EventName::Stalled => "Rollout stalled",
     }
 }
 
-impl From<EventKind> for EventName {
-    fn from(kind: EventKind) -> Self {
-        match kind {
-            EventKind::Adopted => EventName::Adopted,
-            EventKind::Started => EventName::Started,
-            EventKind::StepAdvanced => EventName::StepAdvanced,
-            EventKind::Paused => EventName::Paused,
-            EventKind::Resumed => EventName::Resumed,
-            EventKind::AnalysisFailed => EventName::AnalysisFailed,
-            EventKind::AnalysisInconclusive => EventName::AnalysisInconclusive,
-            EventKind::AnalysisError => EventName::AnalysisError,
-            EventKind::Aborted => EventName::Aborted,
-            EventKind::Promoting => EventName::Promoting,
-            EventKind::Succeeded => EventName::Succeeded,
-            EventKind::Superseded => EventName::Superseded,
-            EventKind::Stalled => EventName::Stalled,
-        }
+/// How bad an event is: `error` for an abort or a failed analysis, `warning` for what
+/// needs watching, `info` for progress.
+pub fn severity(kind: EventName) -> Severity {
+    match kind {
+        EventName::Aborted | EventName::AnalysisFailed => Severity::Error,
+        EventName::AnalysisInconclusive
+        | EventName::AnalysisError
+        | EventName::Stalled
+        | EventName::Superseded => Severity::Warning,
+        _ => Severity::Info,
     }
 }
 
@@ -258,7 +169,7 @@ impl Notification {
         report: Option<&str>,
         time: DateTime<Utc>,
     ) -> Self {
-        let kind = EventName::from(event.kind);
+        let kind = event.kind;
         let step = if state.steps == 0 {
             0
         } else {
@@ -286,7 +197,7 @@ impl Notification {
             .unwrap_or_else(|| format!("kubectl vigil status {name} -n {namespace}"));
         Notification {
             event: kind,
-            severity: kind.severity(),
+            severity: severity(kind),
             namespace: namespace.into(),
             name: name.into(),
             phase: state.phase.as_str().into(),
@@ -303,7 +214,7 @@ impl Notification {
 
     /// `<title>: <namespace>/<name>`, the headline every provider shows.
     pub fn headline(&self) -> String {
-        format!("{}: {}/{}", self.event.title(), self.namespace, self.name)
+        format!("{}: {}/{}", title(self.event), self.namespace, self.name)
     }
 
     /// `Progressing, step 2/4, weight 25%, revision abc123`.
@@ -602,7 +513,7 @@ pub(crate) mod testing {
             "shop",
             "web",
             &Event {
-                kind: EventKind::AnalysisFailed,
+                kind: EventName::AnalysisFailed,
                 message: "step 2/4: analysis failed (1 of 2)".into(),
             },
             &state,

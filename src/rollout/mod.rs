@@ -449,8 +449,12 @@ pub struct Event {
     pub message: String,
 }
 
-/// The kinds of rollout events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of rollout events. Their kebab-case names (`step-advanced`) are the stable
+/// names notifications and their filters use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum EventKind {
     /// The target Deployment was adopted.
     Adopted,
@@ -481,6 +485,42 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in order.
+    pub const ALL: [EventKind; 13] = [
+        EventKind::Adopted,
+        EventKind::Started,
+        EventKind::StepAdvanced,
+        EventKind::Paused,
+        EventKind::Resumed,
+        EventKind::AnalysisFailed,
+        EventKind::AnalysisInconclusive,
+        EventKind::AnalysisError,
+        EventKind::Aborted,
+        EventKind::Promoting,
+        EventKind::Succeeded,
+        EventKind::Superseded,
+        EventKind::Stalled,
+    ];
+
+    /// The stable kebab-case name, e.g. `step-advanced`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Adopted => "adopted",
+            EventKind::Started => "started",
+            EventKind::StepAdvanced => "step-advanced",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+            EventKind::AnalysisFailed => "analysis-failed",
+            EventKind::AnalysisInconclusive => "analysis-inconclusive",
+            EventKind::AnalysisError => "analysis-error",
+            EventKind::Aborted => "aborted",
+            EventKind::Promoting => "promoting",
+            EventKind::Succeeded => "succeeded",
+            EventKind::Superseded => "superseded",
+            EventKind::Stalled => "stalled",
+        }
+    }
+
     /// The Kubernetes Event reason.
     pub fn reason(self) -> &'static str {
         match self {
