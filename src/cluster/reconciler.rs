@@ -11,7 +11,7 @@ use super::clock::Clock;
 use super::crd::{Canary, CanaryStatus, Condition};
 use super::plan::{self, canary_deployment_name, canary_service_name};
 use super::routers::{self, RouteContext};
-use super::world::{self, ApplyError, Targets};
+use super::world::{self, ApplyError, Targets, api_err};
 use crate::rollout::machine::{analysis_due, decide, gates_due};
 use crate::rollout::{Decision, Observation, Phase, Plan, State};
 use crate::source::MetricSource;
@@ -124,14 +124,11 @@ async fn write_status(
     updated.metadata.managed_fields = None;
     api.replace_status(&canary.name_any(), &PostParams::default(), &updated)
         .await
-        .map_err(|source| ApplyError::Api {
-            object: format!(
-                "Canary {}/{}",
-                canary.namespace().unwrap_or_default(),
-                canary.name_any()
-            ),
-            source,
-        })?;
+        .map_err(api_err(format!(
+            "Canary {}/{}",
+            canary.namespace().unwrap_or_default(),
+            canary.name_any()
+        )))?;
     Ok(())
 }
 
@@ -194,7 +191,6 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let target_name = &canary.spec.target_ref.name;
-    let api_err = |object: String| move |source| ApplyError::Api { object, source };
     let target = deployments
         .get_opt(target_name)
         .await
@@ -288,10 +284,10 @@ async fn reconcile_inner<S: MetricSource>(
     // status write, and a world derived from an older status would briefly undo the last
     // step (e.g. move traffic back to a weight already left behind) before the status
     // write's 409 caught it.
-    let fresh = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
-        object: format!("Canary {ns}/{name}"),
-        source,
-    })?;
+    let fresh = api
+        .get_opt(&name)
+        .await
+        .map_err(api_err(format!("Canary {ns}/{name}")))?;
     let Some(fresh) = fresh else {
         return Ok(Action::await_change());
     };
@@ -317,10 +313,7 @@ async fn reconcile_inner<S: MetricSource>(
             deployments
                 .get_opt(&n)
                 .await
-                .map_err(|source| ApplyError::Api {
-                    object: format!("Deployment {ns}/{n}"),
-                    source,
-                })
+                .map_err(api_err(format!("Deployment {ns}/{n}")))
         }
     };
     let Some(target) = get(target_name.clone()).await? else {
@@ -338,10 +331,10 @@ async fn reconcile_inner<S: MetricSource>(
     let service = services
         .get_opt(&canary.spec.service.name)
         .await
-        .map_err(|source| ApplyError::Api {
-            object: format!("Service {ns}/{}", canary.spec.service.name),
-            source,
-        })?;
+        .map_err(api_err(format!(
+            "Service {ns}/{}",
+            canary.spec.service.name
+        )))?;
     let Some(router) = routers::for_routing(&canary.spec.routing) else {
         // plan() has checked that exactly one router is set.
         return not_ready(
@@ -443,10 +436,7 @@ async fn reconcile_inner<S: MetricSource>(
         let result = super::gates::ask(&ctx.http, canary, &state, kind).await;
         observation.gates.push(result);
     }
-    let mut decision = decide(&plan, &state, &observation);
-    if dry_run && state.phase == Phase::Initializing {
-        decision.state.message = format!("dry run: {}", decision.state.message);
-    }
+    let decision = decide(&plan, &state, &observation);
 
     if !dry_run {
         let route = route_context(ctx, canary);

@@ -55,7 +55,8 @@ impl ApplyError {
     }
 }
 
-fn api_err(object: String) -> impl FnOnce(kube::Error) -> ApplyError {
+/// Wraps a client error with the object it concerns (`Kind namespace/name`).
+pub(crate) fn api_err(object: String) -> impl FnOnce(kube::Error) -> ApplyError {
     move |source| ApplyError::Api { object, source }
 }
 
