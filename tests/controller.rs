@@ -9,7 +9,6 @@ mod common;
 use common::controller::*;
 use common::fake_kube::{FakeKube, Res};
 use common::{PromServer, openmetrics};
-use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -19,43 +18,29 @@ use vigil::cluster::crd::Canary;
 
 /// Releases web:2 and waits for `phase`; returns the canary weights seen on the way.
 async fn release_until(fake: &FakeKube, phase: &'static str) -> Vec<u8> {
-    let (weights, watcher) = watch_weights(fake);
     release(fake, "web:2").await;
     wait_for(fake, phase, Duration::from_secs(60), phase_is(phase)).await;
-    watcher.abort();
-    weights.lock().unwrap().clone()
+    canary_weights(fake)
 }
 
-/// Records every canary weight the canary Ingress carries, in order.
-fn watch_weights(fake: &FakeKube) -> (Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>) {
-    let seen = Arc::new(Mutex::new(vec![0u8]));
-    let api: Api<Ingress> = Api::namespaced(fake.client(), NS);
-    let record = seen.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let weight = api
-                .get_opt("web-canary")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|i| {
-                    i.metadata
-                        .annotations?
-                        .get("nginx.ingress.kubernetes.io/canary-weight")?
-                        .parse::<u8>()
-                        .ok()
-                })
-                .unwrap_or(0);
-            {
-                let mut seen = record.lock().unwrap();
-                if seen.last() != Some(&weight) {
-                    seen.push(weight);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+/// Every canary weight the canary Ingress carried, in order, from the fake API server's
+/// history (0 while the Ingress does not exist), repeated values folded.
+fn canary_weights(fake: &FakeKube) -> Vec<u8> {
+    let mut seen = vec![0u8];
+    for state in fake.history(&ingresses(), NS, "web-canary") {
+        let weight = state
+            .and_then(|i| {
+                i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"]
+                    .as_str()?
+                    .parse::<u8>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        if seen.last() != Some(&weight) {
+            seen.push(weight);
         }
-    });
-    (seen, task)
+    }
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +53,6 @@ async fn a_healthy_canary_is_promoted_through_the_nginx_router() {
     );
     let stable = status(&fake)["stableRevision"].clone();
 
-    let (weights, watcher) = watch_weights(&fake);
     release(&fake, "web:2").await;
     wait_for(&fake, "the first step", Duration::from_secs(20), |s| {
         s["weight"] == 10
@@ -93,8 +77,7 @@ async fn a_healthy_canary_is_promoted_through_the_nginx_router() {
     );
 
     wait_succeeded(&fake).await;
-    watcher.abort();
-    assert_eq!(*weights.lock().unwrap(), [0, 10, 50, 100, 0]);
+    assert_eq!(canary_weights(&fake), [0, 10, 50, 100, 0]);
     let s = status(&fake);
     assert_ne!(s["stableRevision"], stable);
     assert_eq!(s["stableRevision"], s["canaryRevision"]);
@@ -197,7 +180,6 @@ async fn a_restarted_controller_resumes_without_repeating_or_skipping_a_step() {
     setup(&fake, json!({}));
     let clock = clock();
     let first = start_adopting(&fake, &prom.url, clock).await;
-    let (weights, watcher) = watch_weights(&fake);
     release(&fake, "web:2").await;
     wait_for(&fake, "step 2", Duration::from_secs(30), |s| {
         s["weight"] == 50
@@ -207,9 +189,8 @@ async fn a_restarted_controller_resumes_without_repeating_or_skipping_a_step() {
     let frozen = status(&fake);
     let second = Controller::start(&fake, &prom.url, clock);
     wait_succeeded(&fake).await;
-    watcher.abort();
     assert_eq!(frozen["currentStep"], 1);
-    assert_eq!(*weights.lock().unwrap(), [0, 10, 50, 100, 0]);
+    assert_eq!(canary_weights(&fake), [0, 10, 50, 100, 0]);
     let advanced = event_reasons(&fake)
         .iter()
         .filter(|r| *r == "StepAdvanced")
@@ -286,12 +267,10 @@ async fn a_dry_run_judges_and_reports_but_touches_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_conflicts_are_retried() {
     let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
-    let (weights, watcher) = watch_weights(&fake);
     fake.clear_requests();
     fake.fail_next("PUT", "canaries", Some("status"), 409, 3);
     release(&fake, "web:2").await;
     wait_succeeded(&fake).await;
-    watcher.abort();
     let conflicts = fake
         .requests()
         .iter()
@@ -301,7 +280,7 @@ async fn status_conflicts_are_retried() {
         conflicts >= 4,
         "three conflicts then retries: {conflicts} status writes"
     );
-    assert_eq!(*weights.lock().unwrap(), [0, 10, 50, 100, 0]);
+    assert_eq!(canary_weights(&fake), [0, 10, 50, 100, 0]);
     controller.stop().await;
 }
 

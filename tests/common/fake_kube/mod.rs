@@ -180,6 +180,12 @@ impl FakeKube {
         Some(serde_json::from_value(value).unwrap())
     }
 
+    /// Every state an object went through, oldest first (`None` after a delete): unlike
+    /// polling, this misses no short-lived state.
+    pub fn history(&self, res: &Res, ns: &str, name: &str) -> Vec<Option<Value>> {
+        self.store().history_of(res, ns, name)
+    }
+
     /// The objects of a type in a namespace (or all, with `None`), by namespace and name.
     pub fn list(&self, res: &Res, ns: Option<&str>) -> Vec<Value> {
         self.store().list(res, ns).into_iter().cloned().collect()

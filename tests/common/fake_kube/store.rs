@@ -599,6 +599,16 @@ impl Store {
         Ok((past, rx))
     }
 
+    /// Every state one object went through since the last compaction, oldest first:
+    /// `Some(object)` after each create or update, `None` after a delete.
+    pub fn history_of(&self, res: &Res, ns: &str, name: &str) -> Vec<Option<Value>> {
+        self.history
+            .iter()
+            .filter(|e| &e.res == res && e.namespace == ns && e.object["metadata"]["name"] == name)
+            .map(|e| (e.kind != EventType::Deleted).then(|| e.object.clone()))
+            .collect()
+    }
+
     /// Forgets the event history, so that watches from an older resourceVersion get 410 Gone.
     pub fn compact(&mut self) {
         self.history.clear();
