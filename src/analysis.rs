@@ -156,6 +156,18 @@ pub async fn run<S: MetricSource>(
     request: &AnalysisRequest<'_>,
     concurrency: usize,
 ) -> Result<Report, PlanError> {
+    run_with_data(source, request, concurrency)
+        .await
+        .map(|(report, _)| report)
+}
+
+/// [`run`], also returning the data fetched for each metric (in template order), for
+/// reports that chart it.
+pub async fn run_with_data<S: MetricSource>(
+    source: &S,
+    request: &AnalysisRequest<'_>,
+    concurrency: usize,
+) -> Result<(Report, Vec<MetricData>), PlanError> {
     let planned = plan(request)?;
     let mut data: Vec<MetricData> = planned
         .iter()
@@ -197,5 +209,6 @@ pub async fn run<S: MetricSource>(
         canary: request.canary.to_string(),
         look: request.look.max(1),
     };
-    Ok(judge::judge(request.template, &data, info))
+    let report = judge::judge(request.template, &data, info);
+    Ok((report, data))
 }

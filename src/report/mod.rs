@@ -1,5 +1,7 @@
 //! Renders a [`Report`] as a terminal table, Markdown (for pull-request comments) or JSON.
 
+pub mod doc;
+
 use crate::judge::words;
 use crate::judge::{MetricResult, Outcome, Report, Verdict, VersionSummary};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
