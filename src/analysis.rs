@@ -2,7 +2,8 @@
 //! from a [`MetricSource`] concurrently (with a bound), and hands the answers to the judge.
 
 use crate::data::{QueryRequest, Role, Window};
-use crate::judge::{self, MetricData, Report, RunInfo};
+use crate::judge::{self, MetricData, Outcome, Report, RunInfo, Verdict};
+use crate::rollout::AnalysisOutcome;
 use crate::source::MetricSource;
 use crate::template::render::{RenderContext, render};
 use crate::template::selector::Selector;
@@ -211,4 +212,65 @@ pub async fn run_with_data<S: MetricSource>(
     };
     let report = judge::judge(request.template, &data, info);
     Ok((report, data))
+}
+
+/// Sums reports up: any failing template fails (critical when a critical metric failed);
+/// otherwise metrics that could not be fetched make it an error; otherwise it passes only
+/// when every template passes.
+pub fn outcome(reports: &[Report], errors: &[String]) -> AnalysisOutcome {
+    let failed: Vec<&Report> = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Fail)
+        .collect();
+    if !failed.is_empty() {
+        let critical = failed.iter().any(|r| {
+            r.metrics
+                .iter()
+                .any(|m| m.critical && matches!(m.outcome, Outcome::High | Outcome::Low))
+        });
+        return AnalysisOutcome::Fail {
+            summary: summary(&failed),
+            critical,
+        };
+    }
+    let mut problems: Vec<String> = errors.to_vec();
+    for r in reports {
+        for m in r.metrics.iter().filter(|m| m.outcome == Outcome::Error) {
+            problems.push(format!(
+                "template {}, metric {}: {}",
+                r.template, m.name, m.reason
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        problems.dedup();
+        return AnalysisOutcome::Error {
+            message: problems.join("; "),
+        };
+    }
+    let all: Vec<&Report> = reports.iter().collect();
+    if !reports.is_empty() && reports.iter().all(|r| r.verdict == Verdict::Pass) {
+        AnalysisOutcome::Pass {
+            summary: summary(&all),
+        }
+    } else {
+        AnalysisOutcome::Inconclusive {
+            summary: summary(&all),
+        }
+    }
+}
+
+fn summary(reports: &[&Report]) -> String {
+    reports
+        .iter()
+        .map(|r| {
+            let reasons = if r.reasons.is_empty() {
+                format!("score {:.0}", r.score)
+            } else {
+                r.reasons.join("; ")
+            };
+            format!("{} {}: {reasons}", r.template, r.verdict.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }

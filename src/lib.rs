@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod data;
 pub mod judge;
 pub mod notify;
+pub mod replay;
 pub mod report;
 pub mod rollout;
 pub mod server;

@@ -28,6 +28,7 @@ fn v(job: &'static str, version: &'static str, rps: f64, error_rate: f64, seed: 
         error_rate,
         latency_median: 0.08,
         seed,
+        regression: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn v(
         error_rate,
         latency_median: latency,
         seed,
+        regression: None,
     }
 }
 

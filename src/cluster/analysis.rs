@@ -5,7 +5,7 @@
 use super::crd::{self, AnalysisArg, Canary, TemplateRef};
 use crate::analysis::{self, AnalysisRequest};
 use crate::data::Window;
-use crate::judge::{Outcome, Report, Verdict};
+use crate::judge::Report;
 use crate::rollout::{AnalysisDue, AnalysisOutcome, AnalysisScope};
 use crate::source::MetricSource;
 use crate::template::selector::Selector;
@@ -32,7 +32,10 @@ pub struct AnalysisInput<'a> {
 }
 
 /// The refs and args of the analysis in scope.
-fn scope_templates(canary: &Canary, scope: AnalysisScope) -> (Vec<TemplateRef>, Vec<AnalysisArg>) {
+pub(crate) fn scope_templates(
+    canary: &Canary,
+    scope: AnalysisScope,
+) -> (Vec<TemplateRef>, Vec<AnalysisArg>) {
     let background = canary.spec.analysis.clone().unwrap_or_default();
     match scope {
         AnalysisScope::Background => (background.templates, background.args),
@@ -161,66 +164,5 @@ pub async fn run<S: MetricSource>(
             Err(e) => errors.push(e.to_string()),
         }
     }
-    (outcome(&reports, &errors), reports)
-}
-
-/// Sums reports up: any failing template fails (critical when a critical metric failed);
-/// otherwise metrics that could not be fetched make it an error; otherwise it passes only
-/// when every template passes.
-pub fn outcome(reports: &[Report], errors: &[String]) -> AnalysisOutcome {
-    let failed: Vec<&Report> = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Fail)
-        .collect();
-    if !failed.is_empty() {
-        let critical = failed.iter().any(|r| {
-            r.metrics
-                .iter()
-                .any(|m| m.critical && matches!(m.outcome, Outcome::High | Outcome::Low))
-        });
-        return AnalysisOutcome::Fail {
-            summary: summary(&failed),
-            critical,
-        };
-    }
-    let mut problems: Vec<String> = errors.to_vec();
-    for r in reports {
-        for m in r.metrics.iter().filter(|m| m.outcome == Outcome::Error) {
-            problems.push(format!(
-                "template {}, metric {}: {}",
-                r.template, m.name, m.reason
-            ));
-        }
-    }
-    if !problems.is_empty() {
-        problems.dedup();
-        return AnalysisOutcome::Error {
-            message: problems.join("; "),
-        };
-    }
-    let all: Vec<&Report> = reports.iter().collect();
-    if !reports.is_empty() && reports.iter().all(|r| r.verdict == Verdict::Pass) {
-        AnalysisOutcome::Pass {
-            summary: summary(&all),
-        }
-    } else {
-        AnalysisOutcome::Inconclusive {
-            summary: summary(&all),
-        }
-    }
-}
-
-fn summary(reports: &[&Report]) -> String {
-    reports
-        .iter()
-        .map(|r| {
-            let reasons = if r.reasons.is_empty() {
-                format!("score {:.0}", r.score)
-            } else {
-                r.reasons.join("; ")
-            };
-            format!("{} {}: {reasons}", r.template, r.verdict.as_str())
-        })
-        .collect::<Vec<_>>()
-        .join(" | ")
+    (analysis::outcome(&reports, &errors), reports)
 }

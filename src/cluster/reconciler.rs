@@ -407,13 +407,7 @@ async fn reconcile_inner<S: MetricSource>(
                     .iter()
                     .map(|r| (r.template.clone(), r.score))
                     .collect();
-                let verdict = match &outcome {
-                    crate::rollout::AnalysisOutcome::Pass { .. } => "pass",
-                    crate::rollout::AnalysisOutcome::Fail { .. } => "fail",
-                    crate::rollout::AnalysisOutcome::Inconclusive { .. } => "inconclusive",
-                    crate::rollout::AnalysisOutcome::Error { .. } => "error",
-                };
-                ctx.observer.analysed(canary, verdict, &scores);
+                ctx.observer.analysed(canary, outcome.verdict(), &scores);
                 outcome
             }
         };

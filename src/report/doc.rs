@@ -5,9 +5,11 @@
 use crate::judge::{MetricData, Report};
 use crate::template::AnalysisTemplate;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// What kind of moment a marker or timeline row is, for its colour and icon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MarkKind {
     /// Something informational (started, paused, an inconclusive analysis).
     Info,
@@ -22,7 +24,7 @@ pub enum MarkKind {
 }
 
 /// One decision of a rollout, shown as a timeline row and as a marker on the time charts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Mark {
     /// When it happened.
     pub at: DateTime<Utc>,

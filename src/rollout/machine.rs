@@ -380,12 +380,7 @@ impl Machine<'_> {
 
     /// Applies an analysis outcome. Returns false when it aborted the rollout.
     fn record(&mut self, due: AnalysisDue, outcome: &AnalysisOutcome) -> bool {
-        let (verdict, summary) = match outcome {
-            AnalysisOutcome::Pass { summary } => ("pass", summary.clone()),
-            AnalysisOutcome::Fail { summary, .. } => ("fail", summary.clone()),
-            AnalysisOutcome::Inconclusive { summary } => ("inconclusive", summary.clone()),
-            AnalysisOutcome::Error { message } => ("error", message.clone()),
-        };
+        let (verdict, summary) = (outcome.verdict(), outcome.summary().to_string());
         self.s.looks += 1;
         self.s.last_analysis_at = Some(due.to);
         self.s.last_verdict = Some(verdict.to_string());

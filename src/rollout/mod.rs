@@ -261,6 +261,28 @@ pub enum AnalysisOutcome {
     },
 }
 
+impl AnalysisOutcome {
+    /// `pass`, `fail`, `inconclusive` or `error`: the verdict as status and metrics name it.
+    pub fn verdict(&self) -> &'static str {
+        match self {
+            AnalysisOutcome::Pass { .. } => "pass",
+            AnalysisOutcome::Fail { .. } => "fail",
+            AnalysisOutcome::Inconclusive { .. } => "inconclusive",
+            AnalysisOutcome::Error { .. } => "error",
+        }
+    }
+
+    /// The summary in words (the message of an error).
+    pub fn summary(&self) -> &str {
+        match self {
+            AnalysisOutcome::Pass { summary }
+            | AnalysisOutcome::Fail { summary, .. }
+            | AnalysisOutcome::Inconclusive { summary } => summary,
+            AnalysisOutcome::Error { message } => message,
+        }
+    }
+}
+
 /// What the controller saw in the cluster at this reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {

@@ -14,6 +14,35 @@ pub use crate::stats::random::Rng;
 use crate::template::{AnalysisTemplate, MetricType, QueryPart};
 use statrs::distribution::{ContinuousCDF, Normal};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The canary's traffic weight over time, as a simulated rollout sets it: the simulation
+/// splits traffic by it, like a router would.
+#[derive(Debug, Default)]
+pub struct WeightLog {
+    /// (Unix seconds, weight from then on), in time order.
+    changes: Mutex<Vec<(f64, u8)>>,
+}
+
+impl WeightLog {
+    /// Records that the canary gets `weight`% of traffic from `at` on.
+    pub fn set(&self, at: f64, weight: u8) {
+        let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        if changes.last().map(|(_, w)| *w) != Some(weight) {
+            changes.push((at, weight));
+        }
+    }
+
+    /// The canary's weight at `t` (0 before the first change).
+    pub fn at(&self, t: f64) -> u8 {
+        let changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        changes
+            .iter()
+            .take_while(|(at, _)| *at < t)
+            .last()
+            .map_or(0, |(_, w)| *w)
+    }
+}
 
 /// How one simulated version behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,6 +86,9 @@ pub struct SimulatedSource {
     stable: VersionModel,
     canary: VersionModel,
     seed: u64,
+    /// When set, traffic follows the canary's weight: the two versions share the sum of
+    /// their models' `rps` in its proportion.
+    weights: Option<Arc<WeightLog>>,
 }
 
 impl SimulatedSource {
@@ -77,6 +109,27 @@ impl SimulatedSource {
             stable,
             canary,
             seed,
+            weights: None,
+        }
+    }
+
+    /// Splits traffic by the canary weights `log` records, as a router would, instead of
+    /// each version's fixed `rps`.
+    pub fn following(mut self, log: Arc<WeightLog>) -> Self {
+        self.weights = Some(log);
+        self
+    }
+
+    /// Requests per second reaching `role` at `t`.
+    fn rps(&self, role: Role, t: f64) -> f64 {
+        let Some(log) = &self.weights else {
+            return self.model(role).rps;
+        };
+        let total = self.stable.rps + self.canary.rps;
+        let share = f64::from(log.at(t)) / 100.0;
+        match role {
+            Role::Stable => total * (1.0 - share),
+            Role::Canary => total * share,
         }
     }
 
@@ -101,21 +154,27 @@ impl SimulatedSource {
         let first = window.first_point().timestamp_millis() as f64 / 1000.0;
         let end = window.end.timestamp_millis() as f64 / 1000.0;
         let steps = (((end - first) / step).floor() as usize) + 1;
-        let times: Vec<f64> = (0..steps).map(|i| first + i as f64 * step).collect();
-        // Each metric and version draws from its own stream; the errors and total queries of
-        // one ratio metric share a stream so their counts agree.
-        let stream = format!("{}/{}", request.metric, request.role);
-        let mut rng = Rng::new(self.seed ^ fnv(&stream));
-        let per_step = model.rps * step;
-        if per_step <= 0.0 {
-            // A version without traffic has no series at all, as in Prometheus.
+        // A version has a point only where it had traffic; without any it has no series at
+        // all, as in Prometheus.
+        let times: Vec<(f64, f64)> = (0..steps)
+            .map(|i| first + i as f64 * step)
+            .map(|t| (t, self.rps(request.role, t) * step))
+            .filter(|(_, per_step)| *per_step > 0.0)
+            .collect();
+        if times.is_empty() {
             return Ok(QueryResult::default());
         }
+        // Each metric, version and point draws from its own stream, so that overlapping
+        // windows agree on their common points; the errors and total queries of one ratio
+        // metric share a stream so their counts agree.
+        let stream = self.seed ^ fnv(&format!("{}/{}", request.metric, request.role));
+        let rng_at = |t: f64| Rng::new(Rng::new(stream ^ (t as i64 as u64)).next_u64());
         let series = match kind {
             MetricType::Ratio => {
-                let mut errors = Vec::with_capacity(steps);
-                let mut totals = Vec::with_capacity(steps);
-                for &t in &times {
+                let mut errors = Vec::with_capacity(times.len());
+                let mut totals = Vec::with_capacity(times.len());
+                for &(t, per_step) in &times {
+                    let mut rng = rng_at(t);
                     let e = rng.poisson(per_step * model.error_rate);
                     let ok = rng.poisson(per_step * (1.0 - model.error_rate));
                     errors.push((t, e));
@@ -134,8 +193,9 @@ impl SimulatedSource {
             MetricType::Histogram => {
                 let probabilities = bucket_probabilities(model);
                 let mut cumulative: Vec<Vec<(f64, f64)>> =
-                    vec![Vec::with_capacity(steps); probabilities.len()];
-                for &t in &times {
+                    vec![Vec::with_capacity(times.len()); probabilities.len()];
+                for &(t, per_step) in &times {
+                    let mut rng = rng_at(t);
                     let mut running = 0.0;
                     for (k, p) in probabilities.iter().enumerate() {
                         running += rng.poisson(per_step * p);
@@ -157,14 +217,18 @@ impl SimulatedSource {
                 labels: BTreeMap::new(),
                 points: times
                     .iter()
-                    .map(|&t| (t, (model.cpu_mean + model.cpu_sd * rng.normal()).max(0.0)))
+                    .map(|&(t, _)| {
+                        let noise = rng_at(t).normal();
+                        (t, (model.cpu_mean + model.cpu_sd * noise).max(0.0))
+                    })
                     .collect(),
             }],
             MetricType::Threshold => vec![Series {
                 labels: BTreeMap::new(),
                 points: times
                     .iter()
-                    .map(|&t| {
+                    .map(|&(t, per_step)| {
+                        let mut rng = rng_at(t);
                         let n = rng.poisson(per_step).max(1.0);
                         let e = rng.poisson(per_step * model.error_rate).min(n);
                         (t, 1.0 - e / n)

@@ -32,6 +32,7 @@ pub fn versions(canary_error_rate: f64, canary_latency: f64) -> Vec<Version> {
             error_rate: 0.02,
             latency_median: 0.1,
             seed: 1,
+            regression: None,
         },
         Version {
             job: "web",
@@ -40,6 +41,7 @@ pub fn versions(canary_error_rate: f64, canary_latency: f64) -> Vec<Version> {
             error_rate: canary_error_rate,
             latency_median: canary_latency,
             seed: 2,
+            regression: None,
         },
     ]
 }

@@ -70,6 +70,19 @@ pub struct Version {
     pub latency_median: f64,
     /// Seed of this version's random stream.
     pub seed: u64,
+    /// From this Unix time on, the version behaves otherwise.
+    pub regression: Option<Regression>,
+}
+
+/// A change of behaviour at a known time.
+#[derive(Clone, Copy, Debug)]
+pub struct Regression {
+    /// Unix seconds: scrapes after it see the new behaviour.
+    pub at: i64,
+    /// Chance of a 500 from then on.
+    pub error_rate: f64,
+    /// Median latency from then on.
+    pub latency_median: f64,
 }
 
 fn normal_cdf(x: f64) -> f64 {
@@ -86,30 +99,52 @@ pub fn openmetrics(versions: &[Version]) -> String {
     for v in versions {
         let mut rng = Rng::new(v.seed);
         let per_scrape = v.rps * SCRAPE as f64;
-        let mut probabilities = Vec::new();
-        let mut previous = 0.0;
-        for le in BUCKETS {
-            let cdf = normal_cdf((le / v.latency_median).ln() / 0.5);
-            probabilities.push(cdf - previous);
-            previous = cdf;
-        }
-        probabilities.push(1.0 - previous);
+        let bucket_probabilities = |median: f64| {
+            let mut probabilities = Vec::new();
+            let mut previous = 0.0;
+            for le in BUCKETS {
+                let cdf = normal_cdf((le / median).ln() / 0.5);
+                probabilities.push(cdf - previous);
+                previous = cdf;
+            }
+            probabilities.push(1.0 - previous);
+            probabilities
+        };
+        let before = (
+            v.error_rate,
+            v.latency_median,
+            bucket_probabilities(v.latency_median),
+        );
+        let after = v.regression.map(|r| {
+            (
+                r.at,
+                (
+                    r.error_rate,
+                    r.latency_median,
+                    bucket_probabilities(r.latency_median),
+                ),
+            )
+        });
         let (mut ok, mut errors) = (0.0, 0.0);
-        let mut buckets = vec![0.0; probabilities.len()];
+        let mut buckets = vec![0.0; before.2.len()];
         let mut sum = 0.0;
         let mut ok_lines = String::new();
         let mut err_lines = String::new();
         let mut hist_lines = String::new();
         for (i, &t) in times.iter().enumerate() {
             if i > 0 {
-                let e = rng.poisson(per_scrape * v.error_rate);
-                let o = rng.poisson(per_scrape * (1.0 - v.error_rate));
+                let (error_rate, median, probabilities) = match &after {
+                    Some((at, regressed)) if t > *at => regressed,
+                    _ => &before,
+                };
+                let e = rng.poisson(per_scrape * error_rate);
+                let o = rng.poisson(per_scrape * (1.0 - error_rate));
                 errors += e;
                 ok += o;
                 for (k, p) in probabilities.iter().enumerate() {
                     let n = rng.poisson((e + o) * p);
                     buckets[k] += n;
-                    sum += n * v.latency_median;
+                    sum += n * median;
                 }
             }
             let labels = format!("job=\"{}\",version=\"{}\"", v.job, v.version);

@@ -1,0 +1,553 @@
+//! Replays a Canary's rollout over a past time range, offline: the same state machine and
+//! judge as the controller, interval by interval, against any [`MetricSource`], with the
+//! cluster taken to do at once whatever the machine asks (the canary is ready as soon as it
+//! is created, the stable Deployment rolls as soon as it is un-paused).
+//!
+//! It answers "what would vigil have done in last week's release?", and drives `vigil demo`
+//! over the simulated source. Release gates are webhooks of the live system: a replay does
+//! not call them and takes them as passed. A pause without a duration is taken as promoted
+//! by an operator at once, so that the replay goes on.
+
+pub mod report;
+
+use crate::analysis::{self, AnalysisRequest};
+use crate::cluster::analysis::scope_templates;
+use crate::cluster::crd::Canary;
+use crate::cluster::plan;
+use crate::data::Window;
+use crate::judge::{MetricData, Outcome, Report, words};
+use crate::report::doc::{Mark, MarkKind};
+use crate::rollout::machine::{analysis_due, decide, gates_due};
+use crate::rollout::{
+    AnalysisOutcome, EventKind, GateResult, Observation, Phase, Plan, Request, RequestAction,
+    State, Step,
+};
+use crate::source::MetricSource;
+use crate::template::AnalysisTemplate;
+use crate::template::selector::Selector;
+use crate::template::units::PromDuration;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// The pod-template revision the replay calls the stable version.
+pub const STABLE_REVISION: &str = "stable";
+/// The pod-template revision the replay calls the canary.
+pub const CANARY_REVISION: &str = "canary";
+/// The replicas the replay's target Deployment has (they only matter for replica steps).
+const TARGET_REPLICAS: i32 = 10;
+/// The most reconciles a replay runs, against a plan that never ends.
+const MAX_TICKS: usize = 100_000;
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayInput<'a> {
+    /// The Canary (its spec: steps, analysis, limits).
+    pub canary: &'a Canary,
+    /// The templates the Canary names, by name.
+    pub templates: &'a BTreeMap<String, AnalysisTemplate>,
+    /// The stable version's label matchers.
+    pub stable: Selector,
+    /// The canary's label matchers.
+    pub canary_matchers: Selector,
+    /// When the release starts.
+    pub from: DateTime<Utc>,
+    /// When the replay stops at the latest.
+    pub to: DateTime<Utc>,
+    /// Queries in flight at most, per analysis.
+    pub concurrency: usize,
+}
+
+/// Why a replay cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The Canary's spec is not valid.
+    #[error("the Canary is not valid: {0}")]
+    Spec(String),
+    /// The Canary names a template that was not given.
+    #[error(
+        "the Canary uses template {name:?}, which was not given: pass its file with --template (given: {given})"
+    )]
+    MissingTemplate {
+        /// The template's name.
+        name: String,
+        /// The names given.
+        given: String,
+    },
+    /// The time range is empty.
+    #[error("--from ({from}) must be before --to ({to})")]
+    Range {
+        /// Start.
+        from: DateTime<Utc>,
+        /// End.
+        to: DateTime<Utc>,
+    },
+}
+
+/// One analysis the replay ran.
+#[derive(Debug, Clone)]
+pub struct AnalysisRun {
+    /// When it ran (the end of its window).
+    pub at: DateTime<Utc>,
+    /// The step, e.g. `step 2/3 (50%)`.
+    pub step: String,
+    /// The outcome the state machine was given.
+    pub outcome: AnalysisOutcome,
+    /// Each template's report with the data it judged.
+    pub reports: Vec<(Report, Vec<MetricData>)>,
+}
+
+/// How a replay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Every step passed and the canary was promoted.
+    Promoted,
+    /// The canary was aborted and rolled back.
+    Aborted,
+    /// The range ended before the rollout did.
+    Unfinished,
+}
+
+impl End {
+    /// The word used in reports and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Promoted => "promoted",
+            End::Aborted => "aborted",
+            End::Unfinished => "unfinished",
+        }
+    }
+}
+
+/// What a replay found.
+#[derive(Debug, Clone)]
+pub struct ReplayOutcome {
+    /// Every decision, in time order.
+    pub marks: Vec<Mark>,
+    /// Every analysis, in time order.
+    pub analyses: Vec<AnalysisRun>,
+    /// The rollout's last state.
+    pub state: State,
+    /// How it ended.
+    pub end: End,
+    /// When it ended (the last reconcile).
+    pub ended_at: DateTime<Utc>,
+}
+
+/// Told about a replay as it goes, for progress displays and simulated traffic.
+pub trait ReplayObserver {
+    /// The state after a reconcile at `now` (the canary's weight is `state.weight` from now on).
+    fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
+        let _ = (now, state);
+    }
+    /// A decision worth a line.
+    fn marked(&mut self, mark: &Mark) {
+        let _ = mark;
+    }
+    /// How long to wait in real time before the next reconcile, `simulated` later: zero
+    /// (the default) replays as fast as the source answers; a demo paces itself.
+    fn pace(&mut self, simulated: chrono::Duration) -> std::time::Duration {
+        let _ = simulated;
+        std::time::Duration::ZERO
+    }
+}
+
+/// An observer that does nothing.
+pub struct Quiet;
+impl ReplayObserver for Quiet {}
+
+/// Checks the input: the plan is valid, every template it names is given, the range is
+/// not empty. Returns the plan.
+pub fn check(input: &ReplayInput<'_>) -> Result<Plan, ReplayError> {
+    if input.from >= input.to {
+        return Err(ReplayError::Range {
+            from: input.from,
+            to: input.to,
+        });
+    }
+    let plan = plan::plan(&input.canary.spec).map_err(ReplayError::Spec)?;
+    let mut scopes = vec![crate::rollout::AnalysisScope::Background];
+    scopes.extend((0..input.canary.spec.steps.len()).map(crate::rollout::AnalysisScope::Step));
+    for scope in scopes {
+        for reference in scope_templates(input.canary, scope).0 {
+            if !input.templates.contains_key(&reference.name) {
+                return Err(ReplayError::MissingTemplate {
+                    name: reference.name,
+                    given: given(input.templates),
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn given(templates: &BTreeMap<String, AnalysisTemplate>) -> String {
+    if templates.is_empty() {
+        "none".into()
+    } else {
+        templates.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Replays the rollout: the release starts at `from` and the replay stops when the rollout
+/// ends or at `to`.
+pub async fn run<S: MetricSource>(
+    input: &ReplayInput<'_>,
+    source: &S,
+    observer: &mut dyn ReplayObserver,
+) -> Result<ReplayOutcome, ReplayError> {
+    let plan = check(input)?;
+    let mut state = State::default();
+    let mut now = input.from;
+    let mut marks = Vec::new();
+    let mut analyses = Vec::new();
+    let mut revision = STABLE_REVISION;
+    let mut end = End::Unfinished;
+    for _ in 0..MAX_TICKS {
+        if state.phase == Phase::Waiting {
+            // Adopted: the release is the next template change, at once.
+            revision = CANARY_REVISION;
+        }
+        let label = step_label(&plan, &state);
+        let mut analysis = None;
+        let mut brief = String::new();
+        if let Some(due) = analysis_due(&plan, &state, now) {
+            let run = analyse(input, &plan, &state, due, source).await;
+            brief = notable_metrics(&run.reports);
+            analysis = Some((due, run.outcome.clone()));
+            analyses.push(AnalysisRun { step: label, ..run });
+        }
+        let request = manual_promote(&plan, &state, now);
+        let mut observation = Observation {
+            now,
+            template_revision: revision.into(),
+            target_replicas: TARGET_REPLICAS,
+            canary_available: TARGET_REPLICAS,
+            stable_rolled: state.phase == Phase::Promoting,
+            paused: false,
+            request,
+            analysis,
+            gates: Vec::new(),
+        };
+        observation.gates = gates_due(&plan, &state, &observation)
+            .into_iter()
+            .map(|kind| GateResult {
+                kind,
+                passed: true,
+                message: "not called in a replay".into(),
+            })
+            .collect();
+        let decision = decide(&plan, &state, &observation);
+        let new_marks = marks_of(
+            &observation,
+            &brief,
+            &decision.events,
+            (&state, &decision.state),
+            &plan,
+        );
+        state = decision.state;
+        observer.reconciled(now, &state);
+        for mark in new_marks {
+            observer.marked(&mark);
+            marks.push(mark);
+        }
+        match state.phase {
+            Phase::Succeeded => end = End::Promoted,
+            Phase::Failed => end = End::Aborted,
+            _ => {}
+        }
+        if end != End::Unfinished {
+            break;
+        }
+        if state.phase == Phase::Waiting {
+            // Adopted at `from`: the release starts at the same moment.
+            continue;
+        }
+        let next = now + chrono::Duration::from_std(decision.requeue).unwrap_or_default();
+        if next > input.to {
+            break;
+        }
+        let next = next.max(now + chrono::Duration::seconds(1));
+        let wait = observer.pace(next - now);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        now = next;
+    }
+    Ok(ReplayOutcome {
+        marks,
+        analyses,
+        state,
+        end,
+        ended_at: now,
+    })
+}
+
+/// A pause step without a duration waits for `vigil promote`; the replay gives it at once.
+fn manual_promote(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<Request> {
+    let step = plan.steps.get(state.current_step as usize)?;
+    (state.phase == Phase::Paused
+        && matches!(step.step, Step::Pause { duration: None })
+        && state.step_started_at.is_some())
+    .then(|| Request {
+        action: RequestAction::Promote,
+        reason: "the replay takes the manual promote as given at once".into(),
+        at: now,
+    })
+}
+
+/// Runs the due analysis with the given templates, like the controller does.
+async fn analyse<S: MetricSource>(
+    input: &ReplayInput<'_>,
+    plan: &Plan,
+    state: &State,
+    due: crate::rollout::AnalysisDue,
+    source: &S,
+) -> AnalysisRun {
+    let (refs, args) = scope_templates(input.canary, due.scope);
+    let interval = plan
+        .steps
+        .get(state.current_step as usize)
+        .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
+    let step = PromDuration::from_millis(interval.as_millis() as u64);
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    match Window::new(due.from, due.to, step) {
+        Err(e) => errors.push(format!("the analysis window is not usable: {e}")),
+        Ok(window) => {
+            for reference in &refs {
+                // check() made sure every named template is there.
+                let Some(template) = input.templates.get(&reference.name) else {
+                    continue;
+                };
+                let declared: Vec<&str> =
+                    template.spec.args.iter().map(|a| a.name.as_str()).collect();
+                let request = AnalysisRequest {
+                    template,
+                    args: args
+                        .iter()
+                        .filter(|a| declared.contains(&a.name.as_str()))
+                        .map(|a| (a.name.clone(), a.value.clone()))
+                        .collect(),
+                    stable: input.stable.clone(),
+                    canary: input.canary_matchers.clone(),
+                    window,
+                    look: due.look,
+                };
+                match analysis::run_with_data(source, &request, input.concurrency).await {
+                    Ok(judged) => reports.push(judged),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+        }
+    }
+    let judged: Vec<Report> = reports.iter().map(|(r, _)| r.clone()).collect();
+    AnalysisRun {
+        at: due.to,
+        step: String::new(),
+        outcome: analysis::outcome(&judged, &errors),
+        reports,
+    }
+}
+
+/// `step 2/3 (50%)`, or the phase before and after the steps.
+pub fn step_label(plan: &Plan, state: &State) -> String {
+    match state.phase {
+        Phase::Initializing | Phase::Waiting => "before the release".into(),
+        Phase::Promoting | Phase::Succeeded => "promotion".into(),
+        _ => {
+            let index = state.current_step as usize;
+            let of = plan.steps.len();
+            let what = match plan.steps.get(index).map(|s| &s.step) {
+                Some(Step::Weight { weight }) => format!(" ({weight}%)"),
+                Some(Step::Pause { .. }) => " (pause)".into(),
+                Some(Step::Analysis) => " (analysis)".into(),
+                Some(Step::Replicas { count }) => format!(" ({count} replicas)"),
+                Some(Step::Match { .. }) => " (A/B)".into(),
+                None => String::new(),
+            };
+            format!("step {}/{of}{what}", (index + 1).min(of))
+        }
+    }
+}
+
+/// The marks of one reconcile: an analysis with what it led to, then the other events.
+fn marks_of(
+    observation: &Observation,
+    brief: &str,
+    events: &[crate::rollout::Event],
+    (before, after): (&State, &State),
+    plan: &Plan,
+) -> Vec<Mark> {
+    let at = observation.now;
+    let mut marks = Vec::new();
+    let consequence: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Aborted => Some("abort"),
+            EventKind::Promoting => Some("promote"),
+            EventKind::StepAdvanced => Some("next step"),
+            _ => None,
+        })
+        .collect();
+    if let Some((_, outcome)) = &observation.analysis {
+        let (verdict, detail, kind) = match outcome {
+            AnalysisOutcome::Pass { .. } => ("passed", "", MarkKind::Advance),
+            AnalysisOutcome::Fail { .. } => ("failed", brief, MarkKind::Warn),
+            AnalysisOutcome::Inconclusive { .. } => ("inconclusive", brief, MarkKind::Info),
+            AnalysisOutcome::Error { message } => {
+                ("could not run", message.as_str(), MarkKind::Warn)
+            }
+        };
+        let mut text = format!("analysis {verdict}");
+        if !detail.is_empty() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        let mut kind = kind;
+        if !consequence.is_empty() {
+            text.push_str(&format!(" -> {}", consequence.join(", ")));
+            if consequence.contains(&"abort") {
+                kind = MarkKind::Abort;
+            }
+        }
+        marks.push(Mark {
+            at,
+            step: step_label(plan, before),
+            weight: after.weight,
+            text,
+            kind,
+        });
+    }
+    for event in events {
+        let analysed = observation.analysis.is_some();
+        let kind = match event.kind {
+            // The analysis' mark says these already.
+            EventKind::AnalysisFailed
+            | EventKind::AnalysisInconclusive
+            | EventKind::AnalysisError
+            | EventKind::Aborted
+                if analysed =>
+            {
+                continue;
+            }
+            EventKind::Aborted => MarkKind::Abort,
+            EventKind::Promoting | EventKind::Succeeded => MarkKind::Promote,
+            EventKind::StepAdvanced => MarkKind::Advance,
+            EventKind::AnalysisFailed | EventKind::AnalysisError | EventKind::Stalled => {
+                MarkKind::Warn
+            }
+            _ => MarkKind::Info,
+        };
+        marks.push(Mark {
+            at,
+            step: step_label(plan, after),
+            weight: after.weight,
+            text: event.message.clone(),
+            kind,
+        });
+    }
+    marks
+}
+
+/// The metrics that did not pass, in a few words, e.g. `latency +38%, error-rate +290%` for
+/// failing ones, or `cpu nodata` when none failed; empty when every metric passed.
+pub fn notable_metrics(reports: &[(Report, Vec<MetricData>)]) -> String {
+    let metrics = || reports.iter().flat_map(|(r, _)| r.metrics.iter());
+    let failing: Vec<String> = metrics()
+        .filter(|m| matches!(m.outcome, Outcome::High | Outcome::Low))
+        .map(|m| match m.estimate {
+            Some(e) => format!("{} {}", m.name, words::change(e)),
+            None => format!("{} {}", m.name, m.outcome.as_str()),
+        })
+        .collect();
+    if !failing.is_empty() {
+        return failing.join(", ");
+    }
+    metrics()
+        .filter(|m| m.outcome != Outcome::Pass)
+        .map(|m| format!("{} {}", m.name, m.outcome.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line of the terminal timeline: `step 2/3 (50%) at 10:42: analysis failed (...) -> abort`.
+pub fn timeline_line(mark: &Mark) -> String {
+    format!(
+        "{} at {}: {}",
+        mark.step,
+        mark.at.format("%Y-%m-%d %H:%M:%S"),
+        mark.text
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::simulated::{SimulatedSource, VersionModel, WeightLog};
+    use crate::template::load;
+    use chrono::TimeZone;
+    use std::sync::Arc;
+
+    const CANARY: &str = include_str!("../../deploy/examples/demo/canary.yaml");
+    const TEMPLATE: &str = include_str!("../../analysis-templates/demo.yaml");
+
+    /// Follows the weights into the simulation, as a router would.
+    struct Router(Arc<WeightLog>);
+    impl ReplayObserver for Router {
+        fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
+            self.0.set(now.timestamp() as f64, state.weight);
+        }
+    }
+
+    async fn simulate(canary_model: VersionModel) -> ReplayOutcome {
+        let canary: Canary = serde_saphyr::from_str(CANARY).unwrap();
+        let template = load::parse(TEMPLATE, "demo.yaml").unwrap();
+        let templates = BTreeMap::from([("demo".to_string(), template.clone())]);
+        let log = Arc::new(WeightLog::default());
+        let stable = VersionModel {
+            rps: 2000.0,
+            ..VersionModel::default()
+        };
+        let source =
+            SimulatedSource::new(&template, stable, canary_model, 7).following(log.clone());
+        let from = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+        let input = ReplayInput {
+            canary: &canary,
+            templates: &templates,
+            stable: "version=\"v1\"".parse().unwrap(),
+            canary_matchers: "version=\"v2\"".parse().unwrap(),
+            from,
+            to: from + chrono::Duration::hours(4),
+            concurrency: 8,
+        };
+        run(&input, &source, &mut Router(log)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_healthy_canary_is_promoted_step_by_step() {
+        let out = simulate(VersionModel {
+            rps: 0.0,
+            ..VersionModel::default()
+        })
+        .await;
+        for m in &out.marks {
+            eprintln!("{}", timeline_line(m));
+        }
+        assert_eq!(out.end, End::Promoted);
+    }
+
+    #[tokio::test]
+    async fn a_faulty_canary_is_aborted_at_the_first_step() {
+        let base = VersionModel::default();
+        let out = simulate(VersionModel {
+            rps: 0.0,
+            error_rate: base.error_rate * 4.0,
+            latency_median: base.latency_median * 1.6,
+            ..base
+        })
+        .await;
+        for m in &out.marks {
+            eprintln!("{}", timeline_line(m));
+        }
+        assert_eq!(out.end, End::Aborted);
+    }
+}

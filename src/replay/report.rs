@@ -1,0 +1,212 @@
+//! A replayed rollout as a report: the timeline, the analysis that decided, and charts of
+//! each template's metrics over the whole rollout with the decisions marked on them.
+
+use super::{AnalysisRun, End, ReplayInput, ReplayOutcome, timeline_line};
+use crate::analysis::{self, AnalysisRequest};
+use crate::cluster::analysis::scope_templates;
+use crate::data::Window;
+use crate::judge::{MetricData, Report};
+use crate::report::doc::{ChartData, Document, Mark, Section};
+use crate::rollout::AnalysisScope;
+use crate::source::MetricSource;
+use crate::template::AnalysisTemplate;
+use crate::template::units::PromDuration;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The most points a chart query asks for (Prometheus refuses more than 11,000).
+const CHART_POINTS: i64 = 600;
+
+/// One template judged over the whole rollout, for its charts.
+#[derive(Debug, Clone)]
+pub struct TemplateCharts {
+    /// The template.
+    pub template: AnalysisTemplate,
+    /// The judgement over the whole range (only its data is charted).
+    pub report: Report,
+    /// The data fetched.
+    pub data: Vec<MetricData>,
+}
+
+/// Every template the Canary uses, in order, each once.
+fn used_templates<'a>(input: &'a ReplayInput<'_>) -> Vec<&'a AnalysisTemplate> {
+    let mut scopes = vec![AnalysisScope::Background];
+    scopes.extend((0..input.canary.spec.steps.len()).map(AnalysisScope::Step));
+    let mut names: Vec<String> = Vec::new();
+    for scope in scopes {
+        for reference in scope_templates(input.canary, scope).0 {
+            if !names.contains(&reference.name) {
+                names.push(reference.name);
+            }
+        }
+    }
+    names
+        .iter()
+        .filter_map(|n| input.templates.get(n))
+        .collect()
+}
+
+/// The chart range: from a few steps before the release (the stable baseline) to a few steps
+/// after the end, within the replay's range where data exists; and its step.
+pub fn chart_window(
+    input: &ReplayInput<'_>,
+    outcome: &ReplayOutcome,
+    interval: std::time::Duration,
+) -> Option<Window> {
+    let interval = chrono::Duration::from_std(interval).ok()?;
+    let start = input.from - interval * 5;
+    let end = (outcome.ended_at + interval * 3).min(input.to.max(outcome.ended_at));
+    let span = (end - start).num_seconds().max(1);
+    let step_secs = (span / CHART_POINTS).max(interval.num_seconds() / 2).max(1);
+    Window::new(
+        start,
+        end,
+        PromDuration::from_millis(step_secs.unsigned_abs() * 1000),
+    )
+    .ok()
+}
+
+/// Judges each template the Canary uses over the chart window, for the data to chart.
+/// Templates whose data cannot be fetched are left out (the timeline still says what
+/// happened).
+pub async fn chart_runs<S: MetricSource>(
+    input: &ReplayInput<'_>,
+    outcome: &ReplayOutcome,
+    interval: std::time::Duration,
+    source: &S,
+) -> Vec<TemplateCharts> {
+    let Some(window) = chart_window(input, outcome, interval) else {
+        return Vec::new();
+    };
+    let args: BTreeMap<String, String> = {
+        let (_, background) = scope_templates(input.canary, AnalysisScope::Background);
+        background.into_iter().map(|a| (a.name, a.value)).collect()
+    };
+    let mut out = Vec::new();
+    for template in used_templates(input) {
+        let declared: Vec<&str> = template.spec.args.iter().map(|a| a.name.as_str()).collect();
+        let request = AnalysisRequest {
+            template,
+            args: args
+                .iter()
+                .filter(|(k, _)| declared.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            stable: input.stable.clone(),
+            canary: input.canary_matchers.clone(),
+            window,
+            look: 1,
+        };
+        if let Ok((report, data)) =
+            analysis::run_with_data(source, &request, input.concurrency).await
+        {
+            out.push(TemplateCharts {
+                template: template.clone(),
+                report,
+                data,
+            });
+        }
+    }
+    out
+}
+
+/// What the replay concluded, in one sentence.
+pub fn conclusion(outcome: &ReplayOutcome) -> String {
+    let last = outcome.marks.last();
+    let when = outcome.ended_at.format("%Y-%m-%d %H:%M:%S UTC");
+    match outcome.end {
+        End::Promoted => format!("vigil would have promoted the canary at {when}"),
+        End::Aborted => {
+            let at = outcome
+                .marks
+                .iter()
+                .rev()
+                .find(|m| m.kind == crate::report::doc::MarkKind::Abort)
+                .or(last);
+            match at {
+                Some(m) => format!(
+                    "vigil would have aborted and rolled back at {}",
+                    timeline_line(m)
+                ),
+                None => format!("vigil would have aborted and rolled back at {when}"),
+            }
+        }
+        End::Unfinished => format!(
+            "the rollout had not ended by {when}: vigil would still be at {}",
+            last.map_or("the start".into(), |m| m.step.clone())
+        ),
+    }
+}
+
+/// The analysis that decided: the last one (the one that failed, for an abort).
+pub fn deciding(outcome: &ReplayOutcome) -> Option<&AnalysisRun> {
+    outcome.analyses.last()
+}
+
+/// The report document: one section per template, with the deciding analysis in the
+/// table, the whole rollout in the charts, and the timeline.
+pub fn document<'a>(
+    title: &str,
+    outcome: &'a ReplayOutcome,
+    charts: &'a [TemplateCharts],
+) -> Document<'a> {
+    let decided = deciding(outcome);
+    let mut sections = Vec::new();
+    for c in charts {
+        let report = decided
+            .and_then(|run| {
+                run.reports
+                    .iter()
+                    .find(|(r, _)| r.template == c.template.metadata.name)
+            })
+            .map_or(&c.report, |(r, _)| r);
+        sections.push(Section {
+            title: format!("{title}: {}", outcome.end.as_str()),
+            summary: conclusion(outcome),
+            report,
+            charts: Some(ChartData {
+                template: &c.template,
+                data: &c.data,
+            }),
+            marks: &outcome.marks,
+        });
+    }
+    Document {
+        title: title.to_string(),
+        sections,
+    }
+}
+
+/// The replay as JSON: how it ended, the timeline, and every analysis with its reports.
+pub fn json(outcome: &ReplayOutcome, from: DateTime<Utc>, to: DateTime<Utc>) -> Value {
+    json!({
+        "schema": "vigil.dev/replay/v1",
+        "from": from,
+        "to": to,
+        "end": outcome.end.as_str(),
+        "endedAt": outcome.ended_at,
+        "conclusion": conclusion(outcome),
+        "phase": outcome.state.phase.as_str(),
+        "weight": outcome.state.weight,
+        "timeline": outcome.marks,
+        "analyses": outcome.analyses.iter().map(analysis_json).collect::<Vec<_>>(),
+    })
+}
+
+fn analysis_json(run: &AnalysisRun) -> Value {
+    json!({
+        "at": run.at,
+        "step": run.step,
+        "verdict": run.outcome.verdict(),
+        "reports": run.reports.iter().map(|(r, _)| r).collect::<Vec<&Report>>(),
+    })
+}
+
+/// The marks as terminal lines.
+pub fn timeline(marks: &[Mark]) -> String {
+    marks
+        .iter()
+        .map(|m| format!("{}\n", timeline_line(m)))
+        .collect()
+}
