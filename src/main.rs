@@ -18,6 +18,9 @@ use vigil::template::load;
 use vigil::template::selector::Selector;
 use vigil::template::units::PromDuration;
 
+mod progress;
+mod term;
+
 /// Exit status: the canary passed.
 const EXIT_PASS: u8 = 0;
 /// Exit status: the canary failed.
@@ -39,7 +42,18 @@ const DEMO_TEMPLATE: &str = include_str!("../analysis-templates/demo.yaml");
     about = "Decides from metrics whether a canary release is safe to roll out",
     long_about = "Decides from metrics whether a canary release is safe to roll out.\n\n\
                   Exit status of judge: 0 pass, 1 fail, 3 marginal or inconclusive, \
-                  4 the analysis could not run, 2 usage error."
+                  4 the analysis could not run, 2 usage error.",
+    after_help = "Examples:\n  \
+        vigil demo                          # judge a simulated canary: no cluster, no Prometheus\n  \
+        vigil lint analysis-templates/*.yaml\n  \
+        vigil judge --prometheus http://prometheus.monitoring:9090 \\\n      \
+            --template analysis-templates/http-prometheus-client.yaml --arg job=checkout \\\n      \
+            --stable 'version=\"v1.4.2\"' --canary 'version=\"v1.5.0\"' --last 30m\n  \
+        vigil crd | kubectl apply -f -      # install the Canary resources\n  \
+        vigil run --prometheus http://prometheus.monitoring:9090\n  \
+        vigil status web -n shop --watch\n  \
+        vigil completions bash > ~/.local/share/bash-completion/completions/vigil\n\n\
+        `vigil COMMAND --help` shows each command's options and examples."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,19 +63,47 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Judge a canary against stable over a time window, from Prometheus.
+    #[command(after_help = "Examples:\n  \
+        vigil judge --prometheus http://prometheus.monitoring:9090 \\\n      \
+            --template analysis-templates/http-prometheus-client.yaml --arg job=checkout \\\n      \
+            --stable 'version=\"v1.4.2\"' --canary 'version=\"v1.5.0\"' --last 30m\n  \
+        vigil judge --prometheus http://prometheus.istio-system:9090 \\\n      \
+            --template analysis-templates/istio.yaml --arg namespace=bookinfo \\\n      \
+            --stable 'destination_app=\"reviews\", destination_version=\"v1\"' \\\n      \
+            --canary 'destination_app=\"reviews\", destination_version=\"v2\"' \\\n      \
+            --start 2026-11-28T10:00:00Z --end 2026-11-28T11:00:00Z --output json --report review.md\n  \
+        vigil judge --prometheus https://mimir.example.com/prometheus --header \"X-Scope-OrgID: team-a\" \\\n      \
+            --bearer-token-file /var/run/secrets/kubernetes.io/serviceaccount/token \\\n      \
+            --template analysis-templates/ingress-nginx.yaml --arg namespace=shop --arg ingress=web \\\n      \
+            --stable 'canary=\"\"' --canary 'canary=\"shop-web-canary-80\"' --last 15m --step 30s\n\n\
+        Exit status: 0 pass, 1 fail, 3 marginal or inconclusive, 4 the analysis could not run, \
+        2 usage error.")]
     Judge(Box<JudgeArgs>),
     /// Check template files; exits 1 if any has a problem.
+    #[command(after_help = "Examples:\n  \
+        vigil lint analysis-templates/*.yaml\n  \
+        vigil lint my-template.yaml         # each problem names the file, line and field")]
     Lint {
         /// Template files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Judge a simulated canary with a known regression: no cluster, no Prometheus.
+    #[command(after_help = "Examples:\n  \
+        vigil demo                          # the canary has x4 the error rate, +60% latency\n  \
+        vigil demo --scenario healthy\n  \
+        vigil demo --scenario no-traffic --output json --seed 7")]
     Demo(DemoArgs),
     /// Print vigil's CustomResourceDefinitions as YAML (kubectl apply -f -).
+    #[command(after_help = "Examples:\n  \
+        vigil crd | kubectl apply -f -\n  \
+        vigil crd > deploy/crds/vigil.dev_crds.yaml")]
     Crd,
     /// Benchmarks on simulated rollouts.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  \
+        vigil bench detection\n  \
+        vigil bench detection --rollouts 200 --scenario errors-x2 --scenario aa-low --json results.json")]
     Bench(BenchCommand),
     /// Move a canary past its current step now (with --full, promote it completely).
     #[command(after_help = "Examples:\n  \
@@ -104,6 +146,26 @@ enum Command {
         Serves /metrics, /healthz and /readyz on --listen. With --leader-elect, replicas \
         elect a leader on a coordination.k8s.io Lease and only the leader acts.")]
     Run(Box<RunArgs>),
+    /// Print a shell completion script for vigil to standard output.
+    #[command(after_help = "Examples:\n  \
+        vigil completions bash > ~/.local/share/bash-completion/completions/vigil\n  \
+        vigil completions zsh > \"${fpath[1]}/_vigil\"\n  \
+        vigil completions fish > ~/.config/fish/completions/vigil.fish\n  \
+        vigil completions powershell >> $PROFILE\n  \
+        vigil completions bash --bin-name kubectl-vigil   # for the kubectl plugin's name\n\n\
+        The script completes the name the binary was invoked as (kubectl-vigil when installed \
+        as the kubectl plugin), or --bin-name.")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+    /// The command name the script completes (default: the name vigil was invoked as).
+    #[arg(long, value_name = "NAME")]
+    bin_name: Option<String>,
 }
 
 #[derive(Args)]
@@ -242,6 +304,11 @@ struct StatusArgs {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Compare detectors' false aborts, power and time to detect on simulated rollouts.
+    #[command(after_help = "Examples:\n  \
+        vigil bench detection                                    # every scenario, 1000 rollouts each\n  \
+        vigil bench detection --rollouts 200 --scenario errors-x5 --scenario aa-low\n  \
+        vigil bench detection --seed 7 --threads 2 --json results.json\n\n\
+        Progress goes to standard error; the table to standard output.")]
     Detection(DetectionArgs),
 }
 
@@ -394,7 +461,7 @@ fn init_logging(format: LogFormat, default: &str) {
     // Colours only on a terminal: in a Pod (or a file) they are escape codes in every line.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(term::colour(term::Stream::Stderr))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => logs.json().init(),
@@ -449,6 +516,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => tokio_main(set_paused(args, false)),
         Command::Status(args) => tokio_main(status(args)),
         Command::Run(args) => run_controller(*args),
+        Command::Completions(args) => completions(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -463,20 +531,42 @@ fn main() -> ExitCode {
 /// plugin (`kubectl vigil promote web`): the same commands, with usage shown as `kubectl vigil`.
 fn parse_cli() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
-    let as_plugin = std::env::args_os()
+    let mut command = Cli::command();
+    if invoked_name() == "kubectl-vigil" {
+        command = command.bin_name("kubectl vigil");
+    }
+    // clap colours help (stdout) and errors (stderr) by the same rule as vigil's own output
+    // (its `Auto` then looks at each stream as `term::colour` does).
+    if !term::colour(term::Stream::Stdout) && !term::colour(term::Stream::Stderr) {
+        command = command.color(clap::ColorChoice::Never);
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The name the binary was invoked as: `vigil`, or `kubectl-vigil` as a kubectl plugin.
+fn invoked_name() -> String {
+    std::env::args_os()
         .next()
         .and_then(|arg0| {
             std::path::Path::new(&arg0)
                 .file_stem()
-                .map(|s| s == "kubectl-vigil")
+                .map(|s| s.to_string_lossy().into_owned())
         })
-        .unwrap_or(false);
-    let mut command = Cli::command();
-    if as_plugin {
-        command = command.bin_name("kubectl vigil");
-    }
-    let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        .unwrap_or_else(|| "vigil".to_string())
+}
+
+/// `vigil completions SHELL`: the completion script on standard output.
+fn completions(args: &CompletionsArgs) -> Result<u8, Failure> {
+    use clap::CommandFactory;
+    use std::io::Write as _;
+    let name = args.bin_name.clone().unwrap_or_else(invoked_name);
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), name, &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .map_err(|e| cannot_run(format!("cannot write the completion script: {e}")))?;
+    Ok(EXIT_PASS)
 }
 
 fn cannot_run(message: impl std::fmt::Display) -> Failure {
@@ -610,7 +700,7 @@ fn read_template(
             file: origin.clone(),
             line: None,
             field: None,
-            message: format!("cannot read the template: {e}"),
+            message: format!("cannot read the template: {e}: check the file's path"),
         }])
     })?;
     let template = load::parse(&text, &origin)?;
@@ -667,11 +757,15 @@ fn parse_duration(text: &str, flag: &str) -> Result<PromDuration, Failure> {
 fn parse_args(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
     let mut out = BTreeMap::new();
     for pair in pairs {
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or_else(|| usage(format!("--arg {pair:?} must be NAME=VALUE")))?;
+        let (name, value) = pair.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "--arg {pair:?} must be NAME=VALUE, e.g. --arg job=checkout"
+            ))
+        })?;
         if out.insert(name.to_string(), value.to_string()).is_some() {
-            return Err(usage(format!("--arg {name} is given twice")));
+            return Err(usage(format!(
+                "--arg {name} is given twice: give each argument once"
+            )));
         }
     }
     Ok(out)
@@ -686,13 +780,15 @@ fn prometheus_config(url: &str, c: &ConnectionArgs) -> Result<PrometheusConfig, 
     if let Some(basic) = &c.basic_auth {
         let (user, password) = basic
             .split_once(':')
-            .ok_or_else(|| usage("--basic-auth must be USER:PASSWORD"))?;
+            .ok_or_else(|| usage("--basic-auth must be USER:PASSWORD, e.g. vigil:s3cret"))?;
         config.basic_auth = Some((user.to_string(), password.to_string()));
     }
     for header in &c.headers {
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| usage(format!("--header {header:?} must be \"Name: value\"")))?;
+        let (name, value) = header.split_once(':').ok_or_else(|| {
+            usage(format!(
+                "--header {header:?} must be \"Name: value\", e.g. \"X-Scope-OrgID: team-a\""
+            ))
+        })?;
         config
             .headers
             .push((name.trim().to_string(), value.trim().to_string()));
@@ -708,19 +804,20 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
     let stable: Selector = args
         .stable
         .parse()
-        .map_err(|e| usage(format!("--stable: {e}")))?;
+        .map_err(|e| usage(format!("--stable: {e}{}", braces_hint(&args.stable))))?;
     let canary: Selector = args
         .canary
         .parse()
-        .map_err(|e| usage(format!("--canary: {e}")))?;
+        .map_err(|e| usage(format!("--canary: {e}{}", braces_hint(&args.canary))))?;
     let step = parse_duration(&args.step, "--step")?;
     let (start, end) = match (&args.start, &args.end, &args.last) {
         (Some(s), Some(e), _) => (parse_time(s, "--start")?, parse_time(e, "--end")?),
         (_, _, Some(last)) => {
             let length = parse_duration(last, "--last")?;
             let end = Utc::now();
-            let millis =
-                i64::try_from(length.as_millis()).map_err(|_| usage("--last is too long"))?;
+            let millis = i64::try_from(length.as_millis()).map_err(|_| {
+                usage("--last is too long: give a shorter one, or --start and --end")
+            })?;
             (end - chrono::Duration::milliseconds(millis), end)
         }
         _ => return Err(usage("give --start and --end, or --last")),
@@ -741,6 +838,16 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
         .await
         .map_err(|e| usage(locate_plan_error(&e, &template, &text, &origin)))?;
     finish(&report, args.output.into(), args.report.as_deref())
+}
+
+/// What to do about label matchers given in braces, which `--stable` and `--canary` take
+/// without them.
+fn braces_hint(matchers: &str) -> &'static str {
+    if matchers.trim_start().starts_with('{') {
+        "; give the matchers without the braces"
+    } else {
+        ""
+    }
 }
 
 /// A setup error prefixed with the file, line and field it concerns, where there is one.
@@ -797,7 +904,10 @@ fn finish(report: &Report, format: Format, file: Option<&std::path::Path>) -> Re
         };
         std::fs::write(path, report::render(report, file_format)).map_err(|e| Failure {
             code: EXIT_CANNOT_RUN,
-            message: format!("cannot write the report to {}: {e}", path.display()),
+            message: format!(
+                "cannot write the report to {}: {e}: give --report a path in a writable directory",
+                path.display()
+            ),
         })?;
     }
     if report.verdict == Verdict::Fail {
@@ -911,13 +1021,17 @@ fn bench_detection(args: &DetectionArgs) -> Result<u8, Failure> {
         ..detection::Config::default()
     };
     let started = std::time::Instant::now();
-    let results = detection::run(&config).map_err(|e| match e {
+    let failure = |e: detection::Error| match e {
         detection::Error::UnknownScenario { .. } => usage(format!("--scenario: {e}")),
         detection::Error::Worker => Failure {
             code: EXIT_CANNOT_RUN,
             message: e.to_string(),
         },
-    })?;
+    };
+    let total = detection::total_rollouts(&config).map_err(failure)?;
+    let progress = progress::Progress::new(total as u64, "rollouts");
+    let results = detection::run_observed(&config, &|n| progress.inc(n as u64)).map_err(failure)?;
+    progress.finish();
     println!("{}", detection::table(&results));
     println!(
         "{} rollouts per scenario, seed {}, alpha {}, tolerances: errors +{}%, latency +{}%; {:.1} s",
@@ -935,8 +1049,163 @@ fn bench_detection(args: &DetectionArgs) -> Result<u8, Failure> {
         })?;
         std::fs::write(path, text + "\n").map_err(|e| Failure {
             code: EXIT_CANNOT_RUN,
-            message: format!("cannot write {}: {e}", path.display()),
+            message: format!(
+                "cannot write {}: {e}: give --json a path in a writable directory",
+                path.display()
+            ),
         })?;
     }
     Ok(EXIT_PASS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, braces_hint};
+    use clap::{CommandFactory, Parser};
+
+    /// Every command with its path of names from the top (`["bench", "detection"]`).
+    fn commands() -> Vec<(Vec<String>, clap::Command)> {
+        fn walk(
+            path: &[String],
+            command: &clap::Command,
+            out: &mut Vec<(Vec<String>, clap::Command)>,
+        ) {
+            out.push((path.to_vec(), command.clone()));
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let mut path = path.to_vec();
+                path.push(sub.get_name().to_string());
+                walk(&path, sub, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&[], &Cli::command(), &mut out);
+        out
+    }
+
+    /// The words of a shell command line, up to a comment, pipe or redirection.
+    fn words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    let w = word.get_or_insert_with(String::new);
+                    for c in chars.by_ref().take_while(|&c| c != '\'') {
+                        w.push(c);
+                    }
+                }
+                '"' => {
+                    let w = word.get_or_insert_with(String::new);
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '"' => break,
+                            '\\' => w.extend(chars.next()),
+                            c => w.push(c),
+                        }
+                    }
+                }
+                '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+                '#' | '|' | '>' | ';' | '&' if word.is_none() => break,
+                c if c.is_whitespace() => words.extend(word.take()),
+                c => word.get_or_insert_with(String::new).push(c),
+            }
+        }
+        words.extend(word);
+        words
+    }
+
+    /// The example command lines of a help text (continuation lines joined), as words.
+    fn examples(help: &str) -> Vec<Vec<String>> {
+        let mut lines = Vec::new();
+        let mut pending = String::new();
+        for line in help.lines() {
+            let line = line.trim();
+            match line.strip_suffix('\\') {
+                Some(start) => pending.push_str(start),
+                None => {
+                    pending.push_str(line);
+                    lines.push(std::mem::take(&mut pending));
+                }
+            }
+        }
+        lines
+            .iter()
+            .filter_map(|line| {
+                line.strip_prefix("vigil ")
+                    .or_else(|| line.strip_prefix("kubectl vigil "))
+            })
+            .map(|rest| {
+                let mut all = vec!["vigil".to_string()];
+                all.extend(words(rest));
+                all
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_word_splitter_handles_quotes_comments_and_pipes() {
+        assert_eq!(
+            words(r#"judge --stable 'version="v1"' --header "X: a b" --x \"y  # a comment"#),
+            [
+                "judge",
+                "--stable",
+                "version=\"v1\"",
+                "--header",
+                "X: a b",
+                "--x",
+                "\"y"
+            ]
+        );
+        assert_eq!(words("crd | kubectl apply -f -"), ["crd"]);
+        assert_eq!(
+            words("completions zsh > \"${fpath[1]}/_vigil\""),
+            ["completions", "zsh"]
+        );
+    }
+
+    #[test]
+    fn every_command_has_examples_that_parse() {
+        let all = commands();
+        assert!(all.len() >= 14, "{} commands", all.len());
+        for (path, command) in all {
+            let help = command
+                .get_after_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let name = format!("vigil {}", path.join(" "));
+            assert!(
+                help.contains("Examples:"),
+                "{name} has no examples:\n{help}"
+            );
+            let examples = examples(&help);
+            assert!(!examples.is_empty(), "{name} has no example lines:\n{help}");
+            for example in examples {
+                if let Err(e) = Cli::try_parse_from(&example) {
+                    panic!("the example {example:?} of {name} does not parse:\n{e}");
+                }
+                assert!(
+                    example[1..].starts_with(&path),
+                    "the example {example:?} is not one of {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn clap_itself_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn matchers_in_braces_are_told_to_drop_them() {
+        assert_eq!(
+            braces_hint(" {version=\"v1\"}"),
+            "; give the matchers without the braces"
+        );
+        assert_eq!(braces_hint("version=\"v1\""), "");
+    }
 }

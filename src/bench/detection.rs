@@ -207,8 +207,28 @@ pub fn run(config: &Config) -> Result<Results, Error> {
     run_with(config, &detectors(config.alpha, config.tolerances))
 }
 
+/// Runs the benchmark with the detectors of [`detectors`], calling `done(n)` from the worker
+/// threads each time `n` more rollouts are finished, out of [`total_rollouts`].
+pub fn run_observed(config: &Config, done: &(dyn Fn(usize) + Sync)) -> Result<Results, Error> {
+    run_with_observed(config, &detectors(config.alpha, config.tolerances), done)
+}
+
+/// How many rollouts [`run`] simulates in all: for each chosen scenario, `config.rollouts`.
+pub fn total_rollouts(config: &Config) -> Result<usize, Error> {
+    Ok(select(&config.scenarios)?.len() * config.rollouts)
+}
+
 /// Runs the benchmark with the given detectors.
 pub fn run_with(config: &Config, factories: &[Box<dyn DetectorFactory>]) -> Result<Results, Error> {
+    run_with_observed(config, factories, &|_| {})
+}
+
+/// Runs the benchmark with the given detectors, reporting progress as [`run_observed`] does.
+fn run_with_observed(
+    config: &Config,
+    factories: &[Box<dyn DetectorFactory>],
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Results, Error> {
     let chosen = select(&config.scenarios)?;
     let rollouts = config.rollouts;
     let jobs = chosen.len() * rollouts;
@@ -231,10 +251,13 @@ pub fn run_with(config: &Config, factories: &[Box<dyn DetectorFactory>]) -> Resu
                     (position, rollout, result)
                 })
                 .collect();
+            let finished = done.len();
             let mut all = outcomes.lock().map_err(|_| Error::Worker)?;
             for (position, rollout, result) in done {
                 all[position][rollout] = result;
             }
+            drop(all);
+            progress(finished);
         }
     };
     std::thread::scope(|s| {

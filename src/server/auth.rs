@@ -46,7 +46,10 @@ fn read_secret(path: &Path, flag: &str) -> Result<String, String> {
         .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(format!("{flag} {}: the file is empty", path.display()));
+        return Err(format!(
+            "{flag} {}: the file is empty: write the secret into it (e.g. from a Kubernetes Secret)",
+            path.display()
+        ));
     }
     Ok(trimmed.to_string())
 }

@@ -93,10 +93,14 @@ impl Prometheus {
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::try_from(name.as_str()).map_err(|e| {
-                SourceErrorKind::Config(format!("header name {name:?} is invalid: {e}"))
+                SourceErrorKind::Config(format!(
+                    "--header: header name {name:?} is invalid: {e}; give \"Name: value\", e.g. \"X-Scope-OrgID: team-a\""
+                ))
             })?;
             let value = HeaderValue::try_from(value.as_str()).map_err(|e| {
-                SourceErrorKind::Config(format!("header {name}'s value is invalid: {e}"))
+                SourceErrorKind::Config(format!(
+                    "--header: header {name}'s value is invalid: {e}; give printable ASCII without line breaks"
+                ))
             })?;
             headers.insert(name, value);
         }
