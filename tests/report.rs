@@ -56,6 +56,15 @@ fn judged() -> (AnalysisTemplate, Report, Vec<MetricData>) {
     (template, report, data)
 }
 
+/// A one-judgement document with charts.
+fn charted<'a>(
+    template: &'a AnalysisTemplate,
+    report: &'a Report,
+    data: &'a [MetricData],
+) -> report::Document<'a> {
+    report::single(report, Some(ChartData { template, data }))
+}
+
 fn expected_charts(kind: MetricType) -> usize {
     match kind {
         MetricType::Ratio | MetricType::Histogram => 2,
@@ -66,13 +75,7 @@ fn expected_charts(kind: MetricType) -> usize {
 #[test]
 fn html_and_markdown_match_the_json() {
     let (template, report, data) = judged();
-    let doc = report::single(
-        &report,
-        Some(ChartData {
-            template: &template,
-            data: &data,
-        }),
-    );
+    let doc = charted(&template, &report, &data);
     let page = report::html(&doc);
     let md = report::markdown_doc(&doc);
     let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
@@ -145,13 +148,7 @@ fn the_checker_sees_a_blocked_fetch() {
 #[test]
 fn the_page_renders_cleanly_in_chromium() {
     let (template, report, data) = judged();
-    let doc = report::single(
-        &report,
-        Some(ChartData {
-            template: &template,
-            data: &data,
-        }),
-    );
+    let doc = charted(&template, &report, &data);
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");
     std::fs::write(&page, report::html(&doc)).unwrap();

@@ -239,7 +239,7 @@ mod tests {
     use super::*;
     use crate::data::Series;
 
-    fn result(series: Vec<(Option<&str>, Vec<(f64, f64)>)>) -> QueryResult {
+    fn result(series: Vec<(Option<&str>, Points)>) -> QueryResult {
         QueryResult {
             series: series
                 .into_iter()

@@ -122,7 +122,8 @@ impl TimeChart<'_> {
             .iter()
             .flat_map(|(_, p)| p.iter().map(|(_, v)| *v))
             .chain(bounds.iter().map(|(_, v)| *v));
-        let Some(y_domain) = chart::extent(values, true) else {
+        // Against bounds the detail near the bound matters more than the distance from zero.
+        let Some(y_domain) = chart::extent(values, bounds.is_empty()) else {
             return chart::no_data(self.metric, "time", title, "no points in the window");
         };
         let times = lines.iter().flat_map(|(_, p)| p.iter().map(|(t, _)| *t));
@@ -207,7 +208,7 @@ fn le_label(le: f64) -> String {
 
 /// Grouped bars: the share of each version's requests in each bucket over the window.
 fn distribution_chart(metric: &str, data: &MetricData) -> String {
-    let title = "distribution: share of requests per bucket (le) over the window";
+    let title = "share of requests per bucket (le), whole window";
     let versions = [
         ("stable", charts::distribution(data, Role::Stable)),
         ("canary", charts::distribution(data, Role::Canary)),

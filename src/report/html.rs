@@ -37,12 +37,12 @@ h1{font-size:1.5rem;margin:0 0 1rem}h2{font-size:1.25rem;margin:2rem 0 .5rem}h3{
 code{font-size:.9em;word-break:break-all}
 table{border-collapse:collapse;width:100%;margin:.6rem 0;font-size:.9rem}
 th,td{border:1px solid var(--grid);padding:.3rem .5rem;text-align:left;vertical-align:top}th{background:var(--panel)}
-td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num{font-variant-numeric:tabular-nums;white-space:nowrap}td.samples{font-variant-numeric:tabular-nums;min-width:9rem}td.samples small{color:var(--muted)}td.reason{min-width:16rem}
 .outcome-pass{color:var(--pass)}.outcome-high,.outcome-low{color:var(--fail);font-weight:700}.outcome-nodata,.outcome-error{color:var(--warn);font-weight:700}
 tr.mark-info td:first-child{border-left:4px solid var(--info)}tr.mark-advance td:first-child{border-left:4px solid var(--pass)}tr.mark-warn td:first-child{border-left:4px solid var(--warn)}tr.mark-abort td:first-child{border-left:4px solid var(--fail)}tr.mark-promote td:first-child{border-left:4px solid var(--stable)}
 tr.mark-abort{background:color-mix(in srgb,var(--fail) 10%,transparent)}tr.mark-promote{background:color-mix(in srgb,var(--pass) 10%,transparent)}
 .critical{font-size:.75rem;color:var(--fail);font-weight:700;margin-left:.3rem}
-.figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:.8rem}
+.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:.8rem}
 svg.chart{width:100%;height:auto;color:var(--fg);background:var(--panel);border-radius:.3rem}
 svg.chart text{fill:currentColor;font-size:11px}svg.chart .heading{font-size:12px;font-weight:600}svg.chart .tick{fill:var(--muted)}
 svg.chart .grid{stroke:var(--grid);stroke-width:1}svg.chart .axis{stroke:var(--muted);stroke-width:1}
@@ -191,7 +191,7 @@ fn write_metric_row(out: &mut String, m: &MetricResult) {
         out,
         "<tr data-metric=\"{}\"><td>{}{critical}</td><td class=\"outcome-{}\">{}</td>\
          <td class=\"num\">{}</td><td class=\"num\">{}</td>\
-         <td class=\"num\">{} / {}<br><small>{} · {}</small></td><td>{}</td></tr>",
+         <td class=\"samples\">{} / {}<br><small>{} · {}</small></td><td class=\"reason\">{}</td></tr>",
         escape(&m.name),
         escape(&m.name),
         m.outcome.as_str(),

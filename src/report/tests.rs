@@ -55,6 +55,15 @@ fn judged(evil: bool, hours: i64) -> (AnalysisTemplate, Report, Vec<MetricData>)
     (template, report, data)
 }
 
+/// A one-judgement document with charts.
+fn charted<'a>(
+    template: &'a AnalysisTemplate,
+    report: &'a Report,
+    data: &'a [MetricData],
+) -> Document<'a> {
+    single(report, Some(ChartData { template, data }))
+}
+
 /// Every `<svg ...>...</svg>` element of a page.
 fn svgs(page: &str) -> Vec<&str> {
     page.match_indices("<svg ")
@@ -77,11 +86,7 @@ fn user_text_is_escaped() {
         "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
     );
     let (template, report, data) = judged(true, 1);
-    let charts = ChartData {
-        template: &template,
-        data: &data,
-    };
-    let page = html(&single(&report, Some(charts)));
+    let page = html(&charted(&template, &report, &data));
     assert!(!page.contains("<script"), "unescaped metric name");
     assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
     // The name's charts are still found by their escaped attribute.
@@ -93,13 +98,7 @@ fn user_text_is_escaped() {
 #[test]
 fn html_and_markdown_carry_every_metric_and_the_verdict() {
     let (template, report, data) = judged(false, 1);
-    let doc = single(
-        &report,
-        Some(ChartData {
-            template: &template,
-            data: &data,
-        }),
-    );
+    let doc = charted(&template, &report, &data);
     let page = html(&doc);
     let md = markdown_doc(&doc);
     let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
@@ -138,13 +137,7 @@ fn html_and_markdown_carry_every_metric_and_the_verdict() {
 #[test]
 fn every_metric_has_its_charts_with_plotted_elements() {
     let (template, report, data) = judged(false, 1);
-    let page = html(&single(
-        &report,
-        Some(ChartData {
-            template: &template,
-            data: &data,
-        }),
-    ));
+    let page = html(&charted(&template, &report, &data));
     for spec in &template.spec.metrics {
         let charts = charts_of(&page, &spec.name);
         let expected: &[&str] = match spec.kind {
@@ -210,13 +203,7 @@ fn marks_become_timeline_rows_and_chart_markers() {
             kind: MarkKind::Abort,
         },
     ];
-    let mut doc = single(
-        &report,
-        Some(ChartData {
-            template: &template,
-            data: &data,
-        }),
-    );
+    let mut doc = charted(&template, &report, &data);
     doc.sections[0].marks = &marks;
     let page = html(&doc);
     assert!(page.contains("<tr class=\"mark-abort\">"));
@@ -233,13 +220,7 @@ fn marks_become_timeline_rows_and_chart_markers() {
 #[test]
 fn long_windows_stay_small_and_missing_data_says_so() {
     let (template, report, data) = judged(false, 72);
-    let page = html(&single(
-        &report,
-        Some(ChartData {
-            template: &template,
-            data: &data,
-        }),
-    ));
+    let page = html(&charted(&template, &report, &data));
     assert!(page.len() < 400_000, "{} bytes", page.len());
     for svg in svgs(&page) {
         for line in svg.split("<polyline").skip(1) {
@@ -250,13 +231,7 @@ fn long_windows_stay_small_and_missing_data_says_so() {
     }
     // No data at all: every chart still renders, saying so.
     let empty: Vec<MetricData> = Vec::new();
-    let page = html(&single(
-        &report,
-        Some(ChartData {
-            template: &template,
-            data: &empty,
-        }),
-    ));
+    let page = html(&charted(&template, &report, &empty));
     let time = charts_of(&page, "cpu");
     assert!(time[0].contains("no data"), "{}", time[0]);
     assert!(!page.contains("NaN"));
