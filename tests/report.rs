@@ -1,7 +1,7 @@
 //! The HTML and Markdown reports of a simulated judgement (the demo template, a regressed
 //! canary): structure and numbers against the JSON, and the page in headless Chromium
 //! (no console errors or CSP violations, every chart drawn, a screenshot saved to
-//! `target/test-artifacts/report.png`).
+//! `target/test-artifacts/report.png`, next to the page `report.html`).
 
 mod common;
 
@@ -149,8 +149,9 @@ fn the_checker_sees_a_blocked_fetch() {
 fn the_page_renders_cleanly_in_chromium() {
     let (template, report, data) = judged();
     let doc = charted(&template, &report, &data);
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("report.html");
+    // The page is kept next to its screenshot, for a human to open.
+    std::fs::create_dir_all(artifacts_dir()).unwrap();
+    let page = artifacts_dir().join("report.html");
     std::fs::write(&page, report::html(&doc)).unwrap();
     let screenshot = artifacts_dir().join("report.png");
     let _ = std::fs::remove_file(&screenshot);

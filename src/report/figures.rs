@@ -150,7 +150,7 @@ impl TimeChart<'_> {
             .map(|t| (t, chart::time_label(t, span)))
             .collect();
         svg.axes(&y, &y_ticks, &x, &x_ticks);
-        svg.text((AREA[2], HEIGHT_LABEL), "end", "tick", "UTC");
+        svg.text((AREA[0] - 6.0, AREA[3] + 18.0), "end", "tick", "UTC");
         for (label, v) in bounds {
             let py = y.at(*v);
             svg.line((AREA[0], py), (AREA[2], py), "data bound");
@@ -193,9 +193,6 @@ impl TimeChart<'_> {
         svg.finish()
     }
 }
-
-/// Where the time axis says its time zone.
-const HEIGHT_LABEL: f64 = chart::HEIGHT - 2.0;
 
 /// A bucket's `le` bound as a short label.
 fn le_label(le: f64) -> String {
@@ -258,7 +255,7 @@ fn distribution_chart(metric: &str, data: &MetricData) -> String {
         .map(|(i, le)| (i as f64 + 0.5, le_label(*le)))
         .collect();
     svg.axes(&y, &y_ticks, &x, &x_ticks);
-    svg.text((AREA[2], HEIGHT_LABEL), "end", "tick", "le");
+    svg.text((AREA[0] - 6.0, AREA[3] + 18.0), "end", "tick", "le");
     let slot = x.at(1.0) - x.at(0.0);
     let width = slot * 0.8 / shares.len() as f64;
     for (k, (role, share)) in shares.iter().enumerate() {
