@@ -7,6 +7,7 @@ mod common;
 
 use chrono::{TimeZone, Utc};
 use common::browser::{artifacts_dir, chart_svgs, check_report, console_problems};
+use common::{PromServer, Version, judge, openmetrics};
 use std::collections::BTreeMap;
 use vigil::analysis::{self, AnalysisRequest};
 use vigil::data::Window;
@@ -180,4 +181,68 @@ fn the_page_renders_cleanly_in_chromium() {
         "{} bytes",
         png.len()
     );
+}
+
+/// `vigil judge --report FILE.html` (and `.md`) against a real Prometheus: the files are the
+/// charted document and the Markdown document, with the verdict of the JSON on stdout.
+#[test]
+fn judge_writes_html_and_markdown_reports() {
+    let version = |version, error_rate, seed| Version {
+        job: "checkout",
+        version,
+        rps: 180.0,
+        error_rate,
+        latency_median: 0.08,
+        seed,
+    };
+    let prom = PromServer::start(&openmetrics(&[
+        version("v1", 0.005, 1),
+        Version {
+            rps: 20.0,
+            ..version("v2", 0.025, 2)
+        },
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["report.html", "report.md"] {
+        let path = dir.path().join(file);
+        let out = judge(
+            &prom.url,
+            "analysis-templates/http-prometheus-client.yaml",
+            "checkout",
+            "version=\"v1\"",
+            "version=\"v2\"",
+            &["--output", "json", "--report", path.to_str().unwrap()],
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+        });
+        let verdict = json["verdict"].as_str().unwrap();
+        assert_eq!(verdict, "fail", "x5 errors fail");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let names: Vec<&str> = json["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        if file.ends_with(".html") {
+            assert!(text.starts_with("<!DOCTYPE html>"));
+            assert!(text.contains(&format!("data-verdict=\"{verdict}\"")));
+            let charts = chart_svgs(&text);
+            for name in &names {
+                let mine: Vec<usize> = charts
+                    .iter()
+                    .filter(|(m, _)| m == name)
+                    .map(|(_, n)| *n)
+                    .collect();
+                assert_eq!(mine.len(), 2, "{name}: ratio and histogram have two charts");
+                assert!(mine.iter().all(|n| *n > 0), "{name}: {mine:?}");
+            }
+        } else {
+            assert!(text.starts_with("**vigil: FAIL**"), "{text}");
+            for name in &names {
+                assert!(text.contains(&format!("| {name}")), "{name}: {text}");
+            }
+        }
+    }
 }
