@@ -380,7 +380,7 @@ struct JudgeArgs {
     /// Output format on standard output.
     #[arg(long, value_enum, default_value = "table")]
     output: OutputFormat,
-    /// Also write the report to FILE (.json, .md or anything else for a table).
+    /// Also write the report to FILE (.json, .html with charts, .md, or anything else for a table).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
     #[command(flatten)]
@@ -834,10 +834,45 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
         canary,
         window,
     };
-    let report = analysis::run(&source, &request, concurrency)
+    let (report, data) = analysis::run_with_data(&source, &request, concurrency)
         .await
         .map_err(|e| usage(locate_plan_error(&e, &template, &text, &origin)))?;
-    finish(&report, args.output.into(), args.report.as_deref())
+    // .html and .md report files are documents with the data's charts; others go to finish.
+    let file = args.report.as_deref();
+    if let Some(path) = file.filter(|p| is_document(p)) {
+        write_document(path, &report, &template, &data)?;
+    }
+    finish(
+        &report,
+        args.output.into(),
+        file.filter(|p| !is_document(p)),
+    )
+}
+
+/// Whether a report file is a document (HTML or Markdown) rather than a plain report.
+fn is_document(path: &std::path::Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("html" | "htm" | "md" | "markdown")
+    )
+}
+
+/// Writes one judgement as an HTML page with charts, or as Markdown for a pull request.
+fn write_document(
+    path: &std::path::Path,
+    report: &Report,
+    template: &vigil::template::AnalysisTemplate,
+    data: &[vigil::judge::MetricData],
+) -> Result<(), Failure> {
+    let doc = report::single(report, Some(report::ChartData { template, data }));
+    let text = match path.extension().and_then(|e| e.to_str()) {
+        Some("md" | "markdown") => report::markdown_doc(&doc),
+        _ => report::html(&doc),
+    };
+    std::fs::write(path, text).map_err(|e| Failure {
+        code: EXIT_CANNOT_RUN,
+        message: format!("cannot write the report to {}: {e}", path.display()),
+    })
 }
 
 /// What to do about label matchers given in braces, which `--stable` and `--canary` take

@@ -1,6 +1,18 @@
-//! Renders a [`Report`] as a terminal table, Markdown (for pull-request comments) or JSON.
+//! Renders a [`Report`] as a terminal table, Markdown (for pull-request comments) or JSON,
+//! and a [`Document`] (one or more judgements with charts and a rollout's timeline) as a
+//! self-contained HTML page ([`html::html`]) or Markdown ([`markdown_doc`]).
 
+pub mod chart;
+pub mod charts;
 pub mod doc;
+mod figures;
+pub mod html;
+
+pub use doc::{ChartData, Document, Mark, MarkKind, Section};
+pub use html::html;
+
+#[cfg(test)]
+mod tests;
 
 use crate::judge::words;
 use crate::judge::{MetricResult, Outcome, Report, Verdict, VersionSummary};
@@ -33,7 +45,7 @@ pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-fn verdict_word(v: Verdict) -> &'static str {
+pub(crate) fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "PASS",
         Verdict::Marginal => "MARGINAL",
@@ -42,7 +54,7 @@ fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
-fn outcome_word(o: Outcome) -> &'static str {
+pub(crate) fn outcome_word(o: Outcome) -> &'static str {
     match o {
         Outcome::Pass => "pass",
         Outcome::High => "HIGH",
@@ -52,11 +64,11 @@ fn outcome_word(o: Outcome) -> &'static str {
     }
 }
 
-fn short(v: Option<f64>) -> String {
+pub(crate) fn short(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), words::value)
 }
 
-fn side(s: Option<&VersionSummary>, kind: &str) -> String {
+pub(crate) fn side(s: Option<&VersionSummary>, kind: &str) -> String {
     let Some(s) = s else { return "-".into() };
     let n = words::count(s.n);
     match kind {
@@ -83,14 +95,14 @@ fn side(s: Option<&VersionSummary>, kind: &str) -> String {
     }
 }
 
-fn p_text(p: Option<f64>) -> String {
+pub(crate) fn p_text(p: Option<f64>) -> String {
     p.map_or_else(
         || "-".into(),
         |p| words::p_value(p).trim_start_matches("p=").to_string(),
     )
 }
 
-fn change(m: &MetricResult) -> String {
+pub(crate) fn change(m: &MetricResult) -> String {
     match (m.estimate, m.ci) {
         (Some(e), Some([lo, hi])) => format!(
             "{} [{}, {}]",
@@ -162,25 +174,37 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-fn escape_md(text: &str) -> String {
+pub(crate) fn escape_md(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn verdict_icon(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "✅",
+        Verdict::Marginal => "⚠️",
+        Verdict::Fail => "❌",
+        Verdict::Inconclusive => "❔",
+    }
 }
 
 /// Markdown for a pull-request comment.
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
-    let icon = match report.verdict {
-        Verdict::Pass => "✅",
-        Verdict::Marginal => "⚠️",
-        Verdict::Fail => "❌",
-        Verdict::Inconclusive => "❔",
-    };
     let _ = writeln!(
         out,
-        "### {icon} vigil: {} (score {:.0}/100)\n",
+        "### {} vigil: {} (score {:.0}/100)\n",
+        verdict_icon(report.verdict),
         verdict_word(report.verdict),
         report.score
     );
+    md_context(&mut out, report);
+    md_metric_table(&mut out, report);
+    md_reasons(&mut out, report);
+    out
+}
+
+/// The line with template, window and matchers.
+fn md_context(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
         "Template `{}` · window {} → {} (step {}) · stable `{}` · canary `{}`\n",
@@ -191,6 +215,10 @@ pub fn markdown(report: &Report) -> String {
         escape_md(&report.stable),
         escape_md(&report.canary)
     );
+}
+
+/// One row per metric.
+fn md_metric_table(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
         "| metric | outcome | change [CI] | p | stable | canary | reason |"
@@ -211,8 +239,104 @@ pub fn markdown(report: &Report) -> String {
         );
     }
     out.push('\n');
+}
+
+/// The verdict's reasons as a list.
+fn md_reasons(out: &mut String, report: &Report) {
     for r in &report.reasons {
         let _ = writeln!(out, "- {}", escape_md(r));
     }
+}
+
+/// A document as Markdown for a pull request: a one-line summary first, then per section
+/// its heading, summary, timeline (for rollouts), metric table and reasons.
+pub fn markdown_doc(doc: &Document) -> String {
+    let mut out = String::new();
+    match doc.sections.as_slice() {
+        [] => {
+            let _ = writeln!(out, "**{}**: nothing was judged\n", escape_md(&doc.title));
+        }
+        [only] => {
+            let _ = writeln!(
+                out,
+                "**vigil: {}** (score {:.0}/100) — {}\n",
+                verdict_word(only.report.verdict),
+                only.report.score,
+                escape_md(&only.summary)
+            );
+        }
+        many => {
+            let verdicts: Vec<String> = many
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}: **{}** ({:.0}/100)",
+                        escape_md(&s.title),
+                        verdict_word(s.report.verdict),
+                        s.report.score
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "**{}** — {}\n",
+                escape_md(&doc.title),
+                verdicts.join(" · ")
+            );
+        }
+    }
+    for section in &doc.sections {
+        let report = section.report;
+        let _ = writeln!(
+            out,
+            "### {} {} — {} (score {:.0}/100)\n",
+            verdict_icon(report.verdict),
+            escape_md(&section.title),
+            verdict_word(report.verdict),
+            report.score
+        );
+        if !section.summary.is_empty() {
+            let _ = writeln!(out, "{}\n", escape_md(&section.summary));
+        }
+        md_context(&mut out, report);
+        if !section.marks.is_empty() {
+            let _ = writeln!(out, "| time (UTC) | step | weight | what happened |");
+            let _ = writeln!(out, "|---|---|---|---|");
+            for mark in section.marks {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {}% | {} |",
+                    mark.at.format("%Y-%m-%d %H:%M:%S"),
+                    escape_md(&mark.step),
+                    mark.weight,
+                    escape_md(&mark.text)
+                );
+            }
+            out.push('\n');
+        }
+        md_metric_table(&mut out, report);
+        md_reasons(&mut out, report);
+        out.push('\n');
+    }
     out
+}
+
+/// A document of one judgement, e.g. for `vigil judge --report FILE.html`: its summary is
+/// the verdict's first reason.
+pub fn single<'a>(report: &'a Report, charts: Option<ChartData<'a>>) -> Document<'a> {
+    let verdict = verdict_word(report.verdict);
+    Document {
+        title: format!("vigil: {verdict} — template {}", report.template),
+        sections: vec![Section {
+            title: format!("{verdict}: {} vs {}", report.canary, report.stable),
+            summary: report
+                .reasons
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("verdict {verdict}, score {:.0}/100", report.score)),
+            report,
+            charts,
+            marks: &[],
+        }],
+    }
 }

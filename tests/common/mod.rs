@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod controller;
 pub mod fake_kube;
 pub mod traffic;
