@@ -29,6 +29,18 @@ pub struct AnalysisRequest<'a> {
     pub look: u32,
 }
 
+/// One template judged: the template, its report and the data the report was made from
+/// (for charts).
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The template.
+    pub template: AnalysisTemplate,
+    /// The judgement.
+    pub report: Report,
+    /// The data fetched, one entry per metric of the template.
+    pub data: Vec<MetricData>,
+}
+
 /// Why an analysis could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -212,6 +224,45 @@ pub async fn run_with_data<S: MetricSource>(
     };
     let report = judge::judge(request.template, &data, info);
     Ok((report, data))
+}
+
+/// Judges several templates over the same window and versions, each with the arguments it
+/// declares out of `args` (one args list serves several templates). Returns what was judged
+/// and why the others could not be.
+pub async fn run_templates<S: MetricSource>(
+    source: &S,
+    templates: &[AnalysisTemplate],
+    args: &BTreeMap<String, String>,
+    (stable, canary): (&Selector, &Selector),
+    window: Window,
+    look: u32,
+    concurrency: usize,
+) -> (Vec<Judged>, Vec<String>) {
+    let mut judged = Vec::new();
+    let mut errors = Vec::new();
+    for template in templates {
+        let request = AnalysisRequest {
+            template,
+            args: args
+                .iter()
+                .filter(|(name, _)| template.spec.args.iter().any(|a| &a.name == *name))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            stable: stable.clone(),
+            canary: canary.clone(),
+            window,
+            look,
+        };
+        match run_with_data(source, &request, concurrency).await {
+            Ok((report, data)) => judged.push(Judged {
+                template: template.clone(),
+                report,
+                data,
+            }),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (judged, errors)
 }
 
 /// Sums reports up: any failing template fails (critical when a critical metric failed);

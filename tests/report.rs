@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{TimeZone, Utc};
-use common::browser::{artifacts_dir, chart_svgs, check_report, console_problems};
+use common::browser::{artifacts_dir, assert_clean, chart_svgs, check_report, console_problems};
 use common::{PromServer, Version, judge, openmetrics};
 use std::collections::BTreeMap;
 use vigil::analysis::{self, AnalysisRequest};
@@ -157,30 +157,13 @@ fn the_page_renders_cleanly_in_chromium() {
     let screenshot = artifacts_dir().join("report.png");
     let _ = std::fs::remove_file(&screenshot);
     let check = check_report(&page, &screenshot);
-    assert!(
-        check.console.is_empty(),
-        "console problems: {:#?}",
-        check.console
-    );
     let expected: usize = template
         .spec
         .metrics
         .iter()
         .map(|m| expected_charts(m.kind))
         .sum();
-    assert_eq!(check.charts.len(), expected, "{:?}", check.charts);
-    for (metric, plotted) in &check.charts {
-        assert!(
-            *plotted > 0,
-            "{metric}: nothing plotted in the browser's DOM"
-        );
-    }
-    let png = std::fs::read(&check.screenshot).expect("a screenshot");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "{} bytes",
-        png.len()
-    );
+    assert_clean(&check, expected);
 }
 
 /// `vigil judge --report FILE.html` (and `.md`) against a real Prometheus: the files are the
@@ -194,6 +177,7 @@ fn judge_writes_html_and_markdown_reports() {
         error_rate,
         latency_median: 0.08,
         seed,
+        regression: None,
     };
     let prom = PromServer::start(&openmetrics(&[
         version("v1", 0.005, 1),

@@ -3,7 +3,7 @@
 //! [`AnalysisOutcome`].
 
 use super::crd::{self, AnalysisArg, Canary, TemplateRef};
-use crate::analysis::{self, AnalysisRequest};
+use crate::analysis::{self, Judged};
 use crate::data::Window;
 use crate::judge::Report;
 use crate::rollout::{AnalysisDue, AnalysisOutcome, AnalysisScope};
@@ -119,7 +119,7 @@ pub async fn run<S: MetricSource>(
     client: &kube::Client,
     source: &S,
     input: &AnalysisInput<'_>,
-) -> (AnalysisOutcome, Vec<Report>) {
+) -> (AnalysisOutcome, Vec<Judged>) {
     let namespace = input.canary.namespace().unwrap_or_default();
     let (refs, args) = scope_templates(input.canary, input.due.scope);
     let step = PromDuration::from_millis(input.interval.as_millis() as u64);
@@ -134,35 +134,26 @@ pub async fn run<S: MetricSource>(
             );
         }
     };
-    let mut reports = Vec::new();
+    let mut templates = Vec::new();
     let mut errors = Vec::new();
     for reference in &refs {
-        let template = match fetch_template(client, &namespace, reference).await {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        // One args list serves several templates: each gets the args it declares.
-        let declared: Vec<&str> = template.spec.args.iter().map(|a| a.name.as_str()).collect();
-        let args: BTreeMap<String, String> = args
-            .iter()
-            .filter(|a| declared.contains(&a.name.as_str()))
-            .map(|a| (a.name.clone(), a.value.clone()))
-            .collect();
-        let request = AnalysisRequest {
-            template: &template,
-            args,
-            stable: input.stable.clone(),
-            canary: input.canary_matchers.clone(),
-            window,
-            look: input.due.look,
-        };
-        match analysis::run(source, &request, input.concurrency).await {
-            Ok(report) => reports.push(report),
-            Err(e) => errors.push(e.to_string()),
+        match fetch_template(client, &namespace, reference).await {
+            Ok(t) => templates.push(t),
+            Err(e) => errors.push(e),
         }
     }
-    (analysis::outcome(&reports, &errors), reports)
+    let args: BTreeMap<String, String> = args.into_iter().map(|a| (a.name, a.value)).collect();
+    let (judged, failed) = analysis::run_templates(
+        source,
+        &templates,
+        &args,
+        (input.stable, input.canary_matchers),
+        window,
+        input.due.look,
+        input.concurrency,
+    )
+    .await;
+    errors.extend(failed);
+    let reports: Vec<Report> = judged.iter().map(|j| j.report.clone()).collect();
+    (analysis::outcome(&reports, &errors), judged)
 }

@@ -10,12 +10,12 @@
 
 pub mod report;
 
-use crate::analysis::{self, AnalysisRequest};
+use crate::analysis::{self, Judged};
 use crate::cluster::analysis::scope_templates;
 use crate::cluster::crd::Canary;
 use crate::cluster::plan;
 use crate::data::Window;
-use crate::judge::{MetricData, Outcome, Report, words};
+use crate::judge::{Outcome, Report, words};
 use crate::report::doc::{Mark, MarkKind};
 use crate::rollout::machine::{analysis_due, decide, gates_due};
 use crate::rollout::{
@@ -57,6 +57,31 @@ pub struct ReplayInput<'a> {
     pub concurrency: usize,
 }
 
+impl ReplayInput<'_> {
+    /// Judges `templates` over `window` with the Canary's `args`, between the replay's
+    /// versions.
+    pub(crate) async fn judge<S: MetricSource>(
+        &self,
+        source: &S,
+        templates: &[AnalysisTemplate],
+        args: Vec<crate::cluster::crd::AnalysisArg>,
+        window: Window,
+        look: u32,
+    ) -> (Vec<Judged>, Vec<String>) {
+        let args: BTreeMap<String, String> = args.into_iter().map(|a| (a.name, a.value)).collect();
+        analysis::run_templates(
+            source,
+            templates,
+            &args,
+            (&self.stable, &self.canary_matchers),
+            window,
+            look,
+            self.concurrency,
+        )
+        .await
+    }
+}
+
 /// Why a replay cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
@@ -93,7 +118,7 @@ pub struct AnalysisRun {
     /// The outcome the state machine was given.
     pub outcome: AnalysisOutcome,
     /// Each template's report with the data it judged.
-    pub reports: Vec<(Report, Vec<MetricData>)>,
+    pub reports: Vec<Judged>,
 }
 
 /// How a replay ended.
@@ -309,38 +334,23 @@ async fn analyse<S: MetricSource>(
         .get(state.current_step as usize)
         .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
     let step = PromDuration::from_millis(interval.as_millis() as u64);
-    let mut reports = Vec::new();
-    let mut errors = Vec::new();
-    match Window::new(due.from, due.to, step) {
-        Err(e) => errors.push(format!("the analysis window is not usable: {e}")),
+    let (reports, errors) = match Window::new(due.from, due.to, step) {
+        Err(e) => (
+            Vec::new(),
+            vec![format!("the analysis window is not usable: {e}")],
+        ),
         Ok(window) => {
-            for reference in &refs {
-                // check() made sure every named template is there.
-                let Some(template) = input.templates.get(&reference.name) else {
-                    continue;
-                };
-                let declared: Vec<&str> =
-                    template.spec.args.iter().map(|a| a.name.as_str()).collect();
-                let request = AnalysisRequest {
-                    template,
-                    args: args
-                        .iter()
-                        .filter(|a| declared.contains(&a.name.as_str()))
-                        .map(|a| (a.name.clone(), a.value.clone()))
-                        .collect(),
-                    stable: input.stable.clone(),
-                    canary: input.canary_matchers.clone(),
-                    window,
-                    look: due.look,
-                };
-                match analysis::run_with_data(source, &request, input.concurrency).await {
-                    Ok(judged) => reports.push(judged),
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
+            // check() made sure every named template is there.
+            let templates: Vec<AnalysisTemplate> = refs
+                .iter()
+                .filter_map(|r| input.templates.get(&r.name).cloned())
+                .collect();
+            input
+                .judge(source, &templates, args, window, due.look)
+                .await
         }
-    }
-    let judged: Vec<Report> = reports.iter().map(|(r, _)| r.clone()).collect();
+    };
+    let judged: Vec<Report> = reports.iter().map(|j| j.report.clone()).collect();
     AnalysisRun {
         at: due.to,
         step: String::new(),
@@ -450,8 +460,8 @@ fn marks_of(
 
 /// The metrics that did not pass, in a few words, e.g. `latency +38%, error-rate +290%` for
 /// failing ones, or `cpu nodata` when none failed; empty when every metric passed.
-pub fn notable_metrics(reports: &[(Report, Vec<MetricData>)]) -> String {
-    let metrics = || reports.iter().flat_map(|(r, _)| r.metrics.iter());
+pub fn notable_metrics(reports: &[Judged]) -> String {
+    let metrics = || reports.iter().flat_map(|j| j.report.metrics.iter());
     let failing: Vec<String> = metrics()
         .filter(|m| matches!(m.outcome, Outcome::High | Outcome::Low))
         .map(|m| match m.estimate {
@@ -487,7 +497,7 @@ mod tests {
     use chrono::TimeZone;
     use std::sync::Arc;
 
-    const CANARY: &str = include_str!("../../deploy/examples/demo/canary.yaml");
+    const CANARY: &str = include_str!("../cli/demo-canary.yaml");
     const TEMPLATE: &str = include_str!("../../analysis-templates/demo.yaml");
 
     /// Follows the weights into the simulation, as a router would.
@@ -495,6 +505,24 @@ mod tests {
     impl ReplayObserver for Router {
         fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
             self.0.set(now.timestamp() as f64, state.weight);
+        }
+    }
+
+    /// The replay of the demo Canary from 10:00 for `hours`.
+    fn input<'a>(
+        canary: &'a Canary,
+        templates: &'a BTreeMap<String, AnalysisTemplate>,
+        hours: i64,
+    ) -> ReplayInput<'a> {
+        let from = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+        ReplayInput {
+            canary,
+            templates,
+            stable: "version=\"v1\"".parse().unwrap(),
+            canary_matchers: "version=\"v2\"".parse().unwrap(),
+            from,
+            to: from + chrono::Duration::hours(hours),
+            concurrency: 8,
         }
     }
 
@@ -509,16 +537,7 @@ mod tests {
         };
         let source =
             SimulatedSource::new(&template, stable, canary_model, 7).following(log.clone());
-        let from = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
-        let input = ReplayInput {
-            canary: &canary,
-            templates: &templates,
-            stable: "version=\"v1\"".parse().unwrap(),
-            canary_matchers: "version=\"v2\"".parse().unwrap(),
-            from,
-            to: from + chrono::Duration::hours(4),
-            concurrency: 8,
-        };
+        let input = input(&canary, &templates, 4);
         run(&input, &source, &mut Router(log)).await.unwrap()
     }
 
@@ -529,10 +548,20 @@ mod tests {
             ..VersionModel::default()
         })
         .await;
-        for m in &out.marks {
-            eprintln!("{}", timeline_line(m));
-        }
-        assert_eq!(out.end, End::Promoted);
+        let lines: Vec<String> = out.marks.iter().map(timeline_line).collect();
+        assert_eq!(out.end, End::Promoted, "{lines:#?}");
+        let weights: Vec<u8> = out
+            .marks
+            .iter()
+            .filter(|m| m.text.contains("% of traffic to the canary"))
+            .map(|m| m.weight)
+            .collect();
+        assert_eq!(weights, [10, 50, 100], "{lines:#?}");
+        // Every step advanced on a passing analysis, never on a failing one.
+        assert!(out.analyses.iter().all(|a| a.outcome.verdict() != "fail"));
+        assert_eq!(out.state.phase, Phase::Succeeded);
+        assert_eq!(out.state.weight, 0, "traffic back on the promoted stable");
+        assert!(out.ended_at > out.marks[0].at);
     }
 
     #[tokio::test]
@@ -545,9 +574,36 @@ mod tests {
             ..base
         })
         .await;
-        for m in &out.marks {
-            eprintln!("{}", timeline_line(m));
-        }
-        assert_eq!(out.end, End::Aborted);
+        let lines: Vec<String> = out.marks.iter().map(timeline_line).collect();
+        assert_eq!(out.end, End::Aborted, "{lines:#?}");
+        let abort = out
+            .marks
+            .iter()
+            .find(|m| m.kind == MarkKind::Abort)
+            .expect("an abort mark");
+        assert!(abort.step.starts_with("step 1/3 (10%)"), "{lines:#?}");
+        assert!(
+            abort.text.contains("analysis failed (error-rate +"),
+            "{lines:#?}"
+        );
+        assert!(abort.text.ends_with("-> abort"), "{lines:#?}");
+        assert!(out.marks.iter().all(|m| m.weight <= 10), "{lines:#?}");
+        assert_eq!(out.state.weight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_template_the_canary_names_must_be_given() {
+        let canary: Canary = serde_saphyr::from_str(CANARY).unwrap();
+        let templates = BTreeMap::new();
+        assert!(matches!(
+            check(&input(&canary, &templates, 0)),
+            Err(ReplayError::Range { .. })
+        ));
+        let input = input(&canary, &templates, 1);
+        let err = check(&input).unwrap_err().to_string();
+        assert!(
+            err.contains("template \"demo\"") && err.contains("--template"),
+            "{err}"
+        );
     }
 }

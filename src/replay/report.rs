@@ -2,10 +2,10 @@
 //! each template's metrics over the whole rollout with the decisions marked on them.
 
 use super::{AnalysisRun, End, ReplayInput, ReplayOutcome, timeline_line};
-use crate::analysis::{self, AnalysisRequest};
+use crate::analysis::Judged;
 use crate::cluster::analysis::scope_templates;
 use crate::data::Window;
-use crate::judge::{MetricData, Report};
+use crate::judge::Report;
 use crate::report::doc::{ChartData, Document, Mark, Section};
 use crate::rollout::AnalysisScope;
 use crate::source::MetricSource;
@@ -13,21 +13,9 @@ use crate::template::AnalysisTemplate;
 use crate::template::units::PromDuration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
 /// The most points a chart query asks for (Prometheus refuses more than 11,000).
 const CHART_POINTS: i64 = 600;
-
-/// One template judged over the whole rollout, for its charts.
-#[derive(Debug, Clone)]
-pub struct TemplateCharts {
-    /// The template.
-    pub template: AnalysisTemplate,
-    /// The judgement over the whole range (only its data is charted).
-    pub report: Report,
-    /// The data fetched.
-    pub data: Vec<MetricData>,
-}
 
 /// Every template the Canary uses, in order, each once.
 fn used_templates<'a>(input: &'a ReplayInput<'_>) -> Vec<&'a AnalysisTemplate> {
@@ -75,40 +63,13 @@ pub async fn chart_runs<S: MetricSource>(
     outcome: &ReplayOutcome,
     interval: std::time::Duration,
     source: &S,
-) -> Vec<TemplateCharts> {
+) -> Vec<Judged> {
     let Some(window) = chart_window(input, outcome, interval) else {
         return Vec::new();
     };
-    let args: BTreeMap<String, String> = {
-        let (_, background) = scope_templates(input.canary, AnalysisScope::Background);
-        background.into_iter().map(|a| (a.name, a.value)).collect()
-    };
-    let mut out = Vec::new();
-    for template in used_templates(input) {
-        let declared: Vec<&str> = template.spec.args.iter().map(|a| a.name.as_str()).collect();
-        let request = AnalysisRequest {
-            template,
-            args: args
-                .iter()
-                .filter(|(k, _)| declared.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            stable: input.stable.clone(),
-            canary: input.canary_matchers.clone(),
-            window,
-            look: 1,
-        };
-        if let Ok((report, data)) =
-            analysis::run_with_data(source, &request, input.concurrency).await
-        {
-            out.push(TemplateCharts {
-                template: template.clone(),
-                report,
-                data,
-            });
-        }
-    }
-    out
+    let (_, args) = scope_templates(input.canary, AnalysisScope::Background);
+    let templates: Vec<AnalysisTemplate> = used_templates(input).into_iter().cloned().collect();
+    input.judge(source, &templates, args, window, 1).await.0
 }
 
 /// What the replay concluded, in one sentence.
@@ -146,11 +107,7 @@ pub fn deciding(outcome: &ReplayOutcome) -> Option<&AnalysisRun> {
 
 /// The report document: one section per template, with the deciding analysis in the
 /// table, the whole rollout in the charts, and the timeline.
-pub fn document<'a>(
-    title: &str,
-    outcome: &'a ReplayOutcome,
-    charts: &'a [TemplateCharts],
-) -> Document<'a> {
+pub fn document<'a>(title: &str, outcome: &'a ReplayOutcome, charts: &'a [Judged]) -> Document<'a> {
     let decided = deciding(outcome);
     let mut sections = Vec::new();
     for c in charts {
@@ -158,9 +115,9 @@ pub fn document<'a>(
             .and_then(|run| {
                 run.reports
                     .iter()
-                    .find(|(r, _)| r.template == c.template.metadata.name)
+                    .find(|j| j.report.template == c.template.metadata.name)
             })
-            .map_or(&c.report, |(r, _)| r);
+            .map_or(&c.report, |j| &j.report);
         sections.push(Section {
             title: format!("{title}: {}", outcome.end.as_str()),
             summary: conclusion(outcome),
@@ -199,7 +156,7 @@ fn analysis_json(run: &AnalysisRun) -> Value {
         "at": run.at,
         "step": run.step,
         "verdict": run.outcome.verdict(),
-        "reports": run.reports.iter().map(|(r, _)| r).collect::<Vec<&Report>>(),
+        "reports": run.reports.iter().map(|j| &j.report).collect::<Vec<&Report>>(),
     })
 }
 
