@@ -250,10 +250,38 @@ async fn a_dry_run_judges_and_reports_but_touches_nothing() {
     let touched: Vec<String> = fake
         .writes()
         .iter()
-        .filter(|r| !matches!(r.plural().as_deref(), Some("canaries" | "events")))
+        .filter(|r| {
+            !matches!(
+                r.plural().as_deref(),
+                Some("canaries" | "events" | "configmaps")
+            )
+        })
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert!(touched.is_empty(), "a dry run wrote {touched:?}");
+    // The report it wrote: the same HTML and Markdown as `vigil replay`, in a ConfigMap the
+    // status names and the Canary owns.
+    let report = fake
+        .get(&Res::core("configmaps"), NS, "web-vigil-report")
+        .expect("the dry-run report ConfigMap");
+    assert!(
+        s["report"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ConfigMap shop/web-vigil-report"),
+        "{s}"
+    );
+    assert_eq!(report["metadata"]["ownerReferences"][0]["kind"], "Canary");
+    let html = report["data"]["report.html"].as_str().unwrap_or_default();
+    assert!(
+        html.contains("<svg") && html.contains("Dry run of Canary shop/web"),
+        "{html:.300}"
+    );
+    let markdown = report["data"]["report.md"].as_str().unwrap_or_default();
+    assert!(
+        markdown.contains("Dry run of Canary shop/web"),
+        "{markdown:.300}"
+    );
     assert!(deployment(&fake, "web-canary").is_none());
     assert!(fake.get(&ingresses(), NS, "web-canary").is_none());
     let web = deployment(&fake, "web").unwrap();

@@ -279,6 +279,8 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     ),
     // Notification receivers' URLs and signing secrets, read by name at send time.
     ("", "secrets", &["get"]),
+    // Dry-run reports, by server-side apply.
+    ("", "configmaps", &["create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
 ];

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod ops;
 pub mod plan;
 pub mod reconciler;
+pub mod report;
 pub mod routers;
 pub mod world;

@@ -10,6 +10,7 @@ use super::analysis::{self, AnalysisInput};
 use super::clock::Clock;
 use super::crd::{Canary, CanaryStatus, Condition};
 use super::plan::{self, canary_deployment_name, canary_service_name};
+use super::report;
 use super::routers::{self, RouteContext};
 use super::world::{self, ApplyError, Targets, api_err};
 use crate::rollout::machine::{analysis_due, decide, gates_due};
@@ -378,6 +379,7 @@ async fn reconcile_inner<S: MetricSource>(
     };
 
     let mut analysis = None;
+    let mut judged = Vec::new();
     if let Some(due) = analysis_due(&plan, &state, now) {
         let port = service
             .spec
@@ -405,9 +407,10 @@ async fn reconcile_inner<S: MetricSource>(
                 let (outcome, reports) = analysis::run(&ctx.client, &ctx.source, &input).await;
                 let scores: Vec<(String, f64)> = reports
                     .iter()
-                    .map(|r| (r.template.clone(), r.score))
+                    .map(|j| (j.report.template.clone(), j.report.score))
                     .collect();
                 ctx.observer.analysed(canary, outcome.verdict(), &scores);
+                judged = reports;
                 outcome
             }
         };
@@ -460,6 +463,18 @@ async fn reconcile_inner<S: MetricSource>(
     };
     if dry_run && !status.state.message.starts_with("dry run") && !status.state.message.is_empty() {
         status.state.message = format!("dry run: {}", status.state.message);
+    }
+    if dry_run && !judged.is_empty() {
+        let marks = report::marks(&plan, &decision.state, &decision.events, now);
+        let title = format!("Dry run of Canary {ns}/{name}");
+        let doc = report::document(&title, &status.state.message, &judged, &marks);
+        match report::publish(&ctx.client, canary, &doc).await {
+            Ok(reference) => status.report = Some(reference),
+            // The report is a convenience: the rollout's state is in status either way.
+            Err(e) => {
+                tracing::warn!(canary = %name, namespace = %ns, error = %e, "cannot write the dry-run report")
+            }
+        }
     }
     write_status(&api, canary, status).await?;
 

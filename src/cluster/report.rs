@@ -1,0 +1,162 @@
+//! The report of a dry-run (shadow) Canary: after each analysis, the same HTML and Markdown
+//! report `vigil replay` writes (the latest judgement, its charts, and the analyses so far
+//! marked on them) is stored in a ConfigMap beside the Canary, which `status.report` names.
+//! The ConfigMap is owned by the Canary, so it goes when the Canary goes.
+
+use super::reconciler::truncate;
+use crate::analysis::Judged;
+use crate::report::doc::{ChartData, Document, Mark, MarkKind, Section};
+use crate::rollout::{AnalysisRecord, Event, EventKind, Plan, State};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use std::collections::BTreeMap;
+
+use super::crd::Canary;
+
+/// The key of the HTML report in the ConfigMap.
+pub const HTML_KEY: &str = "report.html";
+/// The key of the Markdown report in the ConfigMap.
+pub const MARKDOWN_KEY: &str = "report.md";
+/// ConfigMaps hold at most 1 MiB; past this the HTML (the larger) is left out.
+const MAX_BYTES: usize = 900 * 1024;
+
+/// The ConfigMap's name for a Canary.
+pub fn config_map_name(canary: &str) -> String {
+    format!("{canary}-vigil-report")
+}
+
+/// What `status.report` says: where the report is and how to read it.
+pub fn reference(namespace: &str, canary: &str, keys: &[&str]) -> String {
+    let name = config_map_name(canary);
+    let key = keys.first().copied().unwrap_or(MARKDOWN_KEY);
+    format!(
+        "ConfigMap {namespace}/{name} ({}): kubectl get configmap {name} -n {namespace} -o jsonpath='{{.data.{}}}' > {key}",
+        keys.join(", "),
+        key.replace('.', "\\.")
+    )
+}
+
+fn record_mark(plan: &Plan, record: &AnalysisRecord) -> Mark {
+    let kind = match record.verdict.as_str() {
+        "pass" => MarkKind::Advance,
+        "fail" | "error" => MarkKind::Warn,
+        _ => MarkKind::Info,
+    };
+    Mark {
+        at: record.at,
+        step: format!(
+            "step {}/{} ({}%)",
+            (record.step as usize + 1).min(plan.steps.len()),
+            plan.steps.len(),
+            record.weight
+        ),
+        weight: record.weight,
+        text: truncate(
+            &format!("analysis {}: {}", record.verdict, record.summary),
+            300,
+        ),
+        kind,
+    }
+}
+
+/// The analyses status keeps, then this reconcile's rollout events, as marks.
+pub fn marks(
+    plan: &Plan,
+    state: &State,
+    events: &[Event],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Mark> {
+    let mut marks: Vec<Mark> = state
+        .analyses
+        .iter()
+        .map(|r| record_mark(plan, r))
+        .collect();
+    for event in events {
+        let kind = match event.kind {
+            EventKind::Aborted => MarkKind::Abort,
+            EventKind::Promoting | EventKind::Succeeded => MarkKind::Promote,
+            EventKind::StepAdvanced => MarkKind::Advance,
+            // The analysis records say these already.
+            EventKind::AnalysisFailed
+            | EventKind::AnalysisInconclusive
+            | EventKind::AnalysisError => continue,
+            EventKind::Stalled => MarkKind::Warn,
+            _ => MarkKind::Info,
+        };
+        marks.push(Mark {
+            at: now,
+            step: String::new(),
+            weight: state.weight,
+            text: truncate(&event.message, 300),
+            kind,
+        });
+    }
+    marks
+}
+
+/// The dry-run report: one section per template judged.
+pub fn document<'a>(
+    title: &str,
+    summary: &str,
+    judged: &'a [Judged],
+    marks: &'a [Mark],
+) -> Document<'a> {
+    Document {
+        title: title.to_string(),
+        sections: judged
+            .iter()
+            .map(|j| Section {
+                title: format!("{title}: template {}", j.template.metadata.name),
+                summary: summary.to_string(),
+                report: &j.report,
+                charts: Some(ChartData {
+                    template: &j.template,
+                    data: &j.data,
+                }),
+                marks,
+            })
+            .collect(),
+    }
+}
+
+/// Writes the report ConfigMap (server-side apply, owned by the Canary) and returns what
+/// `status.report` should say.
+pub async fn publish(
+    client: &kube::Client,
+    canary: &Canary,
+    doc: &Document<'_>,
+) -> Result<String, kube::Error> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
+    let markdown = crate::report::markdown_doc(doc);
+    let html = crate::report::html::html(doc);
+    let mut data = BTreeMap::from([(MARKDOWN_KEY.to_string(), markdown)]);
+    let mut keys = vec![MARKDOWN_KEY];
+    if html.len() + data[MARKDOWN_KEY].len() <= MAX_BYTES {
+        data.insert(HTML_KEY.to_string(), html);
+        keys.insert(0, HTML_KEY);
+    }
+    let config_map = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(config_map_name(&name)),
+            namespace: Some(namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_string(),
+                "vigil".to_string(),
+            )])),
+            owner_references: canary.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    api.patch(
+        &config_map_name(&name),
+        &PatchParams::apply("vigil").force(),
+        &Patch::Apply(&config_map),
+    )
+    .await?;
+    Ok(reference(&namespace, &name, &keys))
+}
