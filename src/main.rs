@@ -1,6 +1,8 @@
 //! The `vigil` command line.
 
-use chrono::{DateTime, TimeZone, Utc};
+mod cli;
+
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +15,6 @@ use vigil::judge::{Outcome, Report, Verdict};
 use vigil::report::{self, Format};
 use vigil::rollout::Phase;
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
-use vigil::source::simulated::{SimulatedSource, VersionModel};
 use vigil::template::load;
 use vigil::template::selector::Selector;
 use vigil::template::units::PromDuration;
@@ -31,9 +32,6 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_UNDECIDED: u8 = 3;
 /// Exit status: the analysis could not run.
 const EXIT_CANNOT_RUN: u8 = 4;
-
-/// The template `vigil demo` runs.
-const DEMO_TEMPLATE: &str = include_str!("../analysis-templates/demo.yaml");
 
 #[derive(Parser)]
 #[command(
@@ -88,12 +86,28 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Judge a simulated canary with a known regression: no cluster, no Prometheus.
+    /// Roll out two simulated canaries, a healthy one and a faulty one: no cluster, no Prometheus.
     #[command(after_help = "Examples:\n  \
-        vigil demo                          # the canary has x4 the error rate, +60% latency\n  \
-        vigil demo --scenario healthy\n  \
-        vigil demo --scenario no-traffic --output json --seed 7")]
-    Demo(DemoArgs),
+        vigil demo                                  # both rollouts, then vigil-demo-report.html\n  \
+        vigil demo --speed 0 --output json          # as fast as possible, one JSON document\n  \
+        vigil demo --scenario no-traffic --report demo.md\n\n\
+        The same against a real Prometheus: `vigil replay` walks your Canary's steps over a \
+        past release with the same state machine and judge, e.g. with --canary canary.yaml \
+        --template analysis-templates/demo.yaml --prometheus http://localhost:9090 \
+        --stable 'version=\"v1\"' --canary-matchers 'version=\"v2\"' --from 2026-11-20T10:00:00Z \
+        --to 2026-11-20T13:00:00Z --report replay.html (more in `vigil replay --help`). In a \
+        cluster, `vigil run` does it live; a Canary with dryRun: true only judges and reports.")]
+    Demo(cli::demo::DemoArgs),
+    /// Replay a Canary over a past release's metrics: what vigil would have done, and when.
+    #[command(after_help = "Examples:\n  \
+        vigil replay --canary deploy/examples/nginx-gray-release/canary.yaml \\\n    \
+        --template analysis-templates/ingress-nginx.yaml --prometheus http://localhost:9090 \\\n    \
+        --from 2026-11-20T10:00:00Z --to 2026-11-20T13:00:00Z --report replay.html\n  \
+        vigil replay --canary canary.yaml --template t.yaml --prometheus http://localhost:9090 \\\n    \
+        --stable 'version=\"v1\"' --canary-matchers 'version=\"v2\"' --from 1789990000 --to 1790000000 --output json\n\n\
+        The release starts at --from; the replay stops when the rollout ends or at --to. \
+        Exit status: 0 promoted, 1 aborted, 3 unfinished at --to, 2 usage, 4 Prometheus unusable.")]
+    Replay(Box<cli::replay::ReplayArgs>),
     /// Print vigil's CustomResourceDefinitions as YAML (kubectl apply -f -).
     #[command(after_help = "Examples:\n  \
         vigil crd | kubectl apply -f -\n  \
@@ -418,29 +432,6 @@ struct ConnectionArgs {
     concurrency: usize,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Scenario {
-    /// The canary's error rate is x4 and its latency +60%.
-    Regression,
-    /// The canary behaves exactly like stable.
-    Healthy,
-    /// The canary receives no traffic.
-    NoTraffic,
-}
-
-#[derive(Args)]
-struct DemoArgs {
-    /// What the simulated canary does.
-    #[arg(long, value_enum, default_value = "regression")]
-    scenario: Scenario,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    output: OutputFormat,
-    /// Seed of the simulation.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-}
-
 /// A message for the user and the exit status that goes with it.
 struct Failure {
     code: u8,
@@ -508,7 +499,8 @@ fn main() -> ExitCode {
         Command::Lint { files } => Ok(lint(&files)),
         Command::Crd => print_crds(),
         Command::Judge(args) => tokio_main(judge(*args)),
-        Command::Demo(args) => tokio_main(demo(args)),
+        Command::Demo(args) => tokio_main(cli::demo::run(args)),
+        Command::Replay(args) => tokio_main(cli::replay::run(*args)),
         Command::Bench(BenchCommand::Detection(args)) => bench_detection(&args),
         Command::Promote(args) => tokio_main(promote(args)),
         Command::Abort(args) => tokio_main(abort(args)),
@@ -840,7 +832,11 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
     // .html and .md report files are documents with the data's charts; others go to finish.
     let file = args.report.as_deref();
     if let Some(path) = file.filter(|p| is_document(p)) {
-        write_document(path, &report, &template, &data)?;
+        let charts = report::ChartData {
+            template: &template,
+            data: &data,
+        };
+        cli::write_document(&report::single(&report, Some(charts)), path)?;
     }
     finish(
         &report,
@@ -855,24 +851,6 @@ fn is_document(path: &std::path::Path) -> bool {
         path.extension().and_then(|e| e.to_str()),
         Some("html" | "htm" | "md" | "markdown")
     )
-}
-
-/// Writes one judgement as an HTML page with charts, or as Markdown for a pull request.
-fn write_document(
-    path: &std::path::Path,
-    report: &Report,
-    template: &vigil::template::AnalysisTemplate,
-    data: &[vigil::judge::MetricData],
-) -> Result<(), Failure> {
-    let doc = report::single(report, Some(report::ChartData { template, data }));
-    let text = match path.extension().and_then(|e| e.to_str()) {
-        Some("md" | "markdown") => report::markdown_doc(&doc),
-        _ => report::html(&doc),
-    };
-    std::fs::write(path, text).map_err(|e| Failure {
-        code: EXIT_CANNOT_RUN,
-        message: format!("cannot write the report to {}: {e}", path.display()),
-    })
 }
 
 /// What to do about label matchers given in braces, which `--stable` and `--canary` take
@@ -976,75 +954,6 @@ fn finish(report: &Report, format: Format, file: Option<&std::path::Path>) -> Re
         Verdict::Fail => EXIT_FAIL,
         Verdict::Marginal | Verdict::Inconclusive => EXIT_UNDECIDED,
     })
-}
-
-async fn demo(args: DemoArgs) -> Result<u8, Failure> {
-    let template =
-        load::parse(DEMO_TEMPLATE, "analysis-templates/demo.yaml").map_err(|p| Failure {
-            code: EXIT_CANNOT_RUN,
-            message: format!("the embedded demo template is invalid: {p}"),
-        })?;
-    // 200 requests per second in all: enough for an unchanged canary to be shown within
-    // every tolerance of the demo template in the hour judged.
-    let stable_model = VersionModel {
-        rps: 180.0,
-        ..VersionModel::default()
-    };
-    let canary_model = match args.scenario {
-        Scenario::Healthy => VersionModel {
-            rps: stable_model.rps / 9.0,
-            ..stable_model
-        },
-        Scenario::Regression => VersionModel {
-            rps: stable_model.rps / 9.0,
-            error_rate: stable_model.error_rate * 4.0,
-            latency_median: stable_model.latency_median * 1.6,
-            ..stable_model
-        },
-        Scenario::NoTraffic => VersionModel {
-            rps: 0.0,
-            ..stable_model
-        },
-    };
-    let source = SimulatedSource::new(&template, stable_model, canary_model, args.seed);
-    // A fixed window, so the demo prints the same report every time.
-    let end = Utc
-        .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
-        .single()
-        .ok_or_else(|| usage("bad demo time"))?;
-    let window = Window::new(
-        end - chrono::Duration::minutes(60),
-        end,
-        PromDuration::from_secs(60),
-    )
-    .map_err(|e| usage(e.to_string()))?;
-    let request = AnalysisRequest {
-        look: 1,
-        template: &template,
-        args: BTreeMap::from([("job".to_string(), "checkout".to_string())]),
-        stable: "version=\"v1\""
-            .parse()
-            .map_err(|e| usage(format!("{e}")))?,
-        canary: "version=\"v2\""
-            .parse()
-            .map_err(|e| usage(format!("{e}")))?,
-        window,
-    };
-    let report = analysis::run(&source, &request, 8)
-        .await
-        .map_err(|e| usage(e.to_string()))?;
-    if matches!(args.output, OutputFormat::Table) {
-        println!(
-            "Simulated release: stable v1 with 90% of traffic, canary v2 with 10% ({}).\n",
-            match args.scenario {
-                Scenario::Regression => "the canary has x4 the error rate and +60% latency",
-                Scenario::Healthy => "the canary behaves like stable",
-                Scenario::NoTraffic => "the canary receives no traffic",
-            }
-        );
-    }
-    print!("{}", report::render(&report, args.output.into()));
-    Ok(EXIT_PASS)
 }
 
 fn bench_detection(args: &DetectionArgs) -> Result<u8, Failure> {

@@ -112,7 +112,6 @@ impl Progress {
     }
 
     /// What is being done now, shown after the count (e.g. the scenario's name).
-    #[allow(dead_code, reason = "API for `vigil demo` and `vigil replay`, to come")]
     pub fn set_message(&self, message: impl Into<String>) {
         let message = message.into();
         match &self.inner {
@@ -135,8 +134,18 @@ impl Progress {
         }
     }
 
+    /// `n` units done in all (for work that can also go back, or jump).
+    pub fn set_position(&self, n: u64) {
+        match &self.inner {
+            Inner::Bar(bar) => bar.set_position(n),
+            Inner::Plain(plain) => with_plain(plain, |p| {
+                p.position = n;
+                p.maybe_line();
+            }),
+        }
+    }
+
     /// A line of its own (a warning, a partial result) that stays above the bar.
-    #[allow(dead_code, reason = "API for `vigil demo` and `vigil replay`, to come")]
     pub fn println(&self, line: impl AsRef<str>) {
         match &self.inner {
             Inner::Bar(bar) => bar.println(line),
@@ -144,6 +153,15 @@ impl Progress {
                 // Standard error gone is no reason to stop the work.
                 let _ = writeln!(p.out, "{}", line.as_ref());
             }),
+        }
+    }
+
+    /// The work stopped short of its total (e.g. a rollout aborted): like [`Progress::finish`],
+    /// but the bar keeps the count it reached.
+    pub fn stop(&self) {
+        match &self.inner {
+            Inner::Bar(bar) => bar.abandon(),
+            Inner::Plain(plain) => with_plain(plain, Plain::finish),
         }
     }
 

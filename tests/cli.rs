@@ -133,12 +133,14 @@ fn no_colour_escapes_with_no_color() {
         &["no-such-command"],
         &["lint", "/no/such/template.yaml"],
         &["bench", "detection", "--scenario", "no-such-scenario"],
-        &["demo"],
+        &["demo", "--speed", "0"],
     ];
+    let dir = tempfile::tempdir().unwrap();
     for args in cases {
         // CLICOLOR_FORCE would make clap colour a pipe; NO_COLOR must win.
         let out = vigil()
             .args(*args)
+            .current_dir(dir.path())
             .env("NO_COLOR", "1")
             .env("CLICOLOR_FORCE", "1")
             .output()
@@ -151,8 +153,20 @@ fn no_colour_escapes_with_no_color() {
 
 #[test]
 fn json_output_is_one_json_document() {
-    for scenario in ["regression", "healthy", "no-traffic"] {
-        let out = run(&["demo", "--scenario", scenario, "--output", "json"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("demo.html");
+    for scenario in ["faulty", "healthy", "no-traffic"] {
+        let out = run(&[
+            "demo",
+            "--scenario",
+            scenario,
+            "--speed",
+            "0",
+            "--output",
+            "json",
+            "--report",
+            report.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let stdout = text(&out.stdout);
         let parsed: Result<serde_json::Value, _> = serde_json::from_str(&stdout);

@@ -166,25 +166,3 @@ fn judge_rejects_bad_arguments_with_usage_status() {
         "{err}"
     );
 }
-
-#[test]
-fn demo_runs_without_prometheus() {
-    let out = vigil().args(["demo", "--output", "json"]).output().unwrap();
-    assert!(out.status.success());
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["verdict"], "fail");
-    let error_rate = &report["metrics"][0];
-    assert_eq!(error_rate["outcome"], "high");
-    let out = vigil()
-        .args(["demo", "--scenario", "healthy", "--output", "json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["verdict"], "pass", "{report:#}");
-    let out = vigil()
-        .args(["demo", "--scenario", "no-traffic", "--output", "json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["verdict"], "inconclusive", "{report:#}");
-}

@@ -164,3 +164,26 @@ pub fn artifacts_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().unwrap_or(&tmp).join("test-artifacts")
 }
+
+/// Asserts that `check` found a clean page: no console problems, the expected number of
+/// charts each with plotted elements, and a real screenshot.
+pub fn assert_clean(check: &BrowserCheck, charts: usize) {
+    assert!(
+        check.console.is_empty(),
+        "console problems: {:#?}",
+        check.console
+    );
+    assert_eq!(check.charts.len(), charts, "{:?}", check.charts);
+    for (metric, plotted) in &check.charts {
+        assert!(
+            *plotted > 0,
+            "{metric}: nothing plotted in the browser's DOM"
+        );
+    }
+    let png = std::fs::read(&check.screenshot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+}

@@ -1,0 +1,239 @@
+//! `vigil demo`: two whole rollouts over simulated traffic, in accelerated time, through the
+//! controller's state machine and judge; then a report.
+
+use super::{Live, write_document};
+use crate::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, OutputFormat, usage};
+use chrono::{DateTime, TimeZone, Utc};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use vigil::cluster::crd::Canary;
+use vigil::replay::{self, ReplayInput, ReplayObserver, ReplayOutcome, report};
+use vigil::report::doc::{Document, Mark};
+use vigil::rollout::State;
+use vigil::source::simulated::{SimulatedSource, VersionModel, WeightLog};
+use vigil::template::{AnalysisTemplate, load};
+
+/// The template the demo judges with (embedded in the binary).
+const DEMO_TEMPLATE: &str = include_str!("../../analysis-templates/demo.yaml");
+/// The Canary the demo rolls out (embedded in the binary).
+const DEMO_CANARY: &str = include_str!("demo-canary.yaml");
+
+/// A simulated release.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// The canary behaves exactly like stable: promoted 10% -> 50% -> 100%.
+    Healthy,
+    /// The canary has x4 the error rate and +60% latency: aborted and rolled back.
+    Faulty,
+    /// The router sends the canary nothing: held as inconclusive, never promoted.
+    NoTraffic,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "healthy",
+            Scenario::Faulty => "faulty",
+            Scenario::NoTraffic => "no-traffic",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "A healthy canary",
+            Scenario::Faulty => "A faulty canary (x4 errors, +60% latency)",
+            Scenario::NoTraffic => "A canary that receives no traffic",
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Which simulated releases to roll out, in order; repeat for more.
+    #[arg(long = "scenario", value_enum, default_values_t = [Scenario::Healthy, Scenario::Faulty])]
+    scenarios: Vec<Scenario>,
+    /// Simulated seconds per real second; 0 runs as fast as it can.
+    #[arg(long, default_value_t = 300.0)]
+    speed: f64,
+    /// Where to write the HTML report (.html), or Markdown (.md).
+    #[arg(long, value_name = "FILE", default_value = "vigil-demo-report.html")]
+    report: PathBuf,
+    /// Output on standard output: the timelines (table), Markdown, or JSON.
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// Follows the canary's weight into the simulation, as a router would, prints the decisions
+/// and paces the rollout.
+struct Simulated {
+    weights: Arc<WeightLog>,
+    speed: f64,
+    live: Live,
+}
+
+impl ReplayObserver for Simulated {
+    fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
+        self.weights.set(now.timestamp() as f64, state.weight);
+        self.live.reconciled(now, state);
+    }
+
+    fn marked(&mut self, mark: &Mark) {
+        self.live.marked(mark);
+    }
+
+    fn pace(&mut self, simulated: chrono::Duration) -> std::time::Duration {
+        if self.speed <= 0.0 {
+            return std::time::Duration::ZERO;
+        }
+        let seconds = simulated.num_milliseconds() as f64 / 1000.0 / self.speed;
+        std::time::Duration::from_secs_f64(seconds.clamp(0.0, 5.0))
+    }
+}
+
+fn embedded() -> Result<(Canary, AnalysisTemplate), Failure> {
+    let broken = |what: &str, e: String| Failure {
+        code: EXIT_CANNOT_RUN,
+        message: format!("the embedded demo {what} is invalid: {e}"),
+    };
+    let canary: Canary =
+        serde_saphyr::from_str(DEMO_CANARY).map_err(|e| broken("Canary", e.to_string()))?;
+    let template = load::parse(DEMO_TEMPLATE, "analysis-templates/demo.yaml")
+        .map_err(|p| broken("template", p.to_string()))?;
+    Ok((canary, template))
+}
+
+/// One simulated release: the stable version and the canary share 2,000 requests per
+/// second by the canary's weight.
+async fn roll_out(
+    scenario: Scenario,
+    canary: &Canary,
+    template: &AnalysisTemplate,
+    args: &DemoArgs,
+) -> Result<(ReplayOutcome, Vec<vigil::analysis::Judged>), Failure> {
+    let stable = VersionModel {
+        rps: 1800.0,
+        ..VersionModel::default()
+    };
+    let healthy = VersionModel {
+        rps: 200.0,
+        ..stable
+    };
+    let canary_model = match scenario {
+        Scenario::Healthy => healthy,
+        Scenario::Faulty => VersionModel {
+            error_rate: stable.error_rate * 4.0,
+            latency_median: stable.latency_median * 1.6,
+            ..healthy
+        },
+        Scenario::NoTraffic => VersionModel { rps: 0.0, ..stable },
+    };
+    let weights = Arc::new(WeightLog::default());
+    let mut source = SimulatedSource::new(template, stable, canary_model, args.seed);
+    if scenario != Scenario::NoTraffic {
+        source = source.following(weights.clone());
+    }
+    let templates = BTreeMap::from([(template.metadata.name.clone(), template.clone())]);
+    let from = start()?;
+    let input = ReplayInput {
+        canary,
+        templates: &templates,
+        stable: r#"version="v1""#.parse().map_err(|e| usage(format!("{e}")))?,
+        canary_matchers: r#"version="v2""#.parse().map_err(|e| usage(format!("{e}")))?,
+        from,
+        to: from + chrono::Duration::hours(3),
+        concurrency: 8,
+    };
+    let steps = canary.spec.step_weights.len().max(canary.spec.steps.len());
+    let mut observer = Simulated {
+        weights,
+        speed: args.speed,
+        live: Live::new(
+            &format!("{} canary", scenario.name()),
+            steps,
+            matches!(args.output, OutputFormat::Table),
+            "  ",
+        ),
+    };
+    let outcome = replay::run(&input, &source, &mut observer)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    observer.live.finish(outcome.end);
+    if matches!(args.output, OutputFormat::Table) {
+        observer
+            .live
+            .line(&format!("  => {}\n", report::conclusion(&outcome)));
+    }
+    let interval = replay::check(&input)
+        .map_err(|e| usage(e.to_string()))?
+        .steps
+        .first()
+        .map_or(vigil::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
+    let charts = report::chart_runs(&input, &outcome, interval, &source).await;
+    Ok((outcome, charts))
+}
+
+/// A fixed start, so that the demo tells the same story every time.
+fn start() -> Result<DateTime<Utc>, Failure> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+        .single()
+        .ok_or_else(|| usage("bad demo time"))
+}
+
+pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
+    let (canary, template) = embedded()?;
+    let table = matches!(args.output, OutputFormat::Table);
+    let mut runs = Vec::new();
+    for (i, &scenario) in args.scenarios.iter().enumerate() {
+        if table {
+            println!(
+                "Rollout {}/{}: {} (Canary shop/checkout, 10% -> 50% -> 100%, simulated)",
+                i + 1,
+                args.scenarios.len(),
+                scenario.title()
+            );
+        }
+        let (outcome, charts) = roll_out(scenario, &canary, &template, &args).await?;
+        runs.push((scenario, outcome, charts));
+    }
+    let mut doc = Document {
+        title: "vigil demo: two simulated canary releases".into(),
+        sections: Vec::new(),
+    };
+    for (scenario, outcome, charts) in &runs {
+        doc.sections
+            .extend(report::document(scenario.title(), outcome, charts).sections);
+    }
+    write_document(&doc, &args.report)?;
+    let shown = std::fs::canonicalize(&args.report).unwrap_or_else(|_| args.report.clone());
+    match args.output {
+        OutputFormat::Table => println!("Report: {}", shown.display()),
+        OutputFormat::Markdown => print!("{}", vigil::report::markdown_doc(&doc)),
+        OutputFormat::Json => {
+            let start = start()?;
+            let rollouts: Vec<_> = runs
+                .iter()
+                .map(|(scenario, outcome, _)| {
+                    let mut value =
+                        report::json(outcome, start, start + chrono::Duration::hours(3));
+                    value["scenario"] = json!(scenario.name());
+                    value
+                })
+                .collect();
+            println!(
+                "{:#}",
+                json!({
+                    "schema": "vigil.dev/demo/v1",
+                    "report": shown,
+                    "rollouts": rollouts,
+                })
+            );
+        }
+    }
+    Ok(EXIT_PASS)
+}

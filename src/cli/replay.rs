@@ -1,0 +1,195 @@
+//! `vigil replay`: what vigil would have done in a past release, from Prometheus' history.
+
+use super::{Live, write_document};
+use crate::{
+    ConnectionArgs, EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, Failure, OutputFormat,
+    parse_time, prometheus_config, read_template, usage,
+};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use vigil::cluster::crd::Canary;
+use vigil::cluster::plan;
+use vigil::replay::{self, End, ReplayInput, ReplayObserver, report};
+use vigil::report::doc::Mark;
+use vigil::source::prometheus::Prometheus;
+use vigil::template::AnalysisTemplate;
+use vigil::template::selector::Selector;
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The Canary file (YAML), as applied to the cluster.
+    #[arg(long = "canary", value_name = "FILE")]
+    canary: PathBuf,
+    /// An AnalysisTemplate file the Canary names; repeat for more.
+    #[arg(long = "template", value_name = "FILE", required = true)]
+    templates: Vec<PathBuf>,
+    /// Prometheus (or Thanos, Mimir, VictoriaMetrics) base URL.
+    #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
+    prometheus: String,
+    /// Label matchers of the stable version, without braces, e.g. version="v1"
+    /// (default: the Canary's analysis.stableMatchers, or its router's).
+    #[arg(long, value_name = "MATCHERS")]
+    stable: Option<String>,
+    /// Label matchers of the canary, without braces, e.g. version="v2"
+    /// (default: the Canary's analysis.canaryMatchers, or its router's).
+    #[arg(long = "canary-matchers", value_name = "MATCHERS")]
+    canary_matchers: Option<String>,
+    /// When the release started: RFC 3339 or Unix seconds.
+    #[arg(long)]
+    from: String,
+    /// When to stop at the latest: RFC 3339 or Unix seconds.
+    #[arg(long)]
+    to: String,
+    /// Output on standard output: the timeline (table), Markdown, or JSON.
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// Also write the report to FILE (.html or .md); repeat for both.
+    #[arg(long = "report", value_name = "FILE")]
+    reports: Vec<PathBuf>,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+/// Reads and checks a Canary file.
+pub fn read_canary(path: &std::path::Path) -> Result<Canary, Failure> {
+    let origin = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("--canary {origin}: cannot read it: {e}")))?;
+    let canary: Canary = serde_saphyr::from_str(&text).map_err(|e| {
+        usage(format!(
+            "--canary {origin}: not a valid Canary: {e}; see deploy/examples/ for Canaries that are"
+        ))
+    })?;
+    if let Err(e) = plan::plan(&canary.spec) {
+        return Err(usage(format!("--canary {origin}: spec.{e}")));
+    }
+    Ok(canary)
+}
+
+/// Reads the template files, by name.
+pub fn read_templates(paths: &[PathBuf]) -> Result<BTreeMap<String, AnalysisTemplate>, Failure> {
+    let mut templates = BTreeMap::new();
+    for path in paths {
+        let (template, _, origin) = read_template(path).map_err(|p| usage(p.to_string()))?;
+        if templates.contains_key(&template.metadata.name) {
+            return Err(usage(format!(
+                "--template {origin}: a template named {:?} was already given",
+                template.metadata.name
+            )));
+        }
+        templates.insert(template.metadata.name.clone(), template);
+    }
+    Ok(templates)
+}
+
+impl ReplayObserver for Live {
+    fn reconciled(&mut self, now: chrono::DateTime<chrono::Utc>, state: &vigil::rollout::State) {
+        Live::reconciled(self, now, state);
+    }
+
+    fn marked(&mut self, mark: &Mark) {
+        Live::marked(self, mark);
+    }
+}
+
+fn matchers(args: &ReplayArgs, canary: &Canary) -> Result<(Selector, Selector), Failure> {
+    let namespace = canary.metadata.namespace.clone().unwrap_or_default();
+    let defaults = || {
+        plan::matchers(&canary.spec, &namespace, canary.spec.service.port).map_err(|e| {
+            usage(format!(
+                "the Canary's default matchers: {e}; give --stable and --canary-matchers"
+            ))
+        })
+    };
+    let parse = |flag: &str, text: &str| {
+        text.parse::<Selector>().map_err(|e| {
+            usage(format!(
+                "{flag}: {e}; give label matchers without braces, e.g. version=\"v1\""
+            ))
+        })
+    };
+    Ok(match (&args.stable, &args.canary_matchers) {
+        (Some(s), Some(c)) => (parse("--stable", s)?, parse("--canary-matchers", c)?),
+        (None, None) => defaults()?,
+        (Some(s), None) => (parse("--stable", s)?, defaults()?.1),
+        (None, Some(c)) => (defaults()?.0, parse("--canary-matchers", c)?),
+    })
+}
+
+pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
+    let canary = read_canary(&args.canary)?;
+    let templates = read_templates(&args.templates)?;
+    let (stable, canary_matchers) = matchers(&args, &canary)?;
+    let from = parse_time(&args.from, "--from")?;
+    let to = parse_time(&args.to, "--to")?;
+    let config = prometheus_config(&args.prometheus, &args.connection)?;
+    let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
+    let input = ReplayInput {
+        canary: &canary,
+        templates: &templates,
+        stable,
+        canary_matchers,
+        from,
+        to,
+        concurrency: args.connection.concurrency,
+    };
+    let plan = replay::check(&input).map_err(|e| usage(e.to_string()))?;
+    let table = matches!(args.output, OutputFormat::Table);
+    let mut live = Live::new("replay", plan.steps.len(), table, "");
+    let outcome = replay::run(&input, &source, &mut live)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    live.finish(outcome.end);
+    if let Some(message) = source_down(&outcome) {
+        return Err(Failure {
+            code: EXIT_CANNOT_RUN,
+            message,
+        });
+    }
+    let interval = plan
+        .steps
+        .first()
+        .map_or(vigil::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
+    let charts = if args.reports.is_empty() && !matches!(args.output, OutputFormat::Markdown) {
+        Vec::new()
+    } else {
+        report::chart_runs(&input, &outcome, interval, &source).await
+    };
+    let title = format!(
+        "Replay of Canary {}/{}",
+        canary.metadata.namespace.as_deref().unwrap_or("default"),
+        canary.metadata.name.as_deref().unwrap_or("")
+    );
+    let doc = report::document(&title, &outcome, &charts);
+    match args.output {
+        OutputFormat::Table => println!("{}", report::conclusion(&outcome)),
+        OutputFormat::Markdown => print!("{}", vigil::report::markdown_doc(&doc)),
+        OutputFormat::Json => println!("{:#}", report::json(&outcome, input.from, input.to)),
+    }
+    for path in &args.reports {
+        write_document(&doc, path)?;
+        if table {
+            println!("report: {}", path.display());
+        }
+    }
+    Ok(match outcome.end {
+        End::Promoted => EXIT_PASS,
+        End::Aborted => EXIT_FAIL,
+        End::Unfinished => EXIT_UNDECIDED,
+    })
+}
+
+/// When every analysis failed because Prometheus could not be used, the replay says nothing
+/// about the release: that is an error, not a timeline.
+fn source_down(outcome: &replay::ReplayOutcome) -> Option<String> {
+    let all_errors = !outcome.analyses.is_empty()
+        && outcome
+            .analyses
+            .iter()
+            .all(|a| matches!(a.outcome, vigil::rollout::AnalysisOutcome::Error { .. }));
+    all_errors.then(|| {
+        let first = outcome.analyses[0].outcome.summary();
+        format!("no analysis of the replay could run: {first}")
+    })
+}

@@ -1,0 +1,236 @@
+//! `vigil replay` against a real Prometheus holding a release whose canary regresses at a
+//! known time: the replay must abort at the first analysis after that time, and never
+//! before it.
+
+mod common;
+
+use common::browser::{artifacts_dir, assert_clean, check_report};
+use common::{PromServer, Regression, T_END, Version, openmetrics, root, vigil};
+use serde_json::Value;
+
+/// The release starts 50 minutes before the end of the stored history.
+const FROM: i64 = T_END - 3000;
+/// The canary regresses 25 minutes into the release.
+const REGRESSION: i64 = FROM + 1500;
+/// The analysis interval.
+const INTERVAL: i64 = 60;
+
+/// Four weight steps of at least ten minutes each, judged every minute.
+const CANARY: &str = r#"
+apiVersion: vigil.dev/v1alpha1
+kind: Canary
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: checkout}
+  service: {name: checkout, port: 80}
+  routing: {nginx: {ingress: checkout}}
+  steps:
+    - {weight: 10, minDuration: 10m}
+    - {weight: 20, minDuration: 10m}
+    - {weight: 50, minDuration: 10m}
+    - {weight: 100, minDuration: 10m}
+  analysis:
+    templates: [{name: http-prometheus-client}]
+    args: [{name: job, value: checkout}]
+    interval: 1m
+  progressDeadline: 1h
+"#;
+
+fn version(name: &'static str, rps: f64, seed: u64, regression: Option<Regression>) -> Version {
+    Version {
+        job: "checkout",
+        version: name,
+        rps,
+        error_rate: 0.005,
+        latency_median: 0.08,
+        seed,
+        regression,
+    }
+}
+
+/// Runs the replay over the history; returns the parsed JSON, stdout of a table run and the
+/// report files' text.
+fn replay(regressed: bool) -> (Value, String, String, String) {
+    let regression = regressed.then_some(Regression {
+        at: REGRESSION,
+        error_rate: 0.04,
+        latency_median: 0.16,
+    });
+    let prom = PromServer::start(&openmetrics(&[
+        version("v1", 1800.0, 1, None),
+        version("v2", 400.0, 2, regression),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary.yaml");
+    std::fs::write(&canary, CANARY).unwrap();
+    let html = dir.path().join("replay.html");
+    let md = dir.path().join("replay.md");
+    let run = |output: &str, reports: bool| {
+        let mut cmd = vigil();
+        cmd.arg("replay")
+            .arg("--canary")
+            .arg(&canary)
+            .arg("--template")
+            .arg(root().join("analysis-templates/http-prometheus-client.yaml"))
+            .args(["--prometheus", &prom.url])
+            .args(["--stable", r#"version="v1""#])
+            .args(["--canary-matchers", r#"version="v2""#])
+            .args(["--from", &FROM.to_string(), "--to", &T_END.to_string()])
+            .args(["--output", output]);
+        if reports {
+            cmd.arg("--report").arg(&html).arg("--report").arg(&md);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let want = if regressed { 1 } else { 0 };
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "exit status\nstdout:\n{stdout}\nstderr:\n{stderr}\nprometheus:\n{}",
+            prom.log()
+        );
+        stdout
+    };
+    let json: Value =
+        serde_json::from_str(&run("json", false)).expect("stdout is one JSON document");
+    let table = run("table", true);
+    let html = std::fs::read_to_string(&html).unwrap();
+    let md = std::fs::read_to_string(&md).unwrap();
+    (json, table, html, md)
+}
+
+fn unix(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .timestamp()
+}
+
+#[test]
+fn a_regression_at_a_known_time_aborts_in_the_step_it_began_and_not_before() {
+    let (json, table, html, md) = replay(true);
+    let context = format!("{json:#}");
+    assert_eq!(json["end"], "aborted", "{context}");
+    let analyses = json["analyses"].as_array().unwrap();
+    let (before, after): (Vec<&Value>, Vec<&Value>) =
+        analyses.iter().partition(|a| unix(&a["at"]) <= REGRESSION);
+    assert!(
+        before.len() >= 20,
+        "analyses ran before the regression\n{context}"
+    );
+    for a in &before {
+        assert_ne!(
+            a["verdict"], "fail",
+            "no failure before the regression\n{context}"
+        );
+    }
+    // The background analysis judges the whole rollout so far, so the regression has to
+    // outweigh 25 healthy minutes: it shows within a few intervals. The first failed
+    // analysis ends the rollout.
+    let failed: Vec<&&Value> = after.iter().filter(|a| a["verdict"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "one failed analysis ends it\n{context}");
+    let at = unix(&failed[0]["at"]);
+    assert!(
+        at > REGRESSION && at <= REGRESSION + 3 * INTERVAL,
+        "the abort comes within three intervals after the regression ({at} vs {REGRESSION})\n{context}"
+    );
+    assert_eq!(after.last().unwrap()["verdict"], "fail", "{context}");
+    // The rollout was in its third step (20-30 minutes in) when the canary regressed, and
+    // it was aborted in that step: no step began after the regression.
+    assert!(
+        !json["timeline"].as_array().unwrap().iter().any(|m| {
+            unix(&m["at"]) > REGRESSION && m["text"].as_str().unwrap().contains("% of traffic")
+        }),
+        "{context}"
+    );
+    let timeline = json["timeline"].as_array().unwrap();
+    let abort = timeline
+        .iter()
+        .find(|m| m["kind"] == "abort")
+        .expect("an abort mark");
+    assert_eq!(unix(&abort["at"]), at, "{context}");
+    assert!(
+        abort["step"]
+            .as_str()
+            .unwrap()
+            .starts_with("step 3/4 (50%)"),
+        "{context}"
+    );
+    assert!(
+        timeline.iter().all(|m| m["weight"].as_u64().unwrap() <= 50),
+        "{context}"
+    );
+    assert!(
+        !timeline
+            .iter()
+            .any(|m| m["kind"] == "abort" && unix(&m["at"]) <= REGRESSION),
+        "{context}"
+    );
+    assert_eq!(json["weight"], 0, "traffic back on stable\n{context}");
+    // The terminal timeline says it in words; the reports mark it.
+    assert!(
+        table.contains("step 3/4 (50%) at")
+            && table.contains("analysis failed (")
+            && table.contains("-> abort"),
+        "{table}"
+    );
+    assert!(
+        table.contains("vigil would have aborted and rolled back at step 3/4 (50%)"),
+        "{table}"
+    );
+    // The reports: the timeline with the abort, and the abort marked on the time charts.
+    assert!(
+        html.contains("analysis failed (") && html.contains("-&gt; abort"),
+        "{html:.2000}"
+    );
+    assert!(
+        html.matches("<g class=\"mark abort\">").count() >= 2,
+        "the abort is marked on every time chart"
+    );
+    assert!(md.contains("-> abort"), "{md}");
+    assert!(
+        md.lines().next().unwrap_or_default().contains("aborted"),
+        "{md}"
+    );
+    // And the page passes the browser check.
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("replay.html");
+    std::fs::write(&page, &html).unwrap();
+    let check = check_report(&page, &artifacts_dir().join("replay-report.png"));
+    // error-rate (time, interval) and latency (time, distribution).
+    assert_clean(&check, 4);
+}
+
+#[test]
+fn an_unchanged_canary_replays_to_promotion() {
+    let (json, table, _, _) = replay(false);
+    let context = format!("{json:#}");
+    assert_eq!(json["end"], "promoted", "{context}");
+    assert!(
+        json["analyses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["verdict"] != "fail"),
+        "{context}"
+    );
+    let weights: Vec<u64> = json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .unwrap()
+                .contains("% of traffic to the canary")
+        })
+        .map(|m| m["weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [10, 20, 50, 100], "{context}");
+    assert!(
+        table.contains("vigil would have promoted the canary"),
+        "{table}"
+    );
+}
