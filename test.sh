@@ -9,10 +9,13 @@ cd "$(dirname "$0")"
 #   kubectl               the fake Kubernetes API server's kubectl compatibility test
 #                         (kubernetes-client; machines may already have a newer kubectl)
 #   prometheus-alertmanager  the real Alertmanager that tests/alerts.rs sends an alert through
+#   chromium              the headless browser that loads the HTML reports (tests/report.rs,
+#                         tests/demo.rs) and screenshots them
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing Debian packages the tests need: ${missing[*]}" >&2
   sudo_cmd=""
