@@ -165,7 +165,14 @@ impl TimeChart<'_> {
             let pixels: Points = points.iter().map(|(t, v)| (x.at(*t), y.at(*v))).collect();
             svg.polyline(&pixels, &format!("data line {role}"));
         }
-        for mark in self.marks {
+        // The decisions that changed something: a new weight, a failed check, the end. The
+        // analyses that only held or passed stay in the timeline, not on the charts.
+        let shown = self.marks.iter().filter(|m| match m.kind {
+            MarkKind::Info => false,
+            MarkKind::Advance => !m.text.starts_with("analysis "),
+            MarkKind::Warn | MarkKind::Abort | MarkKind::Promote => true,
+        });
+        for mark in shown {
             let t = seconds(mark.at);
             if t < x.domain[0] || t > x.domain[1] {
                 continue;
