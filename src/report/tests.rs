@@ -196,6 +196,13 @@ fn marks_become_timeline_rows_and_chart_markers() {
             kind: MarkKind::Advance,
         },
         Mark {
+            at: report.window.start + chrono::Duration::minutes(20),
+            step: "step 2/2 (50%)".into(),
+            weight: 50,
+            text: "step 2/2: 50% of traffic to the canary".into(),
+            kind: MarkKind::Advance,
+        },
+        Mark {
             at: report.window.start + chrono::Duration::minutes(50),
             step: "step 2/2 (50%)".into(),
             weight: 0,
@@ -208,8 +215,11 @@ fn marks_become_timeline_rows_and_chart_markers() {
     let page = html(&doc);
     assert!(page.contains("<tr class=\"mark-abort\">"));
     assert!(page.contains("analysis &lt;passed&gt;"));
+    // The charts mark the new weight and the abort, not the analysis that only passed.
     let time = charts_of(&page, "cpu");
     assert_eq!(time[0].matches("<g class=\"mark ").count(), 2);
+    assert!(time[0].contains("<g class=\"mark abort\">"));
+    assert!(!time[0].contains("&lt;passed&gt;"));
     let md = markdown_doc(&doc);
     assert!(
         md.contains("| step 2/2 (50%) | 0% | analysis failed -> abort |"),
