@@ -234,3 +234,33 @@ fn an_unchanged_canary_replays_to_promotion() {
         "{table}"
     );
 }
+
+#[test]
+fn an_unreachable_prometheus_is_an_error_not_a_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary.yaml");
+    std::fs::write(&canary, CANARY).unwrap();
+    let port = common::free_port();
+    let out = vigil()
+        .arg("replay")
+        .arg("--canary")
+        .arg(&canary)
+        .arg("--template")
+        .arg(root().join("analysis-templates/http-prometheus-client.yaml"))
+        .args(["--prometheus", &format!("http://127.0.0.1:{port}")])
+        .args(["--stable", r#"version="v1""#])
+        .args(["--canary-matchers", r#"version="v2""#])
+        .args(["--from", &FROM.to_string(), "--to", &T_END.to_string()])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert!(
+        stderr.contains("no analysis of the replay could run")
+            && stderr.contains("check --prometheus")
+            && stderr.contains("query: "),
+        "{stderr}"
+    );
+}

@@ -189,7 +189,13 @@ fn source_down(outcome: &replay::ReplayOutcome) -> Option<String> {
             .iter()
             .all(|a| matches!(a.outcome, vigil::rollout::AnalysisOutcome::Error { .. }));
     all_errors.then(|| {
-        let first = outcome.analyses[0].outcome.summary();
-        format!("no analysis of the replay could run: {first}")
+        let first = &outcome.analyses[0];
+        // One metric's error says it (they share the cause); the summary has them all.
+        let reason = replay::first_error(&first.reports).unwrap_or(first.outcome.summary());
+        format!(
+            "no analysis of the replay could run ({} tried); the first failed with:\n  {}",
+            outcome.analyses.len(),
+            reason.replace('\n', "\n  ")
+        )
     })
 }

@@ -237,7 +237,14 @@ pub async fn run<S: MetricSource>(
         let mut brief = String::new();
         if let Some(due) = analysis_due(&plan, &state, now) {
             let run = analyse(input, &plan, &state, due, source).await;
-            brief = notable_metrics(&run.reports);
+            brief = match &run.outcome {
+                // The first cause, on one line: the others are usually the same.
+                AnalysisOutcome::Error { message } => {
+                    let first = first_error(&run.reports).unwrap_or(message);
+                    crate::cluster::reconciler::truncate(first.lines().next().unwrap_or(""), 200)
+                }
+                _ => notable_metrics(&run.reports),
+            };
             analysis = Some((due, run.outcome.clone()));
             analyses.push(AnalysisRun { step: label, ..run });
         }
@@ -404,9 +411,7 @@ fn marks_of(
             AnalysisOutcome::Pass { .. } => ("passed", "", MarkKind::Advance),
             AnalysisOutcome::Fail { .. } => ("failed", brief, MarkKind::Warn),
             AnalysisOutcome::Inconclusive { .. } => ("inconclusive", brief, MarkKind::Info),
-            AnalysisOutcome::Error { message } => {
-                ("could not run", message.as_str(), MarkKind::Warn)
-            }
+            AnalysisOutcome::Error { .. } => ("could not run", brief, MarkKind::Warn),
         };
         let mut text = format!("analysis {verdict}");
         if !detail.is_empty() {
@@ -477,6 +482,17 @@ pub fn notable_metrics(reports: &[Judged]) -> String {
         .map(|m| format!("{} {}", m.name, m.outcome.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The first error met fetching the data of an analysis: `template T, metric M (field,
+/// version): what went wrong` and the query on a second line.
+pub fn first_error(reports: &[Judged]) -> Option<&str> {
+    reports
+        .iter()
+        .flat_map(|j| j.data.iter())
+        .flat_map(|d| d.errors.iter())
+        .map(String::as_str)
+        .next()
 }
 
 /// One line of the terminal timeline: `step 2/3 (50%) at 10:42: analysis failed (...) -> abort`.
