@@ -826,9 +826,25 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
         canary,
         window,
     };
-    let (report, data) = analysis::run_with_data(&source, &request, concurrency)
+    let locate = |e: PlanError| usage(locate_plan_error(&e, &template, &text, &origin));
+    // A bar of the queries on a terminal: a long window on a slow server takes a while. In
+    // pipes the judgement is quiet, as scripts expect.
+    let queries: usize = analysis::plan(&request)
+        .map_err(&locate)?
+        .iter()
+        .map(Vec::len)
+        .sum();
+    let progress = progress::Progress::on_terminal(queries as u64, "queries");
+    let counted = cli::Counted {
+        inner: &source,
+        progress: progress.as_ref(),
+    };
+    let (report, data) = analysis::run_with_data(&counted, &request, concurrency)
         .await
-        .map_err(|e| usage(locate_plan_error(&e, &template, &text, &origin)))?;
+        .map_err(&locate)?;
+    if let Some(progress) = &progress {
+        progress.finish_and_clear();
+    }
     // .html and .md report files are documents with the data's charts; others go to finish.
     let file = args.report.as_deref();
     if let Some(path) = file.filter(|p| is_document(p)) {

@@ -57,6 +57,12 @@ impl Progress {
         Self::on_stderr(Some(total), what)
     }
 
+    /// A bar on a terminal, and nothing elsewhere: for work that is usually quick.
+    pub fn on_terminal(total: u64, what: &str) -> Option<Self> {
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+            .then(|| Self::bar(Some(total), what, term::colour(Stream::Stderr)))
+    }
+
     /// Progress of work whose total is not known: a spinner and a count.
     #[allow(dead_code, reason = "API for `vigil demo` and `vigil replay`, to come")]
     pub fn spinner(what: &str) -> Self {
@@ -153,6 +159,14 @@ impl Progress {
                 // Standard error gone is no reason to stop the work.
                 let _ = writeln!(p.out, "{}", line.as_ref());
             }),
+        }
+    }
+
+    /// The work is done and its result follows: the bar goes (plain mode: a last line).
+    pub fn finish_and_clear(&self) {
+        match &self.inner {
+            Inner::Bar(bar) => bar.finish_and_clear(),
+            Inner::Plain(plain) => with_plain(plain, Plain::finish),
         }
     }
 

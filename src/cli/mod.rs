@@ -10,9 +10,11 @@ use crate::{EXIT_CANNOT_RUN, Failure};
 use chrono::{DateTime, Utc};
 use std::io::IsTerminal;
 use std::path::Path;
+use vigil::data::{QueryRequest, QueryResult};
 use vigil::replay::timeline_line;
 use vigil::report::doc::{Document, Mark, MarkKind};
 use vigil::rollout::{Phase, State};
+use vigil::source::{MetricSource, SourceError};
 
 /// Shows a rollout as it is replayed: each decision as a line of the timeline on standard
 /// output, and progress on standard error (on a terminal a live bar with the step, the
@@ -103,6 +105,28 @@ impl Live {
             vigil::replay::End::Promoted => self.progress.finish(),
             _ => self.progress.stop(),
         }
+    }
+}
+
+/// A source that counts its finished queries on a progress bar.
+pub struct Counted<'a, S> {
+    /// The source.
+    pub inner: &'a S,
+    /// Where to count (none: just pass through).
+    pub progress: Option<&'a Progress>,
+}
+
+impl<S: MetricSource> MetricSource for Counted<'_, S> {
+    async fn query_range(&self, request: &QueryRequest) -> Result<QueryResult, SourceError> {
+        let answer = self.inner.query_range(request).await;
+        if let Some(progress) = self.progress {
+            progress.inc(1);
+        }
+        answer
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
     }
 }
 
