@@ -149,13 +149,13 @@ async fn roll_out(
         to: from + chrono::Duration::hours(3),
         concurrency: 8,
     };
-    let steps = canary.spec.step_weights.len().max(canary.spec.steps.len());
+    let plan = replay::check(&input).map_err(|e| usage(e.to_string()))?;
     let mut observer = Simulated {
         weights,
         speed: args.speed,
         live: Live::new(
             &format!("{} canary", scenario.name()),
-            steps,
+            plan.steps.len(),
             matches!(args.output, OutputFormat::Table),
             "  ",
         ),
@@ -169,12 +169,7 @@ async fn roll_out(
             .live
             .line(&format!("  => {}\n", report::conclusion(&outcome)));
     }
-    let interval = replay::check(&input)
-        .map_err(|e| usage(e.to_string()))?
-        .steps
-        .first()
-        .map_or(vigil::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
-    let charts = report::chart_runs(&input, &outcome, interval, &source).await;
+    let charts = report::chart_runs(&input, &outcome, &plan, &source).await;
     Ok((outcome, charts))
 }
 

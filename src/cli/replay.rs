@@ -147,14 +147,10 @@ pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
             message,
         });
     }
-    let interval = plan
-        .steps
-        .first()
-        .map_or(vigil::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
     let charts = if args.reports.is_empty() && !matches!(args.output, OutputFormat::Markdown) {
         Vec::new()
     } else {
-        report::chart_runs(&input, &outcome, interval, &source).await
+        report::chart_runs(&input, &outcome, &plan, &source).await
     };
     let title = format!(
         "Replay of Canary {}/{}",

@@ -176,10 +176,6 @@ pub trait ReplayObserver {
     }
 }
 
-/// An observer that does nothing.
-pub struct Quiet;
-impl ReplayObserver for Quiet {}
-
 /// Checks the input: the plan is valid, every template it names is given, the range is
 /// not empty. Returns the plan.
 pub fn check(input: &ReplayInput<'_>) -> Result<Plan, ReplayError> {
@@ -190,19 +186,31 @@ pub fn check(input: &ReplayInput<'_>) -> Result<Plan, ReplayError> {
         });
     }
     let plan = plan::plan(&input.canary.spec).map_err(ReplayError::Spec)?;
-    let mut scopes = vec![crate::rollout::AnalysisScope::Background];
-    scopes.extend((0..input.canary.spec.steps.len()).map(crate::rollout::AnalysisScope::Step));
-    for scope in scopes {
-        for reference in scope_templates(input.canary, scope).0 {
-            if !input.templates.contains_key(&reference.name) {
-                return Err(ReplayError::MissingTemplate {
-                    name: reference.name,
-                    given: given(input.templates),
-                });
-            }
+    for name in template_names(input.canary) {
+        if !input.templates.contains_key(&name) {
+            return Err(ReplayError::MissingTemplate {
+                name,
+                given: given(input.templates),
+            });
         }
     }
     Ok(plan)
+}
+
+/// The names of every template a Canary uses (background and step analyses), in order,
+/// each once.
+pub fn template_names(canary: &Canary) -> Vec<String> {
+    let mut scopes = vec![crate::rollout::AnalysisScope::Background];
+    scopes.extend((0..canary.spec.steps.len()).map(crate::rollout::AnalysisScope::Step));
+    let mut names: Vec<String> = Vec::new();
+    for scope in scopes {
+        for reference in scope_templates(canary, scope).0 {
+            if !names.contains(&reference.name) {
+                names.push(reference.name);
+            }
+        }
+    }
+    names
 }
 
 fn given(templates: &BTreeMap<String, AnalysisTemplate>) -> String {

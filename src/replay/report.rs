@@ -7,7 +7,7 @@ use crate::cluster::analysis::scope_templates;
 use crate::data::Window;
 use crate::judge::Report;
 use crate::report::doc::{ChartData, Document, Mark, Section};
-use crate::rollout::AnalysisScope;
+use crate::rollout::{AnalysisScope, Plan};
 use crate::source::MetricSource;
 use crate::template::AnalysisTemplate;
 use crate::template::units::PromDuration;
@@ -17,31 +17,17 @@ use serde_json::{Value, json};
 /// The most points a chart query asks for (Prometheus refuses more than 11,000).
 const CHART_POINTS: i64 = 600;
 
-/// Every template the Canary uses, in order, each once.
-fn used_templates<'a>(input: &'a ReplayInput<'_>) -> Vec<&'a AnalysisTemplate> {
-    let mut scopes = vec![AnalysisScope::Background];
-    scopes.extend((0..input.canary.spec.steps.len()).map(AnalysisScope::Step));
-    let mut names: Vec<String> = Vec::new();
-    for scope in scopes {
-        for reference in scope_templates(input.canary, scope).0 {
-            if !names.contains(&reference.name) {
-                names.push(reference.name);
-            }
-        }
-    }
-    names
-        .iter()
-        .filter_map(|n| input.templates.get(n))
-        .collect()
-}
-
 /// The chart range: from a few steps before the release (the stable baseline) to a few steps
 /// after the end, within the replay's range where data exists; and its step.
-pub fn chart_window(
+fn chart_window(
     input: &ReplayInput<'_>,
     outcome: &ReplayOutcome,
-    interval: std::time::Duration,
+    plan: &Plan,
 ) -> Option<Window> {
+    let interval = plan
+        .steps
+        .first()
+        .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
     let interval = chrono::Duration::from_std(interval).ok()?;
     let start = input.from - interval * 5;
     let end = (outcome.ended_at + interval * 3).min(input.to.max(outcome.ended_at));
@@ -61,14 +47,17 @@ pub fn chart_window(
 pub async fn chart_runs<S: MetricSource>(
     input: &ReplayInput<'_>,
     outcome: &ReplayOutcome,
-    interval: std::time::Duration,
+    plan: &Plan,
     source: &S,
 ) -> Vec<Judged> {
-    let Some(window) = chart_window(input, outcome, interval) else {
+    let Some(window) = chart_window(input, outcome, plan) else {
         return Vec::new();
     };
     let (_, args) = scope_templates(input.canary, AnalysisScope::Background);
-    let templates: Vec<AnalysisTemplate> = used_templates(input).into_iter().cloned().collect();
+    let templates: Vec<AnalysisTemplate> = super::template_names(input.canary)
+        .iter()
+        .filter_map(|n| input.templates.get(n).cloned())
+        .collect();
     input.judge(source, &templates, args, window, 1).await.0
 }
 
