@@ -86,7 +86,7 @@ pub fn marks(
         };
         marks.push(Mark {
             at: now,
-            step: String::new(),
+            step: crate::replay::step_label(plan, state),
             weight: state.weight,
             text: truncate(&event.message, 300),
             kind,
@@ -159,4 +159,57 @@ pub async fn publish(
     )
     .await?;
     Ok(reference(&namespace, &name, &keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::Phase;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_reference_says_how_to_read_the_report() {
+        let r = reference("shop", "web", &[HTML_KEY, MARKDOWN_KEY]);
+        assert_eq!(
+            r,
+            "ConfigMap shop/web-vigil-report (report.html, report.md): kubectl get configmap \
+             web-vigil-report -n shop -o jsonpath='{.data.report\\.html}' > report.html"
+        );
+    }
+
+    #[test]
+    fn analyses_and_rollout_events_become_marks() {
+        let plan = Plan::from_weights(&[10, 50], std::time::Duration::from_secs(60));
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+            .unwrap();
+        let state = State {
+            phase: Phase::Failed,
+            analyses: vec![AnalysisRecord {
+                at,
+                step: 1,
+                weight: 50,
+                verdict: "fail".into(),
+                summary: "demo fail: error-rate high".into(),
+            }],
+            ..State::default()
+        };
+        let events = [
+            Event {
+                kind: EventKind::AnalysisFailed,
+                message: "said by the record already".into(),
+            },
+            Event {
+                kind: EventKind::Aborted,
+                message: "aborted at step 2/2".into(),
+            },
+        ];
+        let marks = marks(&plan, &state, &events, at);
+        assert_eq!(marks.len(), 2, "{marks:?}");
+        assert_eq!(marks[0].step, "step 2/2 (50%)");
+        assert_eq!(marks[0].kind, MarkKind::Warn);
+        assert_eq!(marks[0].text, "analysis fail: demo fail: error-rate high");
+        assert_eq!(marks[1].kind, MarkKind::Abort);
+        assert_eq!(marks[1].text, "aborted at step 2/2");
+    }
 }

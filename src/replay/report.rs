@@ -19,11 +19,7 @@ const CHART_POINTS: i64 = 600;
 
 /// The chart range: from a few steps before the release (the stable baseline) to a few steps
 /// after the end, within the replay's range where data exists; and its step.
-fn chart_window(
-    input: &ReplayInput<'_>,
-    outcome: &ReplayOutcome,
-    plan: &Plan,
-) -> Option<Window> {
+fn chart_window(input: &ReplayInput<'_>, outcome: &ReplayOutcome, plan: &Plan) -> Option<Window> {
     let interval = plan
         .steps
         .first()
