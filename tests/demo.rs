@@ -134,3 +134,16 @@ fn a_canary_without_traffic_is_never_promoted() {
     assert!(analyses.iter().all(|a| a["verdict"] == "inconclusive"));
     assert_eq!(rollout["weight"], 10, "held at the first step");
 }
+
+#[test]
+fn a_report_file_of_another_kind_is_refused_before_the_work() {
+    let started = Instant::now();
+    let (code, stdout, stderr, _dir) = demo(&["--report", "demo.txt"]);
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(stdout.is_empty(), "nothing ran: {stdout}");
+    assert!(
+        stderr.contains("--report demo.txt: give a file ending in .html or .md"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

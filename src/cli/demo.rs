@@ -1,7 +1,7 @@
 //! `vigil demo`: two whole rollouts over simulated traffic, in accelerated time, through the
 //! controller's state machine and judge; then a report.
 
-use super::{Live, write_document};
+use super::{Live, check_report_paths, write_document};
 use crate::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, OutputFormat, usage};
 use chrono::{DateTime, TimeZone, Utc};
 use clap::{Args, ValueEnum};
@@ -181,6 +181,7 @@ fn start() -> Result<DateTime<Utc>, Failure> {
 }
 
 pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
+    check_report_paths([args.report.as_path()])?;
     let (canary, template) = embedded()?;
     let table = matches!(args.output, OutputFormat::Table);
     let mut runs = Vec::new();

@@ -130,17 +130,35 @@ impl<S: MetricSource> MetricSource for Counted<'_, S> {
     }
 }
 
+/// The formats of report documents.
+#[derive(Clone, Copy)]
+enum DocFormat {
+    Html,
+    Markdown,
+}
+
+/// The format of a report file by its extension, or what to do instead.
+fn doc_format(path: &Path) -> Result<DocFormat, Failure> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html" | "htm") => Ok(DocFormat::Html),
+        Some("md" | "markdown") => Ok(DocFormat::Markdown),
+        _ => Err(crate::usage(format!(
+            "--report {}: give a file ending in .html or .md",
+            path.display()
+        ))),
+    }
+}
+
+/// Checks report paths before the work that fills them.
+pub fn check_report_paths<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<(), Failure> {
+    paths.into_iter().try_for_each(|p| doc_format(p).map(drop))
+}
+
 /// Writes `doc` to `path`: HTML for `.html`/`.htm`, Markdown for `.md`/`.markdown`.
 pub fn write_document(doc: &Document<'_>, path: &Path) -> Result<(), Failure> {
-    let text = match path.extension().and_then(|e| e.to_str()) {
-        Some("html" | "htm") => vigil::report::html(doc),
-        Some("md" | "markdown") => vigil::report::markdown_doc(doc),
-        _ => {
-            return Err(crate::usage(format!(
-                "--report {}: give a file ending in .html or .md",
-                path.display()
-            )));
-        }
+    let text = match doc_format(path)? {
+        DocFormat::Html => vigil::report::html(doc),
+        DocFormat::Markdown => vigil::report::markdown_doc(doc),
     };
     std::fs::write(path, text).map_err(|e| Failure {
         code: EXIT_CANNOT_RUN,

@@ -1,6 +1,6 @@
 //! `vigil replay`: what vigil would have done in a past release, from Prometheus' history.
 
-use super::{Live, write_document};
+use super::{Live, check_report_paths, write_document};
 use crate::{
     ConnectionArgs, EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, Failure, OutputFormat,
     parse_time, prometheus_config, read_template, usage,
@@ -118,6 +118,7 @@ fn matchers(args: &ReplayArgs, canary: &Canary) -> Result<(Selector, Selector), 
 }
 
 pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
+    check_report_paths(args.reports.iter().map(PathBuf::as_path))?;
     let canary = read_canary(&args.canary)?;
     let templates = read_templates(&args.templates)?;
     let (stable, canary_matchers) = matchers(&args, &canary)?;
