@@ -137,7 +137,6 @@ fn a_canary_without_traffic_is_never_promoted() {
 
 #[test]
 fn a_report_file_of_another_kind_is_refused_before_the_work() {
-    let started = Instant::now();
     let (code, stdout, stderr, _dir) = demo(&["--report", "demo.txt"]);
     assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(stdout.is_empty(), "nothing ran: {stdout}");
@@ -145,5 +144,4 @@ fn a_report_file_of_another_kind_is_refused_before_the_work() {
         stderr.contains("--report demo.txt: give a file ending in .html or .md"),
         "{stderr}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
