@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vigil::cluster::crd::Canary;
 use vigil::cluster::metrics::Metrics;
-use vigil::server::{self, ApiState, AuthConfig, ServerState};
+use vigil::server::{ApiState, AuthConfig, ServerState};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
 
 const TOKEN: &str = "t0ken-for-tests";
@@ -39,15 +39,7 @@ async fn start_vigil(fake: &FakeKube, prometheus: &str, auth: AuthConfig) -> Vig
     let mut api = ApiState::new(fake.client(), source, auth);
     api.body_limit = LIMIT;
     let state = ServerState::new(Arc::new(Metrics::new())).with_api(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(server::serve(
-        listener,
-        server::router(state),
-        std::future::pending(),
-    ));
+    let (url, task) = common::serve_on_loopback(state).await;
     Vigil { url, task }
 }
 

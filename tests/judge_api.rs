@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vigil::cluster::crd::AnalysisTemplate;
 use vigil::cluster::metrics::Metrics;
-use vigil::server::{self, ApiState, AuthConfig, ServerState};
+use vigil::server::{ApiState, AuthConfig, ServerState};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
 
 const TEMPLATE: &str = "analysis-templates/http-prometheus-client.yaml";
@@ -65,15 +65,7 @@ async fn start(fake: &FakeKube, prometheus: &str) -> Api {
     api.judge_wait = Duration::from_millis(200);
     let slots = api.judge_slots.clone();
     let state = ServerState::new(Arc::new(Metrics::new())).with_api(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(server::serve(
-        listener,
-        server::router(state),
-        std::future::pending(),
-    ));
+    let (url, task) = common::serve_on_loopback(state).await;
     Api { url, slots, task }
 }
 

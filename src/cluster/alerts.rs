@@ -123,7 +123,7 @@ impl Alert {
             reason.push_str(summary.trim());
         }
         // Status messages and event notes are short; the whole alert is in Alertmanager.
-        super::reconciler::truncate(&reason, 480)
+        crate::judge::words::truncate_bytes(&reason, 480)
     }
 }
 

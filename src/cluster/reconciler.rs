@@ -417,7 +417,7 @@ async fn reconcile_inner<S: MetricSource>(
         analysis = Some((due, outcome));
     }
 
-    let observation = Observation {
+    let mut observation = Observation {
         now,
         template_revision: template_revision.clone(),
         target_replicas,
@@ -428,7 +428,6 @@ async fn reconcile_inner<S: MetricSource>(
         analysis,
         gates: Vec::new(),
     };
-    let mut observation = observation;
     for kind in gates_due(&plan, &state, &observation) {
         let result = super::gates::ask(&ctx.http, canary, &state, kind).await;
         observation.gates.push(result);
@@ -499,7 +498,7 @@ async fn reconcile_inner<S: MetricSource>(
                         EventType::Normal
                     },
                     reason: event.kind.reason().into(),
-                    note: Some(truncate(&event.message, 1000)),
+                    note: Some(crate::judge::words::truncate_bytes(&event.message, 1000)),
                     action: "Rollout".into(),
                     secondary: None,
                 },
@@ -512,18 +511,6 @@ async fn reconcile_inner<S: MetricSource>(
         tracing::info!(canary = %name, namespace = %ns, reason = event.kind.reason(), "{}", event.message);
     }
     Ok(Action::requeue(ctx.clock.real(decision.requeue)))
-}
-
-/// `text` cut to at most `max` bytes (on a character boundary), with `…` when cut.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// `N/M` for the printer column.

@@ -3,8 +3,8 @@
 //! marked on them) is stored in a ConfigMap beside the Canary, which `status.report` names.
 //! The ConfigMap is owned by the Canary, so it goes when the Canary goes.
 
-use super::reconciler::truncate;
 use crate::analysis::Judged;
+use crate::judge::words::truncate_bytes as truncate;
 use crate::report::doc::{ChartData, Document, Mark, MarkKind, Section};
 use crate::rollout::{AnalysisRecord, Event, EventKind, Plan, State};
 use k8s_openapi::api::core::v1::ConfigMap;

@@ -101,6 +101,29 @@ pub fn confidence(alpha: f64) -> String {
     format!("{}%", significant((1.0 - alpha) * 100.0, 3))
 }
 
+/// `text` cut to at most `max` characters, ending with `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with `…` when cut: for
+/// fields limited in bytes, such as a Kubernetes Event's note.
+pub fn truncate_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -472,16 +472,8 @@ pub fn json_body(value: &serde_json::Value) -> Result<Vec<u8>, BuildError> {
     serde_json::to_vec(value).map_err(|e| BuildError::Encode(e.to_string()))
 }
 
-/// Cuts `text` to at most `max` characters, ending with `…` when cut (services refuse
-/// over-long fields).
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+/// Services refuse over-long fields.
+pub use crate::judge::words::truncate;
 
 #[cfg(test)]
 pub(crate) mod testing {

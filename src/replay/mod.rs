@@ -249,7 +249,7 @@ pub async fn run<S: MetricSource>(
                 // The first cause, on one line: the others are usually the same.
                 AnalysisOutcome::Error { message } => {
                     let first = first_error(&run.reports).unwrap_or(message);
-                    crate::cluster::reconciler::truncate(first.lines().next().unwrap_or(""), 200)
+                    crate::judge::words::truncate_bytes(first.lines().next().unwrap_or(""), 200)
                 }
                 _ => notable_metrics(&run.reports),
             };

@@ -416,3 +416,20 @@ pub fn judge(
         .args(extra);
     cmd.output().expect("run vigil")
 }
+
+/// Serves vigil's HTTP server with `state` on a free loopback port; returns its base URL and
+/// the task (abort it to stop).
+pub async fn serve_on_loopback(
+    state: vigil::server::ServerState,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(vigil::server::serve(
+        listener,
+        vigil::server::router(state),
+        std::future::pending(),
+    ));
+    (url, task)
+}
