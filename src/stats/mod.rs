@@ -11,6 +11,7 @@ pub mod outliers;
 pub mod random;
 pub mod rates;
 pub mod sequential;
+pub mod sprt;
 pub mod summary;
 
 pub use mann_whitney::Interval;
