@@ -12,6 +12,7 @@ pub mod random;
 pub mod rates;
 pub mod sequential;
 pub mod sprt;
+pub mod srm;
 pub mod summary;
 
 pub use mann_whitney::Interval;
