@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vigil::analysis::{self, AnalysisRequest, PlanError};
-use vigil::bench::detection;
 use vigil::cluster::ops;
 use vigil::data::Window;
 use vigil::judge::{Outcome, Report, Verdict};
@@ -116,9 +115,9 @@ enum Command {
     /// Benchmarks on simulated rollouts.
     #[command(subcommand)]
     #[command(after_help = "Examples:\n  \
-        vigil bench detection\n  \
-        vigil bench detection --rollouts 200 --scenario errors-x2 --scenario aa-low --json results.json")]
-    Bench(BenchCommand),
+        vigil bench rollouts\n  \
+        vigil bench rollouts --rollouts 200 --scenario errors-x2 --scenario aa-20rps --json results.json")]
+    Bench(cli::bench::BenchCommand),
     /// Move a canary past its current step now (with --full, promote it completely).
     #[command(after_help = "Examples:\n  \
         vigil promote web                 # pass the current step (e.g. a pause without duration)\n  \
@@ -315,36 +314,6 @@ struct StatusArgs {
     watch: bool,
 }
 
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Compare detectors' false aborts, power and time to detect on simulated rollouts.
-    #[command(after_help = "Examples:\n  \
-        vigil bench detection                                    # every scenario, 1000 rollouts each\n  \
-        vigil bench detection --rollouts 200 --scenario errors-x5 --scenario aa-low\n  \
-        vigil bench detection --seed 7 --threads 2 --json results.json\n\n\
-        Progress goes to standard error; the table to standard output.")]
-    Detection(DetectionArgs),
-}
-
-#[derive(Args)]
-struct DetectionArgs {
-    /// Rollouts simulated per scenario.
-    #[arg(long, default_value_t = 1000)]
-    rollouts: usize,
-    /// Base seed of the simulation.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Also write the results as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Run only this scenario; repeat for more (default: all).
-    #[arg(long = "scenario", value_name = "NAME")]
-    scenarios: Vec<String>,
-    /// Worker threads.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
-    threads: u16,
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
     Table,
@@ -501,7 +470,7 @@ fn main() -> ExitCode {
         Command::Judge(args) => tokio_main(judge(*args)),
         Command::Demo(args) => tokio_main(cli::demo::run(args)),
         Command::Replay(args) => tokio_main(cli::replay::run(*args)),
-        Command::Bench(BenchCommand::Detection(args)) => bench_detection(&args),
+        Command::Bench(command) => cli::bench::run(&command),
         Command::Promote(args) => tokio_main(promote(args)),
         Command::Abort(args) => tokio_main(abort(args)),
         Command::Pause(args) => tokio_main(set_paused(args, true)),
@@ -970,52 +939,6 @@ fn finish(report: &Report, format: Format, file: Option<&std::path::Path>) -> Re
         Verdict::Fail => EXIT_FAIL,
         Verdict::Marginal | Verdict::Inconclusive => EXIT_UNDECIDED,
     })
-}
-
-fn bench_detection(args: &DetectionArgs) -> Result<u8, Failure> {
-    let config = detection::Config {
-        rollouts: args.rollouts,
-        seed: args.seed,
-        threads: usize::from(args.threads),
-        scenarios: args.scenarios.clone(),
-        ..detection::Config::default()
-    };
-    let started = std::time::Instant::now();
-    let failure = |e: detection::Error| match e {
-        detection::Error::UnknownScenario { .. } => usage(format!("--scenario: {e}")),
-        detection::Error::Worker => Failure {
-            code: EXIT_CANNOT_RUN,
-            message: e.to_string(),
-        },
-    };
-    let total = detection::total_rollouts(&config).map_err(failure)?;
-    let progress = progress::Progress::new(total as u64, "rollouts");
-    let results = detection::run_observed(&config, &|n| progress.inc(n as u64)).map_err(failure)?;
-    progress.finish();
-    println!("{}", detection::table(&results));
-    println!(
-        "{} rollouts per scenario, seed {}, alpha {}, tolerances: errors +{}%, latency +{}%; {:.1} s",
-        results.config.rollouts,
-        results.config.seed,
-        results.config.alpha,
-        100.0 * results.config.tolerances.errors,
-        100.0 * results.config.tolerances.latency,
-        started.elapsed().as_secs_f64()
-    );
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&results).map_err(|e| Failure {
-            code: EXIT_CANNOT_RUN,
-            message: format!("cannot encode the results as JSON: {e}"),
-        })?;
-        std::fs::write(path, text + "\n").map_err(|e| Failure {
-            code: EXIT_CANNOT_RUN,
-            message: format!(
-                "cannot write {}: {e}: give --json a path in a writable directory",
-                path.display()
-            ),
-        })?;
-    }
-    Ok(EXIT_PASS)
 }
 
 #[cfg(test)]

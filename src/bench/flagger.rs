@@ -3,13 +3,14 @@
 //! Each interval is one analysis run with Flagger's builtin checks: request success rate at
 //! least [`FlaggerFactory::min_success_rate`] and p99 latency (from the canary's buckets of
 //! that interval, like `histogram_quantile`) at most [`FlaggerFactory::max_p99_seconds`].
-//! A run where any check fails counts one failed check; an interval in which the canary
-//! served no requests fails too (Flagger's "no values found"). The rollout is rolled back
-//! once the failed checks reach the threshold; like Flagger's `threshold`, failed checks
-//! accumulate over the whole analysis and are not reset by passing runs. The stable version
-//! is never looked at.
+//! A run where every check passes advances the canary to the next weight (promoting it after
+//! the last), Flagger's fixed schedule. A run where any check fails counts one failed check
+//! and holds the weight; an interval in which the canary served no requests fails too
+//! (Flagger's "no values found"). The rollout is rolled back once the failed checks reach the
+//! threshold; like Flagger's `threshold`, failed checks accumulate over the whole analysis
+//! and are not reset by passing runs. The stable version is never looked at.
 
-use super::{Detector, DetectorFactory, Interval, Truth};
+use super::{Answer, Detector, DetectorFactory, Interval, Look, Tolerances, Truth};
 
 /// Makes [`Flagger`] detectors.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,15 +34,12 @@ impl Default for FlaggerFactory {
 }
 
 impl DetectorFactory for FlaggerFactory {
-    fn name(&self) -> String {
-        "flagger".to_string()
+    fn name(&self) -> &'static str {
+        "flagger"
     }
 
-    fn make(&self, _truth: &Truth) -> Box<dyn Detector> {
-        Box::new(Flagger {
-            rule: *self,
-            failed: 0,
-        })
+    fn make(&self, _truth: &Truth, _tolerances: Tolerances) -> Box<dyn Detector> {
+        Box::new(Flagger::new(*self))
     }
 }
 
@@ -76,15 +74,16 @@ impl Flagger {
 }
 
 impl Detector for Flagger {
-    fn name(&self) -> String {
-        "flagger".to_string()
-    }
-
-    fn observe(&mut self, interval: &Interval) -> bool {
-        if !self.passes(interval) {
-            self.failed += 1;
+    fn analyse(&mut self, look: &Look<'_>) -> Answer {
+        if self.passes(look.interval) {
+            return Answer::Pass;
         }
-        self.failed >= self.rule.threshold
+        self.failed += 1;
+        if self.failed >= self.rule.threshold {
+            Answer::Fail
+        } else {
+            Answer::Hold
+        }
     }
 }
 
@@ -107,19 +106,30 @@ mod tests {
         Interval {
             index,
             seconds: 60.0,
+            weight: 0.1,
             canary_share: 0.1,
             stable: healthy(1000),
             canary,
+            truth: Default::default(),
+        }
+    }
+
+    fn look(i: &Interval) -> Look<'_> {
+        Look {
+            interval: i,
+            step: 0,
+            next_weight: Some(0.5),
         }
     }
 
     #[test]
-    fn zero_traffic_intervals_fail_and_abort_after_five() {
+    fn zero_traffic_intervals_hold_then_abort_after_five() {
         let mut f = Flagger::new(FlaggerFactory::default());
-        let decisions: Vec<bool> = (0..5)
-            .map(|i| f.observe(&interval(i, VersionInterval::default())))
+        let answers: Vec<Answer> = (0..5)
+            .map(|i| f.analyse(&look(&interval(i, VersionInterval::default()))))
             .collect();
-        assert_eq!(decisions, [false, false, false, false, true]);
+        use Answer::{Fail, Hold};
+        assert_eq!(answers, [Hold, Hold, Hold, Hold, Fail]);
         assert_eq!(f.failed_checks(), 5);
     }
 
@@ -136,7 +146,7 @@ mod tests {
             } else {
                 healthy(100)
             };
-            if f.observe(&interval(i, canary)) {
+            if f.analyse(&look(&interval(i, canary))) == Answer::Fail {
                 aborted = Some(i);
                 break;
             }
@@ -145,9 +155,9 @@ mod tests {
     }
 
     #[test]
-    fn slow_p99_fails_and_healthy_passes() {
+    fn healthy_passes_on_schedule_and_slow_p99_fails() {
         let mut f = Flagger::new(FlaggerFactory::default());
-        assert!((0..40).all(|i| !f.observe(&interval(i, healthy(100)))));
+        assert!((0..40).all(|i| f.analyse(&look(&interval(i, healthy(100)))) == Answer::Pass));
         assert_eq!(f.failed_checks(), 0);
         let mut slow = healthy(100);
         slow.buckets[4] = 90;

@@ -12,10 +12,10 @@
 //! error and latency-bucket counts of both versions ([`Interval`]). Only the oracle is given
 //! the scenario's [`Truth`].
 
-pub mod detection;
 pub mod flagger;
 pub mod kayenta;
 pub mod oracle;
+pub mod rollouts;
 pub mod sim;
 pub mod vigil;
 
@@ -76,29 +76,72 @@ pub struct Interval {
     pub index: usize,
     /// seconds in the interval
     pub seconds: f64,
-    /// canary share of traffic in this interval (0..1)
+    /// The canary weight the router was told to apply (0..1).
+    pub weight: f64,
+    /// canary share of the requests that actually reached it in this interval (0..1); it
+    /// differs from `weight` when the split is off
     pub canary_share: f64,
     /// The stable version's traffic.
     pub stable: VersionInterval,
     /// The canary's traffic.
     pub canary: VersionInterval,
+    /// The stable version's true rates in this interval (pod average and drift included):
+    /// for the oracle only.
+    pub truth: IntervalTruth,
 }
 
-/// A rule that watches a rollout interval by interval and may abort it.
+/// The stable version's true behaviour in one interval, which only the oracle may read.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IntervalTruth {
+    /// The stable's error rate.
+    pub stable_error_rate: f64,
+    /// The stable's latency median (the nominal one times the pods' and drift's factors).
+    pub stable_median: f64,
+}
+
+/// What a detector answers at an analysis, as the controller acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Go on to the next step (or promote, at the last one).
+    Pass,
+    /// Stay at this step and look again after the next interval.
+    Hold,
+    /// Abort and roll back.
+    Fail,
+}
+
+/// One analysis of a closed-loop rollout: the interval just observed and where the rollout
+/// stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look<'a> {
+    /// The interval that just ended.
+    pub interval: &'a Interval,
+    /// 0-based index of the rollout step the interval belongs to.
+    pub step: usize,
+    /// The weight a pass would set next (0..1); `None` when a pass promotes.
+    pub next_weight: Option<f64>,
+}
+
+/// A rule that judges a rollout interval by interval: pass, hold or fail.
 pub trait Detector: Send {
-    /// A short name for tables.
-    fn name(&self) -> String;
-    /// Sees one more interval; returns true to abort the rollout now.
-    fn observe(&mut self, interval: &Interval) -> bool;
+    /// Sees the interval before the rollout began, when the stable version served everything
+    /// (a real judge can query the stable's history); ignored unless the rule uses it.
+    fn baseline(&mut self, _interval: &Interval) {}
+    /// Sees one more interval and answers.
+    fn analyse(&mut self, look: &Look<'_>) -> Answer;
+    /// Why the last answer was given, in a few words (for the split check's reason, say).
+    fn reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Makes a fresh detector for each rollout, given the scenario's truth (only the oracle may
 /// use the truth).
 pub trait DetectorFactory: Send + Sync {
-    /// The name of the detectors it makes, for tables.
-    fn name(&self) -> String;
-    /// A detector for one rollout.
-    fn make(&self, truth: &Truth) -> Box<dyn Detector>;
+    /// The name of the detectors it makes: `vigil`, `oracle`, `kayenta` or `flagger`.
+    fn name(&self) -> &'static str;
+    /// A detector for one rollout of a scenario whose templates have `tolerances`.
+    fn make(&self, truth: &Truth, tolerances: Tolerances) -> Box<dyn Detector>;
 }
 
 /// The latency tail of a version: its slowest `fraction` of requests are `factor` times
@@ -197,19 +240,32 @@ impl ErrorPattern {
 pub struct Truth {
     /// The stable version.
     pub stable: VersionTruth,
-    /// The canary.
+    /// The canary, once its regression (if any) has begun.
     pub canary: VersionTruth,
     /// When the canary's error rate applies.
     pub canary_errors: ErrorPattern,
+    /// The canary behaves exactly like stable until its weight first reaches this share
+    /// (a bug that shows only under load); `None`: from the start.
+    pub onset_weight: Option<f64>,
 }
 
 impl Truth {
-    /// The canary's nominal error rate in interval `index`.
+    /// The canary's nominal error rate in interval `index`, once its regression has begun.
     pub fn canary_error_rate_at(&self, index: usize) -> f64 {
         if self.canary_errors.is_bad(index) {
             self.canary.error_rate
         } else {
             self.stable.error_rate
+        }
+    }
+
+    /// The canary's behaviour in interval `index`: `regressed` says whether its onset has
+    /// come (always true without an onset). Returns the version and its error rate.
+    pub fn canary_at(&self, index: usize, regressed: bool) -> (VersionTruth, f64) {
+        if regressed || self.onset_weight.is_none() {
+            (self.canary, self.canary_error_rate_at(index))
+        } else {
+            (self.stable, self.stable.error_rate)
         }
     }
 

@@ -1,11 +1,14 @@
-//! The traffic simulator: one rollout of a canary beside a stable version, interval by
-//! interval, with known true parameters.
+//! The traffic simulator: one closed-loop rollout of a canary beside a stable version,
+//! interval by interval, with known true parameters. The rollout's controller sets the
+//! weight before each interval; the simulator splits that interval's traffic by it and
+//! scales the canary's pods to match.
 //!
 //! Model, per rollout:
-//! - requests arrive as a Poisson process at the scenario's total rate and are split by the
-//!   canary share of the current rollout step;
+//! - requests arrive as a Poisson process at the scenario's total rate (which may ramp up
+//!   during the rollout) and are split by the canary's weight (or, in a scenario whose split
+//!   is off, by a share that differs from it);
 //! - each version runs several pods (stable [`SimConfig::stable_pods`], the canary a number
-//!   proportional to its share, at least 1) that share the version's traffic evenly; each pod
+//!   proportional to its weight, at least 1) that share the version's traffic evenly; each pod
 //!   has its own multiplicative factors on error rate and latency median (log-normal, median
 //!   1), drawn once per rollout;
 //! - a slow drift common to both versions multiplies error rate and latency median: a
@@ -20,28 +23,23 @@
 //! errors and bucket counts are sums of those cells and therefore agree exactly (the buckets
 //! of an interval add up to its requests). Sums of Poissons over pods are Poisson with the
 //! summed mean, so the pods of a version are pooled before drawing.
+//!
+//! Every draw of a rollout comes from one seeded stream, and the per-rollout factors (pods,
+//! drift) are drawn first, so every detector meets the same pods and drift in a rollout.
 
-use super::{BUCKETS, ErrorPattern, Interval, Tail, Truth, VersionInterval, VersionTruth};
+use super::{
+    BUCKETS, ErrorPattern, Interval, IntervalTruth, Tail, Tolerances, Truth, VersionInterval,
+    VersionTruth,
+};
 use crate::source::simulated::Rng;
 use serde::Serialize;
-
-/// One step of a rollout: a canary share held for some intervals.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Step {
-    /// Canary share of traffic (0..1).
-    pub canary_share: f64,
-    /// Number of intervals the share is held.
-    pub intervals: usize,
-}
 
 /// How rollouts are simulated, independent of the scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimConfig {
-    /// The rollout steps, in order.
-    pub steps: Vec<Step>,
     /// Length of one interval in seconds.
     pub interval_seconds: f64,
-    /// Pods of the stable version (the canary gets `round(share * stable_pods)`, at least 1).
+    /// Pods of the stable version (the canary gets `round(weight * stable_pods)`, at least 1).
     pub stable_pods: usize,
     /// Log-scale spread of the per-pod error-rate factor.
     pub pod_error_sigma: f64,
@@ -57,13 +55,6 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            steps: [0.10, 0.25, 0.50, 0.75]
-                .iter()
-                .map(|&canary_share| Step {
-                    canary_share,
-                    intervals: 10,
-                })
-                .collect(),
             interval_seconds: 60.0,
             stable_pods: 10,
             // Pod-to-pod spread well inside the benchmark's tolerances (errors 20%, latency
@@ -89,34 +80,23 @@ impl SimConfig {
         }
     }
 
-    /// The canary share of each interval of a rollout.
-    pub fn shares(&self) -> Vec<f64> {
-        self.steps
-            .iter()
-            .flat_map(|s| std::iter::repeat_n(s.canary_share.clamp(0.0, 1.0), s.intervals))
-            .collect()
-    }
-
-    /// Number of intervals in a rollout.
-    pub fn intervals(&self) -> usize {
-        self.steps.iter().map(|s| s.intervals).sum()
-    }
-
-    /// Pods the canary runs at `share`.
-    pub fn canary_pods(&self, share: f64) -> usize {
-        ((share * self.stable_pods as f64).round() as usize).max(1)
+    /// Pods the canary runs at `weight`.
+    pub fn canary_pods(&self, weight: f64) -> usize {
+        ((weight * self.stable_pods as f64).round() as usize).max(1)
     }
 }
 
-/// Whether a scenario has a regression.
+/// What a good judge should do with a scenario's canary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
-    /// The canary behaves like stable: every abort is a false abort.
-    #[serde(rename = "aa")]
-    AA,
-    /// The canary is worse: every abort is a detection.
+    /// Healthy (or within tolerance): promote it; every abort is a false abort.
+    Healthy,
+    /// Worse than the tolerance: abort it (or at least never promote it).
     Regression,
+    /// Healthy, but the router does not split as the weight says: hold or abort it, naming
+    /// the split.
+    SplitOff,
 }
 
 /// A named benchmark scenario.
@@ -124,12 +104,30 @@ pub enum Kind {
 pub struct Scenario {
     /// Name used by `--scenario`.
     pub name: &'static str,
-    /// A / A or regression.
+    /// What a good judge does with it.
     pub kind: Kind,
-    /// Total requests per second over both versions.
+    /// Total requests per second over both versions at the start of the rollout.
     pub rps: f64,
+    /// The total rate grows linearly to `rps * ramp` over the horizon (1 = steady).
+    pub ramp: f64,
+    /// The canary receives `split` times the share its weight says (1 = a correct split).
+    pub split: f64,
+    /// Tolerances of this scenario's templates, when they differ from the run's.
+    pub tolerances: Option<Tolerances>,
     /// The true parameters.
     pub truth: Truth,
+}
+
+impl Scenario {
+    /// The total request rate at `minute` of a rollout whose horizon is `horizon` minutes.
+    pub fn rps_at(&self, minute: f64, horizon: f64) -> f64 {
+        let progress = if horizon > 0.0 {
+            (minute / horizon).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.rps.max(0.0) * (1.0 + (self.ramp - 1.0) * progress)
+    }
 }
 
 /// Base error rate of every scenario.
@@ -138,6 +136,8 @@ pub const BASE_ERROR_RATE: f64 = 0.005;
 pub const BASE_MEDIAN: f64 = 0.080;
 /// Log-normal sigma of latency in every scenario.
 pub const BASE_SIGMA: f64 = 0.5;
+/// Total request rate of every scenario that does not name one.
+pub const BASE_RPS: f64 = 20.0;
 
 /// The nominal stable version of every scenario.
 pub fn base_version() -> VersionTruth {
@@ -152,25 +152,23 @@ pub fn base_version() -> VersionTruth {
 /// Every scenario, in a fixed order (the order is part of each rollout's seed).
 pub fn scenarios() -> Vec<Scenario> {
     let base = base_version();
-    let aa = |name, rps| Scenario {
+    let scenario = |name, kind, canary: VersionTruth| Scenario {
         name,
-        kind: Kind::AA,
-        rps,
-        truth: Truth {
-            stable: base,
-            canary: base,
-            canary_errors: ErrorPattern::Always,
-        },
-    };
-    let regression = |name, canary: VersionTruth, canary_errors| Scenario {
-        name,
-        kind: Kind::Regression,
-        rps: 20.0,
+        kind,
+        rps: BASE_RPS,
+        ramp: 1.0,
+        split: 1.0,
+        tolerances: None,
         truth: Truth {
             stable: base,
             canary,
-            canary_errors,
+            canary_errors: ErrorPattern::Always,
+            onset_weight: None,
         },
+    };
+    let aa = |name, rps| Scenario {
+        rps,
+        ..scenario(name, Kind::Healthy, base)
     };
     let errors = |factor: f64| VersionTruth {
         error_rate: BASE_ERROR_RATE * factor,
@@ -180,17 +178,30 @@ pub fn scenarios() -> Vec<Scenario> {
         latency_median: BASE_MEDIAN * factor,
         ..base
     };
+    let late = |name, canary| {
+        let mut s = scenario(name, Kind::Regression, canary);
+        s.truth.onset_weight = Some(0.5);
+        s
+    };
+    let sparse = VersionTruth {
+        error_rate: 0.0005,
+        ..base
+    };
+    let mut intermittent = scenario("intermittent", Kind::Regression, errors(3.0));
+    intermittent.truth.canary_errors = ErrorPattern::Alternating { block: 3 };
     vec![
-        aa("aa-low", 2.0),
-        aa("aa-medium", 20.0),
-        aa("aa-high", 200.0),
-        regression("errors-x1.5", errors(1.5), ErrorPattern::Always),
-        regression("errors-x2", errors(2.0), ErrorPattern::Always),
-        regression("errors-x5", errors(5.0), ErrorPattern::Always),
-        regression("latency-median+10%", median(1.10), ErrorPattern::Always),
-        regression("latency-median+25%", median(1.25), ErrorPattern::Always),
-        regression(
-            "latency-tail-p99x2",
+        aa("aa-2rps", 2.0),
+        aa("aa-20rps", 20.0),
+        aa("aa-200rps", 200.0),
+        aa("aa-2000rps", 2000.0),
+        scenario("errors-x1.5", Kind::Regression, errors(1.5)),
+        scenario("errors-x2", Kind::Regression, errors(2.0)),
+        scenario("errors-x5", Kind::Regression, errors(5.0)),
+        scenario("latency+10%", Kind::Regression, median(1.10)),
+        scenario("latency+25%", Kind::Regression, median(1.25)),
+        scenario(
+            "p99-x2",
+            Kind::Regression,
             VersionTruth {
                 tail: Some(Tail {
                     fraction: 0.02,
@@ -198,13 +209,34 @@ pub fn scenarios() -> Vec<Scenario> {
                 }),
                 ..base
             },
-            ErrorPattern::Always,
         ),
-        regression(
-            "intermittent-errors",
-            errors(3.0),
-            ErrorPattern::Alternating { block: 3 },
-        ),
+        intermittent,
+        late("late-errors-x3", errors(3.0)),
+        late("late-latency+25%", median(1.25)),
+        Scenario {
+            tolerances: Some(Tolerances {
+                errors: 0.20,
+                ..Tolerances::default()
+            }),
+            ..scenario("within-tolerance", Kind::Healthy, errors(1.1))
+        },
+        Scenario {
+            split: 0.5,
+            ..scenario("split-off", Kind::SplitOff, base)
+        },
+        Scenario {
+            truth: Truth {
+                stable: sparse,
+                canary: sparse,
+                canary_errors: ErrorPattern::Always,
+                onset_weight: None,
+            },
+            ..scenario("sparse-errors", Kind::Healthy, base)
+        },
+        Scenario {
+            ramp: 3.0,
+            ..scenario("diurnal", Kind::Healthy, base)
+        },
     ]
 }
 
@@ -278,8 +310,18 @@ fn bucket_probabilities(version: &VersionTruth, median: f64, out: &mut [f64]) {
     }
 }
 
+/// A version's average rates over its pods in one interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct MeanRates {
+    error_rate: f64,
+    slow_rate: f64,
+    /// Geometric mean of the pods' latency medians.
+    median: f64,
+}
+
 /// Draws one version's interval: `requests` is the expected number of requests, spread
-/// evenly over the first `pods` pods.
+/// evenly over the first `pods` pods. Also returns the version's average error rate and
+/// share of requests above `BUCKETS[slow_bound]`.
 #[allow(clippy::too_many_arguments)]
 fn draw_version(
     rng: &mut Rng,
@@ -290,13 +332,15 @@ fn draw_version(
     n_pods: usize,
     drift_error: f64,
     drift_latency: f64,
-) -> VersionInterval {
+    slow_bound: usize,
+) -> (VersionInterval, MeanRates) {
     let cells = BUCKETS.len() + 1;
     let mut failed = vec![0.0; cells];
     let mut ok = vec![0.0; cells];
     let mut probabilities = vec![0.0; cells];
     let n_pods = n_pods.clamp(1, pods.error.len().max(1));
     let per_pod = requests / n_pods as f64;
+    let mut mean = MeanRates::default();
     for (pod_error, pod_latency) in pods.error.iter().zip(&pods.latency).take(n_pods) {
         let rate = (error_rate * pod_error * drift_error).clamp(0.0, 1.0);
         bucket_probabilities(
@@ -304,6 +348,9 @@ fn draw_version(
             version.latency_median * pod_latency * drift_latency,
             &mut probabilities,
         );
+        mean.error_rate += rate / n_pods as f64;
+        mean.median += (version.latency_median * pod_latency * drift_latency).ln() / n_pods as f64;
+        mean.slow_rate += probabilities.iter().skip(slow_bound + 1).sum::<f64>() / n_pods as f64;
         for (k, p) in probabilities.iter().enumerate() {
             failed[k] += per_pod * rate * p;
             ok[k] += per_pod * (1.0 - rate) * p;
@@ -321,59 +368,200 @@ fn draw_version(
         out.requests += f + s;
         out.buckets[k] = f + s;
     }
-    out
+    mean.median = mean.median.exp();
+    (out, mean)
 }
 
-/// Simulates one rollout of `scenario`, deterministically from `seed`.
-pub fn simulate(scenario: &Scenario, config: &SimConfig, seed: u64) -> Vec<Interval> {
-    let mut rng = Rng::new(seed);
-    let shares = config.shares();
-    let max_canary_pods = shares
-        .iter()
-        .map(|&s| config.canary_pods(s))
-        .max()
-        .unwrap_or(1);
-    let stable_pods = Pods::draw(&mut rng, config.stable_pods.max(1), config);
-    let canary_pods = Pods::draw(&mut rng, max_canary_pods, config);
-    let mut drift_error = Drift::new(&mut rng, config.drift_sd, config.drift_reversion);
-    let mut drift_latency = Drift::new(&mut rng, config.drift_sd, config.drift_reversion);
-    let truth = &scenario.truth;
-    let mut out = Vec::with_capacity(shares.len());
-    for (index, &share) in shares.iter().enumerate() {
-        if index > 0 {
-            drift_error.advance(&mut rng);
-            drift_latency.advance(&mut rng);
+/// What the canary did to users in one interval, beyond what stable would have done with
+/// the same requests: the benchmark's harm.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Excess {
+    /// Failed requests beyond the stable's rate.
+    pub errors: f64,
+    /// Requests slower than the stable's p99 bound, beyond the stable's share of them.
+    pub slow: f64,
+}
+
+/// Index into [`BUCKETS`] of the bound nearest (in log scale) to the stable's true p99:
+/// requests above it are "slow" in the harm figures.
+pub fn slow_bound(stable: &VersionTruth) -> usize {
+    let p99 = stable.latency_quantile(0.99);
+    let mut best = 0;
+    for (i, le) in BUCKETS.iter().enumerate() {
+        if (le / p99).ln().abs() < (BUCKETS[best] / p99).ln().abs() {
+            best = i;
         }
-        let total = scenario.rps.max(0.0) * config.interval_seconds;
-        let stable = draw_version(
+    }
+    best
+}
+
+/// One rollout in progress: call [`Simulation::next`] with the weight of each interval.
+pub struct Simulation<'a> {
+    scenario: &'a Scenario,
+    config: &'a SimConfig,
+    horizon_minutes: f64,
+    rng: Rng,
+    stable_pods: Pods,
+    canary_pods: Pods,
+    drift_error: Drift,
+    drift_latency: Drift,
+    index: usize,
+    regressed: bool,
+    slow_bound: usize,
+    seed: u64,
+}
+
+impl<'a> Simulation<'a> {
+    /// A rollout of `scenario`, deterministic from `seed`, whose traffic ramp (if any) spans
+    /// `horizon_minutes`.
+    pub fn new(
+        scenario: &'a Scenario,
+        config: &'a SimConfig,
+        seed: u64,
+        horizon_minutes: f64,
+    ) -> Self {
+        let mut rng = Rng::new(seed);
+        let stable_pods = Pods::draw(&mut rng, config.stable_pods.max(1), config);
+        let canary_pods = Pods::draw(&mut rng, config.stable_pods.max(1), config);
+        let drift_error = Drift::new(&mut rng, config.drift_sd, config.drift_reversion);
+        let drift_latency = Drift::new(&mut rng, config.drift_sd, config.drift_reversion);
+        Self {
+            scenario,
+            config,
+            horizon_minutes,
+            rng,
+            stable_pods,
+            canary_pods,
+            drift_error,
+            drift_latency,
+            index: 0,
+            regressed: false,
+            slow_bound: slow_bound(&scenario.truth.stable),
+            seed,
+        }
+    }
+
+    /// The interval before the rollout, with all traffic on stable. It is drawn from its own
+    /// stream, so the rollout's intervals are the same with or without it.
+    pub fn baseline(&self) -> Interval {
+        let mut rng = Rng::new(self.seed ^ 0x5bd1_e995_u64.rotate_left(17));
+        let total = self.scenario.rps_at(0.0, self.horizon_minutes) * self.config.interval_seconds;
+        let truth = &self.scenario.truth;
+        let (stable, mean) = draw_version(
             &mut rng,
             &truth.stable,
             truth.stable.error_rate,
+            total,
+            &self.stable_pods,
+            self.config.stable_pods,
+            self.drift_error.factor(),
+            self.drift_latency.factor(),
+            self.slow_bound,
+        );
+        Interval {
+            index: 0,
+            seconds: self.config.interval_seconds,
+            weight: 0.0,
+            canary_share: 0.0,
+            stable,
+            canary: VersionInterval {
+                requests: 0,
+                errors: 0,
+                buckets: vec![0; BUCKETS.len() + 1],
+            },
+            truth: IntervalTruth {
+                stable_error_rate: mean.error_rate,
+                stable_median: mean.median,
+            },
+        }
+    }
+
+    /// Whether the canary's regression has begun.
+    pub fn regressed(&self) -> bool {
+        self.regressed || self.scenario.truth.onset_weight.is_none()
+    }
+
+    /// The next interval at canary weight `weight` (0..1), with the harm the canary did in it.
+    pub fn next(&mut self, weight: f64) -> (Interval, Excess) {
+        let weight = weight.clamp(0.0, 1.0);
+        let index = self.index;
+        if index > 0 {
+            self.drift_error.advance(&mut self.rng);
+            self.drift_latency.advance(&mut self.rng);
+        }
+        self.index += 1;
+        let truth = &self.scenario.truth;
+        if truth.onset_weight.is_some_and(|w| weight + 1e-9 >= w) {
+            self.regressed = true;
+        }
+        let share = (weight * self.scenario.split).clamp(0.0, 1.0);
+        let minute = index as f64 * self.config.interval_seconds / 60.0;
+        let total =
+            self.scenario.rps_at(minute, self.horizon_minutes) * self.config.interval_seconds;
+        let (canary_version, canary_rate) = truth.canary_at(index, self.regressed());
+        let (drift_e, drift_l) = (self.drift_error.factor(), self.drift_latency.factor());
+        let (stable, stable_mean) = draw_version(
+            &mut self.rng,
+            &truth.stable,
+            truth.stable.error_rate,
             total * (1.0 - share),
-            &stable_pods,
-            config.stable_pods,
-            drift_error.factor(),
-            drift_latency.factor(),
+            &self.stable_pods,
+            self.config.stable_pods,
+            drift_e,
+            drift_l,
+            self.slow_bound,
         );
-        let canary = draw_version(
-            &mut rng,
-            &truth.canary,
-            truth.canary_error_rate_at(index),
+        let (canary, _) = draw_version(
+            &mut self.rng,
+            &canary_version,
+            canary_rate,
             total * share,
-            &canary_pods,
-            config.canary_pods(share),
-            drift_error.factor(),
-            drift_latency.factor(),
+            &self.canary_pods,
+            self.config.canary_pods(weight),
+            drift_e,
+            drift_l,
+            self.slow_bound,
         );
-        out.push(Interval {
+        let n = canary.requests as f64;
+        let slow: u64 = canary.buckets.iter().skip(self.slow_bound + 1).sum();
+        let excess = Excess {
+            errors: canary.errors as f64 - n * stable_mean.error_rate,
+            slow: slow as f64 - n * stable_mean.slow_rate,
+        };
+        let interval = Interval {
             index,
-            seconds: config.interval_seconds,
+            seconds: self.config.interval_seconds,
+            weight,
             canary_share: share,
             stable,
             canary,
-        });
+            truth: IntervalTruth {
+                stable_error_rate: stable_mean.error_rate,
+                stable_median: stable_mean.median,
+            },
+        };
+        (interval, excess)
     }
-    out
+
+    /// The harm a canary at full traffic would do per interval on average from now on, at
+    /// `minute` of the rollout: for a promoted canary, whose harm goes on after the decision.
+    pub fn expected_excess_at_full(&self, minute: f64) -> Excess {
+        let truth = &self.scenario.truth;
+        let (canary, rate) = truth.canary_at(self.index, true);
+        let requests =
+            self.scenario.rps_at(minute, self.horizon_minutes) * self.config.interval_seconds;
+        let le = BUCKETS[self.slow_bound];
+        let slow = |v: &VersionTruth| 1.0 - v.latency_cdf(le);
+        // Alternating errors are bad half the time.
+        let rate = match truth.canary_errors {
+            ErrorPattern::Always => rate,
+            ErrorPattern::Alternating { .. } => (canary.error_rate + truth.stable.error_rate) / 2.0,
+        };
+        Excess {
+            errors: requests * (rate - truth.stable.error_rate),
+            slow: requests * (slow(&canary) - slow(&truth.stable)),
+        }
+    }
 }
 
 /// The scenario called `name`.
@@ -382,182 +570,4 @@ pub fn scenario(name: &str) -> Option<Scenario> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn named(name: &str) -> Scenario {
-        scenario(name).unwrap_or_else(|| panic!("no scenario {name}"))
-    }
-
-    /// Sums of the canary's and stable's counts over many rollouts of `scenario`.
-    fn totals(scenario: &Scenario, config: &SimConfig, rollouts: usize) -> [VersionInterval; 2] {
-        let mut sums = [
-            VersionInterval {
-                buckets: vec![0; BUCKETS.len() + 1],
-                ..Default::default()
-            },
-            VersionInterval {
-                buckets: vec![0; BUCKETS.len() + 1],
-                ..Default::default()
-            },
-        ];
-        for r in 0..rollouts {
-            for interval in simulate(scenario, config, rollout_seed(1, 0, r)) {
-                for (sum, v) in sums.iter_mut().zip([&interval.stable, &interval.canary]) {
-                    sum.requests += v.requests;
-                    sum.errors += v.errors;
-                    for (a, b) in sum.buckets.iter_mut().zip(&v.buckets) {
-                        *a += b;
-                    }
-                }
-            }
-        }
-        sums
-    }
-
-    #[test]
-    fn requests_and_errors_match_the_parameters() {
-        for config in [SimConfig::homogeneous(), SimConfig::default()] {
-            let scenario = named("aa-medium");
-            let rollouts = 50;
-            let [stable, canary] = totals(&scenario, &config, rollouts);
-            let shares = config.shares();
-            let seconds = config.interval_seconds * rollouts as f64;
-            let expected_canary: f64 = shares.iter().map(|s| s * scenario.rps * seconds).sum();
-            let expected_stable: f64 = shares
-                .iter()
-                .map(|s| (1.0 - s) * scenario.rps * seconds)
-                .sum();
-            for (got, expected) in [
-                (canary.requests, expected_canary),
-                (stable.requests, expected_stable),
-            ] {
-                let sd = expected.sqrt();
-                assert!(
-                    (got as f64 - expected).abs() < 4.0 * sd,
-                    "{got} vs {expected}"
-                );
-            }
-            for v in [&stable, &canary] {
-                let n = v.requests as f64;
-                let rate = v.errors as f64 / n;
-                // Binomial sampling error, plus a little for the heterogeneity and drift of
-                // the default configuration (median-1 factors: the mean moves by ~1%).
-                let sd = (BASE_ERROR_RATE * (1.0 - BASE_ERROR_RATE) / n).sqrt();
-                let slack = if config.drift_sd > 0.0 {
-                    0.06 * BASE_ERROR_RATE
-                } else {
-                    0.0
-                };
-                assert!(
-                    (rate - BASE_ERROR_RATE).abs() < 4.0 * sd + slack,
-                    "{rate} from {n} requests"
-                );
-                assert_eq!(v.buckets.iter().sum::<u64>(), v.requests);
-            }
-        }
-    }
-
-    #[test]
-    fn every_interval_is_consistent() {
-        let config = SimConfig::default();
-        for scenario in scenarios() {
-            let intervals = simulate(&scenario, &config, 3);
-            assert_eq!(intervals.len(), config.intervals());
-            for (i, interval) in intervals.iter().enumerate() {
-                assert_eq!(interval.index, i);
-                for v in [&interval.stable, &interval.canary] {
-                    assert_eq!(v.buckets.len(), BUCKETS.len() + 1);
-                    assert_eq!(v.buckets.iter().sum::<u64>(), v.requests);
-                    assert!(v.errors <= v.requests);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn tail_regression_doubles_p99_and_keeps_p50() {
-        let scenario = Scenario {
-            rps: 20_000.0,
-            ..named("latency-tail-p99x2")
-        };
-        let [stable, canary] = totals(&scenario, &SimConfig::homogeneous(), 2);
-        let q = |v: &VersionInterval, p| v.latency_quantile(p).unwrap_or(f64::NAN);
-        let p50 = q(&canary, 0.5) / q(&stable, 0.5);
-        let p99 = q(&canary, 0.99) / q(&stable, 0.99);
-        assert!((p50 - 1.0).abs() < 0.02, "p50 ratio {p50}");
-        assert!((p99 - 2.0).abs() < 0.1, "p99 ratio {p99}");
-        // And the true quantiles: exactly unchanged and exactly doubled.
-        let t = scenario.truth;
-        assert!(
-            (t.canary.latency_quantile(0.5) / t.stable.latency_quantile(0.5) - 1.0).abs() < 0.02
-        );
-        assert!(
-            (t.canary.latency_quantile(0.99) / t.stable.latency_quantile(0.99) - 2.0).abs() < 1e-9
-        );
-    }
-
-    #[test]
-    fn intermittent_errors_come_in_blocks_of_three() {
-        let scenario = Scenario {
-            rps: 2_000.0,
-            ..named("intermittent-errors")
-        };
-        let config = SimConfig::homogeneous();
-        let mut bad = (0u64, 0u64);
-        let mut good = (0u64, 0u64);
-        for r in 0..5 {
-            for interval in simulate(&scenario, &config, rollout_seed(2, 9, r)) {
-                let slot = if (interval.index / 3) % 2 == 0 {
-                    &mut bad
-                } else {
-                    &mut good
-                };
-                slot.0 += interval.canary.errors;
-                slot.1 += interval.canary.requests;
-            }
-        }
-        let rate = |(e, n): (u64, u64)| e as f64 / n as f64;
-        let (bad, good) = (rate(bad), rate(good));
-        assert!(
-            (bad / BASE_ERROR_RATE - 3.0).abs() < 0.15,
-            "bad blocks {bad}"
-        );
-        assert!(
-            (good / BASE_ERROR_RATE - 1.0).abs() < 0.1,
-            "good blocks {good}"
-        );
-        let truth = scenario.truth;
-        let pattern: Vec<bool> = (0..12)
-            .map(|i| truth.canary_error_rate_at(i) > BASE_ERROR_RATE)
-            .collect();
-        let expected = [true, true, true, false, false, false];
-        assert_eq!(pattern, [expected, expected].concat());
-    }
-
-    #[test]
-    fn same_seed_same_rollout() {
-        let config = SimConfig::default();
-        let scenario = named("errors-x2");
-        assert_eq!(
-            simulate(&scenario, &config, 11),
-            simulate(&scenario, &config, 11)
-        );
-        assert_ne!(
-            simulate(&scenario, &config, 11),
-            simulate(&scenario, &config, 12)
-        );
-        assert_ne!(rollout_seed(1, 0, 1), rollout_seed(1, 1, 0));
-    }
-
-    #[test]
-    fn canary_pods_follow_the_share() {
-        let config = SimConfig::default();
-        let pods: Vec<usize> = [0.0, 0.1, 0.25, 0.5, 0.75]
-            .iter()
-            .map(|&s| config.canary_pods(s))
-            .collect();
-        assert_eq!(pods, [1, 1, 3, 5, 8]);
-        assert_eq!(config.intervals(), 40);
-    }
-}
+mod tests {}

@@ -1,60 +1,87 @@
-//! vigil's own rule in the detection benchmark: the judge's sequential e-processes, fed one
-//! interval at a time exactly as a rollout would feed them.
+//! vigil's own rule in the rollout benchmark: the judge's sequential decisions
+//! ([`crate::judge::decision`]), fed one interval at a time exactly as a rollout feeds them.
 //!
-//! Errors: the canary/stable error-rate ratio. Latency: the rate of requests slower than the
-//! stable's bucket bounds near p50, p90 and p99. The rollout is aborted at the first interval
-//! where either shows a regression as the judge defines it: a harmful change shown against
-//! "no change" by an anytime-valid e-process, with its estimate beyond the tolerance. Each
-//! family runs at `alpha / 2`, so the chance of aborting an unchanged canary over the whole
-//! rollout is at most `alpha`.
+//! - **Abort** when either metric shows a regression: a harmful change against "no change"
+//!   by an anytime-valid e-process, with its estimate beyond the tolerance, over the whole
+//!   rollout or over the current step alone (restarted at each step, so a regression that
+//!   starts late is not diluted). Errors and latency each run at `alpha / 2`, so an
+//!   unchanged canary is aborted with probability at most `alpha` over the whole rollout.
+//! - **Hold** when the traffic split is off: the canary's share of requests is shown, by an
+//!   anytime-valid test ([`crate::stats::srm`]), to differ from the weight set.
+//! - **Pass** (advance) when every metric is shown, at level `beta`, below the exposure bound
+//!   of the next weight ([`Promotion`]), or within its tolerance.
+//! - **Hold** otherwise.
 
-use super::{Detector, DetectorFactory, Interval, Tolerances, Truth};
-use crate::judge::decision::{Call, LatencyEvidence, Sides};
+use super::{Answer, Detector, DetectorFactory, Interval, Look, Tolerances, Truth};
+use crate::judge::decision::{Call, LatencyEvidence, Promotion, Sides};
+use crate::stats::srm::SplitCheck;
 use crate::template::Direction;
+
+/// The quantiles whose exceedance rates are watched.
+pub const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
 /// Makes vigil detectors.
 #[derive(Debug, Clone)]
 pub struct VigilFactory {
-    /// The overall level.
+    /// The overall false-abort level.
     pub alpha: f64,
+    /// The promotion error level.
+    pub beta: f64,
+    /// The guard of each metric as a multiple of its tolerance.
+    pub guard_factor: f64,
     /// The error and latency tolerances, the same every detector gets.
     pub tolerances: Tolerances,
 }
 
-/// The quantiles whose exceedance rates are watched.
-const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
-
 impl DetectorFactory for VigilFactory {
-    fn name(&self) -> String {
-        "vigil (sequential)".into()
+    fn name(&self) -> &'static str {
+        "vigil"
     }
 
-    fn make(&self, _truth: &Truth) -> Box<dyn Detector> {
-        Box::new(VigilDetector {
-            errors: Sides::new(Direction::Increase, self.alpha / 2.0),
-            latency: LatencyEvidence::new(
-                &QUANTILES,
-                Direction::Increase,
-                self.tolerances.latency,
-                self.alpha / 2.0,
-            ),
-            error_bound: 1.0 + self.tolerances.errors,
-        })
+    fn make(&self, _truth: &Truth, tolerances: Tolerances) -> Box<dyn Detector> {
+        Box::new(Vigil::new(self, tolerances))
     }
 }
 
-struct VigilDetector {
+/// One rollout's vigil judge.
+#[derive(Debug, Clone)]
+pub struct Vigil {
     errors: Sides,
     latency: LatencyEvidence,
+    split: Option<SplitCheck>,
     error_bound: f64,
+    step: usize,
+    reason: Option<String>,
 }
 
-impl Detector for VigilDetector {
-    fn name(&self) -> String {
-        "vigil (sequential)".into()
+impl Vigil {
+    /// A fresh judge with the factory's levels and `tolerances`.
+    pub fn new(factory: &VigilFactory, tolerances: Tolerances) -> Self {
+        let promotion = |tolerance: f64| Promotion {
+            beta: factory.beta,
+            guard: factory.guard_factor * tolerance,
+        };
+        Self {
+            errors: Sides::with_promotion(
+                Direction::Increase,
+                factory.alpha / 2.0,
+                promotion(tolerances.errors),
+            ),
+            latency: LatencyEvidence::with_promotion(
+                &QUANTILES,
+                Direction::Increase,
+                tolerances.latency,
+                factory.alpha / 2.0,
+                promotion(tolerances.latency),
+            ),
+            split: SplitCheck::new(factory.alpha),
+            error_bound: 1.0 + tolerances.errors,
+            step: 0,
+            reason: None,
+        }
     }
 
-    fn observe(&mut self, interval: &Interval) -> bool {
+    fn observe(&mut self, interval: &Interval) {
         let (c, s) = (&interval.canary, &interval.stable);
         self.errors.observe(
             [
@@ -68,36 +95,55 @@ impl Detector for VigilDetector {
         );
         self.latency
             .observe(&s.cumulative_buckets(), &c.cumulative_buckets());
-        let regressed = |call: Call| matches!(call, Call::Regression { .. });
-        regressed(self.errors.call()) || self.latency.sides().iter().any(|s| regressed(s.call()))
+        if let Some(split) = self.split.as_mut().filter(|_| interval.weight < 1.0) {
+            split.observe(
+                c.requests as f64,
+                (c.requests + s.requests) as f64,
+                interval.weight,
+            );
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bench::sim::{SimConfig, rollout_seed, scenario, simulate};
-
-    fn aborted(name: &str, rollouts: usize) -> usize {
-        let s = scenario(name).unwrap();
-        let factory = VigilFactory {
-            alpha: 0.01,
-            tolerances: Tolerances::default(),
-        };
-        (0..rollouts)
-            .filter(|r| {
-                let mut d = factory.make(&s.truth);
-                simulate(&s, &SimConfig::default(), rollout_seed(5, 0, *r))
-                    .iter()
-                    .any(|i| d.observe(i))
-            })
-            .count()
+impl Detector for Vigil {
+    fn baseline(&mut self, interval: &Interval) {
+        // The stable's latency before the rollout sets the first interval's bounds.
+        self.latency
+            .observe(&interval.stable.cumulative_buckets(), &[]);
     }
 
-    #[test]
-    fn unchanged_canaries_are_rarely_aborted_and_bad_ones_always() {
-        // alpha = 1%: at most 4 of 200 leaves room for sampling error.
-        assert!(aborted("aa-medium", 200) <= 4);
-        assert_eq!(aborted("errors-x5", 50), 50);
+    fn analyse(&mut self, look: &Look<'_>) -> Answer {
+        if look.step != self.step {
+            self.step = look.step;
+            self.errors.new_step();
+            self.latency.new_step();
+        }
+        self.observe(look.interval);
+        let regressed = |call: Call| matches!(call, Call::Regression { .. });
+        if regressed(self.errors.call()) || self.latency.sides().iter().any(|s| regressed(s.call()))
+        {
+            self.reason = Some("regression".into());
+            return Answer::Fail;
+        }
+        if let Some(split) = self.split.as_ref().filter(|s| s.mismatch()) {
+            self.reason = Some(format!(
+                "traffic split: the canary got {:.1}% of requests, its weight says {:.1}%",
+                100.0 * split.observed_share().unwrap_or(f64::NAN),
+                100.0 * split.expected_share().unwrap_or(f64::NAN),
+            ));
+            return Answer::Hold;
+        }
+        let next = look.next_weight.unwrap_or(1.0);
+        if self.errors.promotable(next) && self.latency.promotable(next) {
+            self.reason = None;
+            Answer::Pass
+        } else {
+            self.reason = Some("not enough evidence yet".into());
+            Answer::Hold
+        }
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.reason.clone()
     }
 }

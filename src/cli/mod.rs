@@ -2,6 +2,7 @@
 //! Prometheus, `demo` over the simulation. Both walk the controller's state machine with
 //! [`vigil::replay`] and write the same reports.
 
+pub mod bench;
 pub mod demo;
 pub mod replay;
 

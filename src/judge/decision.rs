@@ -2,7 +2,7 @@
 //! beyond tolerance, within tolerance, or not enough evidence yet.
 
 use crate::stats::histogram::{self, Bucket};
-use crate::stats::sequential::{RateSequence, events_needed};
+use crate::stats::sequential::{RateSequence, events_needed, interval_log_lr};
 use crate::template::Direction;
 
 /// What the evidence says.
@@ -17,49 +17,179 @@ pub enum Call {
     Undecided,
 }
 
+/// How much evidence advancing a rollout needs: the promotion rule.
+///
+/// A rollout that gives the canary a weight `w` (0..1] lets it do harm in proportion to `w`
+/// times its excess rate `rho - 1`. To advance to `w`, the canary's rate ratio must be shown,
+/// at confidence `1 - beta` and by an anytime-valid e-process, to be below
+/// `1 + guard / w`: the excess of a canary at that bound, at weight `w`, is the excess a
+/// canary `1 + guard` times worse would do with all the traffic. A step to 50% thus needs
+/// half the evidence-strength of full promotion, and 100% asks for the most: the chance of
+/// promoting a canary at or beyond `1 + guard` is at most `beta`, and the chance of giving a
+/// weight `w` to one beyond `1 + guard / w` is at most `beta` too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Promotion {
+    /// The chance of advancing a canary at or beyond the bound.
+    pub beta: f64,
+    /// The excess (relative to stable, e.g. 0.8 = x1.8) ruled out before full promotion.
+    pub guard: f64,
+}
+
+impl Promotion {
+    /// The rate ratio that must be ruled out before the canary gets weight `next` (0..1].
+    pub fn bound(&self, next: f64) -> f64 {
+        1.0 + self.guard.max(0.0) / next.clamp(0.01, 1.0)
+    }
+
+    /// The lower-side bound for a metric whose decrease is harmful.
+    pub fn lower_bound(&self, next: f64) -> f64 {
+        (1.0 - self.guard.max(0.0) / next.clamp(0.01, 1.0)).max(1e-6)
+    }
+}
+
+/// The largest tail elasticity the promotion guard is converted with. A change confined to
+/// the tail (the slowest 2% twice as slow, say) raises the exceedance at the stable's p99
+/// bound far less than a shift of the whole distribution with the same p99 would, so the
+/// p99 bound's own elasticity (about 5 for a log-normal) would let such a canary through a
+/// guard meant for a shift; capped at 3, the guard in exceedance terms is never looser at
+/// p99 than at p90.
+pub const GUARD_ELASTICITY_MAX: f64 = 2.5;
+
+/// One interval's counts with the scale (elasticity) of its boundaries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Observed {
+    counts: [f64; 4],
+    elasticity: f64,
+}
+
+/// The weight of the "no change" likelihood ratio in the promotion e-process: most canaries
+/// are healthy, so most of the prior goes to "no change".
+pub const ANCHOR_WEIGHT: f64 = 0.9;
+
+/// The promotion evidence for one exposure bound, fed the whole rollout's history: an
+/// e-process for "the ratio is on the good side of the bound", a weighted average of two
+/// ([`ANCHOR_WEIGHT`] on the first):
+/// - the likelihood ratio of "no change" (ratio 1) against the bound, Wald's SPRT statistic
+///   for the hypothesis a healthy canary makes, which gains evidence about as fast as any
+///   test can when the canary is unchanged; by the binomial family's monotone likelihood
+///   ratio it is a supermartingale for every ratio beyond the bound;
+/// - the mixture-and-plug-in e-process of [`RateSequence`] against the bound, which also
+///   gains evidence when the canary is better or somewhat worse than stable.
+///
+/// A weighted average of e-processes is an e-process, so the average crosses `1 / beta` with
+/// probability at most `beta` under the null (Ville's inequality).
+#[derive(Debug, Clone)]
+struct Exposure {
+    next: f64,
+    sequence: RateSequence,
+    anchor: f64,
+    crossed: bool,
+    upward: bool,
+    beta: f64,
+}
+
+impl Exposure {
+    fn new(next: f64, beta: f64, upward: bool) -> Self {
+        Self {
+            next,
+            sequence: RateSequence::new(beta),
+            anchor: 0.0,
+            crossed: false,
+            upward,
+            beta,
+        }
+    }
+
+    /// Adds one interval against the bound `bound` (already scaled).
+    fn observe(&mut self, [ce, cn, se, sn]: [f64; 4], bound: f64) {
+        self.sequence.observe(ce, cn, se, sn, bound);
+        if let Some(l) = interval_log_lr(ce, cn, se, sn, 1.0, bound) {
+            self.anchor += l;
+        }
+        let mixture = if self.upward {
+            self.sequence.e_below()
+        } else {
+            self.sequence.e_above()
+        };
+        let e = ANCHOR_WEIGHT * self.anchor.min(690.0).exp() + (1.0 - ANCHOR_WEIGHT) * mixture;
+        if e >= 1.0 / self.beta {
+            self.crossed = true;
+        }
+    }
+}
+
 /// The evidence for one harmful direction.
 #[derive(Debug, Clone)]
 struct Side {
-    /// Against "no change" (ratio 1): is there a harmful change at all?
+    /// Against "no change" (ratio 1) over the whole rollout: is there a harmful change?
     change: RateSequence,
+    /// Against "no change" over the current step alone, restarted at each step so a change
+    /// that starts late is not diluted by the healthy steps before it.
+    step_change: RateSequence,
     /// Against the tolerance's boundary: is any change within tolerance?
     tolerance: RateSequence,
-    /// The latest boundary ratio.
+    /// Against each exposure bound asked for so far.
+    exposures: Vec<Exposure>,
+    /// The latest tolerance boundary ratio.
     boundary: f64,
     /// Whether a larger ratio is the harmful one.
     upward: bool,
     /// The look at which a regression beyond tolerance was first shown.
     regression: Option<usize>,
+    /// The level of the change process over the whole rollout.
+    alpha: f64,
+}
+
+/// The level of the step-restarted change process of the `k`-th step (1-based): `alpha * 6 /
+/// (pi^2 k^2)`, so the levels of all steps add up to at most `alpha`.
+pub fn step_alpha(alpha: f64, k: usize) -> f64 {
+    crate::stats::sequential::alpha_for_look(alpha, u32::try_from(k.max(1)).unwrap_or(u32::MAX))
 }
 
 impl Side {
     fn new(alpha: f64, upward: bool) -> Self {
+        // Half the level watches the whole rollout, half is spent over the steps' restarts.
         Self {
-            change: RateSequence::new(alpha),
+            change: RateSequence::new(alpha / 2.0),
+            step_change: RateSequence::new(step_alpha(alpha / 2.0, 1)),
             tolerance: RateSequence::new(alpha),
+            exposures: Vec::new(),
             boundary: 1.0,
             upward,
             regression: None,
+            alpha,
         }
+    }
+
+    fn restart_step(&mut self, k: usize) {
+        self.step_change = RateSequence::new(step_alpha(self.alpha / 2.0, k));
     }
 
     fn observe(&mut self, [ce, cn, se, sn]: [f64; 4], boundary: f64) {
         self.boundary = boundary;
         self.change.observe(ce, cn, se, sn, 1.0);
+        self.step_change.observe(ce, cn, se, sn, 1.0);
         self.tolerance.observe(ce, cn, se, sn, boundary);
-        let harmful = if self.upward {
-            self.change.crossed_above()
-        } else {
-            self.change.crossed_below()
+        let beyond = |estimate: Option<f64>| {
+            estimate.is_some_and(|e| {
+                if self.upward {
+                    e > boundary
+                } else {
+                    e < boundary
+                }
+            })
         };
-        let beyond = self.change.estimate().is_some_and(|e| {
+        let crossed = |s: &RateSequence| {
             if self.upward {
-                e > boundary
+                s.crossed_above()
             } else {
-                e < boundary
+                s.crossed_below()
             }
-        });
-        if self.regression.is_none() && harmful.is_some() && beyond {
+            .is_some()
+        };
+        let whole = crossed(&self.change) && beyond(self.change.estimate());
+        let step = crossed(&self.step_change) && beyond(self.step_change.estimate());
+        if self.regression.is_none() && (whole || step) {
             self.regression = Some(self.change.looks());
         }
     }
@@ -72,12 +202,38 @@ impl Side {
         }
     }
 
+    /// Whether the rollout may give the canary weight `next`: safety within tolerance, or the
+    /// exposure bound's e-process past `1/beta`.
+    fn promotable(&self, next: f64) -> bool {
+        self.safe()
+            || self
+                .exposures
+                .iter()
+                .any(|x| (x.next - next).abs() < 1e-9 && x.crossed)
+    }
+
     fn harm_e(&self) -> f64 {
-        if self.upward {
-            self.change.max_e_above()
-        } else {
-            self.change.max_e_below()
-        }
+        let e = |s: &RateSequence| {
+            if self.upward {
+                s.max_e_above()
+            } else {
+                s.max_e_below()
+            }
+        };
+        // Each process runs at its own level: scale the step's to the whole's.
+        let step_scale = self.step_change_scale();
+        e(&self.change).max(e(&self.step_change) * step_scale)
+    }
+
+    fn step_change_scale(&self) -> f64 {
+        // e-values are compared with 1/level; express the step's on the whole's scale.
+        let whole = self.alpha / 2.0;
+        let step = self.step_level();
+        if step > 0.0 { step / whole } else { 0.0 }
+    }
+
+    fn step_level(&self) -> f64 {
+        self.step_change.level()
     }
 
     fn safe_e(&self) -> f64 {
@@ -89,23 +245,46 @@ impl Side {
     }
 }
 
-/// The evidence for one comparison. A regression is a harmful change shown against "no
-/// change" by an anytime-valid e-process, whose estimate is beyond the tolerance: so an
-/// unchanged canary is failed with probability at most `alpha` however often one looks, and
-/// a significant change within tolerance is not failed. Safety is shown against the
-/// tolerance's boundary: evidence that any change is within it. For `either`, each direction
-/// runs at half the level.
+/// The evidence for one comparison, over a whole rollout.
+///
+/// - **Regression**: a harmful change shown against "no change" by an anytime-valid
+///   e-process, whose estimate is beyond the tolerance; so an unchanged canary is failed
+///   with probability at most `alpha` however often one looks, and a significant change
+///   within tolerance is not failed. Half of `alpha` watches the whole rollout; the other
+///   half is spent over e-processes restarted at each step (step `k` gets
+///   `alpha / 2 * 6 / (pi^2 k^2)`), which react to a change that starts late.
+/// - **Safety**: evidence that any change is within the tolerance, against its boundary.
+/// - **Promotion** ([`Promotion`]): evidence at level `beta` that the ratio is below the
+///   exposure bound of the next weight.
+///
+/// For `either`, each direction runs at half the level.
 #[derive(Debug, Clone)]
 pub struct Sides {
     upper: Option<Side>,
     lower: Option<Side>,
+    history: Vec<Observed>,
+    step: usize,
+    promotion: Promotion,
     /// The level of each one-sided process.
     pub alpha: f64,
 }
 
 impl Sides {
-    /// Fresh evidence for `direction` at overall level `alpha`.
+    /// Fresh evidence for `direction` at overall level `alpha`, with the default promotion
+    /// rule.
     pub fn new(direction: Direction, alpha: f64) -> Self {
+        Self::with_promotion(
+            direction,
+            alpha,
+            Promotion {
+                beta: alpha,
+                guard: 0.0,
+            },
+        )
+    }
+
+    /// Fresh evidence for `direction` at overall level `alpha` and promotion rule `promotion`.
+    pub fn with_promotion(direction: Direction, alpha: f64, promotion: Promotion) -> Self {
         let side_alpha = if direction == Direction::Either {
             alpha / 2.0
         } else {
@@ -114,18 +293,101 @@ impl Sides {
         Self {
             upper: (direction != Direction::Decrease).then(|| Side::new(side_alpha, true)),
             lower: (direction != Direction::Increase).then(|| Side::new(side_alpha, false)),
+            history: Vec::new(),
+            step: 1,
+            promotion,
             alpha: side_alpha,
         }
     }
 
+    /// The rollout moved to another step: restart the step's change processes.
+    pub fn new_step(&mut self) {
+        self.step += 1;
+        let k = self.step;
+        for s in self.sides_mut() {
+            s.restart_step(k);
+        }
+    }
+
+    fn sides_mut(&mut self) -> impl Iterator<Item = &mut Side> {
+        self.upper.iter_mut().chain(self.lower.iter_mut())
+    }
+
     /// Adds one interval, (canary events, canary requests, stable events, stable requests),
-    /// with the boundary ratios that tolerance allows above and below.
+    /// with the boundary ratios that tolerance allows above and below, for boundaries whose
+    /// scale is the plain ratio (elasticity 1).
     pub fn observe(&mut self, counts: [f64; 4], upper: f64, lower: f64) {
+        self.observe_scaled(counts, upper, lower, 1.0);
+    }
+
+    /// Like [`Sides::observe`], for events whose rate moves as the metric to the power
+    /// `elasticity` (latency exceedances): exposure bounds are raised to that power.
+    pub fn observe_scaled(&mut self, counts: [f64; 4], upper: f64, lower: f64, elasticity: f64) {
+        let observed = Observed {
+            counts,
+            elasticity: elasticity.min(GUARD_ELASTICITY_MAX),
+        };
+        self.history.push(observed);
+        let promotion = self.promotion;
         if let Some(s) = &mut self.upper {
             s.observe(counts, upper);
+            for x in &mut s.exposures {
+                feed(x, &observed, promotion.bound(x.next));
+            }
         }
         if let Some(s) = &mut self.lower {
             s.observe(counts, lower);
+            for x in &mut s.exposures {
+                feed(x, &observed, promotion.lower_bound(x.next));
+            }
+        }
+    }
+
+    /// Whether the evidence lets the rollout give the canary weight `next` (0..1]: every side
+    /// is within tolerance or below the exposure bound at level `beta`, and no regression.
+    pub fn promotable(&mut self, next: f64) -> bool {
+        if matches!(self.call(), Call::Regression { .. }) {
+            return false;
+        }
+        self.ensure_exposure(next);
+        self.sides().all(|s| s.promotable(next))
+    }
+
+    /// The upper (or, for a decrease, lower) bound of the ratio at confidence `1 - beta`
+    /// that the promotion rule compares with the exposure bound of `next`, for reports.
+    pub fn exposure_bound(&self, next: f64) -> f64 {
+        let decrease = self.upper.is_none();
+        if decrease {
+            self.promotion.lower_bound(next)
+        } else {
+            self.promotion.bound(next)
+        }
+    }
+
+    /// The promotion rule in force.
+    pub fn promotion(&self) -> Promotion {
+        self.promotion
+    }
+
+    fn ensure_exposure(&mut self, next: f64) {
+        let promotion = self.promotion;
+        let history = self.history.clone();
+        let beta = promotion.beta;
+        for (side, upward) in [(&mut self.upper, true), (&mut self.lower, false)] {
+            let Some(side) = side else { continue };
+            if side.exposures.iter().any(|x| (x.next - next).abs() < 1e-9) {
+                continue;
+            }
+            let mut exposure = Exposure::new(next, beta, upward);
+            let bound = if upward {
+                promotion.bound(next)
+            } else {
+                promotion.lower_bound(next)
+            };
+            for o in &history {
+                feed(&mut exposure, o, bound);
+            }
+            side.exposures.push(exposure);
         }
     }
 
@@ -157,7 +419,8 @@ impl Sides {
         self.upper.iter().chain(self.lower.iter())
     }
 
-    /// The largest e-value for a harmful change (against no change) seen at any look.
+    /// The largest e-value for a harmful change (against no change) seen at any look, on the
+    /// scale of the whole rollout's process (`1 / (alpha / 2)` decides).
     pub fn harm_e(&self) -> f64 {
         self.sides().map(Side::harm_e).fold(0.0, f64::max)
     }
@@ -167,11 +430,12 @@ impl Sides {
         self.sides().map(Side::safe_e).fold(f64::INFINITY, f64::min)
     }
 
-    /// The anytime-valid p-value for a harmful change: `min(1, 1/e)`, doubled for either
-    /// direction (each side runs at half the level).
+    /// The anytime-valid p-value for a harmful change: `min(1, 1/e)` at the whole rollout's
+    /// process's level, doubled because that process has half of `alpha`, and doubled again
+    /// for either direction.
     pub fn p_value(&self) -> f64 {
         let sides = self.sides().count() as f64;
-        (sides / self.harm_e()).min(1.0)
+        (2.0 * sides / self.harm_e()).min(1.0)
     }
 
     fn any(&self) -> Option<&RateSequence> {
@@ -194,19 +458,30 @@ impl Sides {
             .map_or((0.0, 0.0, 0.0, 0.0), RateSequence::totals)
     }
 
-    /// Roughly how many more requests (all versions) an unchanged canary needs before safety
-    /// can be shown against the latest boundary, at the current traffic share and event rate.
-    pub fn more_requests(&self) -> Option<f64> {
-        let boundary = self.sides().next()?.boundary;
+    /// Roughly how many more requests (all versions) an unchanged canary needs before the
+    /// promotion rule can advance it to weight `next`, or before safety can be shown against
+    /// the tolerance when `next` is `None`, at the current traffic share and event rate.
+    pub fn more_requests(&self, next: Option<f64>) -> Option<f64> {
+        let side = self.sides().next()?;
+        let (boundary, level) = match next {
+            Some(w) => (self.exposure_bound(w), self.promotion.beta),
+            None => (side.boundary, self.alpha),
+        };
         let (ce, cn, se, sn) = self.totals();
         let requests = cn + sn;
         let rate = (ce + se) / requests;
         if !(requests > 0.0 && rate > 0.0) {
             return None;
         }
-        let needed = events_needed(self.alpha, cn / requests, boundary)? / rate;
+        let needed = events_needed(level, cn / requests, boundary)? / rate;
         Some((needed - requests).max(0.0))
     }
+}
+
+/// Feeds one remembered interval to a promotion e-process against `bound`, raised to the
+/// interval's elasticity.
+fn feed(exposure: &mut Exposure, o: &Observed, bound: f64) {
+    exposure.observe(o.counts, bound.powf(o.elasticity));
 }
 
 /// Sequential evidence about latency from histogram buckets: for each quantile, the rate of
@@ -226,16 +501,55 @@ pub struct LatencyEvidence {
 impl LatencyEvidence {
     /// Fresh evidence for `quantiles` at overall level `alpha`.
     pub fn new(quantiles: &[f64], direction: Direction, tolerance: f64, alpha: f64) -> Self {
+        Self::with_promotion(
+            quantiles,
+            direction,
+            tolerance,
+            alpha,
+            Promotion {
+                beta: alpha,
+                guard: 0.0,
+            },
+        )
+    }
+
+    /// Fresh evidence for `quantiles` at overall level `alpha`, with a promotion rule whose
+    /// guard is a relative change of latency (converted to exceedance rates like the
+    /// tolerance). `beta` is not divided among the quantiles: promotion needs every one.
+    pub fn with_promotion(
+        quantiles: &[f64],
+        direction: Direction,
+        tolerance: f64,
+        alpha: f64,
+        promotion: Promotion,
+    ) -> Self {
         let level = alpha / quantiles.len().max(1) as f64;
         Self {
             quantiles: quantiles.to_vec(),
             tolerance,
             sides: quantiles
                 .iter()
-                .map(|_| Sides::new(direction, level))
+                .map(|_| Sides::with_promotion(direction, level, promotion))
                 .collect(),
             past: Vec::new(),
         }
+    }
+
+    /// The rollout moved to another step.
+    pub fn new_step(&mut self) {
+        for s in &mut self.sides {
+            s.new_step();
+        }
+    }
+
+    /// Whether every quantile lets the rollout give the canary weight `next`.
+    pub fn promotable(&mut self, next: f64) -> bool {
+        // Quantiles never judged (no stable history yet) cannot vouch for the canary.
+        !self.sides.is_empty()
+            && self
+                .sides
+                .iter_mut()
+                .all(|s| s.totals().1 > 0.0 && s.promotable(next))
     }
 
     /// Adds one step: each version's cumulative buckets over the step.
@@ -272,7 +586,7 @@ impl LatencyEvidence {
                     s_above,
                     histogram::total(&now_stable),
                 ];
-                sides.observe(counts, up, down.max(1e-6));
+                sides.observe_scaled(counts, up, down.max(1e-6), elasticity);
             }
         }
         // Adding cumulative lists with the same bounds: `normalize` sums equal bounds.

@@ -251,7 +251,7 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
         &sides,
         tolerance,
         steps.len(),
-        sides.more_requests(),
+        sides.more_requests(None),
         "requests",
     );
     if ce == 0.0 && se == 0.0 {
@@ -420,7 +420,7 @@ fn judge_histogram(
         &per_quantile[i],
         tolerance,
         steps,
-        per_quantile[i].more_requests(),
+        per_quantile[i].more_requests(None),
         "requests",
     );
     Ok((

@@ -85,6 +85,46 @@ fn binomial_log_lr(x: f64, k: f64, q1: f64, q0: f64) -> f64 {
     lr
 }
 
+/// The log-likelihood ratio of one interval's split of events between the versions, for a
+/// rate ratio `rho1` against `rho0` (canary over stable), in the conditional binomial model
+/// above: the canary's events given all events, with the canary's share of the requests.
+/// `None` without events, requests on either side, or with non-finite input.
+pub fn interval_log_lr(
+    canary_events: f64,
+    canary_requests: f64,
+    stable_events: f64,
+    stable_requests: f64,
+    rho1: f64,
+    rho0: f64,
+) -> Option<f64> {
+    let inputs = [
+        canary_events,
+        canary_requests,
+        stable_events,
+        stable_requests,
+    ];
+    if !(inputs.iter().all(|v| v.is_finite() && *v >= 0.0)
+        && rho1.is_finite()
+        && rho0.is_finite()
+        && rho1 > 0.0
+        && rho0 > 0.0)
+    {
+        return None;
+    }
+    let x = canary_events.round();
+    let k = x + stable_events.round();
+    if k <= 0.0 || canary_requests <= 0.0 || stable_requests <= 0.0 {
+        return None;
+    }
+    let share = canary_requests / (canary_requests + stable_requests);
+    Some(binomial_log_lr(
+        x,
+        k,
+        canary_probability(share, rho1),
+        canary_probability(share, rho0),
+    ))
+}
+
 /// `e^x`, capped at 1e300 so overwhelming evidence stays a finite number in reports.
 fn capped_exp(x: f64) -> f64 {
     x.min(690.0).exp()
@@ -252,6 +292,11 @@ impl RateSequence {
     /// The look (1-based) at which "below" first reached `1/alpha`, if it did.
     pub fn crossed_below(&self) -> Option<usize> {
         self.first_below
+    }
+
+    /// The level the process decides at: it crosses when an e-value reaches `1 / level`.
+    pub fn level(&self) -> f64 {
+        (-self.threshold_log).exp()
     }
 
     /// How many intervals were observed.
