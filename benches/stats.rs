@@ -105,6 +105,7 @@ fn main() {
     )
     .expect("window");
     let request = AnalysisRequest {
+        position: vigil::judge::Position::one_off(),
         look: 1,
         template: &template,
         args: BTreeMap::new(),
@@ -138,6 +139,7 @@ fn main() {
         })
         .collect();
     let info = RunInfo {
+        position: vigil::judge::Position::one_off(),
         window,
         source: "bench".into(),
         stable: "version=\"v1\"".into(),

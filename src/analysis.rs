@@ -2,8 +2,8 @@
 //! from a [`MetricSource`] concurrently (with a bound), and hands the answers to the judge.
 
 use crate::data::{QueryRequest, Role, Window};
-use crate::judge::{self, MetricData, Outcome, Report, RunInfo, Verdict};
-use crate::rollout::AnalysisOutcome;
+use crate::judge::{self, MetricData, Outcome, Position, Report, RunInfo, Verdict};
+use crate::rollout::{AnalysisDue, AnalysisOutcome};
 use crate::source::MetricSource;
 use crate::template::render::{RenderContext, render};
 use crate::template::selector::Selector;
@@ -27,6 +27,22 @@ pub struct AnalysisRequest<'a> {
     /// 1 for a one-off judgement; the n-th judgement of the same rollout otherwise (for
     /// alpha spending over repeated looks).
     pub look: u32,
+    /// Where the judgement stands in its rollout ([`Position::one_off`] for a one-off).
+    pub position: Position,
+}
+
+/// Where the state machine's analysis stands, as the judge sees it.
+pub fn position(due: &AnalysisDue) -> Position {
+    let p = due.position;
+    Position {
+        next_weight: f64::from(p.next_weight.clamp(1, 100)) / 100.0,
+        step: p.step.max(1),
+        step_start: Some(p.step_start.timestamp()),
+        weight: p
+            .weight
+            .filter(|w| *w > 0 && *w < 100)
+            .map(|w| f64::from(w) / 100.0),
+    }
 }
 
 /// One template judged: the template, its report and the data the report was made from
@@ -221,6 +237,7 @@ pub async fn run_with_data<S: MetricSource>(
         stable: request.stable.to_string(),
         canary: request.canary.to_string(),
         look: request.look.max(1),
+        position: request.position,
     };
     let report = judge::judge(request.template, &data, info);
     Ok((report, data))
@@ -235,7 +252,7 @@ pub async fn run_templates<S: MetricSource>(
     args: &BTreeMap<String, String>,
     (stable, canary): (&Selector, &Selector),
     window: Window,
-    look: u32,
+    (look, position): (u32, Position),
     concurrency: usize,
 ) -> (Vec<Judged>, Vec<String>) {
     let mut judged = Vec::new();
@@ -252,6 +269,7 @@ pub async fn run_templates<S: MetricSource>(
             canary: canary.clone(),
             window,
             look,
+            position,
         };
         match run_with_data(source, &request, concurrency).await {
             Ok((report, data)) => judged.push(Judged {

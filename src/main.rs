@@ -789,6 +789,7 @@ async fn judge(args: JudgeArgs) -> Result<u8, Failure> {
     let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
     let request = AnalysisRequest {
         look: 1,
+        position: vigil::judge::Position::one_off(),
         template: &template,
         args: parse_args(&args.args)?,
         stable,

@@ -41,6 +41,7 @@ fn judged() -> (AnalysisTemplate, Report, Vec<MetricData>) {
     )
     .unwrap();
     let request = AnalysisRequest {
+        position: vigil::judge::Position::one_off(),
         look: 1,
         template: &template,
         args: BTreeMap::from([("job".to_string(), "checkout".to_string())]),

@@ -589,3 +589,163 @@ pub fn table(results: &Results) -> Table {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::sim::scenario;
+
+    fn small(names: &[&str], rollouts: usize, threads: usize) -> Config {
+        Config {
+            rollouts,
+            threads,
+            scenarios: names.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    fn row<'a>(results: &'a Results, scenario: &str, detector: &str) -> &'a Row {
+        results
+            .results
+            .iter()
+            .find(|r| r.scenario == scenario && r.detector == detector)
+            .unwrap_or_else(|| panic!("no row {scenario} {detector}"))
+    }
+
+    /// `rollouts` rollouts of `s` judged by vigil alone.
+    fn vigil_runs(s: &Scenario, rollouts: usize) -> Vec<Rollout> {
+        let config = Config::default();
+        let plan = plan(&config).unwrap();
+        let vigil = &detectors(&config)[0];
+        assert_eq!(vigil.name(), "vigil");
+        (0..rollouts)
+            .map(|r| run_rollout(s, rollout_seed(41, 0, r), &config, &plan, vigil.as_ref()))
+            .collect()
+    }
+
+    #[test]
+    fn a_busy_healthy_canary_is_promoted_through_the_state_machine() {
+        let results = run(&small(&["aa-2000rps"], 12, 2)).unwrap();
+        assert_eq!(results.results.len(), 4);
+        // Flagger advances at every passing check: 10% -> 50% -> 100% -> promoted, one
+        // minute each, exactly as the state machine times the steps.
+        let flagger = row(&results, "aa-2000rps", "flagger");
+        assert_eq!(flagger.promoted, 1.0);
+        assert_eq!(flagger.promote_minutes.median, Some(3.0));
+        let vigil = row(&results, "aa-2000rps", "vigil");
+        assert_eq!(vigil.promoted, 1.0);
+        assert!(vigil.promote_minutes.median.is_some_and(|m| m <= 4.0));
+        assert_eq!(vigil.abort_minutes.median, None);
+        assert_eq!(row(&results, "aa-2000rps", "oracle").promoted, 1.0);
+        // Nothing of a healthy canary's harm is systematic.
+        assert!(vigil.harm_errors.median.is_some_and(|h| h.abs() < 60.0));
+    }
+
+    #[test]
+    fn a_fivefold_error_rate_is_aborted_and_its_harm_counted() {
+        let results = run(&small(&["errors-x5"], 12, 2)).unwrap();
+        let vigil = row(&results, "errors-x5", "vigil");
+        assert_eq!(vigil.aborted, 1.0);
+        assert!(vigil.harm_errors.median.is_some_and(|h| h > 0.0));
+        // Kayenta and Flagger promote some on their schedules; their harm goes on after the
+        // promotion, so it is larger.
+        for d in ["kayenta", "flagger"] {
+            let r = row(&results, "errors-x5", d);
+            assert!(r.harm_errors.p90 >= vigil.harm_errors.p90, "{d}");
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_threads() {
+        let one = run(&small(&["errors-x2", "aa-20rps"], 10, 1)).unwrap();
+        let three = run(&small(&["errors-x2", "aa-20rps"], 10, 3)).unwrap();
+        assert_eq!(one.results, three.results);
+    }
+
+    #[test]
+    fn the_json_has_the_fields_the_issue_names() {
+        let results = run(&small(&["late-errors-x3", "aa-2000rps"], 4, 2)).unwrap();
+        let json = serde_json::to_value(&results).unwrap();
+        assert_eq!(json["rollouts"], 4);
+        let rows = json["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 8);
+        for r in rows {
+            for key in [
+                "scenario",
+                "detector",
+                "promoted",
+                "aborted",
+                "held",
+                "promote_minutes",
+                "abort_minutes",
+                "harm_errors",
+                "harm_slow",
+            ] {
+                assert!(r.get(key).is_some(), "{key} in {r}");
+            }
+            for key in [
+                "promote_minutes",
+                "abort_minutes",
+                "harm_errors",
+                "harm_slow",
+            ] {
+                assert!(r[key].get("median").is_some() && r[key].get("p90").is_some());
+            }
+            let share: f64 = ["promoted", "aborted", "held"]
+                .iter()
+                .map(|k| r[k].as_f64().unwrap())
+                .sum();
+            assert!((share - 1.0).abs() < 1e-9);
+            let late = r["scenario"] == "late-errors-x3";
+            assert_eq!(r.get("after_onset_minutes").is_some(), late, "{r}");
+        }
+        let names: Vec<&str> = rows[..4]
+            .iter()
+            .map(|r| r["detector"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["vigil", "oracle", "kayenta", "flagger"]);
+        // Nothing to measure is null, not zero.
+        let flagger = rows
+            .iter()
+            .find(|r| r["scenario"] == "aa-2000rps" && r["detector"] == "flagger")
+            .unwrap();
+        assert!(flagger["abort_minutes"]["median"].is_null());
+    }
+
+    #[test]
+    fn an_unknown_scenario_or_plan_is_refused_with_the_choices() {
+        let e = run(&small(&["aa-low"], 1, 1)).unwrap_err();
+        assert!(e.to_string().contains("aa-20rps"), "{e}");
+        let bad = Config {
+            weights: vec![10, 150],
+            ..small(&["aa-20rps"], 1, 1)
+        };
+        assert!(matches!(run(&bad), Err(Error::Plan(_))));
+    }
+
+    #[test]
+    fn vigil_aborts_unchanged_canaries_at_most_alpha_of_the_time() {
+        // 1000 healthy rollouts at 20 req/s: aborted at most alpha = 1%, with three standard
+        // deviations of sampling slack (sqrt(1000 * 0.01 * 0.99) = 3.1).
+        let s = scenario("aa-20rps").unwrap();
+        let aborted = vigil_runs(&s, 1000)
+            .iter()
+            .filter(|r| matches!(r.end, End::Aborted(_)))
+            .count();
+        assert!(aborted <= 10 + 10, "{aborted} of 1000");
+    }
+
+    #[test]
+    fn vigil_promotes_a_canary_at_its_guard_at_most_beta_of_the_time() {
+        // Errors 1.8 times stable's: exactly the default guard (4 x the 20% tolerance) at
+        // full traffic. Promoted at most beta = 5%, with three standard deviations of slack
+        // (sqrt(1000 * 0.05 * 0.95) = 6.9).
+        let mut s = scenario("errors-x2").unwrap();
+        s.truth.canary.error_rate = s.truth.stable.error_rate * 1.8;
+        let promoted = vigil_runs(&s, 1000)
+            .iter()
+            .filter(|r| matches!(r.end, End::Promoted(_)))
+            .count();
+        assert!(promoted <= 50 + 21, "{promoted} of 1000");
+    }
+}

@@ -570,4 +570,164 @@ pub fn scenario(name: &str) -> Option<Scenario> {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> Scenario {
+        scenario(name).unwrap_or_else(|| panic!("no scenario {name}"))
+    }
+
+    /// Sums of the stable's and canary's counts over `intervals` intervals at `weight`.
+    fn totals(
+        scenario: &Scenario,
+        config: &SimConfig,
+        weight: f64,
+        intervals: usize,
+    ) -> [VersionInterval; 2] {
+        let mut sums = [VersionInterval::default(), VersionInterval::default()];
+        let mut sim = Simulation::new(scenario, config, 7, 60.0);
+        for _ in 0..intervals {
+            let (i, _) = sim.next(weight);
+            for (sum, v) in sums.iter_mut().zip([&i.stable, &i.canary]) {
+                sum.requests += v.requests;
+                sum.errors += v.errors;
+                assert_eq!(v.buckets.iter().sum::<u64>(), v.requests);
+                assert!(v.errors <= v.requests);
+            }
+        }
+        sums
+    }
+
+    #[test]
+    fn traffic_is_split_by_the_weight_and_errors_match_the_rate() {
+        let s = named("aa-2000rps");
+        let config = SimConfig::homogeneous();
+        for weight in [0.1, 0.5] {
+            let [stable, canary] = totals(&s, &config, weight, 20);
+            let n = (stable.requests + canary.requests) as f64;
+            assert!((n / (2000.0 * 60.0 * 20.0) - 1.0).abs() < 0.01, "{n}");
+            let share = canary.requests as f64 / n;
+            assert!((share - weight).abs() < 0.005, "{share} at {weight}");
+            for v in [&stable, &canary] {
+                let rate = v.errors as f64 / v.requests as f64;
+                let sd = (BASE_ERROR_RATE / v.requests as f64).sqrt();
+                assert!((rate - BASE_ERROR_RATE).abs() < 4.0 * sd, "{rate}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_split_off_canary_gets_half_its_weight() {
+        let s = named("split-off");
+        let [stable, canary] = totals(&s, &SimConfig::homogeneous(), 0.1, 200);
+        let share = canary.requests as f64 / (stable.requests + canary.requests) as f64;
+        assert!((share - 0.05).abs() < 0.003, "{share}");
+    }
+
+    #[test]
+    fn a_late_regression_starts_when_the_weight_reaches_half() {
+        let s = Scenario {
+            rps: 20_000.0,
+            ..named("late-errors-x3")
+        };
+        let config = SimConfig::homogeneous();
+        let mut sim = Simulation::new(&s, &config, 3, 60.0);
+        let rate = |i: &Interval| i.canary.errors as f64 / i.canary.requests as f64;
+        for _ in 0..5 {
+            let (i, excess) = sim.next(0.1);
+            assert!((rate(&i) / BASE_ERROR_RATE - 1.0).abs() < 0.2, "{}", rate(&i));
+            // 600 errors expected of 120,000 canary requests: within four standard deviations.
+            assert!(excess.errors.abs() < 100.0, "{excess:?}");
+            assert!(!sim.regressed());
+        }
+        let (i, excess) = sim.next(0.5);
+        assert!(sim.regressed());
+        assert!((rate(&i) / BASE_ERROR_RATE - 3.0).abs() < 0.2, "{}", rate(&i));
+        // Twice the stable's errors in excess: 2 * 0.5% of 600,000 requests.
+        assert!((excess.errors / 6000.0 - 1.0).abs() < 0.1, "{excess:?}");
+        // Once begun, it stays.
+        let (i, _) = sim.next(0.1);
+        assert!((rate(&i) / BASE_ERROR_RATE - 3.0).abs() < 0.3, "{}", rate(&i));
+    }
+
+    #[test]
+    fn diurnal_traffic_triples_over_the_horizon() {
+        let s = named("diurnal");
+        assert_eq!(s.rps_at(0.0, 60.0), 20.0);
+        assert_eq!(s.rps_at(30.0, 60.0), 40.0);
+        assert_eq!(s.rps_at(60.0, 60.0), 60.0);
+        assert_eq!(s.rps_at(90.0, 60.0), 60.0);
+    }
+
+    #[test]
+    fn a_slow_tail_is_excess_slow_requests() {
+        let s = Scenario {
+            rps: 20_000.0,
+            ..named("p99-x2")
+        };
+        let config = SimConfig::homogeneous();
+        let mut sim = Simulation::new(&s, &config, 5, 60.0);
+        let (i, excess) = sim.next(0.5);
+        // The stable's p99 is near 0.25 s: its slowest 1.1% are above it, the canary's 2%.
+        assert_eq!(BUCKETS[slow_bound(&s.truth.stable)], 0.25);
+        let n = i.canary.requests as f64;
+        assert!((excess.slow / (n * (0.02 - 0.0113)) - 1.0).abs() < 0.1, "{excess:?}");
+        assert!(excess.errors.abs() < 4.0 * (n * BASE_ERROR_RATE).sqrt());
+        let full = sim.expected_excess_at_full(1.0);
+        assert!(
+            (full.slow / (20_000.0 * 60.0 * (0.02 - 0.0113)) - 1.0).abs() < 0.05,
+            "{full:?}"
+        );
+    }
+
+    #[test]
+    fn same_seed_same_rollout_and_the_baseline_does_not_disturb_it() {
+        let s = named("errors-x2");
+        let config = SimConfig::default();
+        let run = |baseline: bool, seed| {
+            let mut sim = Simulation::new(&s, &config, seed, 60.0);
+            if baseline {
+                let b = sim.baseline();
+                assert_eq!(b.canary.requests, 0);
+                assert!(b.stable.requests > 0);
+            }
+            (0..5).map(|_| sim.next(0.1).0).collect::<Vec<_>>()
+        };
+        assert_eq!(run(false, 11), run(true, 11));
+        assert_ne!(run(false, 11), run(false, 12));
+        assert_ne!(rollout_seed(1, 0, 1), rollout_seed(1, 1, 0));
+    }
+
+    #[test]
+    fn canary_pods_follow_the_weight_and_the_scenarios_are_the_issues() {
+        let config = SimConfig::default();
+        let pods: Vec<usize> = [0.0, 0.1, 0.5, 1.0]
+            .iter()
+            .map(|&w| config.canary_pods(w))
+            .collect();
+        assert_eq!(pods, [1, 1, 5, 10]);
+        let names: Vec<&str> = scenarios().iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "aa-2rps",
+                "aa-20rps",
+                "aa-200rps",
+                "aa-2000rps",
+                "errors-x1.5",
+                "errors-x2",
+                "errors-x5",
+                "latency+10%",
+                "latency+25%",
+                "p99-x2",
+                "intermittent",
+                "late-errors-x3",
+                "late-latency+25%",
+                "within-tolerance",
+                "split-off",
+                "sparse-errors",
+                "diurnal"
+            ]
+        );
+    }
+}

@@ -149,7 +149,7 @@ pub async fn run<S: MetricSource>(
         &args,
         (input.stable, input.canary_matchers),
         window,
-        input.due.look,
+        (input.due.look, analysis::position(&input.due)),
         input.concurrency,
     )
     .await;

@@ -123,9 +123,10 @@ impl Exposure {
 struct Side {
     /// Against "no change" (ratio 1) over the whole rollout: is there a harmful change?
     change: RateSequence,
-    /// Against "no change" over the current step alone, restarted at each step so a change
-    /// that starts late is not diluted by the healthy steps before it.
-    step_change: RateSequence,
+    /// Against "no change" over the current step alone, restarted at each step, so a change
+    /// that starts late is not diluted by the healthy steps before it; `None` while the data
+    /// belong to earlier steps that are not judged on their own here.
+    step_change: Option<RateSequence>,
     /// Against the tolerance's boundary: is any change within tolerance?
     tolerance: RateSequence,
     /// Against each exposure bound asked for so far.
@@ -151,7 +152,7 @@ impl Side {
         // Half the level watches the whole rollout, half is spent over the steps' restarts.
         Self {
             change: RateSequence::new(alpha / 2.0),
-            step_change: RateSequence::new(step_alpha(alpha / 2.0, 1)),
+            step_change: Some(RateSequence::new(step_alpha(alpha / 2.0, 1))),
             tolerance: RateSequence::new(alpha),
             exposures: Vec::new(),
             boundary: 1.0,
@@ -162,13 +163,15 @@ impl Side {
     }
 
     fn restart_step(&mut self, k: usize) {
-        self.step_change = RateSequence::new(step_alpha(self.alpha / 2.0, k));
+        self.step_change = Some(RateSequence::new(step_alpha(self.alpha / 2.0, k)));
     }
 
     fn observe(&mut self, [ce, cn, se, sn]: [f64; 4], boundary: f64) {
         self.boundary = boundary;
         self.change.observe(ce, cn, se, sn, 1.0);
-        self.step_change.observe(ce, cn, se, sn, 1.0);
+        if let Some(s) = &mut self.step_change {
+            s.observe(ce, cn, se, sn, 1.0);
+        }
         self.tolerance.observe(ce, cn, se, sn, boundary);
         let beyond = |estimate: Option<f64>| {
             estimate.is_some_and(|e| {
@@ -188,7 +191,10 @@ impl Side {
             .is_some()
         };
         let whole = crossed(&self.change) && beyond(self.change.estimate());
-        let step = crossed(&self.step_change) && beyond(self.step_change.estimate());
+        let step = self
+            .step_change
+            .as_ref()
+            .is_some_and(|s| crossed(s) && beyond(s.estimate()));
         if self.regression.is_none() && (whole || step) {
             self.regression = Some(self.change.looks());
         }
@@ -220,20 +226,14 @@ impl Side {
                 s.max_e_below()
             }
         };
-        // Each process runs at its own level: scale the step's to the whole's.
-        let step_scale = self.step_change_scale();
-        e(&self.change).max(e(&self.step_change) * step_scale)
-    }
-
-    fn step_change_scale(&self) -> f64 {
-        // e-values are compared with 1/level; express the step's on the whole's scale.
+        // Each process runs at its own level (e-values are compared with 1 / level): express
+        // the step's on the whole rollout's scale.
         let whole = self.alpha / 2.0;
-        let step = self.step_level();
-        if step > 0.0 { step / whole } else { 0.0 }
-    }
-
-    fn step_level(&self) -> f64 {
-        self.step_change.level()
+        let step = self
+            .step_change
+            .as_ref()
+            .map_or(0.0, |s| e(s) * s.level() / whole);
+        e(&self.change).max(step)
     }
 
     fn safe_e(&self) -> f64 {
@@ -302,10 +302,24 @@ impl Sides {
 
     /// The rollout moved to another step: restart the step's change processes.
     pub fn new_step(&mut self) {
-        self.step += 1;
+        self.start_step(self.step + 1);
+    }
+
+    /// The data that follow belong to the rollout's `k`-th step (1-based): start its change
+    /// processes, at the step's share of the level.
+    pub fn start_step(&mut self, k: usize) {
+        self.step = k.max(1);
         let k = self.step;
         for s in self.sides_mut() {
             s.restart_step(k);
+        }
+    }
+
+    /// The data that follow belong to earlier steps, which this judgement does not watch on
+    /// their own (their own analyses did): no step process until [`Sides::start_step`].
+    pub fn suspend_step(&mut self) {
+        for s in self.sides_mut() {
+            s.step_change = None;
         }
     }
 
@@ -542,6 +556,20 @@ impl LatencyEvidence {
         }
     }
 
+    /// The data that follow belong to the `k`-th step (see [`Sides::start_step`]).
+    pub fn start_step(&mut self, k: usize) {
+        for s in &mut self.sides {
+            s.start_step(k);
+        }
+    }
+
+    /// The data that follow belong to earlier steps (see [`Sides::suspend_step`]).
+    pub fn suspend_step(&mut self) {
+        for s in &mut self.sides {
+            s.suspend_step();
+        }
+    }
+
     /// Whether every quantile lets the rollout give the canary weight `next`.
     pub fn promotable(&mut self, next: f64) -> bool {
         // Quantiles never judged (no stable history yet) cannot vouch for the canary.
@@ -593,6 +621,11 @@ impl LatencyEvidence {
         let mut merged = std::mem::take(&mut self.past);
         merged.extend(now_stable);
         self.past = histogram::normalize(&merged);
+    }
+
+    /// The evidence per quantile, in the order given, to ask whether it is promotable.
+    pub fn sides_mut(&mut self) -> &mut [Sides] {
+        &mut self.sides
     }
 
     /// The evidence per quantile, in the order given.

@@ -7,10 +7,12 @@
 //! estimate of how much more traffic is needed. `series` metrics use Mann-Whitney U at a level
 //! corrected for the number of looks so far.
 
-use super::decision::{Call, LatencyEvidence, Sides};
+use super::decision::{Call, LatencyEvidence, Promotion, Sides};
 use super::evidence;
 use super::words;
-use super::{FixedSample, MetricData, MetricResult, Outcome, VersionSummary};
+use super::{
+    FixedSample, MetricData, MetricResult, Outcome, Position, PromotionEvidence, VersionSummary,
+};
 use crate::data::{QueryResult, Role};
 use crate::stats::histogram::{self, Bucket};
 use crate::stats::sequential::alpha_for_look;
@@ -18,11 +20,16 @@ use crate::stats::{Alternative, mann_whitney, rates, summary};
 use crate::template::{Aggregate, Direction, MetricSpec, MetricType, QueryPart};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// How to judge: the significance level and which look of a rollout this is.
+/// How to judge: the levels, which look of a rollout this is and where the rollout stands.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// The template's significance level.
     pub alpha: f64,
+    /// The template's promotion error level.
+    pub beta: f64,
+    /// Where the judgement stands in its rollout: the weight a pass gives next, and which
+    /// points belong to the current step.
+    pub position: Position,
     /// 1 for a one-off judgement; the n-th judgement of a rollout otherwise. Tests that are
     /// not anytime-valid (`series`) spend `alpha` across looks.
     pub look: u32,
@@ -49,6 +56,7 @@ pub fn judge_metric(spec: &MetricSpec, data: &MetricData, settings: Settings) ->
         canary: None,
         queries: data.queries.clone(),
         warnings: Vec::new(),
+        promotion: None,
     };
     for r in data.results.values() {
         result.warnings.extend(r.warnings.iter().cloned());
@@ -59,8 +67,8 @@ pub fn judge_metric(spec: &MetricSpec, data: &MetricData, settings: Settings) ->
     }
     let alpha = settings.alpha;
     let outcome = match spec.kind {
-        MetricType::Ratio => judge_ratio(spec, data, alpha, &mut result),
-        MetricType::Histogram => judge_histogram(spec, data, alpha, &mut result),
+        MetricType::Ratio => judge_ratio(spec, data, &settings, &mut result),
+        MetricType::Histogram => judge_histogram(spec, data, &settings, &mut result),
         MetricType::Series => judge_series(
             spec,
             data,
@@ -134,15 +142,31 @@ fn too_little(what: &str, stable: f64, canary: f64, min: f64, field: &str) -> St
     text
 }
 
-/// Turns a sequential call into an outcome and the end of the reason's sentence.
+/// Turns the sequential evidence into an outcome and the end of the reason's sentence: a
+/// regression fails; evidence that lets the rollout give the canary the next weight
+/// (within the tolerance, or below the guard's exposure bound at confidence `1 - beta`)
+/// passes; anything else waits for more data.
 fn conclude(
-    sides: &Sides,
-    tolerance: f64,
-    steps: usize,
-    more: Option<f64>,
-    unit: &str,
+    sides: &mut Sides,
+    spec: &MetricSpec,
+    settings: &Settings,
+    (steps, unit): (usize, &str),
+    out: &mut MetricResult,
 ) -> (Outcome, String) {
-    let tol = words::percent(tolerance);
+    let tol = words::percent(spec.tolerance.0);
+    let next = settings.position.next_weight;
+    let promotable = sides.promotable(next);
+    out.promotion = Some(PromotionEvidence {
+        next_weight: next,
+        bound: sides.exposure_bound(next),
+        confidence: 1.0 - settings.beta,
+        shown: promotable && !matches!(sides.call(), Call::Regression { .. }),
+    });
+    let share = words::percent(next);
+    let guard = format!(
+        "x{} (the guard for {share} of the traffic)",
+        words::significant(sides.exposure_bound(next), 3)
+    );
     match sides.call() {
         Call::Regression { higher, look } => (
             if higher { Outcome::High } else { Outcome::Low },
@@ -158,23 +182,47 @@ fn conclude(
                 words::e_value(sides.safe_e())
             ),
         ),
+        Call::Undecided if promotable => (
+            Outcome::Pass,
+            format!(
+                "no regression, and any change is shown below {guard} at {} confidence",
+                words::confidence(settings.beta)
+            ),
+        ),
         Call::Undecided => {
-            let need = match more {
-                Some(m) if m > 0.0 => format!("; about {} more {unit} should settle it", words::count(m)),
-                Some(_) => "; a little more data should settle it unless the change is close to the tolerance".into(),
+            let need = match sides.more_requests(Some(next)) {
+                Some(m) if m > 0.0 => {
+                    format!("; about {} more {unit} should settle it", words::count(m))
+                }
+                Some(_) => {
+                    "; a little more data should settle it unless the change is close to the guard"
+                        .into()
+                }
                 None => String::new(),
             };
             (
                 Outcome::NoData,
-                format!(
-                    "not yet enough evidence that any change is within the {tol} tolerance{need}"
-                ),
+                format!("not yet enough evidence that any change is below {guard}{need}"),
             )
         }
     }
 }
 
-fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut MetricResult) -> Judged {
+/// The promotion rule of a metric.
+fn promotion(spec: &MetricSpec, settings: &Settings) -> Promotion {
+    Promotion {
+        beta: settings.beta,
+        guard: spec.guard(),
+    }
+}
+
+fn judge_ratio(
+    spec: &MetricSpec,
+    data: &MetricData,
+    settings: &Settings,
+    out: &mut MetricResult,
+) -> Judged {
+    let alpha = settings.alpha;
     let mut steps: BTreeMap<i64, [f64; 4]> = BTreeMap::new();
     let parts = [
         (Role::Canary, QueryPart::Errors),
@@ -239,21 +287,18 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
     });
     let tolerance = spec.tolerance.0;
     let (upper, lower) = ratio_bounds(tolerance);
-    let mut sides = Sides::new(spec.direction, alpha);
-    for c in steps.values() {
+    let mut sides = Sides::with_promotion(spec.direction, alpha, promotion(spec, settings));
+    let position = settings.position;
+    let mut in_step = false;
+    for (t, c) in &steps {
+        step_boundary(&position, *t, &mut in_step, &mut sides);
         let [ce, cn, se, sn] = *c;
         sides.observe([ce.min(cn), cn, se.min(sn), sn], upper, lower);
     }
     out.p_value = Some(sides.p_value());
     out.e_value = Some(sides.harm_e());
     out.statistic = out.e_value;
-    let (outcome, ending) = conclude(
-        &sides,
-        tolerance,
-        steps.len(),
-        sides.more_requests(None),
-        "requests",
-    );
+    let (outcome, ending) = conclude(&mut sides, spec, settings, (steps.len(), "requests"), out);
     if ce == 0.0 && se == 0.0 {
         // No event on either side says nothing about the ratio, but it is the best a canary
         // can do: pass, and say how low its error rate is shown to be (at level alpha, zero
@@ -296,12 +341,51 @@ fn judge_ratio(spec: &MetricSpec, data: &MetricData, alpha: f64, out: &mut Metri
     ))
 }
 
+/// Starts the step's own change processes at the first point of the current step (the
+/// points before it belong to earlier steps, whose own analyses watched them).
+fn step_boundary<S: StepWatch>(position: &Position, t: i64, in_step: &mut bool, evidence: &mut S) {
+    if *in_step {
+        return;
+    }
+    if position.in_step(t) {
+        *in_step = true;
+        evidence.start_step(position.step as usize);
+    } else {
+        evidence.suspend_step();
+    }
+}
+
+/// Evidence whose change processes restart at each step.
+trait StepWatch {
+    fn start_step(&mut self, k: usize);
+    fn suspend_step(&mut self);
+}
+
+impl StepWatch for Sides {
+    fn start_step(&mut self, k: usize) {
+        Sides::start_step(self, k);
+    }
+    fn suspend_step(&mut self) {
+        Sides::suspend_step(self);
+    }
+}
+
+impl StepWatch for LatencyEvidence {
+    fn start_step(&mut self, k: usize) {
+        LatencyEvidence::start_step(self, k);
+    }
+    fn suspend_step(&mut self) {
+        LatencyEvidence::suspend_step(self);
+    }
+}
+
 fn judge_histogram(
     spec: &MetricSpec,
     data: &MetricData,
-    alpha: f64,
+    settings: &Settings,
     out: &mut MetricResult,
 ) -> Judged {
+    let alpha = settings.alpha;
     let stable_result = answer(data, Role::Stable, QueryPart::Query)?;
     let canary_result = answer(data, Role::Canary, QueryPart::Query)?;
     let stable = histogram::normalize(&evidence::buckets(stable_result, &mut out.warnings)?);
@@ -343,15 +427,31 @@ fn judge_histogram(
         .copied()
         .collect();
     // One e-process per quantile, each at alpha / (number of quantiles).
-    let mut evidence = LatencyEvidence::new(&quantiles, spec.direction, tolerance, alpha);
+    let mut evidence = LatencyEvidence::with_promotion(
+        &quantiles,
+        spec.direction,
+        tolerance,
+        alpha,
+        promotion(spec, settings),
+    );
+    let position = settings.position;
+    let mut in_step = false;
     for t in &times {
+        step_boundary(&position, *t, &mut in_step, &mut evidence);
         evidence.observe(
             stable_steps.get(t).map_or(&[][..], Vec::as_slice),
             canary_steps.get(t).map_or(&[][..], Vec::as_slice),
         );
     }
+    let next = settings.position.next_weight;
+    let promotable: Vec<bool> = evidence
+        .sides_mut()
+        .iter_mut()
+        .map(|s| s.totals().1 > 0.0 && s.promotable(next))
+        .collect();
     let per_quantile = evidence.sides();
-    // The decision: a regression at any quantile fails; a pass needs every quantile safe.
+    // The decision: a regression at any quantile fails; a pass needs every quantile to let
+    // the rollout give the canary the next weight.
     let calls: Vec<Call> = per_quantile.iter().map(Sides::call).collect();
     let worst_e = per_quantile.iter().map(Sides::harm_e).fold(0.0, f64::max);
     out.e_value = Some(worst_e);
@@ -389,16 +489,16 @@ fn judge_histogram(
         };
         // Show the quantile that decides: a regression first, then one still undecided,
         // then the most harmful shift.
-        let rank = |call: Call| match call {
+        let rank = |j: usize| match calls[j] {
             Call::Regression { .. } => 2,
-            Call::Undecided => 1,
-            Call::Safe => 0,
+            _ if !promotable[j] => 1,
+            _ => 0,
         };
         let better = match shown {
             None => true,
             Some((j, prev, ..)) => {
-                rank(calls[i]) > rank(calls[j])
-                    || (rank(calls[i]) == rank(calls[j])
+                rank(i) > rank(j)
+                    || (rank(i) == rank(j)
                         && harm(spec.direction, rel) > harm(spec.direction, prev))
             }
         };
@@ -417,11 +517,11 @@ fn judge_histogram(
     let steps = times.len();
     // The shown quantile is the deciding one (see above), so its words end the sentence.
     let (outcome, ending) = conclude(
-        &per_quantile[i],
-        tolerance,
-        steps,
-        per_quantile[i].more_requests(None),
-        "requests",
+        &mut evidence.sides_mut()[i],
+        spec,
+        settings,
+        (steps, "requests"),
+        out,
     );
     Ok((
         outcome,

@@ -152,6 +152,44 @@ pub struct MetricResult {
     /// Warnings from the source or about the data's shape.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// For `ratio` and `histogram` metrics: the promotion rule's evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionEvidence>,
+}
+
+/// What the promotion rule asked of a metric and whether the evidence gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionEvidence {
+    /// The canary weight (0..1] a pass gives next.
+    pub next_weight: f64,
+    /// The change that had to be ruled out for that weight, as a ratio canary / stable (for
+    /// histograms, of latency): `1 + guard / nextWeight`.
+    pub bound: f64,
+    /// The confidence the rule asks, `1 - beta`.
+    pub confidence: f64,
+    /// Whether the evidence rules the bound out (or shows the change within the tolerance).
+    pub shown: bool,
+}
+
+/// The traffic split check: the canary's share of requests in the current step against the
+/// weight the router was told.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitResult {
+    /// The metric whose request counts were used.
+    pub metric: String,
+    /// The weight set, as a share (0..1).
+    pub expected: f64,
+    /// The canary's share of the requests in the step.
+    pub observed: f64,
+    /// Requests of both versions in the step.
+    pub requests: f64,
+    /// The anytime-valid e-value against a faithful split (sample ratio mismatch when it
+    /// reaches `1 / alpha`).
+    pub e_value: f64,
+    /// Whether the split is off.
+    pub mismatch: bool,
 }
 
 /// A fixed-sample test's result.
@@ -203,6 +241,12 @@ pub struct Report {
     pub groups: Vec<GroupScore>,
     /// Every metric.
     pub metrics: Vec<MetricResult>,
+    /// Where the judgement stood in its rollout (what a pass would do).
+    pub position: Position,
+    /// The traffic split check, when the step splits traffic by weight and a `ratio` metric
+    /// counts requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitResult>,
 }
 
 /// The scores that pass and are marginal, and the significance level.
@@ -350,6 +394,53 @@ pub fn verdict(
     (verdict, score, groups, reasons)
 }
 
+/// Where a judgement stands in a rollout: what a pass would do, and which data belong to the
+/// current step. A one-off judgement ([`Position::one_off`]) is a rollout of one step whose
+/// pass would give the canary all the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Position {
+    /// The canary weight (0..1] a pass gives next; 1 when a pass promotes.
+    pub next_weight: f64,
+    /// The current step, 1-based.
+    pub step: u32,
+    /// When the current step began (Unix seconds): points after it are the step's own, and
+    /// the change processes restarted for the step watch them alone. `None`: the whole
+    /// window is the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_start: Option<i64>,
+    /// The canary weight (0..1) the router was told for the current step, when the step
+    /// splits traffic by weight: the split check compares the canary's share of requests
+    /// with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+impl Position {
+    /// A one-off judgement: one step, whose pass would promote.
+    pub fn one_off() -> Self {
+        Self {
+            next_weight: 1.0,
+            step: 1,
+            step_start: None,
+            weight: None,
+        }
+    }
+
+    /// Whether a point at `t_ms` (Unix milliseconds, the end of its step) belongs to the
+    /// current step.
+    pub fn in_step(&self, t_ms: i64) -> bool {
+        self.step_start
+            .is_none_or(|s| t_ms > s.saturating_mul(1000))
+    }
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Self::one_off()
+    }
+}
+
 /// What the report says about the run itself.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -363,6 +454,8 @@ pub struct RunInfo {
     pub canary: String,
     /// 1 for a one-off judgement; the n-th judgement of the same rollout otherwise.
     pub look: u32,
+    /// Where the judgement stands in its rollout.
+    pub position: Position,
 }
 
 /// Judges every metric of a template from fetched data and builds the report.
@@ -379,12 +472,31 @@ pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) ->
                 data,
                 Settings {
                     alpha: scoring.alpha,
+                    beta: scoring.beta,
                     look: info.look,
+                    position: info.position,
                 },
             )
         })
         .collect();
-    let (verdict, score, groups, reasons) = verdict(&template.spec.metrics, &results, scoring);
+    let (mut verdict, score, groups, mut reasons) =
+        verdict(&template.spec.metrics, &results, scoring);
+    let split = split_check(template, data, &info.position);
+    if let Some(s) = split.as_ref().filter(|s| s.mismatch) {
+        reasons.push(format!(
+            "traffic split: the canary received {} of the requests in this step ({} of {}), but \
+             its weight is {}: the router, sticky sessions or the canary's matchers do not do \
+             what the weight says, so the comparisons are suspect; held until the split is \
+             fixed (check the routing, then the --canary/stable matchers)",
+            words::percent(s.observed),
+            words::count(s.observed * s.requests),
+            words::count(s.requests),
+            words::percent(s.expected),
+        ));
+        if verdict != Verdict::Fail {
+            verdict = Verdict::Inconclusive;
+        }
+    }
     Report {
         schema: "vigil.dev/report/v1",
         template: template.metadata.name.clone(),
@@ -402,7 +514,45 @@ pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) ->
         reasons,
         groups,
         metrics: results,
+        position: info.position,
+        split,
     }
+}
+
+/// The split check over the current step, from the first `ratio` metric's request counts.
+fn split_check(
+    template: &AnalysisTemplate,
+    data: &[MetricData],
+    position: &Position,
+) -> Option<SplitResult> {
+    let weight = position.weight?;
+    let (spec, data) = template
+        .spec
+        .metrics
+        .iter()
+        .zip(data)
+        .find(|(m, _)| m.kind == crate::template::MetricType::Ratio)?;
+    let counts = |role: Role| {
+        data.results
+            .get(&(role, QueryPart::Total))
+            .map(evidence::step_counts)
+            .unwrap_or_default()
+    };
+    let (canary, stable) = (counts(Role::Canary), counts(Role::Stable));
+    let mut check = crate::stats::srm::SplitCheck::new(template.spec.scoring.alpha)?;
+    for (t, s) in stable.iter().filter(|(t, _)| position.in_step(**t)) {
+        let c = canary.get(t).copied().unwrap_or(0.0);
+        check.observe(c, c + s, weight);
+    }
+    let (c, n) = check.totals();
+    (n > 0.0).then(|| SplitResult {
+        metric: spec.name.clone(),
+        expected: weight,
+        observed: c / n,
+        requests: n,
+        e_value: check.e_value(),
+        mismatch: check.mismatch(),
+    })
 }
 
 #[cfg(test)]
@@ -453,7 +603,9 @@ spec:
     fn settings() -> Settings {
         Settings {
             alpha: 0.01,
+            beta: 0.05,
             look: 1,
+            position: Position::one_off(),
         }
     }
 
@@ -514,6 +666,7 @@ spec:
             )
             .unwrap(),
             source: "test".into(),
+            position: Position::one_off(),
             stable: "a=\"1\"".into(),
             canary: "a=\"2\"".into(),
             look: 1,

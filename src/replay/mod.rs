@@ -66,7 +66,7 @@ impl ReplayInput<'_> {
         templates: &[AnalysisTemplate],
         args: Vec<crate::cluster::crd::AnalysisArg>,
         window: Window,
-        look: u32,
+        look: (u32, crate::judge::Position),
     ) -> (Vec<Judged>, Vec<String>) {
         let args: BTreeMap<String, String> = args.into_iter().map(|a| (a.name, a.value)).collect();
         analysis::run_templates(
@@ -361,7 +361,13 @@ async fn analyse<S: MetricSource>(
                 .filter_map(|r| input.templates.get(&r.name).cloned())
                 .collect();
             input
-                .judge(source, &templates, args, window, due.look)
+                .judge(
+                    source,
+                    &templates,
+                    args,
+                    window,
+                    (due.look, analysis::position(&due)),
+                )
                 .await
         }
     };

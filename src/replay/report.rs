@@ -5,7 +5,7 @@ use super::{AnalysisRun, End, ReplayInput, ReplayOutcome, timeline_line};
 use crate::analysis::Judged;
 use crate::cluster::analysis::scope_templates;
 use crate::data::Window;
-use crate::judge::Report;
+use crate::judge::{Position, Report};
 use crate::report::doc::{ChartData, Document, Mark, Section};
 use crate::rollout::{AnalysisScope, Plan};
 use crate::source::MetricSource;
@@ -54,7 +54,10 @@ pub async fn chart_runs<S: MetricSource>(
         .iter()
         .filter_map(|n| input.templates.get(n).cloned())
         .collect();
-    input.judge(source, &templates, args, window, 1).await.0
+    input
+        .judge(source, &templates, args, window, (1, Position::one_off()))
+        .await
+        .0
 }
 
 /// What the replay concluded, in one sentence.

@@ -39,6 +39,7 @@ fn judged(evil: bool, hours: i64) -> (AnalysisTemplate, Report, Vec<MetricData>)
     )
     .unwrap();
     let request = AnalysisRequest {
+        position: crate::judge::Position::one_off(),
         look: 1,
         template: &template,
         args: BTreeMap::from([("job".to_string(), "checkout".to_string())]),

@@ -3,7 +3,7 @@
 use super::{
     AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, CanaryWorld, Decision, Event,
     EventKind, GateKind, KEPT_ANALYSES, Observation, Phase, Plan, RequestAction, State, Step,
-    World,
+    StepPosition, World,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -20,6 +20,10 @@ fn since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Duration {
 
 fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())
 }
 
 /// Whether the rollout holds for `spec.paused` or an open-ended pause step.
@@ -41,21 +45,37 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
     let index = state.current_step as usize;
     let planned = plan.steps.get(index)?;
     let step_start = state.step_started_at?;
-    let (scope, from) = match planned.step {
+    let (scope, since) = match planned.step {
         Step::Analysis => (AnalysisScope::Step(index), step_start),
         _ if plan.background_analysis => (AnalysisScope::Background, state.traffic_since?),
         _ => return None,
     };
+    // One interval of the stable alone before the canary's traffic: the stable's latency
+    // there sets the first interval's comparison bounds, fixed before the canary's data.
+    let from = before(since, planned.interval);
     if state.weight == 0 && state.matches.is_empty() {
         return None;
     }
     let last = state.last_analysis_at.filter(|t| *t >= step_start);
     let due = after(last.unwrap_or(step_start), planned.interval);
+    let next_weight = plan.steps[index + 1..]
+        .iter()
+        .find_map(|s| match s.step {
+            Step::Weight { weight } => Some(weight),
+            _ => None,
+        })
+        .unwrap_or(100);
     (now >= due).then_some(AnalysisDue {
         scope,
         from,
         to: now,
         look: state.looks + 1,
+        position: StepPosition {
+            next_weight,
+            step: state.current_step + 1,
+            step_start,
+            weight: state.matches.is_empty().then_some(state.weight),
+        },
     })
 }
 
@@ -971,9 +991,20 @@ mod tests {
         let d = decide(&p, &s, &obs(30, "r2", 4));
         assert_eq!((d.state.current_step, d.state.weight), (0, 10));
         let due = analysis_due(&p, &s, t(60)).unwrap();
+        // The window starts one interval before the canary's traffic: the stable's baseline.
         assert_eq!(
             (due.scope, due.from, due.to, due.look),
-            (AnalysisScope::Background, t(0), t(60), 1)
+            (AnalysisScope::Background, t(-60), t(60), 1)
+        );
+        // A pass leads to the next weight step, 50%; the step began with the traffic.
+        assert_eq!(
+            due.position,
+            StepPosition {
+                next_weight: 50,
+                step: 1,
+                step_start: t(0),
+                weight: Some(10),
+            }
         );
         let d = decide(&p, &s, &with_analysis(obs(60, "r2", 4), &s, &p, pass()));
         assert_eq!((d.state.current_step, d.state.weight), (1, 50));
@@ -1397,7 +1428,8 @@ mod tests {
         s.last_analysis_at = Some(t(280));
         assert_eq!(analysis_due(&p, &s, t(419)), None);
         let due = analysis_due(&p, &s, t(420)).unwrap();
-        assert_eq!((due.scope, due.from), (AnalysisScope::Step(1), t(300)));
+        assert_eq!((due.scope, due.from), (AnalysisScope::Step(1), t(180)));
+        assert_eq!((due.position.step_start, due.position.step), (t(300), 2));
         let d = decide(&p, &s, &with_analysis(obs(420, "r2", 4), &s, &p, pass()));
         assert_eq!((d.state.current_step, d.state.weight), (2, 50));
     }

@@ -319,6 +319,23 @@ pub struct AnalysisDue {
     pub to: DateTime<Utc>,
     /// The how-many-th analysis of this rollout this is (1-based), for alpha spending.
     pub look: u32,
+    /// Where the rollout stands, for the judge.
+    pub position: StepPosition,
+}
+
+/// Where a rollout stands when an analysis runs: what a pass would do, and the step's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPosition {
+    /// The canary weight (percent) a pass leads to: the next step's weight, or 100 when no
+    /// later step sets one (a pass then ends in promotion).
+    pub next_weight: u8,
+    /// The current step, 1-based.
+    pub step: u32,
+    /// When the current step began (its weight was applied).
+    pub step_start: DateTime<Utc>,
+    /// The weight (percent) the router was told, when the canary's traffic is split by weight
+    /// alone (no A/B match in force).
+    pub weight: Option<u8>,
 }
 
 /// Whose templates an analysis uses.

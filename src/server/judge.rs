@@ -242,6 +242,7 @@ pub async fn run(api: &ApiState, request: &JudgeRequest) -> Result<Report, ApiEr
     let window = window(request, Utc::now())?;
     let analysis = AnalysisRequest {
         look: 1,
+        position: crate::judge::Position::one_off(),
         template: &template,
         args: request.args.clone(),
         stable,

@@ -90,6 +90,10 @@ pub struct Scoring {
     /// metric changed.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
+    /// The accepted chance of advancing a canary at or beyond a metric's `guard`: the
+    /// promotion rule's error level.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
     /// The lowest score (0-100) that passes.
     #[serde(default = "default_pass_score")]
     pub pass_score: f64,
@@ -100,6 +104,9 @@ pub struct Scoring {
 
 fn default_alpha() -> f64 {
     0.01
+}
+fn default_beta() -> f64 {
+    DEFAULT_BETA
 }
 fn default_pass_score() -> f64 {
     95.0
@@ -112,6 +119,7 @@ impl Default for Scoring {
     fn default() -> Self {
         Self {
             alpha: default_alpha(),
+            beta: default_beta(),
             pass_score: default_pass_score(),
             marginal_score: default_marginal_score(),
         }
@@ -252,6 +260,13 @@ pub struct MetricSpec {
     /// within it; a fail needs evidence that the change goes beyond it.
     #[serde(default)]
     pub tolerance: Fraction,
+    /// For `ratio` and `histogram` metrics: the smallest harmful change the rollout must rule
+    /// out (at confidence `1 - beta`) before the canary gets all the traffic. A step that gives
+    /// the canary a weight `w` needs the change ruled out at `guard / w` (exposure: a canary
+    /// at 10% needs little evidence to move to 50%, full promotion the most). Default: four
+    /// times the tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Fraction>,
     /// A failing or data-less critical metric fails or blocks the whole analysis.
     #[serde(default)]
     pub critical: bool,
@@ -309,6 +324,11 @@ pub const DEFAULT_MIN_REQUESTS: u64 = 100;
 pub const DEFAULT_MIN_POINTS: usize = 10;
 /// Default fewest points for `threshold` metrics.
 pub const DEFAULT_MIN_POINTS_THRESHOLD: usize = 1;
+/// Default promotion error level (`scoring.beta`).
+pub const DEFAULT_BETA: f64 = 0.05;
+/// A metric's default `guard`, as a multiple of its tolerance.
+pub const DEFAULT_GUARD_FACTOR: f64 = 4.0;
+
 /// Default quantiles compared for `histogram` metrics.
 pub const DEFAULT_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
@@ -324,6 +344,12 @@ impl MetricSpec {
             MetricType::Threshold => DEFAULT_MIN_POINTS_THRESHOLD,
             _ => DEFAULT_MIN_POINTS,
         })
+    }
+
+    /// The guard of the promotion rule: `guard`, or four times the tolerance.
+    pub fn guard(&self) -> f64 {
+        self.guard
+            .map_or(DEFAULT_GUARD_FACTOR * self.tolerance.0, |g| g.0)
     }
 
     /// The quantiles compared for a histogram metric.

@@ -77,6 +77,15 @@ pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
             ),
         );
     }
+    if !(scoring.beta > 0.0 && scoring.beta < 0.5) {
+        push(
+            "spec.scoring.beta".into(),
+            format!(
+                "is {}; it must be between 0 and 0.5 (e.g. 0.05)",
+                scoring.beta
+            ),
+        );
+    }
     for (field, value) in [
         ("passScore", scoring.pass_score),
         ("marginalScore", scoring.marginal_score),
@@ -161,6 +170,19 @@ pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
 /// Field-level checks of one metric: (field, message).
 fn metric_issues(m: &MetricSpec) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
+    if let Some(guard) = m.guard
+        && guard.0 < m.tolerance.0
+    {
+        out.push((
+            "guard",
+            format!(
+                "is {}% but the tolerance is {}%; the guard is the change ruled out before \
+                 promotion and must be at least the tolerance",
+                guard.0 * 100.0,
+                m.tolerance.0 * 100.0
+            ),
+        ));
+    }
     let kind = m.kind.as_str();
     let mut need = |field: &'static str, present: bool, wanted: bool| {
         if wanted && !present {
@@ -183,6 +205,9 @@ fn metric_issues(m: &MetricSpec) -> Vec<(&'static str, String)> {
     }
     if m.quantiles.is_some() && !histogram {
         need("quantiles", true, false);
+    }
+    if m.guard.is_some() && !(ratio || histogram) {
+        need("guard", true, false);
     }
     if m.aggregate.is_some() && !threshold {
         need("aggregate", true, false);
