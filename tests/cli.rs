@@ -57,7 +57,7 @@ fn every_command_listed_has_help_with_examples() {
         "demo",
         "crd",
         "bench",
-        "bench detection",
+        "bench rollouts",
         "promote",
         "abort",
         "pause",
@@ -132,7 +132,7 @@ fn no_colour_escapes_with_no_color() {
         &["judge"],
         &["no-such-command"],
         &["lint", "/no/such/template.yaml"],
-        &["bench", "detection", "--scenario", "no-such-scenario"],
+        &["bench", "rollouts", "--scenario", "no-such-scenario"],
         &["demo", "--speed", "0"],
     ];
     let dir = tempfile::tempdir().unwrap();
@@ -181,7 +181,7 @@ fn json_output_is_one_json_document() {
 fn bench_progress_goes_to_stderr_only() {
     let out = run(&[
         "bench",
-        "detection",
+        "rollouts",
         "--rollouts",
         "10",
         "--scenario",
@@ -217,7 +217,7 @@ fn errors_say_what_to_do() {
         stderr.contains("give the matchers without the braces"),
         "{stderr}"
     );
-    let out = run(&["bench", "detection", "--scenario", "nope"]);
+    let out = run(&["bench", "rollouts", "--scenario", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("the scenarios are:"));
 }

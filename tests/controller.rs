@@ -233,6 +233,55 @@ async fn pause_holds_the_weight_and_resume_continues() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_traffic_does_not_follow_the_weight_is_held_by_the_split_check() {
+    // The loaded history gives the canary a third of the requests whatever the weight: at
+    // 10% that is a sample ratio mismatch. The rollout holds at 10% and says why.
+    let analysis = json!({"analysis": {
+        "templates": [{"name": "http-prometheus-client"}],
+        "args": [{"name": "job", "value": "web"}],
+        "interval": "1m",
+        "stableMatchers": "version=\"v1\"",
+        "canaryMatchers": "version=\"v2\""
+    }});
+    let (_prom, fake, controller) = adopted(0.005, 0.1, analysis).await;
+    release(&fake, "web:2").await;
+    let held = |s: &Value| {
+        s["analyses"].as_array().is_some_and(|a| {
+            a.iter()
+                .filter(|r| r["verdict"] == "inconclusive")
+                .any(|r| {
+                    r["summary"].as_str().is_some_and(|t| {
+                        t.contains("traffic split") && t.contains("its weight is 10%")
+                    })
+                })
+        })
+    };
+    wait_for(&fake, "a hold on the split", Duration::from_secs(30), held).await;
+    // Several intervals later (virtual time), still held at 10%, never failed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = status(&fake);
+    assert_eq!(
+        (s["phase"].as_str(), s["weight"].as_u64()),
+        (Some("Progressing"), Some(10)),
+        "{s}"
+    );
+    assert!(
+        s["analyses"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|r| r["verdict"] == "inconclusive")),
+        "{s}"
+    );
+    assert!(
+        event_reasons(&fake)
+            .iter()
+            .any(|r| r == "AnalysisInconclusive"),
+        "{:?}",
+        event_reasons(&fake)
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_judges_and_reports_but_touches_nothing() {
     let (_prom, fake, controller) = adopted(0.02, 0.1, json!({"dryRun": true})).await;
     release(&fake, "web:2").await;

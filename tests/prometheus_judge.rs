@@ -43,7 +43,7 @@ fn history() -> String {
         v("quiet", "v1", 180.0, 0.005, 0.08, 7),
         // sparse: too little traffic to show anything either way.
         v("sparse", "v1", 9.0, 0.005, 0.08, 8),
-        v("sparse", "v2", 1.0, 0.005, 0.08, 9),
+        v("sparse", "v2", 0.2, 0.005, 0.08, 9),
     ])
 }
 

@@ -635,19 +635,31 @@ mod tests {
         let rate = |i: &Interval| i.canary.errors as f64 / i.canary.requests as f64;
         for _ in 0..5 {
             let (i, excess) = sim.next(0.1);
-            assert!((rate(&i) / BASE_ERROR_RATE - 1.0).abs() < 0.2, "{}", rate(&i));
+            assert!(
+                (rate(&i) / BASE_ERROR_RATE - 1.0).abs() < 0.2,
+                "{}",
+                rate(&i)
+            );
             // 600 errors expected of 120,000 canary requests: within four standard deviations.
             assert!(excess.errors.abs() < 100.0, "{excess:?}");
             assert!(!sim.regressed());
         }
         let (i, excess) = sim.next(0.5);
         assert!(sim.regressed());
-        assert!((rate(&i) / BASE_ERROR_RATE - 3.0).abs() < 0.2, "{}", rate(&i));
+        assert!(
+            (rate(&i) / BASE_ERROR_RATE - 3.0).abs() < 0.2,
+            "{}",
+            rate(&i)
+        );
         // Twice the stable's errors in excess: 2 * 0.5% of 600,000 requests.
         assert!((excess.errors / 6000.0 - 1.0).abs() < 0.1, "{excess:?}");
         // Once begun, it stays.
         let (i, _) = sim.next(0.1);
-        assert!((rate(&i) / BASE_ERROR_RATE - 3.0).abs() < 0.3, "{}", rate(&i));
+        assert!(
+            (rate(&i) / BASE_ERROR_RATE - 3.0).abs() < 0.3,
+            "{}",
+            rate(&i)
+        );
     }
 
     #[test]
@@ -671,7 +683,10 @@ mod tests {
         // The stable's p99 is near 0.25 s: its slowest 1.1% are above it, the canary's 2%.
         assert_eq!(BUCKETS[slow_bound(&s.truth.stable)], 0.25);
         let n = i.canary.requests as f64;
-        assert!((excess.slow / (n * (0.02 - 0.0113)) - 1.0).abs() < 0.1, "{excess:?}");
+        assert!(
+            (excess.slow / (n * (0.02 - 0.0113)) - 1.0).abs() < 0.1,
+            "{excess:?}"
+        );
         assert!(excess.errors.abs() < 4.0 * (n * BASE_ERROR_RATE).sqrt());
         let full = sim.expected_excess_at_full(1.0);
         assert!(

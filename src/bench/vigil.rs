@@ -7,7 +7,8 @@
 //!   starts late is not diluted). Errors and latency each run at `alpha / 2`, so an
 //!   unchanged canary is aborted with probability at most `alpha` over the whole rollout.
 //! - **Hold** when the traffic split is off: the canary's share of requests is shown, by an
-//!   anytime-valid test ([`crate::stats::srm`]), to differ from the weight set.
+//!   anytime-valid test ([`crate::stats::srm`]), to differ from the weight set, by more than
+//!   the judge's default split tolerance (20% of the weight).
 //! - **Pass** (advance) when every metric is shown, at level `beta`, below the exposure bound
 //!   of the next weight ([`Promotion`]), or within its tolerance.
 //! - **Hold** otherwise.
@@ -15,7 +16,7 @@
 use super::{Answer, Detector, DetectorFactory, Interval, Look, Tolerances, Truth};
 use crate::judge::decision::{Call, LatencyEvidence, Promotion, Sides};
 use crate::stats::srm::SplitCheck;
-use crate::template::Direction;
+use crate::template::{DEFAULT_SPLIT_TOLERANCE, Direction};
 
 /// The quantiles whose exceedance rates are watched.
 pub const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
@@ -125,7 +126,14 @@ impl Detector for Vigil {
             self.reason = Some("regression".into());
             return Answer::Fail;
         }
-        if let Some(split) = self.split.as_ref().filter(|s| s.mismatch()) {
+        let off = |s: &&SplitCheck| {
+            s.mismatch()
+                && match (s.observed_share(), s.expected_share()) {
+                    (Some(o), Some(e)) if e > 0.0 => (o / e - 1.0).abs() > DEFAULT_SPLIT_TOLERANCE,
+                    _ => false,
+                }
+        };
+        if let Some(split) = self.split.as_ref().filter(off) {
             self.reason = Some(format!(
                 "traffic split: the canary got {:.1}% of requests, its weight says {:.1}%",
                 100.0 * split.observed_share().unwrap_or(f64::NAN),

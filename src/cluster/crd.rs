@@ -359,6 +359,12 @@ pub struct CanaryAnalysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("consecutiveErrorLimit is at least 1"))]
     pub consecutive_error_limit: Option<i32>,
+    /// Check at every analysis that the canary receives the share of requests its weight
+    /// says (a sample-ratio-mismatch test on the first `ratio` metric's request counts), and
+    /// hold the step while it does not; default true. Turn it off when the request counts
+    /// the templates read do not follow the router's split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_split: Option<bool>,
     /// PromQL label matchers selecting the stable version, e.g. `canary=""`. The default
     /// depends on the router (see the docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -98,6 +98,7 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
         skip_analysis: spec.skip_analysis,
         scale_with_weight: spec.scale_canary_with_weight,
         replicas_router: spec.routing.replicas.is_some(),
+        check_split: analysis.check_split.unwrap_or(true),
         gates: gate_kinds(spec)?,
     };
     plan.check()?;

@@ -30,6 +30,8 @@ pub struct Settings {
     /// Where the judgement stands in its rollout: the weight a pass gives next, and which
     /// points belong to the current step.
     pub position: Position,
+    /// The window's query step in milliseconds (each point covers one).
+    pub step_ms: i64,
     /// 1 for a one-off judgement; the n-th judgement of a rollout otherwise. Tests that are
     /// not anytime-valid (`series`) spend `alpha` across looks.
     pub look: u32,
@@ -291,7 +293,7 @@ fn judge_ratio(
     let position = settings.position;
     let mut in_step = false;
     for (t, c) in &steps {
-        step_boundary(&position, *t, &mut in_step, &mut sides);
+        step_boundary(&position, (*t, settings.step_ms), &mut in_step, &mut sides);
         let [ce, cn, se, sn] = *c;
         sides.observe([ce.min(cn), cn, se.min(sn), sn], upper, lower);
     }
@@ -343,11 +345,16 @@ fn judge_ratio(
 
 /// Starts the step's own change processes at the first point of the current step (the
 /// points before it belong to earlier steps, whose own analyses watched them).
-fn step_boundary<S: StepWatch>(position: &Position, t: i64, in_step: &mut bool, evidence: &mut S) {
+fn step_boundary<S: StepWatch>(
+    position: &Position,
+    (t, step_ms): (i64, i64),
+    in_step: &mut bool,
+    evidence: &mut S,
+) {
     if *in_step {
         return;
     }
-    if position.in_step(t) {
+    if position.in_step(t, step_ms) {
         *in_step = true;
         evidence.start_step(position.step as usize);
     } else {
@@ -437,7 +444,12 @@ fn judge_histogram(
     let position = settings.position;
     let mut in_step = false;
     for t in &times {
-        step_boundary(&position, *t, &mut in_step, &mut evidence);
+        step_boundary(
+            &position,
+            (*t, settings.step_ms),
+            &mut in_step,
+            &mut evidence,
+        );
         evidence.observe(
             stable_steps.get(t).map_or(&[][..], Vec::as_slice),
             canary_steps.get(t).map_or(&[][..], Vec::as_slice),

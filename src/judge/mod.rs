@@ -188,7 +188,8 @@ pub struct SplitResult {
     /// The anytime-valid e-value against a faithful split (sample ratio mismatch when it
     /// reaches `1 / alpha`).
     pub e_value: f64,
-    /// Whether the split is off.
+    /// Whether the split is off: the e-value reached `1 / alpha` and the observed share
+    /// differs from the weight by more than `scoring.splitTolerance` of it.
     pub mismatch: bool,
 }
 
@@ -427,11 +428,12 @@ impl Position {
         }
     }
 
-    /// Whether a point at `t_ms` (Unix milliseconds, the end of its step) belongs to the
-    /// current step.
-    pub fn in_step(&self, t_ms: i64) -> bool {
+    /// Whether a point at `t_ms` (Unix milliseconds, the end of a query step of `step_ms`)
+    /// belongs to the current step: its whole query step came after the step began, so it
+    /// holds no traffic of the weight before.
+    pub fn in_step(&self, t_ms: i64, step_ms: i64) -> bool {
         self.step_start
-            .is_none_or(|s| t_ms > s.saturating_mul(1000))
+            .is_none_or(|s| t_ms.saturating_sub(step_ms) >= s.saturating_mul(1000))
     }
 }
 
@@ -475,13 +477,22 @@ pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) ->
                     beta: scoring.beta,
                     look: info.look,
                     position: info.position,
+                    step_ms: window_step_ms(&info.window),
                 },
             )
         })
         .collect();
     let (mut verdict, score, groups, mut reasons) =
         verdict(&template.spec.metrics, &results, scoring);
-    let split = split_check(template, data, &info.position);
+    let split = split_check(template, data, &info.position, &info.window);
+    if let Some(s) = split.as_ref().filter(|s| !s.mismatch) {
+        reasons.push(format!(
+            "traffic split as set: the canary received {} of the requests in this step \
+             (weight {})",
+            words::percent(s.observed),
+            words::percent(s.expected),
+        ));
+    }
     if let Some(s) = split.as_ref().filter(|s| s.mismatch) {
         reasons.push(format!(
             "traffic split: the canary received {} of the requests in this step ({} of {}), but \
@@ -519,13 +530,20 @@ pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) ->
     }
 }
 
+/// The window's query step in milliseconds.
+fn window_step_ms(window: &Window) -> i64 {
+    (window.step.as_secs_f64() * 1000.0).round() as i64
+}
+
 /// The split check over the current step, from the first `ratio` metric's request counts.
 fn split_check(
     template: &AnalysisTemplate,
     data: &[MetricData],
     position: &Position,
+    window: &Window,
 ) -> Option<SplitResult> {
     let weight = position.weight?;
+    let step_ms = window_step_ms(window);
     let (spec, data) = template
         .spec
         .metrics
@@ -540,18 +558,24 @@ fn split_check(
     };
     let (canary, stable) = (counts(Role::Canary), counts(Role::Stable));
     let mut check = crate::stats::srm::SplitCheck::new(template.spec.scoring.alpha)?;
-    for (t, s) in stable.iter().filter(|(t, _)| position.in_step(**t)) {
+    for (t, s) in stable
+        .iter()
+        .filter(|(t, _)| position.in_step(**t, step_ms))
+    {
         let c = canary.get(t).copied().unwrap_or(0.0);
         check.observe(c, c + s, weight);
     }
     let (c, n) = check.totals();
+    let tolerance = template.spec.scoring.split_tolerance.0;
     (n > 0.0).then(|| SplitResult {
         metric: spec.name.clone(),
         expected: weight,
         observed: c / n,
         requests: n,
         e_value: check.e_value(),
-        mismatch: check.mismatch(),
+        // Significant and material, as a regression is: routers approximate their weights,
+        // and with millions of requests any small difference is significant.
+        mismatch: check.mismatch() && ((c / n) / weight - 1.0).abs() > tolerance,
     })
 }
 
@@ -606,6 +630,7 @@ spec:
             beta: 0.05,
             look: 1,
             position: Position::one_off(),
+            step_ms: 60_000,
         }
     }
 

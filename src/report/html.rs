@@ -156,14 +156,18 @@ fn write_header(out: &mut String, report: &Report, summary: &str) {
         out,
         "<dl class=\"meta\"><dt>window</dt><dd>{} → {} (step {})</dd>\
          <dt>stable</dt><dd><code>{}</code></dd><dt>canary</dt><dd><code>{}</code></dd>\
-         <dt>source</dt><dd>{}</dd><dt>template</dt><dd>{}</dd></dl>",
+         <dt>source</dt><dd>{}</dd><dt>template</dt><dd>{}</dd><dt>next</dt><dd>{}</dd>{}</dl>",
         w.start.format("%Y-%m-%d %H:%M:%S UTC"),
         w.end.format("%Y-%m-%d %H:%M:%S UTC"),
         w.step,
         escape(&report.stable),
         escape(&report.canary),
         escape(&report.source),
-        escape(&report.template)
+        escape(&report.template),
+        escape(&super::next_step_words(report)),
+        super::split_words(report)
+            .map(|w| format!("<dt>split</dt><dd>{}</dd>", escape(&w)))
+            .unwrap_or_default()
     );
 }
 

@@ -203,18 +203,46 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
-/// The line with template, window and matchers.
+/// The line with template, window and matchers, and what a pass would do.
 fn md_context(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
-        "Template `{}` · window {} → {} (step {}) · stable `{}` · canary `{}`\n",
+        "Template `{}` · window {} → {} (step {}) · stable `{}` · canary `{}` · {}{}\n",
         report.template,
         report.window.start.to_rfc3339(),
         report.window.end.to_rfc3339(),
         report.window.step,
         escape_md(&report.stable),
-        escape_md(&report.canary)
+        escape_md(&report.canary),
+        next_step_words(report),
+        split_words(report)
+            .map(|s| format!(" · {s}"))
+            .unwrap_or_default()
     );
+}
+
+/// What a pass leads to, in words.
+pub fn next_step_words(report: &Report) -> String {
+    let p = report.position;
+    if p.next_weight >= 1.0 {
+        "a pass promotes (all traffic)".into()
+    } else {
+        format!(
+            "a pass gives the canary {} of the traffic",
+            crate::judge::words::percent(p.next_weight)
+        )
+    }
+}
+
+/// The traffic split check in words, when it ran.
+pub fn split_words(report: &Report) -> Option<String> {
+    let s = report.split.as_ref()?;
+    Some(format!(
+        "traffic split: canary {} of requests at weight {} ({})",
+        crate::judge::words::percent(s.observed),
+        crate::judge::words::percent(s.expected),
+        if s.mismatch { "MISMATCH" } else { "as set" }
+    ))
 }
 
 /// One row per metric.

@@ -74,7 +74,10 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
             next_weight,
             step: state.current_step + 1,
             step_start,
-            weight: state.matches.is_empty().then_some(state.weight),
+            // With replica counts as the router, the share follows the pods and their load,
+            // not the weight: no split check.
+            weight: (plan.check_split && !plan.replicas_router && state.matches.is_empty())
+                .then_some(state.weight),
         },
     })
 }

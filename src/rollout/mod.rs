@@ -205,6 +205,8 @@ pub struct Plan {
     pub scale_with_weight: bool,
     /// The weight is set by replica counts (no router).
     pub replicas_router: bool,
+    /// Check that the canary's share of requests follows the weight.
+    pub check_split: bool,
     /// The kinds of release gates configured.
     pub gates: Vec<GateKind>,
 }
@@ -334,7 +336,7 @@ pub struct StepPosition {
     /// When the current step began (its weight was applied).
     pub step_start: DateTime<Utc>,
     /// The weight (percent) the router was told, when the canary's traffic is split by weight
-    /// alone (no A/B match in force).
+    /// alone (no A/B match in force, a traffic router, the split check on).
     pub weight: Option<u8>,
 }
 

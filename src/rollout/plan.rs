@@ -35,6 +35,7 @@ impl Plan {
             skip_analysis: false,
             scale_with_weight: false,
             replicas_router: false,
+            check_split: true,
             gates: Vec::new(),
         }
     }

@@ -94,6 +94,11 @@ pub struct Scoring {
     /// promotion rule's error level.
     #[serde(default = "default_beta")]
     pub beta: f64,
+    /// How far the canary's share of requests may stray from its weight, relative to it,
+    /// before a significant difference is a traffic-split mismatch (20%: at weight 10%, a
+    /// share between 8% and 12% is as set).
+    #[serde(default = "default_split_tolerance")]
+    pub split_tolerance: Fraction,
     /// The lowest score (0-100) that passes.
     #[serde(default = "default_pass_score")]
     pub pass_score: f64,
@@ -108,6 +113,9 @@ fn default_alpha() -> f64 {
 fn default_beta() -> f64 {
     DEFAULT_BETA
 }
+fn default_split_tolerance() -> Fraction {
+    Fraction(DEFAULT_SPLIT_TOLERANCE)
+}
 fn default_pass_score() -> f64 {
     95.0
 }
@@ -120,6 +128,7 @@ impl Default for Scoring {
         Self {
             alpha: default_alpha(),
             beta: default_beta(),
+            split_tolerance: default_split_tolerance(),
             pass_score: default_pass_score(),
             marginal_score: default_marginal_score(),
         }
@@ -326,6 +335,8 @@ pub const DEFAULT_MIN_POINTS: usize = 10;
 pub const DEFAULT_MIN_POINTS_THRESHOLD: usize = 1;
 /// Default promotion error level (`scoring.beta`).
 pub const DEFAULT_BETA: f64 = 0.05;
+/// Default `scoring.splitTolerance`.
+pub const DEFAULT_SPLIT_TOLERANCE: f64 = 0.2;
 /// A metric's default `guard`, as a multiple of its tolerance.
 pub const DEFAULT_GUARD_FACTOR: f64 = 4.0;
 

@@ -120,6 +120,10 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
                 "templates": [{"name": "http-prometheus-client"}],
                 "args": [{"name": "job", "value": "web"}],
                 "interval": "1m",
+                // The loaded history gives the canary a fixed third of the requests, whatever
+                // the weight; tests/controller.rs checks that the split check holds such a
+                // rollout.
+                "checkSplit": false,
                 "stableMatchers": "version=\"v1\"",
                 "canaryMatchers": "version=\"v2\""
             }
