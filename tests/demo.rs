@@ -113,6 +113,70 @@ fn the_demo_as_json_is_one_document_with_both_rollouts() {
     assert!(dir.path().join("vigil-demo-report.html").is_file());
 }
 
+/// The healthy canary's `cpu` (a `series` metric, CPU seconds per request) holds the first
+/// step only as long as `minPoints` (10 points, one per 2-minute analysis) asks: its
+/// interval is an anytime-valid confidence sequence at the template's own 99%, and it
+/// passes at the first look that has the points. (With a Mann-Whitney test at a level
+/// shrinking with every look it showed "100% CI" and held the canary at 10% for 32
+/// simulated minutes.)
+#[test]
+fn the_healthy_canarys_cpu_passes_as_soon_as_it_has_its_points() {
+    let (code, stdout, stderr, _dir) = demo(&[
+        "--speed",
+        "0",
+        "--scenario",
+        "healthy",
+        "--output",
+        "json",
+        "--report",
+        "healthy.md",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let rollout = &json["rollouts"][0];
+    assert_eq!(rollout["end"], "promoted", "{rollout:#}");
+    let first_step: Vec<&Value> = rollout["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["step"] == "step 1/3 (10%)")
+        .collect();
+    let cpu = |a: &Value| -> Value {
+        a["reports"][0]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "cpu")
+            .cloned()
+            .unwrap()
+    };
+    let passed = first_step
+        .iter()
+        .position(|a| a["verdict"] == "pass")
+        .expect("the first step passes");
+    for a in &first_step[..passed] {
+        let m = cpu(a);
+        if m["outcome"] == "nodata" {
+            let reason = m["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("(minPoints)"),
+                "held by more than minPoints: {reason}"
+            );
+        }
+    }
+    let m = cpu(first_step[passed]);
+    assert_eq!(m["outcome"], "pass", "{m:#}");
+    assert_eq!(
+        m["canary"]["n"], 10.0,
+        "cpu passes with its first 10 points: {m:#}"
+    );
+    let reason = m["reason"].as_str().unwrap();
+    assert!(reason.contains("99% CS"), "{reason}");
+    // 10:00:05, when the canary got 10%, to the passing look: 20 minutes, not 32.
+    let at = first_step[passed]["at"].as_str().unwrap();
+    assert_eq!(at, "2026-11-28T10:20:05Z");
+}
+
 #[test]
 fn a_canary_without_traffic_is_never_promoted() {
     let (code, stdout, stderr, _dir) = demo(&[

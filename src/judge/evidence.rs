@@ -88,6 +88,50 @@ pub fn points(
     Ok(out)
 }
 
+/// One value per step: the mean of the step's points over all series (after the template's
+/// NaN strategy), keyed by time stamp in milliseconds. With several series (one per Pod,
+/// say) that is the mean per series, which does not grow with the number of Pods.
+pub fn step_points(
+    result: &QueryResult,
+    nan: NanStrategy,
+    nan_value: Option<f64>,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<i64, f64>, String> {
+    let mut sums: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+    let mut removed = 0usize;
+    for series in &result.series {
+        for &(t, v) in &series.points {
+            let value = if v.is_finite() {
+                v
+            } else {
+                match (nan, nan_value) {
+                    (NanStrategy::Replace, Some(r)) if v.is_nan() => r,
+                    (NanStrategy::Fail, _) => {
+                        return Err(format!(
+                            "the query returned {v} and the metric says nan: fail; fix the query (e.g. guard divisions) or choose nan: remove"
+                        ));
+                    }
+                    _ => {
+                        removed += 1;
+                        continue;
+                    }
+                }
+            };
+            let entry = sums.entry(millis(t)).or_insert((0.0, 0.0));
+            entry.0 += value;
+            entry.1 += 1.0;
+        }
+    }
+    if removed > 0 {
+        warnings.push(format!("{removed} NaN or infinite points were removed"));
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(t, (sum, n))| (t, sum / n))
+        .filter(|(_, v)| v.is_finite())
+        .collect())
+}
+
 /// Applies the template's outlier strategy to points (after NaN handling).
 pub fn without_outliers(
     points: Vec<f64>,

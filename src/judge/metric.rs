@@ -4,8 +4,8 @@
 //! with anytime-valid e-processes, exactly as a rollout that looks at every step would judge
 //! them: a regression beyond tolerance fails as soon as the evidence shows it, a pass needs
 //! evidence that any change is within tolerance, and anything in between is `nodata` with an
-//! estimate of how much more traffic is needed. `series` metrics use Mann-Whitney U at a level
-//! corrected for the number of looks so far.
+//! estimate of how much more traffic is needed. `series` metrics are judged the same way
+//! with a time-uniform confidence sequence for the mean per-step log ratio canary/stable.
 
 use super::decision::{Call, LatencyEvidence, Promotion, Sides};
 use super::evidence;
@@ -14,10 +14,13 @@ use super::{
     FixedSample, MetricData, MetricResult, Outcome, Position, PromotionEvidence, VersionSummary,
 };
 use crate::data::{QueryResult, Role};
+use crate::stats::confseq::{self, Dependence};
 use crate::stats::histogram::{self, Bucket};
-use crate::stats::sequential::alpha_for_look;
-use crate::stats::{Alternative, mann_whitney, rates, summary};
-use crate::template::{Aggregate, Direction, MetricSpec, MetricType, QueryPart};
+use crate::stats::outliers::{self, OutlierMode};
+use crate::stats::{Alternative, rates, summary};
+use crate::template::{
+    Aggregate, DEFAULT_IQR_FACTOR, Direction, MetricSpec, MetricType, OutlierStrategy, QueryPart,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How to judge: the levels, which look of a rollout this is and where the rollout stands.
@@ -32,8 +35,8 @@ pub struct Settings {
     pub position: Position,
     /// The window's query step in milliseconds (each point covers one).
     pub step_ms: i64,
-    /// 1 for a one-off judgement; the n-th judgement of a rollout otherwise. Tests that are
-    /// not anytime-valid (`series`) spend `alpha` across looks.
+    /// 1 for a one-off judgement; the n-th judgement of a rollout otherwise. Every metric
+    /// type's test is anytime-valid, so none spends `alpha` across looks.
     pub look: u32,
 }
 
@@ -71,12 +74,7 @@ pub fn judge_metric(spec: &MetricSpec, data: &MetricData, settings: Settings) ->
     let outcome = match spec.kind {
         MetricType::Ratio => judge_ratio(spec, data, &settings, &mut result),
         MetricType::Histogram => judge_histogram(spec, data, &settings, &mut result),
-        MetricType::Series => judge_series(
-            spec,
-            data,
-            alpha_for_look(alpha, settings.look),
-            &mut result,
-        ),
+        MetricType::Series => judge_series(spec, data, alpha, &mut result),
         MetricType::Threshold => judge_threshold(spec, data, &mut result),
     };
     match outcome {
@@ -597,128 +595,291 @@ fn series_points(
     ))
 }
 
+/// How a `series` metric compares the two versions' points at each step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scale {
+    /// Every point is positive: `ln(canary / stable)`, a relative change `e^x - 1`.
+    Log,
+    /// Some points are zero or negative: `canary - stable`, relative to the stable median
+    /// (its mean if the median is 0), this magnitude.
+    Relative(f64),
+    /// Stable is 0 throughout: `canary - stable`, judged with no tolerance.
+    Absolute,
+}
+
+impl Scale {
+    /// One step's comparison.
+    fn compare(self, canary: f64, stable: f64) -> f64 {
+        match self {
+            Scale::Log => (canary / stable).ln(),
+            Scale::Relative(_) | Scale::Absolute => canary - stable,
+        }
+    }
+
+    /// A mean difference (the scale's units) as a relative change (absolute for Absolute).
+    fn change(self, x: f64) -> f64 {
+        match self {
+            Scale::Log => x.exp() - 1.0,
+            Scale::Relative(base) => x / base,
+            Scale::Absolute => x,
+        }
+    }
+
+    /// The tolerance's bounds in the scale's units: (below, above).
+    fn bounds(self, tolerance: f64) -> (f64, f64) {
+        match self {
+            Scale::Log => {
+                let (upper, lower) = ratio_bounds(tolerance);
+                (lower.ln(), upper.ln())
+            }
+            Scale::Relative(base) => (-tolerance * base, tolerance * base),
+            Scale::Absolute => (0.0, 0.0),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Scale::Log => "log ratio canary/stable",
+            Scale::Relative(_) | Scale::Absolute => "difference canary - stable",
+        }
+    }
+}
+
+/// Paired per-step values of both versions: `(canary, stable)` at each step where both
+/// have a point.
+fn paired_steps(canary: &BTreeMap<i64, f64>, stable: &BTreeMap<i64, f64>) -> Vec<(f64, f64)> {
+    canary
+        .iter()
+        .filter_map(|(t, c)| stable.get(t).map(|s| (*c, *s)))
+        .collect()
+}
+
+/// The template's outlier strategy, applied to the per-step comparisons.
+fn step_outliers(
+    spec: &MetricSpec,
+    values: Vec<f64>,
+    scale: Scale,
+    warnings: &mut Vec<String>,
+) -> Vec<f64> {
+    let mode = match spec.outliers {
+        OutlierStrategy::Keep => return values,
+        OutlierStrategy::Remove => OutlierMode::Remove,
+        OutlierStrategy::Replace => OutlierMode::Replace,
+    };
+    let k = spec.iqr_factor.unwrap_or(DEFAULT_IQR_FACTOR);
+    let (out, touched) = outliers::apply(&values, mode, k);
+    if touched > 0 {
+        let verb = if mode == OutlierMode::Remove {
+            "were removed"
+        } else {
+            "were moved onto the fences"
+        };
+        warnings.push(format!(
+            "{touched} outlying points: the steps whose {} lay outside the {k} IQR fences {verb}",
+            scale.what()
+        ));
+    }
+    out
+}
+
+/// `series`: an anytime-valid confidence sequence for the mean per-step log ratio of the
+/// canary's and stable's points at the same time stamps (see [`confseq`]); the relative
+/// change is `e^x - 1` of it. Fails when the whole interval lies beyond the tolerance on
+/// the harmful side, passes when it lies within, and is `nodata` otherwise.
 fn judge_series(
     spec: &MetricSpec,
     data: &MetricData,
     alpha: f64,
     out: &mut MetricResult,
 ) -> Judged {
-    let stable = series_points(spec, data, Role::Stable, &mut out.warnings)?;
-    let canary = series_points(spec, data, Role::Canary, &mut out.warnings)?;
-    out.stable = Some(point_summary(&stable));
-    out.canary = Some(point_summary(&canary));
-    out.test = "Mann-Whitney U".into();
+    let step_values = |role: Role, warnings: &mut Vec<String>| {
+        let result = answer(data, role, QueryPart::Query)?;
+        if result.series.len() > 1 {
+            warnings.push(format!(
+                "the {role} query returned {} series; each step's points were averaged \
+                 (wrap the query in avg(...) to make that explicit)",
+                result.series.len()
+            ));
+        }
+        evidence::step_points(result, spec.nan, spec.nan_value, warnings)
+    };
+    let stable_steps = step_values(Role::Stable, &mut out.warnings)?;
+    let canary_steps = step_values(Role::Canary, &mut out.warnings)?;
+    let stable_values: Vec<f64> = stable_steps.values().copied().collect();
+    let canary_values: Vec<f64> = canary_steps.values().copied().collect();
+    out.stable = Some(point_summary(&stable_values));
+    out.canary = Some(point_summary(&canary_values));
+    out.test = "anytime-valid confidence sequence (normal mixture) of the mean per-step log \
+                ratio canary/stable"
+        .into();
     let min = spec.min_points() as f64;
-    let (sn, cn) = (stable.len() as f64, canary.len() as f64);
+    let (sn, cn) = (stable_values.len() as f64, canary_values.len() as f64);
     if sn < min || cn < min {
         return Ok((
             Outcome::NoData,
             too_little("points", sn, cn, min, "minPoints"),
         ));
     }
-    let mw = mann_whitney::mann_whitney_u(&canary, &stable, alternative(spec.direction))
-        .ok_or_else(|| "Mann-Whitney U could not be computed".to_string())?;
-    out.test = format!("Mann-Whitney U ({}), Hodges-Lehmann shift", mw.method);
-    out.statistic = Some(mw.u);
-    out.p_value = Some(mw.p_value);
-    // A two-sided interval at 1 - 2 alpha gives one-sided bounds at level alpha.
-    let shift = mann_whitney::hodges_lehmann(&canary, &stable, 1.0 - 2.0 * alpha)
-        .ok_or_else(|| "the Hodges-Lehmann shift could not be computed".to_string())?;
-    let stable_summary = summary::summarize(&stable);
+    let pairs = paired_steps(&canary_steps, &stable_steps);
+    // The words and the scale use the steps that are compared.
+    let stable_paired: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    let canary_paired: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let stable_summary = summary::summarize(&stable_paired);
     let stable_median = stable_summary.map_or(0.0, |s| s.median);
     let stable_mean = stable_summary.map_or(0.0, |s| s.mean);
-    let canary_median = summary::summarize(&canary).map_or(0.0, |s| s.median);
+    let canary_median = summary::summarize(&canary_paired).map_or(0.0, |s| s.median);
     let base = if stable_median != 0.0 {
         stable_median.abs()
     } else {
         stable_mean.abs()
     };
-    let significant = mw.p_value < alpha;
-    // With a stable version that is exactly zero, judge the absolute shift with no tolerance.
-    let (scale, tolerance) = if base == 0.0 {
-        (1.0, 0.0)
+    let scale = if base == 0.0 {
+        Scale::Absolute
+    } else if pairs.iter().all(|(c, s)| *c > 0.0 && *s > 0.0) {
+        Scale::Log
     } else {
-        (base, spec.tolerance.0)
+        Scale::Relative(base)
     };
-    let (rel, low, high) = (
-        shift.estimate / scale,
-        shift.low / scale,
-        shift.high / scale,
-    );
-    if base != 0.0 {
-        out.estimate = Some(rel);
-        out.ci = Some([low, high]);
+    if scale != Scale::Log {
+        out.test = format!(
+            "anytime-valid confidence sequence (normal mixture) of the mean per-step {}",
+            scale.what()
+        );
     }
+    let diffs: Vec<f64> = pairs.iter().map(|(c, s)| scale.compare(*c, *s)).collect();
+    let diffs = step_outliers(spec, diffs, scale, &mut out.warnings);
+    let steps = diffs.len() as f64;
+    if steps < min.max(2.0) {
+        return Ok((
+            Outcome::NoData,
+            format!(
+                "only {} steps have a point of both versions (canary {} points, stable {}); \
+                 the comparison needs at least {} (minPoints): about {} more",
+                words::count(steps),
+                words::count(cn),
+                words::count(sn),
+                words::count(min.max(2.0)),
+                words::count(min.max(2.0) - steps)
+            ),
+        ));
+    }
+    let cs = confseq::mean_sequence(&diffs, alpha, Dependence::Autocorrelated)
+        .ok_or_else(|| "the confidence sequence could not be computed".to_string())?;
+    if cs.autocorrelation > 0.0 {
+        out.test.push_str(&format!(
+            "; lag-1 autocorrelation {} allowed for ({} effective steps of {})",
+            words::significant(cs.autocorrelation, 2),
+            words::significant(cs.effective_n, 3),
+            cs.n
+        ));
+    }
+    // Evidence of a change in the harmful direction only: the two-sided mixture's e-value
+    // against no change, when the estimate lies on the harmful side.
+    let harmful_side = match spec.direction {
+        Direction::Increase => cs.mean > 0.0,
+        Direction::Decrease => cs.mean < 0.0,
+        Direction::Either => true,
+    };
+    let (e, p) = if harmful_side {
+        (cs.e_value(0.0), cs.p_value(0.0))
+    } else {
+        (1.0, 1.0)
+    };
+    out.statistic = Some(e);
+    out.e_value = Some(e);
+    out.p_value = Some(p);
+    let tolerance = if scale == Scale::Absolute {
+        0.0
+    } else {
+        spec.tolerance.0
+    };
+    let (below, above) = scale.bounds(tolerance);
+    let (rel, low, high) = (
+        scale.change(cs.mean),
+        scale.change(cs.low),
+        scale.change(cs.high),
+    );
+    let bounded = cs.radius().is_finite();
+    if scale != Scale::Absolute {
+        out.estimate = Some(rel);
+        out.ci = bounded.then_some([low, high]);
+    }
+    let (beyond_above, beyond_below) = (cs.low > above, cs.high < below);
     let beyond = match spec.direction {
-        Direction::Increase => low > tolerance,
-        Direction::Decrease => high < -tolerance,
-        Direction::Either => low > tolerance || high < -tolerance,
+        Direction::Increase => beyond_above,
+        Direction::Decrease => beyond_below,
+        Direction::Either => beyond_above || beyond_below,
     };
     let within = match spec.direction {
-        Direction::Increase => high <= tolerance,
-        Direction::Decrease => low >= -tolerance,
-        Direction::Either => high <= tolerance && low >= -tolerance,
+        Direction::Increase => cs.high <= above,
+        Direction::Decrease => cs.low >= below,
+        Direction::Either => cs.high <= above && cs.low >= below,
     };
     let tol = words::percent(tolerance);
-    let (outcome, ending) = if significant && beyond {
+    let (outcome, ending) = if beyond {
         (
-            if rel >= 0.0 {
+            if beyond_above {
                 Outcome::High
             } else {
                 Outcome::Low
             },
             format!(
                 "regression beyond the {tol} tolerance ({})",
-                words::p_value(mw.p_value)
+                words::p_value(p)
             ),
         )
     } else if within {
         (
             Outcome::Pass,
-            format!(
-                "within the {tol} tolerance ({})",
-                words::p_value(mw.p_value)
-            ),
+            format!("within the {tol} tolerance ({})", words::p_value(p)),
         )
     } else {
-        // The interval's half-width shrinks like 1/sqrt(n).
-        let half = (high - low) / 2.0;
-        let room = tolerance - rel.abs();
-        let more = if room > 0.0 && half > 0.0 {
-            let factor = (half / room).powi(2);
-            format!(
-                "; about {} more points per version should settle it",
-                words::count((sn.min(cn) * (factor - 1.0)).max(1.0))
-            )
-        } else {
-            String::new()
+        // How far the estimate is from the bound that will decide, in the scale's units.
+        let room = match spec.direction {
+            Direction::Increase => (above - cs.mean).abs(),
+            Direction::Decrease => (cs.mean - below).abs(),
+            Direction::Either => (above - cs.mean).abs().min((cs.mean - below).abs()),
+        };
+        let more = match cs.points_needed(room) {
+            Some(need) if need > steps => format!(
+                "; about {} more {} with points of both versions should settle it",
+                words::count(need - steps),
+                if need - steps > 1.0 { "steps" } else { "step" }
+            ),
+            Some(_) | None if room > 0.0 => "; a few more steps should settle it".into(),
+            _ => "; more data should settle it unless the change is at the tolerance".into(),
         };
         (
             Outcome::NoData,
             format!(
                 "the interval still reaches beyond the {tol} tolerance ({}){more}",
-                words::p_value(mw.p_value)
+                words::p_value(p)
             ),
         )
     };
-    let shown = if base == 0.0 {
+    let confidence = words::confidence(alpha);
+    let interval = |low: String, high: String| {
+        if bounded {
+            format!("{confidence} CS {low} to {high}")
+        } else {
+            format!("{} steps are too few for a {confidence} CS", cs.n)
+        }
+    };
+    let shown = if scale == Scale::Absolute {
         format!(
-            "stable is 0 throughout; canary median {} (shift {}, {} CI {} to {})",
+            "stable is 0 throughout; canary median {} (shift {}, {})",
             words::value(canary_median),
-            words::value(shift.estimate),
-            words::confidence(2.0 * alpha),
-            words::value(low),
-            words::value(high)
+            words::value(cs.mean),
+            interval(words::value(low), words::value(high))
         )
     } else {
         format!(
-            "canary median {} vs stable {} (shift {}, {} CI {} to {})",
+            "canary median {} vs stable {} over {} steps (change {}, {})",
             words::value(canary_median),
             words::value(stable_median),
+            cs.n,
             words::change(rel),
-            words::confidence(2.0 * alpha),
-            words::change(low),
-            words::change(high)
+            interval(words::change(low), words::change(high))
         )
     };
     Ok((outcome, format!("{shown}; {ending}")))

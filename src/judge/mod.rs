@@ -654,7 +654,9 @@ spec:
             "{:?}",
             r.warnings
         );
-        assert_eq!(r.canary.as_ref().map(|c| c.n), Some(39.0));
+        // The versions keep their points; the glitched step is dropped from the comparison.
+        assert_eq!(r.canary.as_ref().map(|c| c.n), Some(40.0));
+        assert!(r.reason.contains("over 39 steps"), "{}", r.reason);
     }
 
     #[test]
@@ -719,5 +721,218 @@ spec:
         let slo_ok = data(&[(Role::Canary, series(&[0.999, 0.995]))]);
         let r = judge(&t, &[cpu, slo_ok], info());
         assert_eq!((r.verdict, r.score), (Verdict::Pass, 100.0));
+    }
+
+    const SERIES: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: t}
+spec:
+  metrics:
+    - name: cpu
+      type: series
+      query: x{ {{ selector }} }
+      tolerance: 20%
+    - name: gauge
+      type: series
+      query: y{ {{ selector }} }
+      direction: either
+      tolerance: 10%
+      minPoints: 3
+"#;
+
+    /// Per-step points of both versions: a load shared by both (up and down through the
+    /// day, x0.5 to x1.5) times each version's own noise (`noise` relative sd), the canary
+    /// times `1 + change`.
+    fn paired(steps: usize, change: f64, noise: f64, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = crate::stats::random::Rng::new(seed);
+        let mut stable = Vec::with_capacity(steps);
+        let mut canary = Vec::with_capacity(steps);
+        for i in 0..steps {
+            let load = 1.0 + 0.5 * (i as f64 / 7.0).sin();
+            stable.push(0.4 * load * (noise * rng.normal()).exp());
+            canary.push(0.4 * load * (1.0 + change) * (noise * rng.normal()).exp());
+        }
+        (stable, canary)
+    }
+
+    fn judge_series(metric: usize, stable: &[f64], canary: &[f64], look: u32) -> MetricResult {
+        let t = parse(SERIES, "t").unwrap();
+        judge_metric(
+            &t.spec.metrics[metric],
+            &data(&[
+                (Role::Stable, series(stable)),
+                (Role::Canary, series(canary)),
+            ]),
+            Settings {
+                look,
+                ..settings()
+            },
+        )
+    }
+
+    #[test]
+    fn an_unchanged_series_passes_with_a_99_percent_cs() {
+        let (stable, canary) = paired(30, 0.0, 0.03, 1);
+        let r = judge_series(0, &stable, &canary, 1);
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+        assert!(r.reason.contains("99% CS"), "{}", r.reason);
+        assert!(
+            r.reason.contains("within the 20% tolerance"),
+            "{}",
+            r.reason
+        );
+        let [low, high] = r.ci.expect("an interval");
+        assert!(
+            -0.2 < low && low < 0.0 && 0.0 < high && high < 0.2,
+            "{low} {high}"
+        );
+        assert!(
+            r.estimate.is_some_and(|e| e.abs() < 0.03),
+            "{:?}",
+            r.estimate
+        );
+        assert!(r.p_value.is_some_and(|p| p > 0.01 && p <= 1.0));
+        assert!(r.test.contains("confidence sequence"), "{}", r.test);
+        // The shared load swings by x3 across the window; only the pairing by step keeps
+        // the interval this narrow.
+        assert!(high - low < 0.1, "{low} {high}");
+    }
+
+    /// Anytime-valid: the interval, and so the decision, does not depend on how many looks
+    /// came before (the old test spent alpha across looks and showed "100% CI" by look 30).
+    #[test]
+    fn the_series_decision_does_not_depend_on_the_look() {
+        let (stable, canary) = paired(30, 0.0, 0.03, 1);
+        let first = judge_series(0, &stable, &canary, 1);
+        let later = judge_series(0, &stable, &canary, 30);
+        assert_eq!(first, later);
+    }
+
+    #[test]
+    fn a_series_regression_beyond_tolerance_fails() {
+        let (stable, canary) = paired(20, 0.6, 0.05, 2);
+        let r = judge_series(0, &stable, &canary, 1);
+        assert_eq!(r.outcome, Outcome::High, "{}", r.reason);
+        assert!(
+            r.reason.contains("regression beyond the 20% tolerance"),
+            "{}",
+            r.reason
+        );
+        let [low, _] = r.ci.expect("an interval");
+        assert!(low > 0.2, "{:?}", r.ci);
+        assert!(r.p_value.is_some_and(|p| p < 0.01), "{:?}", r.p_value);
+        assert!(r.e_value.is_some_and(|e| e > 100.0), "{:?}", r.e_value);
+        // An improvement of the same size is within tolerance for `direction: increase`...
+        let (stable, canary) = paired(20, -0.4, 0.05, 2);
+        let r = judge_series(0, &stable, &canary, 1);
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+        assert_eq!(r.p_value, Some(1.0));
+        // ...and low for `direction: either`.
+        let r = judge_series(1, &stable, &canary, 1);
+        assert_eq!(r.outcome, Outcome::Low, "{}", r.reason);
+    }
+
+    #[test]
+    fn an_undecided_series_says_how_many_more_steps() {
+        // Noisy points (15% per version): 12 steps bound the change only to about ±30%.
+        let (stable, canary) = paired(12, 0.0, 0.15, 3);
+        let r = judge_series(0, &stable, &canary, 1);
+        assert_eq!(r.outcome, Outcome::NoData, "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("the interval still reaches beyond the 20% tolerance"),
+            "{}",
+            r.reason
+        );
+        assert!(r.reason.contains("more steps"), "{}", r.reason);
+        // The first few steps cannot bound anything at 99%: no interval, and the words say so.
+        let (stable, canary) = paired(4, 0.0, 0.01, 4);
+        let r = judge_series(1, &stable, &canary, 1);
+        assert_eq!(r.outcome, Outcome::NoData, "{}", r.reason);
+        assert!(
+            r.reason.contains("4 steps are too few for a 99% CS"),
+            "{}",
+            r.reason
+        );
+        assert_eq!(r.ci, None);
+    }
+
+    #[test]
+    fn series_points_are_paired_by_time_stamp() {
+        let (stable, canary) = paired(20, 0.0, 0.03, 5);
+        let t = parse(SERIES, "t").unwrap();
+        // The canary's points are half a step later: no step has both versions.
+        let mut shifted = series(&canary);
+        for p in &mut shifted.series[0].points {
+            p.0 += 30.0;
+        }
+        let r = judge_metric(
+            &t.spec.metrics[0],
+            &data(&[(Role::Stable, series(&stable)), (Role::Canary, shifted)]),
+            settings(),
+        );
+        assert_eq!(r.outcome, Outcome::NoData, "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("only 0 steps have a point of both versions (canary 20 points"),
+            "{}",
+            r.reason
+        );
+        // Too few points per version is still said as before.
+        let r = judge_series(0, &stable[..5], &canary[..5], 1);
+        assert_eq!(r.outcome, Outcome::NoData);
+        assert!(r.reason.contains("minPoints"), "{}", r.reason);
+    }
+
+    #[test]
+    fn several_series_of_a_version_are_averaged_per_step() {
+        let (stable, canary) = paired(20, 0.0, 0.03, 6);
+        // Stable in two Pods (per-Pod values), one 2% above the other: each step's value is
+        // their mean, comparable with the canary's single Pod.
+        let mut two = series(&stable);
+        let mut second = two.series[0].clone();
+        for p in &mut second.points {
+            p.1 *= 1.02;
+        }
+        second.labels.insert("pod".into(), "b".into());
+        two.series.push(second);
+        let t = parse(SERIES, "t").unwrap();
+        let r = judge_metric(
+            &t.spec.metrics[0],
+            &data(&[(Role::Stable, two), (Role::Canary, series(&canary))]),
+            settings(),
+        );
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+        assert_eq!(r.stable.as_ref().map(|s| s.n), Some(20.0));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("returned 2 series; each step's points were averaged")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn a_series_with_stable_at_zero_is_judged_absolutely() {
+        let zeros = vec![0.0; 20];
+        let r = judge_series(0, &zeros, &zeros, 1);
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+        assert!(
+            r.reason.starts_with("stable is 0 throughout"),
+            "{}",
+            r.reason
+        );
+        assert_eq!((r.estimate, r.ci), (None, None));
+        let mut rng = crate::stats::random::Rng::new(7);
+        let busy: Vec<f64> = (0..20).map(|_| 3.0 + rng.normal()).collect();
+        let r = judge_series(0, &zeros, &busy, 1);
+        assert_eq!(r.outcome, Outcome::High, "{}", r.reason);
+        // Points that are sometimes 0 (a queue length, say): differences relative to the
+        // stable median instead of log ratios.
+        let stable: Vec<f64> = (0..30).map(|i| f64::from(i % 5)).collect();
+        let r = judge_series(0, &stable, &stable, 1);
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+        assert!(r.test.contains("difference canary - stable"), "{}", r.test);
     }
 }

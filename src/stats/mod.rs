@@ -1,10 +1,12 @@
-//! Pure statistics for canary analysis: rank tests, rate comparisons,
-//! Prometheus histogram arithmetic and descriptive summaries.
+//! Pure statistics for canary analysis: rank tests, rate comparisons, anytime-valid
+//! sequential tests and confidence sequences, Prometheus histogram arithmetic and
+//! descriptive summaries.
 //!
 //! Everything here is deterministic and panic-free: functions return `None`
 //! (or a conservative answer) for empty, degenerate or non-finite input.
 //! Wherever a test involves two samples, the *first* one is the canary.
 
+pub mod confseq;
 pub mod histogram;
 pub mod mann_whitney;
 pub mod outliers;

@@ -144,7 +144,8 @@ pub enum MetricType {
     /// A Prometheus histogram's buckets, `sum by (le)`: compared by the rates of requests
     /// slower than the stable version's quantiles.
     Histogram,
-    /// Any query; its points over the window are the samples, compared with Mann-Whitney.
+    /// Any query with one point per step per version: the versions' points at the same
+    /// steps are compared with an anytime-valid confidence sequence.
     Series,
     /// An absolute bound on the canary alone, as Argo Rollouts and Flagger check today.
     Threshold,
