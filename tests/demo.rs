@@ -114,7 +114,7 @@ fn the_demo_as_json_is_one_document_with_both_rollouts() {
 }
 
 /// The healthy canary's `cpu` (a `series` metric, CPU seconds per request) holds the first
-/// step only as long as `minPoints` (10 points, one per 2-minute analysis) asks: its
+/// step only as long as `minPoints` (6 points, one per 1-minute analysis) asks: its
 /// interval is an anytime-valid confidence sequence at the template's own 99%, and it
 /// passes at the first look that has the points. (With a Mann-Whitney test at a level
 /// shrinking with every look it showed "100% CI" and held the canary at 10% for 32
@@ -167,14 +167,14 @@ fn the_healthy_canarys_cpu_passes_as_soon_as_it_has_its_points() {
     let m = cpu(first_step[passed]);
     assert_eq!(m["outcome"], "pass", "{m:#}");
     assert_eq!(
-        m["canary"]["n"], 10.0,
-        "cpu passes with its first 10 points: {m:#}"
+        m["canary"]["n"], 6.0,
+        "cpu passes with its first 6 points: {m:#}"
     );
     let reason = m["reason"].as_str().unwrap();
     assert!(reason.contains("99% CS"), "{reason}");
-    // 10:00:05, when the canary got 10%, to the passing look: 20 minutes, not 32.
+    // 10:00:05, when the canary got 10%, to the passing look: 6 minutes, not 32.
     let at = first_step[passed]["at"].as_str().unwrap();
-    assert_eq!(at, "2026-11-28T10:20:05Z");
+    assert_eq!(at, "2026-11-28T10:06:05Z");
 }
 
 #[test]

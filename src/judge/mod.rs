@@ -763,10 +763,7 @@ spec:
                 (Role::Stable, series(stable)),
                 (Role::Canary, series(canary)),
             ]),
-            Settings {
-                look,
-                ..settings()
-            },
+            Settings { look, ..settings() },
         )
     }
 
