@@ -633,3 +633,105 @@ impl LatencyEvidence {
         &self.sides
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::random::Rng;
+
+    const PROMOTION: Promotion = Promotion {
+        beta: 0.05,
+        guard: 0.8,
+    };
+
+    /// `intervals` intervals of an error comparison at canary share `share`, with the canary
+    /// `ratio` times stable's rate (0.5% errors, `rps` requests a second in all).
+    fn feed(sides: &mut Sides, rng: &mut Rng, ratio: f64, share: f64, rps: f64, intervals: usize) {
+        for _ in 0..intervals {
+            let (cn, sn) = (
+                rng.poisson(rps * 60.0 * share),
+                rng.poisson(rps * 60.0 * (1.0 - share)),
+            );
+            let ce = rng.poisson(cn * 0.005 * ratio);
+            let se = rng.poisson(sn * 0.005);
+            sides.observe([ce, cn, se, sn], 1.2, 1e-6);
+        }
+    }
+
+    #[test]
+    fn the_exposure_bound_grows_as_the_next_weight_shrinks() {
+        assert!((PROMOTION.bound(1.0) - 1.8).abs() < 1e-12);
+        assert!((PROMOTION.bound(0.5) - 2.6).abs() < 1e-12);
+        assert!((PROMOTION.bound(0.1) - 9.0).abs() < 1e-12);
+        // A weight of 0 is treated as 1%, not a division by zero.
+        assert!(PROMOTION.bound(0.0).is_finite());
+        assert!((PROMOTION.lower_bound(1.0) - 0.2).abs() < 1e-12);
+        assert!(PROMOTION.lower_bound(0.1) > 0.0);
+    }
+
+    #[test]
+    fn a_healthy_canary_may_go_to_half_the_traffic_before_all_of_it() {
+        let mut rng = Rng::new(3);
+        let mut sides = Sides::with_promotion(Direction::Increase, 0.005, PROMOTION);
+        let mut half = None;
+        let mut full = None;
+        for minute in 1..=120 {
+            feed(&mut sides, &mut rng, 1.0, 0.1, 200.0, 1);
+            if half.is_none() && sides.promotable(0.5) {
+                half = Some(minute);
+            }
+            if full.is_none() && sides.promotable(1.0) {
+                full = Some(minute);
+            }
+        }
+        let (half, full) = (half.unwrap(), full.unwrap());
+        assert!(half < full, "50% at minute {half}, 100% at {full}");
+        assert!(matches!(sides.call(), Call::Undecided | Call::Safe));
+    }
+
+    #[test]
+    fn a_canary_beyond_its_guard_is_rarely_promoted_and_a_large_one_fails() {
+        // Exactly at the full-traffic bound: promoted in at most beta of the runs, however
+        // long one looks (here 60 looks of 2000 req/s at 50%).
+        let promoted = (0..200)
+            .filter(|&seed| {
+                let mut rng = Rng::new(seed);
+                let mut sides = Sides::with_promotion(Direction::Increase, 0.005, PROMOTION);
+                (0..60).any(|_| {
+                    feed(&mut sides, &mut rng, 1.8, 0.5, 2000.0, 1);
+                    sides.promotable(1.0)
+                })
+            })
+            .count();
+        assert!(promoted <= 10 + 9, "{promoted} of 200");
+        let mut rng = Rng::new(9);
+        let mut sides = Sides::with_promotion(Direction::Increase, 0.005, PROMOTION);
+        feed(&mut sides, &mut rng, 5.0, 0.5, 200.0, 10);
+        assert!(matches!(
+            sides.call(),
+            Call::Regression { higher: true, .. }
+        ));
+        assert!(!sides.promotable(0.5));
+    }
+
+    #[test]
+    fn a_regression_that_starts_at_a_new_step_is_seen_by_the_restarted_process() {
+        // 30 healthy minutes at 10%, then x3 errors at 50%: the whole rollout's process is
+        // diluted by the healthy step; the step's own process is not.
+        let run = |restart: bool| {
+            let mut rng = Rng::new(11);
+            let mut sides = Sides::with_promotion(Direction::Increase, 0.005, PROMOTION);
+            feed(&mut sides, &mut rng, 1.0, 0.1, 20.0, 30);
+            if restart {
+                sides.new_step();
+            }
+            (1..=60).find(|_| {
+                feed(&mut sides, &mut rng, 3.0, 0.5, 20.0, 1);
+                matches!(sides.call(), Call::Regression { .. })
+            })
+        };
+        let (with, without) = (run(true), run(false));
+        let with = with.expect("found with the step process");
+        assert!(without.is_none_or(|w| with <= w), "{with} vs {without:?}");
+    }
+}

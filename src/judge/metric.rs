@@ -526,13 +526,22 @@ fn judge_histogram(
     out.ci = Some([low, high]);
     let steps = times.len();
     // The shown quantile is the deciding one (see above), so its words end the sentence.
-    let (outcome, ending) = conclude(
+    let (mut outcome, mut ending) = conclude(
         &mut evidence.sides_mut()[i],
         spec,
         settings,
         (steps, "requests"),
         out,
     );
+    // The quantile shown is the least advanced one that has an interval to show; one without
+    // (no estimate possible) must not let the metric pass either.
+    if outcome == Outcome::Pass && !promotable.iter().all(|p| *p) {
+        outcome = Outcome::NoData;
+        ending = "not yet enough evidence at every quantile".into();
+        if let Some(p) = out.promotion.as_mut() {
+            p.shown = false;
+        }
+    }
     Ok((
         outcome,
         format!(

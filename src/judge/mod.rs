@@ -634,6 +634,131 @@ spec:
         }
     }
 
+    const RATIO: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: r}
+spec:
+  metrics:
+    - name: errors
+      type: ratio
+      errors: e{ {{ selector }} }
+      total: n{ {{ selector }} }
+      tolerance: 20%
+"#;
+
+    /// A ratio metric's data: per minute, requests and errors of each version.
+    fn ratio_data(minutes: usize, canary: (f64, f64), stable: (f64, f64)) -> MetricData {
+        let points = |v: f64| QueryResult {
+            series: vec![Series {
+                labels: BTreeMap::new(),
+                points: (1..=minutes).map(|i| (i as f64 * 60.0, v)).collect(),
+            }],
+            warnings: vec![],
+        };
+        let mut d = MetricData::default();
+        d.results
+            .insert((Role::Canary, QueryPart::Total), points(canary.0));
+        d.results
+            .insert((Role::Canary, QueryPart::Errors), points(canary.1));
+        d.results
+            .insert((Role::Stable, QueryPart::Total), points(stable.0));
+        d.results
+            .insert((Role::Stable, QueryPart::Errors), points(stable.1));
+        d
+    }
+
+    fn run_info(position: Position) -> RunInfo {
+        RunInfo {
+            window: Window::new(
+                chrono::DateTime::from_timestamp(0, 0).unwrap(),
+                chrono::DateTime::from_timestamp(1800, 0).unwrap(),
+                crate::template::units::PromDuration::from_secs(60),
+            )
+            .unwrap(),
+            source: "test".into(),
+            stable: "v=\"1\"".into(),
+            canary: "v=\"2\"".into(),
+            look: 1,
+            position,
+        }
+    }
+
+    #[test]
+    fn the_same_evidence_may_advance_to_half_the_traffic_but_not_promote() {
+        // Two minutes at 10% of 200 req/s, both versions at 0.5% errors: enough to rule out
+        // x2.6 (the bound for 50% of the traffic) at 95%, not x1.8 (for all of it).
+        let t = parse(RATIO, "r").unwrap();
+        let data = [ratio_data(2, (1200.0, 6.0), (10_800.0, 54.0))];
+        let at = |next_weight: f64| {
+            judge(
+                &t,
+                &data,
+                run_info(Position {
+                    next_weight,
+                    ..Position::one_off()
+                }),
+            )
+        };
+        let half = at(0.5);
+        let m = &half.metrics[0];
+        assert_eq!(m.outcome, Outcome::Pass, "{}", m.reason);
+        assert!(
+            m.reason.contains("x2.6 (the guard for 50% of the traffic)"),
+            "{}",
+            m.reason
+        );
+        let p = m.promotion.unwrap();
+        assert!(p.shown && (p.bound - 2.6).abs() < 1e-9 && (p.confidence - 0.95).abs() < 1e-12);
+        let full = at(1.0);
+        let m = &full.metrics[0];
+        assert_eq!(m.outcome, Outcome::NoData, "{}", m.reason);
+        assert!(
+            m.reason.contains("more requests should settle it"),
+            "{}",
+            m.reason
+        );
+        assert_eq!(full.verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn the_split_is_checked_over_the_step_and_a_mismatch_holds() {
+        let t = parse(RATIO, "r").unwrap();
+        // The canary gets 5% of 200 req/s, its weight says 10%; the step began at minute 10.
+        let data = [ratio_data(30, (600.0, 3.0), (11_400.0, 57.0))];
+        let position = |weight: f64| Position {
+            next_weight: 0.5,
+            step: 1,
+            step_start: Some(600),
+            weight: Some(weight),
+        };
+        let off = judge(&t, &data, run_info(position(0.1)));
+        let split = off.split.clone().unwrap();
+        assert!(split.mismatch, "{split:?}");
+        assert!((split.observed - 0.05).abs() < 1e-9 && split.expected == 0.1);
+        // Only the step's whole minutes count: 11 to 30, 20 points.
+        assert_eq!(split.requests, 20.0 * 12_000.0);
+        assert_eq!(off.verdict, Verdict::Inconclusive);
+        assert!(
+            off.reasons
+                .iter()
+                .any(|r| r.contains("traffic split") && r.contains("its weight is 10%"))
+        );
+        // Within the split tolerance of a 5.5% weight, it is as set and says so.
+        let set = judge(&t, &data, run_info(position(0.055)));
+        assert!(!set.split.clone().unwrap().mismatch);
+        assert!(
+            set.reasons
+                .iter()
+                .any(|r| r.starts_with("traffic split as set"))
+        );
+        // A one-off judgement has no weight to check.
+        assert!(
+            judge(&t, &data, run_info(Position::one_off()))
+                .split
+                .is_none()
+        );
+    }
+
     #[test]
     fn series_outliers_are_removed_before_the_test() {
         let t = parse(TEMPLATE, "t").unwrap();
