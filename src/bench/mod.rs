@@ -27,6 +27,17 @@ pub const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Index into [`BUCKETS`] of the bound nearest to `x` in log scale.
+pub fn nearest_bound(x: f64) -> usize {
+    let mut best = 0;
+    for (i, le) in BUCKETS.iter().enumerate() {
+        if (le / x).ln().abs() < (BUCKETS[best] / x).ln().abs() {
+            best = i;
+        }
+    }
+    best
+}
+
 /// One version's traffic in one interval.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VersionInterval {
@@ -129,7 +140,12 @@ pub trait Detector: Send {
     fn baseline(&mut self, _interval: &Interval) {}
     /// Sees one more interval and answers.
     fn analyse(&mut self, look: &Look<'_>) -> Answer;
-    /// Why the last answer was given, in a few words (for the split check's reason, say).
+    /// Whether the rule finds the traffic split off (the canary's share of requests is not
+    /// what its weight says); only rules that check the split say so.
+    fn split_off(&self) -> bool {
+        false
+    }
+    /// Why the last answer was given, in a few words (the analysis summary).
     fn reason(&self) -> Option<String> {
         None
     }

@@ -21,7 +21,10 @@
 //! ([`super::IntervalTruth`]). The canary's own pods still differ a little from the stable's,
 //! so its error rates can exceed the nominal ones slightly.
 
-use super::{Answer, BUCKETS, Detector, DetectorFactory, Look, Tolerances, Truth, VersionTruth};
+use super::{
+    Answer, BUCKETS, Detector, DetectorFactory, Look, Tolerances, Truth, VersionTruth,
+    nearest_bound,
+};
 use crate::judge::decision::Promotion;
 use crate::stats::sprt::{SprtDecision, bernoulli_llr, boundaries};
 
@@ -52,17 +55,6 @@ impl DetectorFactory for OracleFactory {
             },
         ))
     }
-}
-
-/// Index of the bucket bound nearest to `x` in log scale.
-pub fn nearest_bound(x: f64) -> usize {
-    let mut best = 0;
-    for (i, le) in BUCKETS.iter().enumerate() {
-        if (le / x).ln().abs() < (BUCKETS[best] / x).ln().abs() {
-            best = i;
-        }
-    }
-    best
 }
 
 /// What one of the oracle's tests counts.

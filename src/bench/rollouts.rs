@@ -156,7 +156,7 @@ pub struct Rollout {
     pub harm: Excess,
     /// Minutes from the first traffic to the onset of a late regression, if it came.
     pub onset: Option<f64>,
-    /// The detector named the traffic split as a reason at some analysis.
+    /// The detector found the traffic split off at some analysis.
     pub split_named: bool,
 }
 
@@ -204,9 +204,8 @@ pub struct Row {
     /// Late scenarios: minutes from the onset to the abort, among rollouts aborted after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_onset_minutes: Option<Spread>,
-    /// Share of rollouts in which the detector named the traffic split as a reason to hold.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub split_named: Option<f64>,
+    /// Share of rollouts in which the detector found the traffic split off (and so held).
+    pub split_named: f64,
 }
 
 /// Everything a run found.
@@ -325,8 +324,8 @@ pub fn run_rollout(
                     a
                 };
             }
+            split_named |= detector.split_off();
             let reason = detector.reason().unwrap_or_default();
-            split_named |= reason.contains("traffic split");
             let outcome = match answer {
                 Answer::Pass => AnalysisOutcome::Pass { summary: reason },
                 Answer::Hold => AnalysisOutcome::Inconclusive { summary: reason },
@@ -527,7 +526,7 @@ fn row(scenario: &Scenario, detector: &str, runs: &[&Rollout]) -> Row {
         harm_errors: Spread::of(runs.iter().map(|r| r.harm.errors).collect()),
         harm_slow: Spread::of(runs.iter().map(|r| r.harm.slow).collect()),
         after_onset_minutes: after_onset,
-        split_named: Some(share(&|r| r.split_named)),
+        split_named: share(&|r| r.split_named),
     }
 }
 
@@ -579,7 +578,7 @@ pub fn table(results: &Results) -> Table {
             r.after_onset_minutes
                 .as_ref()
                 .map_or_else(String::new, spread),
-            r.split_named.map_or_else(String::new, percent),
+            percent(r.split_named),
         ]);
     }
     for i in 2..table.column_count() {

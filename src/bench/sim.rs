@@ -385,14 +385,7 @@ pub struct Excess {
 /// Index into [`BUCKETS`] of the bound nearest (in log scale) to the stable's true p99:
 /// requests above it are "slow" in the harm figures.
 pub fn slow_bound(stable: &VersionTruth) -> usize {
-    let p99 = stable.latency_quantile(0.99);
-    let mut best = 0;
-    for (i, le) in BUCKETS.iter().enumerate() {
-        if (le / p99).ln().abs() < (BUCKETS[best] / p99).ln().abs() {
-            best = i;
-        }
-    }
-    best
+    super::nearest_bound(stable.latency_quantile(0.99))
 }
 
 /// One rollout in progress: call [`Simulation::next`] with the weight of each interval.

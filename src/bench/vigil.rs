@@ -126,14 +126,11 @@ impl Detector for Vigil {
             self.reason = Some("regression".into());
             return Answer::Fail;
         }
-        let off = |s: &&SplitCheck| {
-            s.mismatch()
-                && match (s.observed_share(), s.expected_share()) {
-                    (Some(o), Some(e)) if e > 0.0 => (o / e - 1.0).abs() > DEFAULT_SPLIT_TOLERANCE,
-                    _ => false,
-                }
-        };
-        if let Some(split) = self.split.as_ref().filter(off) {
+        if let Some(split) = self
+            .split
+            .as_ref()
+            .filter(|s| s.off_by_more_than(DEFAULT_SPLIT_TOLERANCE))
+        {
             self.reason = Some(format!(
                 "traffic split: the canary got {:.1}% of requests, its weight says {:.1}%",
                 100.0 * split.observed_share().unwrap_or(f64::NAN),
@@ -149,6 +146,12 @@ impl Detector for Vigil {
             self.reason = Some("not enough evidence yet".into());
             Answer::Hold
         }
+    }
+
+    fn split_off(&self) -> bool {
+        self.split
+            .as_ref()
+            .is_some_and(|s| s.off_by_more_than(DEFAULT_SPLIT_TOLERANCE))
     }
 
     fn reason(&self) -> Option<String> {

@@ -45,6 +45,16 @@ impl Promotion {
     pub fn lower_bound(&self, next: f64) -> f64 {
         (1.0 - self.guard.max(0.0) / next.clamp(0.01, 1.0)).max(1e-6)
     }
+
+    /// The bound on the harmful side: [`Promotion::bound`] when an increase harms,
+    /// [`Promotion::lower_bound`] when a decrease does.
+    pub fn harmful_bound(&self, next: f64, upward: bool) -> f64 {
+        if upward {
+            self.bound(next)
+        } else {
+            self.lower_bound(next)
+        }
+    }
 }
 
 /// The largest tail elasticity the promotion guard is converted with. A change confined to
@@ -343,16 +353,14 @@ impl Sides {
         };
         self.history.push(observed);
         let promotion = self.promotion;
-        if let Some(s) = &mut self.upper {
-            s.observe(counts, upper);
+        for (side, upward, boundary) in [
+            (&mut self.upper, true, upper),
+            (&mut self.lower, false, lower),
+        ] {
+            let Some(s) = side else { continue };
+            s.observe(counts, boundary);
             for x in &mut s.exposures {
-                feed(x, &observed, promotion.bound(x.next));
-            }
-        }
-        if let Some(s) = &mut self.lower {
-            s.observe(counts, lower);
-            for x in &mut s.exposures {
-                feed(x, &observed, promotion.lower_bound(x.next));
+                feed(x, &observed, promotion.harmful_bound(x.next, upward));
             }
         }
     }
@@ -367,15 +375,11 @@ impl Sides {
         self.sides().all(|s| s.promotable(next))
     }
 
-    /// The upper (or, for a decrease, lower) bound of the ratio at confidence `1 - beta`
-    /// that the promotion rule compares with the exposure bound of `next`, for reports.
+    /// The ratio the promotion rule must rule out before the canary gets weight `next`, on
+    /// the harmful side (the lower one for a metric whose only harm is a decrease), for
+    /// reports and the words.
     pub fn exposure_bound(&self, next: f64) -> f64 {
-        let decrease = self.upper.is_none();
-        if decrease {
-            self.promotion.lower_bound(next)
-        } else {
-            self.promotion.bound(next)
-        }
+        self.promotion.harmful_bound(next, self.upper.is_some())
     }
 
     /// The promotion rule in force.
@@ -385,20 +389,15 @@ impl Sides {
 
     fn ensure_exposure(&mut self, next: f64) {
         let promotion = self.promotion;
-        let history = self.history.clone();
-        let beta = promotion.beta;
+        let history = &self.history;
         for (side, upward) in [(&mut self.upper, true), (&mut self.lower, false)] {
             let Some(side) = side else { continue };
             if side.exposures.iter().any(|x| (x.next - next).abs() < 1e-9) {
                 continue;
             }
-            let mut exposure = Exposure::new(next, beta, upward);
-            let bound = if upward {
-                promotion.bound(next)
-            } else {
-                promotion.lower_bound(next)
-            };
-            for o in &history {
+            let mut exposure = Exposure::new(next, promotion.beta, upward);
+            let bound = promotion.harmful_bound(next, upward);
+            for o in history {
                 feed(&mut exposure, o, bound);
             }
             side.exposures.push(exposure);

@@ -146,8 +146,12 @@ fn too_little(what: &str, stable: f64, canary: f64, min: f64, field: &str) -> St
 /// regression fails; evidence that lets the rollout give the canary the next weight
 /// (within the tolerance, or below the guard's exposure bound at confidence `1 - beta`)
 /// passes; anything else waits for more data.
+///
+/// `sides` is the evidence the words are about; `promotable` is the metric's whole decision
+/// (for a histogram, every quantile's), which may be stricter than `sides` alone.
 fn conclude(
-    sides: &mut Sides,
+    sides: &Sides,
+    promotable: bool,
     spec: &MetricSpec,
     settings: &Settings,
     (steps, unit): (usize, &str),
@@ -155,12 +159,11 @@ fn conclude(
 ) -> (Outcome, String) {
     let tol = words::percent(spec.tolerance.0);
     let next = settings.position.next_weight;
-    let promotable = sides.promotable(next);
     out.promotion = Some(PromotionEvidence {
         next_weight: next,
         bound: sides.exposure_bound(next),
         confidence: 1.0 - settings.beta,
-        shown: promotable && !matches!(sides.call(), Call::Regression { .. }),
+        shown: promotable,
     });
     let share = words::percent(next);
     let guard = format!(
@@ -175,7 +178,7 @@ fn conclude(
                 words::e_value(sides.harm_e())
             ),
         ),
-        Call::Safe => (
+        Call::Safe if promotable => (
             Outcome::Pass,
             format!(
                 "within the {tol} tolerance (e-value {} for that)",
@@ -189,7 +192,7 @@ fn conclude(
                 words::confidence(settings.beta)
             ),
         ),
-        Call::Undecided => {
+        Call::Safe | Call::Undecided => {
             let need = match sides.more_requests(Some(next)) {
                 Some(m) if m > 0.0 => {
                     format!("; about {} more {unit} should settle it", words::count(m))
@@ -298,7 +301,17 @@ fn judge_ratio(
     out.p_value = Some(sides.p_value());
     out.e_value = Some(sides.harm_e());
     out.statistic = out.e_value;
-    let (outcome, ending) = conclude(&mut sides, spec, settings, (steps.len(), "requests"), out);
+    // No regression and the evidence for the next weight (`promotable` is false after a
+    // regression).
+    let promotable = sides.promotable(settings.position.next_weight);
+    let (outcome, ending) = conclude(
+        &sides,
+        promotable,
+        spec,
+        settings,
+        (steps.len(), "requests"),
+        out,
+    );
     if ce == 0.0 && se == 0.0 {
         // No event on either side says nothing about the ratio, but it is the best a canary
         // can do: pass, and say how low its error rate is shown to be (at level alpha, zero
@@ -526,22 +539,16 @@ fn judge_histogram(
     out.ci = Some([low, high]);
     let steps = times.len();
     // The shown quantile is the deciding one (see above), so its words end the sentence.
-    let (mut outcome, mut ending) = conclude(
-        &mut evidence.sides_mut()[i],
+    // The metric passes only when every quantile lets the rollout advance, including one
+    // without an interval to show.
+    let (outcome, ending) = conclude(
+        &per_quantile[i],
+        promotable.iter().all(|p| *p),
         spec,
         settings,
         (steps, "requests"),
         out,
     );
-    // The quantile shown is the least advanced one that has an interval to show; one without
-    // (no estimate possible) must not let the metric pass either.
-    if outcome == Outcome::Pass && !promotable.iter().all(|p| *p) {
-        outcome = Outcome::NoData;
-        ending = "not yet enough evidence at every quantile".into();
-        if let Some(p) = out.promotion.as_mut() {
-            p.shown = false;
-        }
-    }
     Ok((
         outcome,
         format!(

@@ -573,9 +573,8 @@ fn split_check(
         observed: c / n,
         requests: n,
         e_value: check.e_value(),
-        // Significant and material, as a regression is: routers approximate their weights,
-        // and with millions of requests any small difference is significant.
-        mismatch: check.mismatch() && ((c / n) / weight - 1.0).abs() > tolerance,
+        // Significant and material, as a regression is.
+        mismatch: check.off_by_more_than(tolerance),
     })
 }
 

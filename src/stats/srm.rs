@@ -312,6 +312,18 @@ impl SplitCheck {
         self.first_mismatch
     }
 
+    /// Whether the split is off, significantly and materially: [`SplitCheck::mismatch`], and
+    /// the observed share differs from the expected one by more than `tolerance` of it
+    /// (routers only approximate their weights; with millions of requests any small
+    /// difference is significant).
+    pub fn off_by_more_than(&self, tolerance: f64) -> bool {
+        self.mismatch()
+            && match (self.observed_share(), self.expected_share()) {
+                (Some(o), Some(e)) if e > 0.0 => (o / e - 1.0).abs() > tolerance,
+                _ => false,
+            }
+    }
+
     /// The canary's share of all requests observed (after rounding); `None` before any.
     pub fn observed_share(&self) -> Option<f64> {
         (self.total > 0.0).then(|| self.canary / self.total)
