@@ -120,9 +120,7 @@ impl Detector for Vigil {
             self.latency.new_step();
         }
         self.observe(look.interval);
-        let regressed = |call: Call| matches!(call, Call::Regression { .. });
-        if regressed(self.errors.call()) || self.latency.sides().iter().any(|s| regressed(s.call()))
-        {
+        if matches!(self.errors.call(), Call::Regression { .. }) || self.latency.regressed() {
             self.reason = Some("regression".into());
             return Answer::Fail;
         }

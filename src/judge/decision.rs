@@ -57,14 +57,6 @@ impl Promotion {
     }
 }
 
-/// The largest tail elasticity the promotion guard is converted with. A change confined to
-/// the tail (the slowest 2% twice as slow, say) raises the exceedance at the stable's p99
-/// bound far less than a shift of the whole distribution with the same p99 would, so the
-/// p99 bound's own elasticity (about 5 for a log-normal) would let such a canary through a
-/// guard meant for a shift; capped at 3, the guard in exceedance terms is never looser at
-/// p99 than at p90.
-pub const GUARD_ELASTICITY_MAX: f64 = 2.5;
-
 /// One interval's counts with the scale (elasticity) of its boundaries.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Observed {
@@ -347,10 +339,7 @@ impl Sides {
     /// Like [`Sides::observe`], for events whose rate moves as the metric to the power
     /// `elasticity` (latency exceedances): exposure bounds are raised to that power.
     pub fn observe_scaled(&mut self, counts: [f64; 4], upper: f64, lower: f64, elasticity: f64) {
-        let observed = Observed {
-            counts,
-            elasticity: elasticity.min(GUARD_ELASTICITY_MAX),
-        };
+        let observed = Observed { counts, elasticity };
         self.history.push(observed);
         let promotion = self.promotion;
         for (side, upward, boundary) in [
@@ -501,14 +490,35 @@ fn feed(exposure: &mut Exposure, o: &Observed, bound: f64) {
 /// requests slower than the stable version's bucket bound nearest that quantile, canary vs
 /// stable. The bound, and the exceedance ratio a latency `1 + tolerance` times longer would
 /// cause, come from earlier steps of the stable version only, so they are fixed before each
-/// step's data are seen. Each quantile's e-processes run at `alpha` divided by the number of
-/// quantiles.
+/// step's data are seen.
+///
+/// Beside the quantiles, the **tail** is watched: the rate of requests above the next bucket
+/// bound beyond the highest quantile's. Buckets are coarse where the slowest requests are, so
+/// a tail that grows (the slowest 2% twice as slow) moves the highest quantile's exceedance
+/// rate only a little, but puts many times the stable's share of requests above the next
+/// bound. The tail can only fail a canary: it is too sparse to have to vouch for one, and
+/// promotion rests on the quantiles. Each quantile's e-processes and the tail's run at
+/// `alpha` divided by the number of quantiles plus one.
 #[derive(Debug, Clone)]
 pub struct LatencyEvidence {
     quantiles: Vec<f64>,
     tolerance: f64,
     sides: Vec<Sides>,
+    tail: Sides,
+    tail_bound: Option<f64>,
     past: Vec<Bucket>,
+}
+
+/// The tolerance of a latency change, as exceedance-rate ratios (above, below) at a bound
+/// where the tail's elasticity is `elasticity`.
+fn exceedance_bounds(tolerance: f64, elasticity: f64) -> (f64, f64) {
+    let up = (1.0 + tolerance).powf(elasticity);
+    let down = if tolerance < 1.0 {
+        (1.0 - tolerance).powf(elasticity)
+    } else {
+        0.0
+    };
+    (up, down.max(1e-6))
 }
 
 impl LatencyEvidence {
@@ -536,7 +546,7 @@ impl LatencyEvidence {
         alpha: f64,
         promotion: Promotion,
     ) -> Self {
-        let level = alpha / quantiles.len().max(1) as f64;
+        let level = alpha / (quantiles.len() + 1) as f64;
         Self {
             quantiles: quantiles.to_vec(),
             tolerance,
@@ -544,35 +554,36 @@ impl LatencyEvidence {
                 .iter()
                 .map(|_| Sides::with_promotion(direction, level, promotion))
                 .collect(),
+            tail: Sides::with_promotion(direction, level, promotion),
+            tail_bound: None,
             past: Vec::new(),
         }
     }
 
+    fn all_sides(&mut self) -> impl Iterator<Item = &mut Sides> {
+        self.sides.iter_mut().chain(std::iter::once(&mut self.tail))
+    }
+
     /// The rollout moved to another step.
     pub fn new_step(&mut self) {
-        for s in &mut self.sides {
-            s.new_step();
-        }
+        self.all_sides().for_each(Sides::new_step);
     }
 
     /// The data that follow belong to the `k`-th step (see [`Sides::start_step`]).
     pub fn start_step(&mut self, k: usize) {
-        for s in &mut self.sides {
-            s.start_step(k);
-        }
+        self.all_sides().for_each(|s| s.start_step(k));
     }
 
     /// The data that follow belong to earlier steps (see [`Sides::suspend_step`]).
     pub fn suspend_step(&mut self) {
-        for s in &mut self.sides {
-            s.suspend_step();
-        }
+        self.all_sides().for_each(Sides::suspend_step);
     }
 
     /// Whether every quantile lets the rollout give the canary weight `next`.
     pub fn promotable(&mut self, next: f64) -> bool {
         // Quantiles never judged (no stable history yet) cannot vouch for the canary.
         !self.sides.is_empty()
+            && !self.regressed()
             && self
                 .sides
                 .iter_mut()
@@ -583,10 +594,18 @@ impl LatencyEvidence {
     pub fn observe(&mut self, stable: &[Bucket], canary: &[Bucket]) {
         let now_stable = histogram::normalize(stable);
         let now_canary = histogram::normalize(canary);
-        let past_total = histogram::total(&self.past);
         let above =
             |b: &[Bucket], x: f64| histogram::count_at(x, b).map(|c| histogram::total(b) - c);
-        if past_total > 0.0 {
+        let counts_above = |bound: f64| {
+            Some([
+                above(&now_canary, bound)?,
+                histogram::total(&now_canary),
+                above(&now_stable, bound)?,
+                histogram::total(&now_stable),
+            ])
+        };
+        let mut highest: Option<(f64, f64, f64)> = None; // quantile, bound, elasticity
+        if histogram::total(&self.past) > 0.0 {
             for (q, sides) in self.quantiles.iter().zip(self.sides.iter_mut()) {
                 let Some(bound) = histogram::bound_near_quantile(*q, &self.past) else {
                     continue;
@@ -596,30 +615,53 @@ impl LatencyEvidence {
                 let Some(elasticity) = histogram::tail_elasticity(bound, &self.past) else {
                     continue;
                 };
-                let up = (1.0 + self.tolerance).powf(elasticity);
-                let down = if self.tolerance < 1.0 {
-                    (1.0 - self.tolerance).powf(elasticity)
-                } else {
-                    0.0
-                };
-                let (Some(c_above), Some(s_above)) =
-                    (above(&now_canary, bound), above(&now_stable, bound))
-                else {
-                    continue;
-                };
-                let counts = [
-                    c_above,
-                    histogram::total(&now_canary),
-                    s_above,
-                    histogram::total(&now_stable),
-                ];
-                sides.observe_scaled(counts, up, down.max(1e-6), elasticity);
+                if highest.is_none_or(|(h, ..)| *q > h) {
+                    highest = Some((*q, bound, elasticity));
+                }
+                let (up, down) = exceedance_bounds(self.tolerance, elasticity);
+                if let Some(counts) = counts_above(bound) {
+                    sides.observe_scaled(counts, up, down, elasticity);
+                }
+            }
+        }
+        // The tail: the next bound beyond the highest quantile's. The stable has few or no
+        // requests there, so its elasticity is taken as at least the one below it (a tail
+        // falls off at least as fast further out, unless it is a power law, where they are
+        // equal).
+        let tail = highest.and_then(|(_, bound, below)| {
+            let next = self
+                .past
+                .iter()
+                .map(|b| b.le)
+                .find(|le| le.is_finite() && *le > bound)?;
+            let elasticity =
+                histogram::tail_elasticity(next, &self.past).map_or(below, |e| e.max(below));
+            Some((next, elasticity))
+        });
+        if let Some((bound, elasticity)) = tail {
+            let (up, down) = exceedance_bounds(self.tolerance, elasticity);
+            if let Some(counts) = counts_above(bound) {
+                self.tail.observe_scaled(counts, up, down, elasticity);
+                self.tail_bound = Some(bound);
             }
         }
         // Adding cumulative lists with the same bounds: `normalize` sums equal bounds.
         let mut merged = std::mem::take(&mut self.past);
         merged.extend(now_stable);
         self.past = histogram::normalize(&merged);
+    }
+
+    /// The tail's evidence and the latest bound it was judged at, once it has been judged.
+    pub fn tail(&self) -> Option<(&Sides, f64)> {
+        self.tail_bound.map(|bound| (&self.tail, bound))
+    }
+
+    /// Whether any quantile or the tail shows a regression.
+    pub fn regressed(&self) -> bool {
+        self.sides
+            .iter()
+            .chain(std::iter::once(&self.tail))
+            .any(|s| matches!(s.call(), Call::Regression { .. }))
     }
 
     /// The evidence per quantile, in the order given, to ask whether it is promotable.

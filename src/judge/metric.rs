@@ -476,13 +476,20 @@ fn judge_histogram(
     // The decision: a regression at any quantile fails; a pass needs every quantile to let
     // the rollout give the canary the next weight.
     let calls: Vec<Call> = per_quantile.iter().map(Sides::call).collect();
-    let worst_e = per_quantile.iter().map(Sides::harm_e).fold(0.0, f64::max);
+    let tail = evidence.tail();
+    let worst_e = per_quantile
+        .iter()
+        .chain(tail.map(|(t, _)| t))
+        .map(Sides::harm_e)
+        .fold(0.0, f64::max);
     out.e_value = Some(worst_e);
     out.statistic = Some(worst_e);
+    // Each quantile's process and the tail's run at `alpha / (quantiles + 1)`.
     out.p_value = Some(
         per_quantile
             .iter()
-            .map(|s| s.p_value() * quantiles.len() as f64)
+            .chain(tail.map(|(t, _)| t))
+            .map(|s| s.p_value() * (quantiles.len() + 1) as f64)
             .fold(1.0, f64::min)
             .min(1.0),
     );
@@ -549,19 +556,41 @@ fn judge_histogram(
         (steps, "requests"),
         out,
     );
-    Ok((
-        outcome,
-        format!(
-            "canary p{} {} vs stable {} ({}, {} CI {} to {}); {ending}",
-            quantile_label(quantiles[i]),
-            words::value(c),
-            words::value(s),
-            words::change(rel),
-            words::confidence(alpha),
-            words::change(low),
-            words::change(high),
-        ),
-    ))
+    let quantile_words = format!(
+        "canary p{} {} vs stable {} ({}, {} CI {} to {})",
+        quantile_label(quantiles[i]),
+        words::value(c),
+        words::value(s),
+        words::change(rel),
+        words::confidence(alpha),
+        words::change(low),
+        words::change(high),
+    );
+    // The tail fails a canary whose quantiles have not (yet) shown a regression.
+    if let Some((tail, bound)) = tail.filter(|_| !matches!(outcome, Outcome::High | Outcome::Low))
+        && let Call::Regression { higher, look } = tail.call()
+    {
+        let (ce, cn, se, sn) = tail.totals();
+        let share = |events: f64, requests: f64| {
+            if requests > 0.0 {
+                words::percent(events / requests)
+            } else {
+                "n/a".into()
+            }
+        };
+        return Ok((
+            if higher { Outcome::High } else { Outcome::Low },
+            format!(
+                "{quantile_words}; but its tail is heavier: {} of the canary's requests took longer than {} vs {} of the stable's, a regression beyond the {} tolerance (e-value {} against no change, shown at step {look} of {steps})",
+                share(ce, cn),
+                words::value(bound),
+                share(se, sn),
+                words::percent(spec.tolerance.0),
+                words::e_value(tail.harm_e()),
+            ),
+        ));
+    }
+    Ok((outcome, format!("{quantile_words}; {ending}")))
 }
 
 fn harm(direction: Direction, rel: f64) -> f64 {

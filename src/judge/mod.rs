@@ -717,6 +717,98 @@ spec:
         assert_eq!(full.verdict, Verdict::Inconclusive);
     }
 
+    const LATENCY: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: l}
+spec:
+  metrics:
+    - name: latency
+      type: histogram
+      query: sum by (le) (increase(h_bucket{ {{ selector }} }[1m]))
+      tolerance: 5%
+"#;
+
+    /// A histogram metric's data: per minute, each version's expected bucket counts with
+    /// Prometheus's default bounds, for `n` requests a minute whose latency has the
+    /// cumulative distribution `cdf`.
+    fn histogram_data(
+        minutes: usize,
+        canary: (f64, &dyn Fn(f64) -> f64),
+        stable: (f64, &dyn Fn(f64) -> f64),
+    ) -> MetricData {
+        const BOUNDS: [f64; 12] = [
+            0.005,
+            0.01,
+            0.025,
+            0.05,
+            0.1,
+            0.25,
+            0.5,
+            1.0,
+            2.5,
+            5.0,
+            10.0,
+            f64::INFINITY,
+        ];
+        let buckets = |(n, cdf): (f64, &dyn Fn(f64) -> f64)| QueryResult {
+            series: BOUNDS
+                .iter()
+                .map(|le| Series {
+                    labels: BTreeMap::from([(
+                        "le".to_string(),
+                        if le.is_finite() {
+                            le.to_string()
+                        } else {
+                            "+Inf".into()
+                        },
+                    )]),
+                    points: (1..=minutes)
+                        .map(|i| (i as f64 * 60.0, n * cdf(*le)))
+                        .collect(),
+                })
+                .collect(),
+            warnings: vec![],
+        };
+        data(&[
+            (Role::Canary, buckets(canary)),
+            (Role::Stable, buckets(stable)),
+        ])
+    }
+
+    #[test]
+    fn a_heavier_tail_fails_where_the_quantiles_move_little() {
+        use statrs::distribution::{ContinuousCDF, LogNormal};
+        // Log-normal latency, median 80 ms; the canary's slowest 2% take twice as long, so its
+        // p99 doubles while its p50 and p90 stay. At the bound nearest the stable's p99
+        // (0.25 s) that is 2% of requests against 1.1%; at the next bound (0.5 s), 1.1%
+        // against 0.013%.
+        let normal = LogNormal::new(0.08f64.ln(), 0.5).unwrap();
+        let q98 = normal.inverse_cdf(0.98);
+        let stable = |x: f64| normal.cdf(x);
+        let slow_tail =
+            |x: f64| normal.cdf(x.min(q98)) + (normal.cdf(x / 2.0) - normal.cdf(q98)).max(0.0);
+        let t = parse(LATENCY, "l").unwrap();
+        let judged = |canary: &dyn Fn(f64) -> f64| {
+            let data = [histogram_data(8, (120.0, canary), (1080.0, &stable))];
+            judge(&t, &data, run_info(Position::one_off()))
+                .metrics
+                .remove(0)
+        };
+        let m = judged(&slow_tail);
+        assert_eq!(m.outcome, Outcome::High, "{}", m.reason);
+        assert!(
+            m.reason
+                .contains("its tail is heavier: 1.1% of the canary's requests took longer than 0.5 vs 0.012% of the stable's"),
+            "{}",
+            m.reason
+        );
+        assert!(m.p_value.unwrap() < 0.01, "{m:?}");
+        // The same data, unchanged: the tail has nothing to say.
+        let m = judged(&stable);
+        assert_ne!(m.outcome, Outcome::High, "{}", m.reason);
+        assert!(!m.reason.contains("tail"), "{}", m.reason);
+    }
+
     #[test]
     fn the_split_is_checked_over_the_step_and_a_mismatch_holds() {
         let t = parse(RATIO, "r").unwrap();
