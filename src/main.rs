@@ -232,7 +232,7 @@ struct ApiArgs {
     #[arg(long)]
     api_insecure_no_auth: bool,
     /// The largest request body the API accepts, in bytes (larger: 413).
-    #[arg(long, value_name = "BYTES", default_value_t = vigil::server::DEFAULT_BODY_LIMIT)]
+    #[arg(long, value_name = "BYTES", default_value_t = vigil::runtime::server::DEFAULT_BODY_LIMIT)]
     api_body_limit: usize,
     /// Judgements (POST /v1/judge) running at once; more wait, then get 503.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
@@ -249,17 +249,17 @@ struct ApiArgs {
 }
 
 impl ApiArgs {
-    fn options(&self) -> Result<vigil::server::ApiOptions, Failure> {
-        let auth = vigil::server::AuthConfig::load(
+    fn options(&self) -> Result<vigil::runtime::server::ApiOptions, Failure> {
+        let auth = vigil::runtime::server::AuthConfig::load(
             self.api_token_file.as_deref(),
             self.api_token.as_deref(),
             self.api_hmac_secret_file.as_deref(),
             self.api_insecure_no_auth,
         )
         .map_err(usage)?;
-        Ok(vigil::server::ApiOptions {
+        Ok(vigil::runtime::server::ApiOptions {
             auth,
-            matching: vigil::cluster::alerts::Matching {
+            matching: vigil::api::alerts::Matching {
                 namespace_label: self.alert_namespace_label.clone(),
                 canary_label: self.alert_canary_label.clone(),
                 service_label: self.alert_service_label.clone(),
@@ -438,7 +438,7 @@ fn run_controller(args: RunArgs) -> Result<u8, Failure> {
             vigil::cluster::leader::LeaderConfig::default_identity(),
         )
     });
-    let config = vigil::cluster::daemon::RunConfig {
+    let config = vigil::runtime::controller::RunConfig {
         prometheus,
         listen: args.listen,
         watch_namespace: args.watch_namespace.clone(),
@@ -448,7 +448,7 @@ fn run_controller(args: RunArgs) -> Result<u8, Failure> {
         api: args.api.options()?,
     };
     tokio_main(async move {
-        vigil::cluster::daemon::run(config)
+        vigil::runtime::controller::run(config)
             .await
             .map(|()| EXIT_PASS)
             .map_err(|message| Failure {
@@ -671,7 +671,7 @@ fn read_template(
 fn print_crds() -> Result<u8, Failure> {
     print!(
         "{}",
-        vigil::cluster::crd::crds_yaml().map_err(|e| Failure {
+        vigil::api::crd::crds_yaml().map_err(|e| Failure {
             code: EXIT_CANNOT_RUN,
             message: format!("cannot render the CRDs: {e}"),
         })?

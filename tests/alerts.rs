@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil::cluster::crd::Canary;
-use vigil::cluster::metrics::Metrics;
-use vigil::server::{ApiState, AuthConfig, ServerState};
+use vigil::api::crd::Canary;
+use vigil::runtime::metrics::Metrics;
+use vigil::runtime::server::{ApiState, AuthConfig, ServerState};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
 
 const TOKEN: &str = "t0ken-for-tests";

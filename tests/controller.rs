@@ -14,7 +14,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::cluster::crd::Canary;
+use vigil::api::crd::Canary;
 
 /// Releases web:2 and waits for `phase`; returns the canary weights seen on the way.
 async fn release_until(fake: &FakeKube, phase: &'static str) -> Vec<u8> {

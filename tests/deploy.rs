@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use vigil::cluster::crd::Canary;
+use vigil::api::crd::Canary;
 
 const REGENERATE: &str = "VIGIL_REGENERATE=1 cargo test --test deploy";
 
@@ -74,7 +74,7 @@ const CRD_FILES: [&str; 2] = [
 
 #[test]
 fn committed_crds_equal_vigil_crd() {
-    let yaml = vigil::cluster::crd::crds_yaml().expect("the CRDs serialize");
+    let yaml = vigil::api::crd::crds_yaml().expect("the CRDs serialize");
     for file in CRD_FILES {
         check_generated(
             file,
@@ -814,7 +814,9 @@ fn without_placeholders(text: &str) -> String {
 /// An Argo Rollouts or Flagger example: every call to vigil's judge is a valid request for a
 /// template of the example, giving its required args, with matchers that parse.
 fn integration_calls_the_judge(name: &str, o: &Objects) {
-    use vigil::server::judge::{FlaggerWebhook, JudgeRequest, TemplateSource, from_flagger};
+    use vigil::runtime::server::judge::{
+        FlaggerWebhook, JudgeRequest, TemplateSource, from_flagger,
+    };
     let mut requests: Vec<JudgeRequest> = Vec::new();
     for (kind, objects) in &o.by_kind {
         for (n, v) in objects {

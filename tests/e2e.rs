@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use vigil::cluster::crd::{AnalysisTemplate, Canary};
+use vigil::api::crd::{AnalysisTemplate, Canary};
 
 /// The ingress-nginx template, and its version selectors for the generator's labels.
 const TEMPLATE: &str = "analysis-templates/ingress-nginx.yaml";

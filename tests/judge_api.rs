@@ -9,9 +9,9 @@ use common::{PromServer, T_END, Version, judge, openmetrics};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use vigil::cluster::crd::AnalysisTemplate;
-use vigil::cluster::metrics::Metrics;
-use vigil::server::{ApiState, AuthConfig, ServerState};
+use vigil::api::crd::AnalysisTemplate;
+use vigil::runtime::metrics::Metrics;
+use vigil::runtime::server::{ApiState, AuthConfig, ServerState};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
 
 const TEMPLATE: &str = "analysis-templates/http-prometheus-client.yaml";
@@ -223,7 +223,7 @@ async fn the_api_refuses_what_it_cannot_judge() {
     let held = api
         .slots
         .clone()
-        .acquire_many_owned(vigil::server::DEFAULT_JUDGE_SLOTS as u32)
+        .acquire_many_owned(vigil::runtime::server::DEFAULT_JUDGE_SLOTS as u32)
         .await
         .expect("slots");
     let response = reqwest::Client::new()

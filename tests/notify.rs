@@ -15,14 +15,14 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::cluster::crd::Canary;
-use vigil::cluster::metrics::Metrics;
+use vigil::api::crd::Canary;
 use vigil::cluster::reconciler::Observer;
 use vigil::notify::config::{Filter, Rule, SecretSource, Target, resolve};
 use vigil::notify::dispatcher::{DeliveryConfig, Dispatcher, Enqueued};
-use vigil::notify::observer::NotifyObserver;
 use vigil::notify::{EventName, Format, Notification, ProviderKind, Severity};
 use vigil::rollout::{AnalysisRecord, Decision, Event, EventKind, Phase, World};
+use vigil::runtime::metrics::Metrics;
+use vigil::runtime::notifications::NotifyObserver;
 
 // ---------------------------------------------------------------------------------------
 // The receiver

@@ -6,7 +6,7 @@ mod common;
 use common::fake_kube::FakeKube;
 use serde_json::json;
 use std::time::Duration;
-use vigil::cluster::crd::{Canary, CanarySpec, CanaryStatus};
+use vigil::api::crd::{Canary, CanarySpec, CanaryStatus};
 use vigil::cluster::ops::{self, OpsError};
 use vigil::rollout::{Phase, RequestAction, State};
 

@@ -257,7 +257,7 @@ pub fn decide(webhook: &Webhook, canaries: &[Canary], matching: &Matching) -> De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::crd::{AlertSelector, CanarySpec, CanaryStatus};
+    use crate::api::crd::{AlertSelector, CanarySpec, CanaryStatus};
     use crate::rollout::State;
     use serde_json::json;
 

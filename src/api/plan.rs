@@ -1,14 +1,15 @@
 //! From a Canary's spec to the core's [`Plan`], the PromQL matchers of both versions, and the
 //! revision hash of a pod template.
 
-use super::crd::{CanarySpec, CanaryStep, Routing};
+use super::crd::{AnalysisArg, CanarySpec, CanaryStep, Routing, TemplateRef};
 use crate::rollout::plan::{
     DEFAULT_ABORT_SCALE_DOWN_DELAY, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_FAILURE_LIMIT,
     DEFAULT_INTERVAL, DEFAULT_PROGRESS_DEADLINE,
 };
-use crate::rollout::{Plan, PlannedStep, Step};
+use crate::rollout::{AnalysisScope, AnalysisSetup, Plan, PlannedStep, Step, TemplateUse};
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, String> {
@@ -100,6 +101,7 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
         replicas_router: spec.routing.replicas.is_some(),
         check_split: analysis.check_split.unwrap_or(true),
         gates: gate_kinds(spec)?,
+        analyses: analyses(spec),
     };
     plan.check()?;
     if !plan.skip_analysis
@@ -113,6 +115,37 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
         );
     }
     Ok(plan)
+}
+
+/// What each analysis runs: the background templates with their arguments, and each
+/// analysis step's, whose arguments add to and override the background's.
+fn analyses(spec: &CanarySpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
+    let background = spec.analysis.clone().unwrap_or_default();
+    let setup = |templates: &[TemplateRef], args: &[AnalysisArg]| AnalysisSetup {
+        templates: templates
+            .iter()
+            .map(|t| TemplateUse {
+                name: t.name.clone(),
+                cluster_scope: t.cluster_scope,
+            })
+            .collect(),
+        args: background
+            .args
+            .iter()
+            .chain(args)
+            .map(|a| (a.name.clone(), a.value.clone()))
+            .collect(),
+    };
+    let mut out = BTreeMap::new();
+    if !background.templates.is_empty() {
+        out.insert(AnalysisScope::Background, setup(&background.templates, &[]));
+    }
+    for (i, step) in spec.steps.iter().enumerate() {
+        if let Some(a) = &step.analysis {
+            out.insert(AnalysisScope::Step(i), setup(&a.templates, &a.args));
+        }
+    }
+    out
 }
 
 /// The kinds of gates configured, after checking each webhook.
@@ -311,7 +344,7 @@ pub fn revision(template: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::crd::Canary;
+    use crate::api::crd::Canary;
 
     fn canary(yaml: &str) -> CanarySpec {
         let c: Canary = serde_saphyr::from_str(yaml).unwrap();

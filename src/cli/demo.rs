@@ -9,7 +9,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use vigil::cluster::crd::Canary;
+use vigil::api::crd::Canary;
 use vigil::replay::{self, ReplayInput, ReplayObserver, ReplayOutcome, report};
 use vigil::report::doc::{Document, Mark};
 use vigil::rollout::State;
@@ -145,7 +145,7 @@ async fn roll_out(
     let templates = BTreeMap::from([(template.metadata.name.clone(), template.clone())]);
     let from = start()?;
     let input = ReplayInput {
-        canary,
+        plan: super::canary_plan(canary)?,
         templates: &templates,
         stable: r#"version="v1""#.parse().map_err(|e| usage(format!("{e}")))?,
         canary_matchers: r#"version="v2""#.parse().map_err(|e| usage(format!("{e}")))?,
@@ -173,7 +173,7 @@ async fn roll_out(
             .live
             .line(&format!("  => {}\n", report::conclusion(&outcome)));
     }
-    let charts = report::chart_runs(&input, &outcome, &plan, &source).await;
+    let charts = report::chart_runs(&input, &outcome, plan, &source).await;
     Ok((outcome, charts))
 }
 

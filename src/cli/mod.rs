@@ -169,3 +169,9 @@ pub fn write_document(doc: &Document<'_>, path: &Path) -> Result<(), Failure> {
         ),
     })
 }
+
+/// A Canary's plan, or a usage error naming the field at fault.
+pub fn canary_plan(canary: &vigil::api::crd::Canary) -> Result<vigil::rollout::Plan, Failure> {
+    vigil::api::plan::plan(&canary.spec)
+        .map_err(|e| crate::usage(vigil::replay::ReplayError::Spec(e).to_string()))
+}

@@ -8,8 +8,8 @@ use crate::{
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use vigil::cluster::crd::Canary;
-use vigil::cluster::plan;
+use vigil::api::crd::Canary;
+use vigil::api::plan;
 use vigil::replay::{self, End, ReplayInput, ReplayObserver, report};
 use vigil::report::doc::Mark;
 use vigil::source::prometheus::Prometheus;
@@ -127,7 +127,7 @@ pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
     let config = prometheus_config(&args.prometheus, &args.connection)?;
     let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
     let input = ReplayInput {
-        canary: &canary,
+        plan: super::canary_plan(&canary)?,
         templates: &templates,
         stable,
         canary_matchers,
@@ -151,7 +151,7 @@ pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
     let charts = if args.reports.is_empty() && !matches!(args.output, OutputFormat::Markdown) {
         Vec::new()
     } else {
-        report::chart_runs(&input, &outcome, &plan, &source).await
+        report::chart_runs(&input, &outcome, plan, &source).await
     };
     let title = format!(
         "Replay of Canary {}/{}",

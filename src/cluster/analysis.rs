@@ -2,23 +2,24 @@
 //! judges the canary against stable over the window, and sums the reports up as one
 //! [`AnalysisOutcome`].
 
-use super::crd::{self, AnalysisArg, Canary, TemplateRef};
 use crate::analysis::{self, Judged};
+use crate::api::crd::{self, Canary};
 use crate::data::Window;
 use crate::judge::Report;
-use crate::rollout::{AnalysisDue, AnalysisOutcome, AnalysisScope};
+use crate::rollout::{AnalysisDue, AnalysisOutcome, Plan, TemplateUse};
 use crate::source::MetricSource;
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
 use crate::template::{self, AnalysisTemplate, Metadata};
 use kube::{Api, ResourceExt};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Everything one analysis needs besides the cluster and the source.
 pub struct AnalysisInput<'a> {
     /// The Canary.
     pub canary: &'a Canary,
+    /// Its plan, which says what each analysis runs.
+    pub plan: &'a Plan,
     /// Which analysis and window.
     pub due: AnalysisDue,
     /// The step size of range queries (the analysis interval).
@@ -31,37 +32,11 @@ pub struct AnalysisInput<'a> {
     pub concurrency: usize,
 }
 
-/// The refs and args of the analysis in scope.
-pub(crate) fn scope_templates(
-    canary: &Canary,
-    scope: AnalysisScope,
-) -> (Vec<TemplateRef>, Vec<AnalysisArg>) {
-    let background = canary.spec.analysis.clone().unwrap_or_default();
-    match scope {
-        AnalysisScope::Background => (background.templates, background.args),
-        AnalysisScope::Step(i) => {
-            let step = canary
-                .spec
-                .steps
-                .get(i)
-                .and_then(|s| s.analysis.clone())
-                .unwrap_or_default();
-            // Step args add to, and override, the background args.
-            let mut args = background.args;
-            for a in step.args {
-                args.retain(|b| b.name != a.name);
-                args.push(a);
-            }
-            (step.templates, args)
-        }
-    }
-}
-
 /// Fetches a template from the cluster and checks it.
 pub async fn fetch_template(
     client: &kube::Client,
     namespace: &str,
-    reference: &TemplateRef,
+    reference: &TemplateUse,
 ) -> Result<AnalysisTemplate, String> {
     let (kind, found) = if reference.cluster_scope {
         let api: Api<crd::ClusterAnalysisTemplate> = Api::all(client.clone());
@@ -121,7 +96,7 @@ pub async fn run<S: MetricSource>(
     input: &AnalysisInput<'_>,
 ) -> (AnalysisOutcome, Vec<Judged>) {
     let namespace = input.canary.namespace().unwrap_or_default();
-    let (refs, args) = scope_templates(input.canary, input.due.scope);
+    let setup = input.plan.analysis(input.due.scope);
     let step = PromDuration::from_millis(input.interval.as_millis() as u64);
     let window = match Window::new(input.due.from, input.due.to, step) {
         Ok(w) => w,
@@ -136,17 +111,16 @@ pub async fn run<S: MetricSource>(
     };
     let mut templates = Vec::new();
     let mut errors = Vec::new();
-    for reference in &refs {
+    for reference in &setup.templates {
         match fetch_template(client, &namespace, reference).await {
             Ok(t) => templates.push(t),
             Err(e) => errors.push(e),
         }
     }
-    let args: BTreeMap<String, String> = args.into_iter().map(|a| (a.name, a.value)).collect();
     let (judged, failed) = analysis::run_templates(
         source,
         &templates,
-        &args,
+        &setup.args,
         (input.stable, input.canary_matchers),
         window,
         (input.due.look, analysis::position(&input.due)),

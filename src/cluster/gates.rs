@@ -15,7 +15,7 @@
 //! they are. A 2xx answer passes. Connection errors, timeouts and 5xx are retried with
 //! backoff; any other answer is final.
 
-use super::crd::{Canary, GateWebhook};
+use crate::api::crd::{Canary, GateWebhook};
 use crate::rollout::{GateKind, GateResult, State};
 use crate::template::units::PromDuration;
 use kube::ResourceExt;

@@ -1,17 +1,13 @@
-//! The Kubernetes adapter: CRD types, the reconciler, traffic routers and leader election.
-//! It depends on the core (`rollout`, `template`, `judge`, `analysis`); the core knows
-//! nothing of it.
+//! The Kubernetes I/O: the reconciler and the world it applies (Deployments, Services, the
+//! traffic routers), release gates, analyses run for a Canary, dry-run report ConfigMaps,
+//! leader election and the operator commands. It builds on the API types and pure logic of
+//! [`crate::api`] and on the core; `vigil run` itself is wired in [`crate::runtime`].
 
-pub mod alerts;
 pub mod analysis;
 pub mod clock;
-pub mod crd;
-pub mod daemon;
 pub mod gates;
 pub mod leader;
-pub mod metrics;
 pub mod ops;
-pub mod plan;
 pub mod reconciler;
 pub mod report;
 pub mod routers;

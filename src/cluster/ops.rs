@@ -5,7 +5,7 @@
 //! on it at its next reconcile and clears it. Pause and resume set `spec.paused`, which the
 //! controller honours for as long as it is set.
 
-use crate::cluster::crd::{Canary, CanaryStatus};
+use crate::api::crd::{Canary, CanaryStatus};
 use crate::rollout::{Phase, Request, RequestAction};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -459,7 +459,7 @@ pub fn describe(canary: &Canary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::crd::{CanarySpec, Condition};
+    use crate::api::crd::{CanarySpec, Condition};
     use crate::rollout::{AnalysisRecord, State};
 
     fn canary() -> Canary {

@@ -8,11 +8,11 @@
 
 use super::analysis::{self, AnalysisInput};
 use super::clock::Clock;
-use super::crd::{Canary, CanaryStatus, Condition};
-use super::plan::{self, canary_deployment_name, canary_service_name};
 use super::report;
 use super::routers::{self, RouteContext};
 use super::world::{self, ApplyError, Targets, api_err};
+use crate::api::crd::{Canary, CanaryStatus, Condition};
+use crate::api::plan::{self, canary_deployment_name, canary_service_name};
 use crate::rollout::machine::{analysis_due, decide, gates_due};
 use crate::rollout::{Decision, Observation, Phase, Plan, State};
 use crate::source::MetricSource;
@@ -248,8 +248,7 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
         route: &route,
     };
     world::apply(&targets, &world).await?;
-    let unadopt =
-        serde_json::json!({"metadata": {"annotations": {super::crd::ADOPTED_ANNOTATION: null}}});
+    let unadopt = serde_json::json!({"metadata": {"annotations": {crate::api::crd::ADOPTED_ANNOTATION: null}}});
     deployments
         .patch(
             target_name,
@@ -398,6 +397,7 @@ async fn reconcile_inner<S: MetricSource>(
                     .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
                 let input = AnalysisInput {
                     canary,
+                    plan: &plan,
                     due,
                     interval,
                     stable: &stable,

@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-use super::crd::Canary;
+use crate::api::crd::Canary;
 
 /// The key of the HTML report in the ConfigMap.
 pub const HTML_KEY: &str = "report.html";

@@ -6,9 +6,9 @@
 //! way up the canary exists and the stable Service is pinned before traffic moves; on the
 //! way down traffic returns to stable before anything is removed.
 
-use super::crd::{ADOPTED_ANNOTATION, CANARY_LABEL, Canary, OWNER_LABEL};
-use super::plan::canary_deployment_name;
 use super::routers::{RouteContext, Router, RouterError, services};
+use crate::api::crd::{ADOPTED_ANNOTATION, CANARY_LABEL, Canary, OWNER_LABEL};
+use crate::api::plan::canary_deployment_name;
 use crate::rollout::{CanaryWorld, World};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};

@@ -10,7 +10,6 @@
 
 use super::config::{Target, resolve};
 use super::{HttpRequest, Notification, Verdict};
-use crate::cluster::metrics::Metrics;
 use crate::stats::random::Rng;
 use chrono::Utc;
 use std::collections::HashMap;
@@ -78,18 +77,25 @@ struct DedupKey {
     message: String,
 }
 
+/// Counts delivery outcomes, e.g. into the controller's `vigil_notifications_total`.
+pub trait DeliveryCounter: Send + Sync {
+    /// One notification to `provider` (`slack`, ...) ended as `outcome` (`sent`, `failed`,
+    /// `dropped` or `deduplicated`).
+    fn count(&self, provider: &str, outcome: &str);
+}
+
 struct Shared {
     config: DeliveryConfig,
     client: reqwest::Client,
     kube: Option<kube::Client>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<Arc<dyn DeliveryCounter>>,
     seed: Mutex<Rng>,
 }
 
 impl Shared {
     fn count(&self, provider: &str, outcome: &str) {
         if let Some(m) = &self.metrics {
-            m.notification(provider, outcome);
+            m.count(provider, outcome);
         }
     }
 }
@@ -109,7 +115,7 @@ impl Dispatcher {
     pub fn start(
         config: DeliveryConfig,
         kube: Option<kube::Client>,
-        metrics: Option<Arc<Metrics>>,
+        metrics: Option<Arc<dyn DeliveryCounter>>,
     ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)

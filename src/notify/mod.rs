@@ -10,15 +10,15 @@
 //! timeouts, bounded retries with exponential backoff and jitter, and de-duplication, so
 //! that a slow or failing receiver never blocks or slows a rollout. Which notifications
 //! go where is [`config`]'s: per Canary (`spec.notifications`, secrets from Kubernetes
-//! Secrets) and cluster-wide (`vigil run --notify-config`). [`observer`] connects the two
-//! to the reconciler.
+//! Secrets) and cluster-wide (`vigil run --notify-config`). `vigil run` hands each
+//! reconcile's rollout events to the dispatcher (`crate::runtime::notifications`); this
+//! module knows nothing of the reconciler.
 
 pub mod config;
 pub mod dingtalk;
 pub mod discord;
 pub mod dispatcher;
 pub mod feishu;
-pub mod observer;
 pub mod slack;
 pub mod teams;
 pub mod webhook;

@@ -11,9 +11,6 @@
 pub mod report;
 
 use crate::analysis::{self, Judged};
-use crate::cluster::analysis::scope_templates;
-use crate::cluster::crd::Canary;
-use crate::cluster::plan;
 use crate::data::Window;
 use crate::judge::{Outcome, Report, words};
 use crate::report::doc::{Mark, MarkKind};
@@ -41,8 +38,8 @@ const MAX_TICKS: usize = 100_000;
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayInput<'a> {
-    /// The Canary (its spec: steps, analysis, limits).
-    pub canary: &'a Canary,
+    /// The Canary's plan: steps, analyses, limits.
+    pub plan: Plan,
     /// The templates the Canary names, by name.
     pub templates: &'a BTreeMap<String, AnalysisTemplate>,
     /// The stable version's label matchers.
@@ -64,15 +61,14 @@ impl ReplayInput<'_> {
         &self,
         source: &S,
         templates: &[AnalysisTemplate],
-        args: Vec<crate::cluster::crd::AnalysisArg>,
+        args: &BTreeMap<String, String>,
         window: Window,
         look: (u32, crate::judge::Position),
     ) -> (Vec<Judged>, Vec<String>) {
-        let args: BTreeMap<String, String> = args.into_iter().map(|a| (a.name, a.value)).collect();
         analysis::run_templates(
             source,
             templates,
-            &args,
+            args,
             (&self.stable, &self.canary_matchers),
             window,
             look,
@@ -176,17 +172,16 @@ pub trait ReplayObserver {
     }
 }
 
-/// Checks the input: the plan is valid, every template it names is given, the range is
-/// not empty. Returns the plan.
-pub fn check(input: &ReplayInput<'_>) -> Result<Plan, ReplayError> {
+/// Checks the input before anything is queried: the range is not empty and every template
+/// the plan uses was given. Returns the plan.
+pub fn check<'i>(input: &'i ReplayInput<'_>) -> Result<&'i Plan, ReplayError> {
     if input.from >= input.to {
         return Err(ReplayError::Range {
             from: input.from,
             to: input.to,
         });
     }
-    let plan = plan::plan(&input.canary.spec).map_err(ReplayError::Spec)?;
-    for name in template_names(input.canary) {
+    for name in input.plan.template_names() {
         if !input.templates.contains_key(&name) {
             return Err(ReplayError::MissingTemplate {
                 name,
@@ -194,23 +189,7 @@ pub fn check(input: &ReplayInput<'_>) -> Result<Plan, ReplayError> {
             });
         }
     }
-    Ok(plan)
-}
-
-/// The names of every template a Canary uses (background and step analyses), in order,
-/// each once.
-pub fn template_names(canary: &Canary) -> Vec<String> {
-    let mut scopes = vec![crate::rollout::AnalysisScope::Background];
-    scopes.extend((0..canary.spec.steps.len()).map(crate::rollout::AnalysisScope::Step));
-    let mut names: Vec<String> = Vec::new();
-    for scope in scopes {
-        for reference in scope_templates(canary, scope).0 {
-            if !names.contains(&reference.name) {
-                names.push(reference.name);
-            }
-        }
-    }
-    names
+    Ok(&input.plan)
 }
 
 fn given(templates: &BTreeMap<String, AnalysisTemplate>) -> String {
@@ -240,11 +219,11 @@ pub async fn run<S: MetricSource>(
             // Adopted: the release is the next template change, at once.
             revision = CANARY_REVISION;
         }
-        let label = step_label(&plan, &state);
+        let label = step_label(plan, &state);
         let mut analysis = None;
         let mut brief = String::new();
-        if let Some(due) = analysis_due(&plan, &state, now) {
-            let run = analyse(input, &plan, &state, due, source).await;
+        if let Some(due) = analysis_due(plan, &state, now) {
+            let run = analyse(input, plan, &state, due, source).await;
             brief = match &run.outcome {
                 // The first cause, on one line: the others are usually the same.
                 AnalysisOutcome::Error { message } => {
@@ -256,7 +235,7 @@ pub async fn run<S: MetricSource>(
             analysis = Some((due, run.outcome.clone()));
             analyses.push(AnalysisRun { step: label, ..run });
         }
-        let request = manual_promote(&plan, &state, now);
+        let request = manual_promote(plan, &state, now);
         let mut observation = Observation {
             now,
             template_revision: revision.into(),
@@ -268,7 +247,7 @@ pub async fn run<S: MetricSource>(
             analysis,
             gates: Vec::new(),
         };
-        observation.gates = gates_due(&plan, &state, &observation)
+        observation.gates = gates_due(plan, &state, &observation)
             .into_iter()
             .map(|kind| GateResult {
                 kind,
@@ -276,13 +255,13 @@ pub async fn run<S: MetricSource>(
                 message: "not called in a replay".into(),
             })
             .collect();
-        let decision = decide(&plan, &state, &observation);
+        let decision = decide(plan, &state, &observation);
         let new_marks = marks_of(
             &observation,
             &brief,
             &decision.events,
             (&state, &decision.state),
-            &plan,
+            plan,
         );
         state = decision.state;
         observer.reconciled(now, &state);
@@ -343,7 +322,7 @@ async fn analyse<S: MetricSource>(
     due: crate::rollout::AnalysisDue,
     source: &S,
 ) -> AnalysisRun {
-    let (refs, args) = scope_templates(input.canary, due.scope);
+    let setup = plan.analysis(due.scope);
     let interval = plan
         .steps
         .get(state.current_step as usize)
@@ -356,15 +335,16 @@ async fn analyse<S: MetricSource>(
         ),
         Ok(window) => {
             // check() made sure every named template is there.
-            let templates: Vec<AnalysisTemplate> = refs
+            let templates: Vec<AnalysisTemplate> = setup
+                .templates
                 .iter()
-                .filter_map(|r| input.templates.get(&r.name).cloned())
+                .filter_map(|t| input.templates.get(&t.name).cloned())
                 .collect();
             input
                 .judge(
                     source,
                     &templates,
-                    args,
+                    &setup.args,
                     window,
                     (due.look, analysis::position(&due)),
                 )
@@ -522,6 +502,7 @@ pub fn timeline_line(mark: &Mark) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::crd::Canary;
     use crate::source::simulated::{SimulatedSource, VersionModel, WeightLog};
     use crate::template::load;
     use chrono::TimeZone;
@@ -546,7 +527,7 @@ mod tests {
     ) -> ReplayInput<'a> {
         let from = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
         ReplayInput {
-            canary,
+            plan: crate::api::plan::plan(&canary.spec).unwrap(),
             templates,
             stable: "version=\"v1\"".parse().unwrap(),
             canary_matchers: "version=\"v2\"".parse().unwrap(),

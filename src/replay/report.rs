@@ -3,7 +3,6 @@
 
 use super::{AnalysisRun, End, ReplayInput, ReplayOutcome, timeline_line};
 use crate::analysis::Judged;
-use crate::cluster::analysis::scope_templates;
 use crate::data::Window;
 use crate::judge::{Position, Report};
 use crate::report::doc::{ChartData, Document, Mark, Section};
@@ -49,13 +48,14 @@ pub async fn chart_runs<S: MetricSource>(
     let Some(window) = chart_window(input, outcome, plan) else {
         return Vec::new();
     };
-    let (_, args) = scope_templates(input.canary, AnalysisScope::Background);
-    let templates: Vec<AnalysisTemplate> = super::template_names(input.canary)
+    let args = plan.analysis(AnalysisScope::Background).args;
+    let templates: Vec<AnalysisTemplate> = plan
+        .template_names()
         .iter()
         .filter_map(|n| input.templates.get(n).cloned())
         .collect();
     input
-        .judge(source, &templates, args, window, (1, Position::one_off()))
+        .judge(source, &templates, &args, window, (1, Position::one_off()))
         .await
         .0
 }

@@ -14,6 +14,7 @@ pub mod plan;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Where a rollout is in its life.
@@ -209,6 +210,27 @@ pub struct Plan {
     pub check_split: bool,
     /// The kinds of release gates configured.
     pub gates: Vec<GateKind>,
+    /// What each analysis runs: the background analysis and each analysis step's (by the
+    /// step's index). A scope without an entry runs no template.
+    pub analyses: BTreeMap<AnalysisScope, AnalysisSetup>,
+}
+
+/// A template an analysis runs, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TemplateUse {
+    /// The template's name.
+    pub name: String,
+    /// A cluster-wide template, rather than one in the rollout's namespace.
+    pub cluster_scope: bool,
+}
+
+/// What one analysis runs: its templates and the arguments they get.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AnalysisSetup {
+    /// The templates, in order.
+    pub templates: Vec<TemplateUse>,
+    /// The arguments, by name.
+    pub args: BTreeMap<String, String>,
 }
 
 /// An operator's request, from `vigil promote|abort`, the API or an alert.
@@ -341,7 +363,7 @@ pub struct StepPosition {
 }
 
 /// Whose templates an analysis uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AnalysisScope {
     /// The Canary's `analysis` templates.
     Background,

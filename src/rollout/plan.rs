@@ -1,6 +1,6 @@
 //! Building and checking a [`Plan`].
 
-use super::{Plan, PlannedStep, Step};
+use super::{AnalysisScope, AnalysisSetup, Plan, PlannedStep, Step};
 use std::time::Duration;
 
 /// Default analysis interval.
@@ -37,7 +37,26 @@ impl Plan {
             replicas_router: false,
             check_split: true,
             gates: Vec::new(),
+            analyses: Default::default(),
         }
+    }
+
+    /// The templates and arguments of the analysis in `scope`; none when it has none.
+    pub fn analysis(&self, scope: AnalysisScope) -> AnalysisSetup {
+        self.analyses.get(&scope).cloned().unwrap_or_default()
+    }
+
+    /// The name of every template the plan's analyses use, in order, each once.
+    pub fn template_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for setup in self.analyses.values() {
+            for t in &setup.templates {
+                if !names.contains(&t.name) {
+                    names.push(t.name.clone());
+                }
+            }
+        }
+        names
     }
 
     /// Checks what the types cannot: at least one step, weights within 0-100, limits of at

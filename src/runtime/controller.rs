@@ -1,16 +1,16 @@
 //! `vigil run`: the controller process. It serves /metrics, /healthz and /readyz, elects a
 //! leader when asked to, and runs the reconciler while it leads.
 
-use super::clock::Clock;
-use super::crd::Canary;
-use super::leader::{Ended, LeaderConfig, LeaderElector};
 use super::metrics::Metrics;
-use super::reconciler::{self, Context, Observer};
+use crate::api::crd::Canary;
+use crate::cluster::clock::Clock;
+use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
+use crate::cluster::reconciler::{self, Context, Observer};
 use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{DeliveryConfig, Dispatcher};
-use crate::notify::observer::{FanOut, NotifyObserver};
 use crate::rollout::Decision;
-use crate::server::{self, ApiOptions, ApiState, ServerState};
+use crate::runtime::notifications::{FanOut, NotifyObserver};
+use crate::runtime::server::{self, ApiOptions, ApiState, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;

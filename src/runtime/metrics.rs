@@ -323,6 +323,12 @@ impl Metrics {
     }
 }
 
+impl crate::notify::dispatcher::DeliveryCounter for Metrics {
+    fn count(&self, provider: &str, outcome: &str) {
+        self.notification(provider, outcome);
+    }
+}
+
 fn canary_labels(namespace: &str, name: &str) -> CanaryLabels {
     CanaryLabels {
         namespace: namespace.into(),

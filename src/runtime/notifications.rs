@@ -1,11 +1,11 @@
 //! The bridge from the reconciler to the dispatcher: each reconcile's events become
 //! notifications for the cluster-wide receivers and the Canary's own.
 
-use super::Notification;
-use super::config::Rule;
-use super::dispatcher::Dispatcher;
-use crate::cluster::crd::Canary;
+use crate::api::crd::Canary;
 use crate::cluster::reconciler::Observer;
+use crate::notify::Notification;
+use crate::notify::config::Rule;
+use crate::notify::dispatcher::Dispatcher;
 use crate::rollout::Decision;
 use chrono::Utc;
 use kube::ResourceExt;

@@ -12,8 +12,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vigil::api::crd::{AnalysisTemplate, Canary};
 use vigil::cluster::clock::Clock;
-use vigil::cluster::crd::{AnalysisTemplate, Canary};
 use vigil::cluster::reconciler::{self, Context, NoObserver};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
 

@@ -420,15 +420,15 @@ pub fn judge(
 /// Serves vigil's HTTP server with `state` on a free loopback port; returns its base URL and
 /// the task (abort it to stop).
 pub async fn serve_on_loopback(
-    state: vigil::server::ServerState,
+    state: vigil::runtime::server::ServerState,
 ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(vigil::server::serve(
+    let task = tokio::spawn(vigil::runtime::server::serve(
         listener,
-        vigil::server::router(state),
+        vigil::runtime::server::router(state),
         std::future::pending(),
     ));
     (url, task)

@@ -18,7 +18,7 @@
 
 use super::split::{Dialect, reset_object, set_object, split, unsplit};
 use super::{Condition, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex};
-use crate::cluster::crd::GatewayRouting;
+use crate::api::crd::GatewayRouting;
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 use kube::api::{ApiResource, GroupVersionKind};

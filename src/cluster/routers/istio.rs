@@ -19,7 +19,7 @@
 
 use super::split::{Dialect, reset_object, set_object, split, unsplit};
 use super::{Condition, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex};
-use crate::cluster::crd::IstioRouting;
+use crate::api::crd::IstioRouting;
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 use kube::api::{ApiResource, GroupVersionKind};

@@ -1,5 +1,5 @@
 //! Traffic routers: one file each, behind [`Router`]. Adding a router means adding a file
-//! and a variant of [`crate::cluster::crd::Routing`].
+//! and a variant of [`crate::api::crd::Routing`].
 //!
 //! A router only moves traffic. The canary Service and the pinning of the stable Service to
 //! the stable pods are shared by every router that needs them ([`services`]); replica
@@ -23,7 +23,7 @@ pub mod replicas;
 pub mod services;
 mod split;
 
-use crate::cluster::crd::Routing;
+use crate::api::crd::Routing;
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -521,7 +521,7 @@ mod tests {
         assert!(for_routing(&Routing::default()).is_none());
         let both = Routing {
             replicas: Some(Default::default()),
-            gateway_api: Some(crate::cluster::crd::GatewayRouting {
+            gateway_api: Some(crate::api::crd::GatewayRouting {
                 http_route: "r".into(),
             }),
             ..Default::default()

@@ -34,7 +34,7 @@
 use super::{
     Condition, Names, RouteContext, Router, RouterError, ValueMatch, conditions, is_not_found,
 };
-use crate::cluster::crd::{NginxRouting, OWNER_LABEL};
+use crate::api::crd::{NginxRouting, OWNER_LABEL};
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 use k8s_openapi::api::networking::v1::{

@@ -8,7 +8,7 @@
 //! the stable Deployment is promoted to the new template (or re-pinned to the new hash).
 
 use super::{Names, RouteContext, RouterError, is_not_found};
-use crate::cluster::crd::{CANARY_LABEL, OWNER_LABEL};
+use crate::api::crd::{CANARY_LABEL, OWNER_LABEL};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -1,7 +1,7 @@
 //! `POST /v1/alerts`: Alertmanager's webhook receiver.
 //!
 //! The body is Alertmanager's version "4" payload. Firing alerts abort the in-flight
-//! Canaries they match ([`crate::cluster::alerts`]): the abort is written to
+//! Canaries they match ([`crate::api::alerts`]): the abort is written to
 //! `status.request` ([`ops::abort`]) with a reason naming the alert, and the controller's
 //! next reconcile rolls back and records it in `status.message` and the `Aborted` event.
 //!
@@ -14,8 +14,8 @@
 //! | 503 | the Canaries could not be listed, or an abort could not be written: Alertmanager retries |
 
 use super::{ApiError, ServerState, authorized, parse_json};
-use crate::cluster::alerts::{self, Webhook};
-use crate::cluster::crd::Canary;
+use crate::api::alerts::{self, Webhook};
+use crate::api::crd::Canary;
 use crate::cluster::ops::{self, OpsError};
 use axum::Json;
 use axum::body::Bytes;

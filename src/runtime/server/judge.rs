@@ -35,10 +35,10 @@
 use super::{ApiError, ApiState, ServerState, authorized, parse_json};
 use crate::analysis::{self, AnalysisRequest};
 use crate::cluster::analysis::fetch_template;
-use crate::cluster::crd::TemplateRef;
 use crate::data::Window;
 use crate::judge::{Outcome, Report, Verdict};
 use crate::report::{self, Format};
+use crate::rollout::TemplateUse;
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
 use crate::template::{AnalysisTemplate, load};
@@ -197,7 +197,7 @@ async fn template(api: &ApiState, request: &JudgeRequest) -> Result<AnalysisTemp
                     ));
                 }
             };
-            let reference = TemplateRef {
+            let reference = TemplateUse {
                 name: name.clone(),
                 cluster_scope: request.cluster_scope,
             };

@@ -22,8 +22,8 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::sync::Arc;
-//! use vigil::cluster::metrics::Metrics;
-//! use vigil::server::{self, ServerState};
+//! use vigil::runtime::metrics::Metrics;
+//! use vigil::runtime::server::{self, ServerState};
 //! let state = ServerState::new(Arc::new(Metrics::new()));
 //! // More routes share the state: server::routes().route("/api/judge", ...).with_state(state)
 //! let app = server::router(state.clone());
@@ -40,8 +40,8 @@ pub mod judge;
 
 pub use auth::AuthConfig;
 
-use crate::cluster::alerts::Matching;
-use crate::cluster::metrics::{self, Metrics};
+use crate::api::alerts::Matching;
+use crate::runtime::metrics::{self, Metrics};
 use crate::signature::ReplayCache;
 use crate::source::prometheus::Prometheus;
 use axum::Json;

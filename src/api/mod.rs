@@ -1,0 +1,8 @@
+//! The Kubernetes API of vigil and the pure logic over it: the CRDs (`Canary`,
+//! `AnalysisTemplate`, `ClusterAnalysisTemplate`), a Canary's spec turned into the core's
+//! rollout plan with its PromQL matchers, and which alerts match which Canary. Nothing here
+//! talks to a cluster: the I/O is in [`crate::cluster`].
+
+pub mod alerts;
+pub mod crd;
+pub mod plan;

@@ -1,0 +1,8 @@
+//! `vigil run` wired together: the controller loop over the cluster layer, the HTTP server
+//! (`/metrics`, probes and the `/v1` API), the controller's metrics, and the bridge that turns
+//! each reconcile's rollout events into notifications.
+
+pub mod controller;
+pub mod metrics;
+pub mod notifications;
+pub mod server;
