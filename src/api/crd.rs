@@ -196,27 +196,93 @@ pub struct ServiceRef {
     pub canary_name: Option<String>,
 }
 
-/// How traffic is split: exactly one router.
-#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.nginx), has(self.gatewayAPI), has(self.istio), has(self.replicas)].filter(x, x).size() == 1").message("routing needs exactly one of nginx, gatewayAPI, istio, replicas"))]
-pub struct Routing {
+/// Declares the routers: one line each. From the list come the `routing` field of each
+/// router, the [`RouterSpec`] it converts to, and the CEL rule and messages that demand
+/// exactly one (they name the routers from [`ROUTERS`], in this order).
+macro_rules! routers {
+    ($($(#[$doc:meta])* $field:ident: $wire:literal => $variant:ident($config:ty),)+) => {
+        /// How traffic is split: exactly one router.
+        #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+        #[x_kube(validation = routing_rule())]
+        pub struct Routing {
+            $(
+                $(#[$doc])*
+                #[serde(default, rename = $wire, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$config>,
+            )+
+        }
+
+        /// The router a Canary's `routing` selects, with its configuration.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub enum RouterSpec<'a> {
+            $(
+                $(#[$doc])*
+                $variant(&'a $config),
+            )+
+        }
+
+        /// The routers' fields in `routing`, in order.
+        pub const ROUTERS: &[&str] = &[$($wire),+];
+
+        impl RouterSpec<'_> {
+            /// The router's field in `routing`.
+            pub fn field(&self) -> &'static str {
+                match self {
+                    $(RouterSpec::$variant(_) => $wire,)+
+                }
+            }
+        }
+
+        impl Routing {
+            /// Every router set, in the order of [`ROUTERS`].
+            fn set(&self) -> Vec<RouterSpec<'_>> {
+                [$(self.$field.as_ref().map(RouterSpec::$variant),)+]
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+        }
+    };
+}
+
+routers! {
     /// ingress-nginx canary annotations on a canary Ingress cloned from the stable one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nginx: Option<NginxRouting>,
+    nginx: "nginx" => Nginx(NginxRouting),
     /// Weights of an HTTPRoute's backendRefs.
-    #[serde(
-        default,
-        rename = "gatewayAPI",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gateway_api: Option<GatewayRouting>,
+    gateway_api: "gatewayAPI" => GatewayApi(GatewayRouting),
     /// Route weights of an Istio VirtualService.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub istio: Option<IstioRouting>,
+    istio: "istio" => Istio(IstioRouting),
     /// No router: the weight is approximated by the ratio of canary to stable replicas.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<ReplicasRouting>,
+    replicas: "replicas" => Replicas(ReplicasRouting),
+}
+
+impl Routing {
+    /// The router configured; the message says what is wrong unless exactly one is (the
+    /// CRD's rule ensures one for objects the API server accepted).
+    pub fn spec(&self) -> Result<RouterSpec<'_>, String> {
+        match self.set().as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!("routing needs one of {}", ROUTERS.join(", "))),
+            many => Err(format!(
+                "routing has {}; choose exactly one",
+                many.iter()
+                    .map(RouterSpec::field)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        }
+    }
+}
+
+/// The CEL rule of `routing`: exactly one router.
+fn routing_rule() -> kube::core::Rule {
+    let has: Vec<String> = ROUTERS.iter().map(|r| format!("has(self.{r})")).collect();
+    kube::core::Rule::new(format!("[{}].filter(x, x).size() == 1", has.join(", "))).message(
+        kube::core::Message::Message(format!(
+            "routing needs exactly one of {}",
+            ROUTERS.join(", ")
+        )),
+    )
 }
 
 /// ingress-nginx routing.

@@ -1,7 +1,7 @@
 //! From a Canary's spec to the core's [`Plan`], the PromQL matchers of both versions, and the
 //! revision hash of a pod template.
 
-use super::crd::{AnalysisArg, CanarySpec, CanaryStep, Routing, TemplateRef};
+use super::crd::{AnalysisArg, CanarySpec, CanaryStep, TemplateRef};
 use crate::rollout::plan::{
     DEFAULT_ABORT_SCALE_DOWN_DELAY, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_FAILURE_LIMIT,
     DEFAULT_INTERVAL, DEFAULT_PROGRESS_DEADLINE,
@@ -48,7 +48,7 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
     if interval.is_zero() {
         return Err("analysis.interval must be above zero".into());
     }
-    router_kind(&spec.routing)?;
+    spec.routing.spec()?;
     if !spec.steps.is_empty() && !spec.step_weights.is_empty() {
         return Err("set steps or stepWeights, not both".into());
     }
@@ -224,27 +224,6 @@ fn planned_step(i: usize, s: &CanaryStep, interval: Duration) -> Result<PlannedS
     })
 }
 
-/// The name of the one router configured.
-pub fn router_kind(routing: &Routing) -> Result<&'static str, String> {
-    let set: Vec<&'static str> = [
-        (routing.nginx.is_some(), "nginx"),
-        (routing.gateway_api.is_some(), "gatewayAPI"),
-        (routing.istio.is_some(), "istio"),
-        (routing.replicas.is_some(), "replicas"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    match set.as_slice() {
-        [one] => Ok(one),
-        [] => Err("routing needs one of nginx, gatewayAPI, istio, replicas".into()),
-        many => Err(format!(
-            "routing has {}; choose exactly one",
-            many.join(" and ")
-        )),
-    }
-}
-
 /// The name of the canary Deployment of a target.
 pub fn canary_deployment_name(target: &str) -> String {
     format!("{target}-canary")
@@ -258,74 +237,25 @@ pub fn canary_service_name(spec: &CanarySpec) -> String {
         .unwrap_or_else(|| format!("{}-canary", spec.service.name))
 }
 
-/// The PromQL matchers that tell the stable version from the canary, as given in
-/// `analysis.stableMatchers`/`canaryMatchers` or by the router's default:
-/// - nginx: ingress-nginx labels canary requests with the canary upstream,
-///   `canary="<namespace>-<canary service>-<port>"`, and stable ones with `canary=""`.
-/// - istio: `destination_workload` is the Deployment (`web` vs `web-canary`).
-/// - gatewayAPI: Envoy's cluster of the stable backend (index 0) and of the canary backend
-///   vigil appends (index 1) in the route's first rule.
-/// - replicas: pod names (`web-<hash>-<id>` vs `web-canary-<hash>-<id>`).
-pub fn matchers(
-    spec: &CanarySpec,
-    namespace: &str,
-    service_port: Option<i32>,
-) -> Result<(Selector, Selector), String> {
+/// The PromQL matchers the Canary sets for the stable version and the canary
+/// (`analysis.stableMatchers`/`canaryMatchers`), if it sets them; both or neither. Without
+/// them the router's defaults apply (`cluster::routers::matchers`).
+pub fn matchers_set(spec: &CanarySpec) -> Result<Option<(Selector, Selector)>, String> {
     let analysis = spec.analysis.clone().unwrap_or_default();
-    let parse = |field: &str, text: &str| {
-        text.parse::<Selector>()
-            .map_err(|e| format!("analysis.{field} {text:?}: {e}"))
-    };
-    if let (Some(stable), Some(canary)) = (&analysis.stable_matchers, &analysis.canary_matchers) {
-        return Ok((
-            parse("stableMatchers", stable)?,
-            parse("canaryMatchers", canary)?,
-        ));
+    match (&analysis.stable_matchers, &analysis.canary_matchers) {
+        (Some(stable), Some(canary)) => Ok(Some((
+            parse_matchers("stableMatchers", stable)?,
+            parse_matchers("canaryMatchers", canary)?,
+        ))),
+        (None, None) => Ok(None),
+        _ => Err("set both analysis.stableMatchers and analysis.canaryMatchers, or neither".into()),
     }
-    if analysis.stable_matchers.is_some() != analysis.canary_matchers.is_some() {
-        return Err(
-            "set both analysis.stableMatchers and analysis.canaryMatchers, or neither".into(),
-        );
-    }
-    let target = &spec.target_ref.name;
-    let (stable, canary) = if spec.routing.nginx.is_some() {
-        let port = spec.service.port.or(service_port).ok_or_else(|| {
-            "cannot tell the canary upstream's port: set service.port, or analysis.stableMatchers and canaryMatchers".to_string()
-        })?;
-        (
-            r#"canary="""#.to_string(),
-            format!(
-                r#"canary="{namespace}-{}-{port}""#,
-                canary_service_name(spec)
-            ),
-        )
-    } else if spec.routing.istio.is_some() {
-        (
-            format!(r#"destination_workload="{target}""#),
-            format!(
-                r#"destination_workload="{}""#,
-                canary_deployment_name(target)
-            ),
-        )
-    } else if let Some(g) = &spec.routing.gateway_api {
-        let route = format!("httproute/{namespace}/{}/rule/0/backend", g.http_route);
-        (
-            format!(r#"envoy_cluster_name="{route}/0""#),
-            format!(r#"envoy_cluster_name="{route}/1""#),
-        )
-    } else {
-        (
-            format!(r#"pod=~"{target}-[a-z0-9]+-[a-z0-9]+""#),
-            format!(
-                r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#,
-                canary_deployment_name(target)
-            ),
-        )
-    };
-    Ok((
-        parse("stableMatchers", &stable)?,
-        parse("canaryMatchers", &canary)?,
-    ))
+}
+
+/// Matchers of `analysis.<field>` (or a router's default for it), parsed.
+pub fn parse_matchers(field: &str, text: &str) -> Result<Selector, String> {
+    text.parse::<Selector>()
+        .map_err(|e| format!("analysis.{field} {text:?}: {e}"))
 }
 
 /// A short, stable hash of a pod template: the revision vigil records. The same template
@@ -341,17 +271,13 @@ pub fn revision(template: &serde_json::Value) -> String {
     format!("{:010x}", hash & 0xff_ffff_ffff)
 }
 
+/// A Canary spec for tests of the plan and of what builds on it.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::crd::Canary;
+pub(crate) mod testing {
+    use crate::api::crd::{Canary, CanarySpec};
 
-    fn canary(yaml: &str) -> CanarySpec {
-        let c: Canary = serde_saphyr::from_str(yaml).unwrap();
-        c.spec
-    }
-
-    const BASE: &str = "apiVersion: vigil.dev/v1alpha1
+    /// A Canary routed by ingress-nginx, with background analysis and no steps yet.
+    pub const BASE: &str = "apiVersion: vigil.dev/v1alpha1
 kind: Canary
 metadata: {name: web, namespace: shop}
 spec:
@@ -362,6 +288,18 @@ spec:
     templates: [{name: ingress-nginx}]
     interval: 30s
 ";
+
+    /// The spec of a Canary document.
+    pub fn canary(yaml: &str) -> CanarySpec {
+        let c: Canary = serde_saphyr::from_str(yaml).unwrap();
+        c.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{BASE, canary};
+    use super::*;
 
     #[test]
     fn step_weights_become_weight_steps_with_the_interval() {
@@ -413,27 +351,6 @@ spec:
         let no_analysis = BASE.replace("    templates: [{name: ingress-nginx}]\n", "");
         let err = plan(&canary(&format!("{no_analysis}  stepWeights: [10]\n"))).unwrap_err();
         assert!(err.contains("skipAnalysis"), "{err}");
-    }
-
-    #[test]
-    fn default_matchers_follow_the_router() {
-        let spec = canary(BASE);
-        let (s, c) = matchers(&spec, "shop", None).unwrap();
-        assert_eq!(s.to_string(), r#"canary="""#);
-        assert_eq!(c.to_string(), r#"canary="shop-web-canary-80""#);
-        let istio =
-            canary(&BASE.replace("{nginx: {ingress: web}}", "{istio: {virtualService: web}}"));
-        let (s, c) = matchers(&istio, "shop", None).unwrap();
-        assert_eq!(s.to_string(), r#"destination_workload="web""#);
-        assert_eq!(c.to_string(), r#"destination_workload="web-canary""#);
-        let replicas = canary(&BASE.replace("{nginx: {ingress: web}}", "{replicas: {}}"));
-        let (_, c) = matchers(&replicas, "shop", None).unwrap();
-        assert_eq!(c.to_string(), r#"pod=~"web-canary-[a-z0-9]+-[a-z0-9]+""#);
-        let custom = canary(&format!(
-            "{BASE}    stableMatchers: 'version=\"v1\"'\n    canaryMatchers: 'version=\"v2\"'\n"
-        ));
-        let (s, _) = matchers(&custom, "shop", None).unwrap();
-        assert_eq!(s.to_string(), r#"version="v1""#);
     }
 
     #[test]

@@ -96,11 +96,12 @@ impl ReplayObserver for Live {
 fn matchers(args: &ReplayArgs, canary: &Canary) -> Result<(Selector, Selector), Failure> {
     let namespace = canary.metadata.namespace.clone().unwrap_or_default();
     let defaults = || {
-        plan::matchers(&canary.spec, &namespace, canary.spec.service.port).map_err(|e| {
-            usage(format!(
-                "the Canary's default matchers: {e}; give --stable and --canary-matchers"
-            ))
-        })
+        vigil::cluster::routers::matchers(&canary.spec, &namespace, canary.spec.service.port)
+            .map_err(|e| {
+                usage(format!(
+                    "the Canary's default matchers: {e}; give --stable and --canary-matchers"
+                ))
+            })
     };
     let parse = |flag: &str, text: &str| {
         text.parse::<Selector>().map_err(|e| {

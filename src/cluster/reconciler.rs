@@ -386,7 +386,7 @@ async fn reconcile_inner<S: MetricSource>(
             .and_then(|s| s.ports.as_ref())
             .and_then(|p| p.first())
             .map(|p| p.port);
-        let outcome = match plan::matchers(&canary.spec, &ns, port) {
+        let outcome = match routers::matchers(&canary.spec, &ns, port) {
             Err(message) => crate::rollout::AnalysisOutcome::Error {
                 message: format!("Canary {ns}/{name}: {message}"),
             },

@@ -17,7 +17,9 @@
 //! regular-expression dialect is the implementation's (Envoy-based ones use RE2).
 
 use super::split::{Dialect, reset_object, set_object, split, unsplit};
-use super::{Condition, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex};
+use super::{
+    Condition, MatcherNames, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex,
+};
 use crate::api::crd::GatewayRouting;
 use crate::rollout::Match;
 use futures::future::BoxFuture;
@@ -51,6 +53,19 @@ pub fn http_route_resource() -> ApiResource {
 impl Router for GatewayRouter {
     fn name(&self) -> &'static str {
         "gateway-api"
+    }
+
+    /// Envoy's cluster of the stable backend (index 0) and of the canary backend vigil
+    /// appends (index 1) in the route's first rule.
+    fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        let route = format!(
+            "httproute/{}/{}/rule/0/backend",
+            names.namespace, self.http_route
+        );
+        Ok((
+            format!(r#"envoy_cluster_name="{route}/0""#),
+            format!(r#"envoy_cluster_name="{route}/1""#),
+        ))
     }
 
     fn set<'a>(

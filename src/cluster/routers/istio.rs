@@ -18,7 +18,9 @@
 //! cookie `C` is `cookie: {regex: ...}` ([`super::cookie_regex`]).
 
 use super::split::{Dialect, reset_object, set_object, split, unsplit};
-use super::{Condition, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex};
+use super::{
+    Condition, MatcherNames, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex,
+};
 use crate::api::crd::IstioRouting;
 use crate::rollout::Match;
 use futures::future::BoxFuture;
@@ -55,6 +57,14 @@ pub fn virtual_service_resource() -> ApiResource {
 impl Router for IstioRouter {
     fn name(&self) -> &'static str {
         "istio"
+    }
+
+    /// Istio's `destination_workload` is the Deployment (`web` vs `web-canary`).
+    fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        Ok((
+            format!(r#"destination_workload="{}""#, names.target),
+            format!(r#"destination_workload="{}""#, names.canary_deployment),
+        ))
     }
 
     fn set<'a>(

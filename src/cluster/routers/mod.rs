@@ -1,5 +1,7 @@
-//! Traffic routers: one file each, behind [`Router`]. Adding a router means adding a file
-//! and a variant of [`crate::api::crd::Routing`].
+//! Traffic routers: one file each, behind [`Router`]: what a router knows (its name, the
+//! PromQL matchers that tell the versions apart in its data plane's metrics, how to set a
+//! weight and how to reset). Adding a router means its file here, one line in [`for_spec`],
+//! and its configuration with one line in the `routers!` list of [`crate::api::crd`].
 //!
 //! A router only moves traffic. The canary Service and the pinning of the stable Service to
 //! the stable pods are shared by every router that needs them ([`services`]); replica
@@ -23,8 +25,10 @@ pub mod replicas;
 pub mod services;
 mod split;
 
-use crate::api::crd::Routing;
+use crate::api::crd::{CanarySpec, RouterSpec, Routing};
+use crate::api::plan;
 use crate::rollout::Match;
+use crate::template::selector::Selector;
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
@@ -175,30 +179,67 @@ pub trait Router: Send + Sync {
     fn uses_services(&self) -> bool {
         true
     }
+
+    /// The PromQL label matchers (stable, canary) that tell the versions' requests apart
+    /// in the metrics of this router's data plane, unless the Canary sets its own.
+    fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String>;
+}
+
+/// What the default matchers are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct MatcherNames<'a> {
+    /// The Canary's namespace.
+    pub namespace: &'a str,
+    /// The stable Deployment.
+    pub target: &'a str,
+    /// The canary Deployment.
+    pub canary_deployment: &'a str,
+    /// The canary Service.
+    pub canary_service: &'a str,
+    /// The port routed to: the Canary's `service.port`, else the Service's first port.
+    pub port: Option<i32>,
+}
+
+/// The router of a configuration: one line per router.
+pub fn for_spec(spec: RouterSpec<'_>) -> Box<dyn Router> {
+    match spec {
+        RouterSpec::Nginx(c) => Box::new(nginx::NginxRouter::new(c)),
+        RouterSpec::GatewayApi(c) => Box::new(gateway::GatewayRouter::new(c)),
+        RouterSpec::Istio(c) => Box::new(istio::IstioRouter::new(c)),
+        RouterSpec::Replicas(_) => Box::new(replicas::ReplicasRouter),
+    }
+}
+
+/// The PromQL matchers that tell the stable version from the canary: the Canary's
+/// `analysis.stableMatchers`/`canaryMatchers`, or its router's defaults.
+pub fn matchers(
+    spec: &CanarySpec,
+    namespace: &str,
+    service_port: Option<i32>,
+) -> Result<(Selector, Selector), String> {
+    if let Some(set) = plan::matchers_set(spec)? {
+        return Ok(set);
+    }
+    let router = for_spec(spec.routing.spec()?);
+    let canary_deployment = plan::canary_deployment_name(&spec.target_ref.name);
+    let canary_service = plan::canary_service_name(spec);
+    let (stable, canary) = router.default_matchers(&MatcherNames {
+        namespace,
+        target: &spec.target_ref.name,
+        canary_deployment: &canary_deployment,
+        canary_service: &canary_service,
+        port: spec.service.port.or(service_port),
+    })?;
+    Ok((
+        plan::parse_matchers("stableMatchers", &stable)?,
+        plan::parse_matchers("canaryMatchers", &canary)?,
+    ))
 }
 
 /// The router a Canary's `routing` selects; `None` unless exactly one router is set (the
 /// CRD's validation rule guarantees one for objects the API server accepted).
 pub fn for_routing(routing: &Routing) -> Option<Box<dyn Router>> {
-    let set = [
-        routing.nginx.is_some(),
-        routing.gateway_api.is_some(),
-        routing.istio.is_some(),
-        routing.replicas.is_some(),
-    ];
-    if set.iter().filter(|s| **s).count() != 1 {
-        return None;
-    }
-    if let Some(n) = &routing.nginx {
-        return Some(Box::new(nginx::NginxRouter::new(n)));
-    }
-    if let Some(g) = &routing.gateway_api {
-        return Some(Box::new(gateway::GatewayRouter::new(g)));
-    }
-    if let Some(i) = &routing.istio {
-        return Some(Box::new(istio::IstioRouter::new(i)));
-    }
-    Some(Box::new(replicas::ReplicasRouter))
+    routing.spec().ok().map(for_spec)
 }
 
 /// How a header value is matched.
@@ -418,6 +459,57 @@ mod tests {
     use super::testing::header;
     use super::*;
     use crate::rollout::HeaderMatch;
+
+    use crate::api::plan::testing::canary;
+
+    /// The plan tests' Canary, with its steps.
+    fn base() -> String {
+        format!("{}  stepWeights: [10]\n", crate::api::plan::testing::BASE)
+    }
+
+    #[test]
+    fn default_matchers_follow_the_router() {
+        let spec = canary(&base());
+        let (s, c) = matchers(&spec, "shop", None).unwrap();
+        assert_eq!(s.to_string(), r#"canary="""#);
+        assert_eq!(c.to_string(), r#"canary="shop-web-canary-80""#);
+        let istio =
+            canary(&base().replace("{nginx: {ingress: web}}", "{istio: {virtualService: web}}"));
+        let (s, c) = matchers(&istio, "shop", None).unwrap();
+        assert_eq!(s.to_string(), r#"destination_workload="web""#);
+        assert_eq!(c.to_string(), r#"destination_workload="web-canary""#);
+        let replicas = canary(&base().replace("{nginx: {ingress: web}}", "{replicas: {}}"));
+        let (_, c) = matchers(&replicas, "shop", None).unwrap();
+        assert_eq!(c.to_string(), r#"pod=~"web-canary-[a-z0-9]+-[a-z0-9]+""#);
+        let custom = canary(&base().replace(
+            "  stepWeights",
+            "    stableMatchers: 'version=\"v1\"'\n    canaryMatchers: 'version=\"v2\"'\n  stepWeights",
+        ));
+        let (s, _) = matchers(&custom, "shop", None).unwrap();
+        assert_eq!(s.to_string(), r#"version="v1""#);
+    }
+
+    #[test]
+    fn matchers_are_set_both_or_neither_and_the_port_is_needed_for_nginx() {
+        let one = canary(&base().replace(
+            "  stepWeights",
+            "    stableMatchers: 'version=\"v1\"'\n  stepWeights",
+        ));
+        let err = matchers(&one, "shop", None).unwrap_err();
+        assert!(err.contains("set both"), "{err}");
+        let no_port = canary(&base().replace("port: 80", "canaryName: web-c"));
+        let err = matchers(&no_port, "shop", None).unwrap_err();
+        assert!(err.contains("service.port"), "{err}");
+        let (_, c) = matchers(&no_port, "shop", Some(8080)).unwrap();
+        assert_eq!(c.to_string(), r#"canary="shop-web-c-8080""#);
+        let gateway =
+            canary(&base().replace("{nginx: {ingress: web}}", "{gatewayAPI: {httpRoute: r}}"));
+        let (s, _) = matchers(&gateway, "shop", None).unwrap();
+        assert_eq!(
+            s.to_string(),
+            r#"envoy_cluster_name="httproute/shop/r/rule/0/backend/0""#
+        );
+    }
 
     #[test]
     fn conditions_apply_the_defaults() {

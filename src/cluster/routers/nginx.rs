@@ -32,7 +32,8 @@
 //! `vigil.dev/canary-name`.
 
 use super::{
-    Condition, Names, RouteContext, Router, RouterError, ValueMatch, conditions, is_not_found,
+    Condition, MatcherNames, Names, RouteContext, Router, RouterError, ValueMatch, conditions,
+    is_not_found,
 };
 use crate::api::crd::{NginxRouting, OWNER_LABEL};
 use crate::rollout::Match;
@@ -195,6 +196,21 @@ impl NginxRouter {
 impl Router for NginxRouter {
     fn name(&self) -> &'static str {
         "nginx"
+    }
+
+    /// ingress-nginx labels canary requests with the canary upstream,
+    /// `canary="<namespace>-<canary service>-<port>"`, and stable ones with `canary=""`.
+    fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        let port = names.port.ok_or_else(|| {
+            "cannot tell the canary upstream's port: set service.port, or analysis.stableMatchers and canaryMatchers".to_string()
+        })?;
+        Ok((
+            r#"canary="""#.to_string(),
+            format!(
+                r#"canary="{}-{}-{port}""#,
+                names.namespace, names.canary_service
+            ),
+        ))
     }
 
     fn set<'a>(

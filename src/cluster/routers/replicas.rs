@@ -2,7 +2,7 @@
 //! same Service, so the canary's share of traffic is the share of its replicas, which the
 //! reconciler sets. Setting and resetting routing are therefore no-ops.
 
-use super::{RouteContext, Router, RouterError};
+use super::{MatcherNames, RouteContext, Router, RouterError};
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 
@@ -13,6 +13,14 @@ pub struct ReplicasRouter;
 impl Router for ReplicasRouter {
     fn name(&self) -> &'static str {
         "replicas"
+    }
+
+    /// Pod names: `web-<hash>-<id>` vs `web-canary-<hash>-<id>`.
+    fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        Ok((
+            format!(r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#, names.target),
+            format!(r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#, names.canary_deployment),
+        ))
     }
 
     fn set<'a>(
