@@ -79,6 +79,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the error is a 409 Conflict, whose remedy is a quick retry.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Error::Apply(e) => e.is_conflict(),
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.is_conflict(),
+                _ => false,
+            },
+        }
+    }
+
     /// A short label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -527,7 +539,7 @@ pub fn step_label(plan: &Plan, state: &State) -> String {
 /// How long to wait after a failed reconcile: soon after a conflict, longer otherwise.
 pub fn error_policy<S>(canary: Arc<Canary>, error: &Error, ctx: Arc<Context<S>>) -> Action {
     let ns = canary.namespace().unwrap_or_default();
-    if error.kind() == "conflict" {
+    if error.is_conflict() {
         tracing::debug!(canary = %canary.name_any(), namespace = %ns, "conflict, retrying: {error}");
         return Action::requeue(Duration::from_millis(500));
     }
