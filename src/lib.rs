@@ -112,7 +112,7 @@ mod layers {
                 .to_string_lossy()
                 .trim_end_matches(".rs")
                 .to_string();
-            if matches!(top.as_str(), "main" | "lib" | "cli" | "progress" | "term") {
+            if matches!(top.as_str(), "main" | "lib" | "cli") {
                 continue;
             }
             let imported = imports(&code(&std::fs::read_to_string(&file).unwrap()));

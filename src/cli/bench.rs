@@ -1,10 +1,15 @@
 //! `vigil bench rollouts`: the closed-loop rollout benchmark ([`vigil::bench::rollouts`]).
 
-use crate::progress::Progress;
-use crate::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, usage};
+use super::exit::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, usage};
+use super::progress::Progress;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use vigil::bench::rollouts;
+
+/// The examples of `vigil bench --help`.
+pub const EXAMPLES: &str = "Examples:\n  \
+    vigil bench rollouts\n  \
+    vigil bench rollouts --rollouts 200 --scenario errors-x2 --scenario aa-20rps --json results.json";
 
 /// The benchmarks.
 #[derive(Subcommand)]

@@ -1,8 +1,9 @@
 //! `vigil demo`: two whole rollouts over simulated traffic, in accelerated time, through the
 //! controller's state machine and judge; then a report.
 
-use super::{Live, check_report_paths, write_document};
-use crate::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, OutputFormat, usage};
+use super::exit::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, usage};
+use super::output::{OutputFormat, check_report_paths, write_document};
+use super::rollout_view::Live;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -50,6 +51,19 @@ impl Scenario {
     }
 }
 
+/// The examples of `vigil demo --help`.
+pub const EXAMPLES: &str = "Examples:\n  \
+    vigil demo                                  # both rollouts, then vigil-demo-report.html\n  \
+    vigil demo --speed 0 --output json          # as fast as possible, one JSON document\n  \
+    vigil demo --scenario no-traffic --report demo.md\n\n\
+    The same against a real Prometheus: `vigil replay` walks your Canary's steps over a \
+    past release with the same state machine and judge, e.g. with --canary canary.yaml \
+    --template analysis-templates/demo.yaml --prometheus http://localhost:9090 \
+    --stable 'version=\"v1\"' --canary-matchers 'version=\"v2\"' --from 2026-11-20T10:00:00Z \
+    --to 2026-11-20T13:00:00Z --report replay.html (more in `vigil replay --help`). In a \
+    cluster, `vigil run` does it live; a Canary with dryRun: true only judges and reports.";
+
+/// Arguments of `vigil demo`.
 #[derive(Args)]
 pub struct DemoArgs {
     /// Which simulated releases to roll out, in order; repeat for more.
@@ -145,7 +159,7 @@ async fn roll_out(
     let templates = BTreeMap::from([(template.metadata.name.clone(), template.clone())]);
     let from = start()?;
     let input = ReplayInput {
-        plan: super::canary_plan(canary)?,
+        plan: super::input::canary_plan(canary)?,
         templates: &templates,
         stable: r#"version="v1""#.parse().map_err(|e| usage(format!("{e}")))?,
         canary_matchers: r#"version="v2""#.parse().map_err(|e| usage(format!("{e}")))?,
@@ -184,6 +198,7 @@ fn start() -> Result<DateTime<Utc>, Failure> {
         .ok_or_else(|| usage("bad demo time"))
 }
 
+/// Rolls out the scenarios, then writes the report.
 pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     check_report_paths([args.report.as_path()])?;
     let (canary, template) = embedded()?;

@@ -1,177 +1,121 @@
-//! Subcommands of the `vigil` binary that drive whole rollouts offline: `replay` over a real
-//! Prometheus, `demo` over the simulation. Both walk the controller's state machine with
-//! [`vigil::replay`] and write the same reports.
+//! The `vigil` command line: a module per command with its arguments (and their help) and
+//! what it does, and what the commands share: exit statuses ([`exit`]), what they read
+//! ([`input`]) and write ([`output`]), progress on the terminal.
 
 pub mod bench;
+pub mod completions;
+pub mod crd;
 pub mod demo;
+pub mod exit;
+pub mod input;
+pub mod judge;
+pub mod lint;
+pub mod ops;
+pub mod output;
+pub mod progress;
 pub mod replay;
+pub mod rollout_view;
+pub mod run;
+pub mod term;
+#[cfg(test)]
+mod tests;
 
-use crate::progress::Progress;
-use crate::{EXIT_CANNOT_RUN, Failure};
-use chrono::{DateTime, Utc};
-use std::io::IsTerminal;
-use std::path::Path;
-use vigil::data::{QueryRequest, QueryResult};
-use vigil::replay::timeline_line;
-use vigil::report::doc::{Document, Mark, MarkKind};
-use vigil::rollout::{Phase, State};
-use vigil::source::{MetricSource, SourceError};
+use clap::{Parser, Subcommand};
 
-/// Shows a rollout as it is replayed: each decision as a line of the timeline on standard
-/// output, and progress on standard error (on a terminal a live bar with the step, the
-/// weight, the simulated time and the verdict of every analysis so far; plain lines
-/// otherwise).
-pub struct Live {
-    progress: Progress,
-    /// Print the timeline.
-    lines: bool,
-    /// Print it above the bar: both streams are the same terminal.
-    above_bar: bool,
-    indent: &'static str,
-    steps: u32,
-    /// One character per analysis: `+` pass, `x` fail, `?` inconclusive, `!` error.
-    verdicts: String,
-    /// Where the rollout is, in words.
-    stage: String,
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Decides from metrics whether a canary release is safe to roll out",
+    long_about = "Decides from metrics whether a canary release is safe to roll out.\n\n\
+                  Exit status of judge: 0 pass, 1 fail, 3 marginal or inconclusive, \
+                  4 the analysis could not run, 2 usage error.",
+    after_help = "Examples:\n  \
+        vigil demo                          # judge a simulated canary: no cluster, no Prometheus\n  \
+        vigil lint analysis-templates/*.yaml\n  \
+        vigil judge --prometheus http://prometheus.monitoring:9090 \\\n      \
+            --template analysis-templates/http-prometheus-client.yaml --arg job=checkout \\\n      \
+            --stable 'version=\"v1.4.2\"' --canary 'version=\"v1.5.0\"' --last 30m\n  \
+        vigil crd | kubectl apply -f -      # install the Canary resources\n  \
+        vigil run --prometheus http://prometheus.monitoring:9090\n  \
+        vigil status web -n shop --watch\n  \
+        vigil completions bash > ~/.local/share/bash-completion/completions/vigil\n\n\
+        `vigil COMMAND --help` shows each command's options and examples."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-impl Live {
-    /// Progress of a rollout of `steps` steps called `what`; `lines`: print the timeline.
-    pub fn new(what: &str, steps: usize, lines: bool, indent: &'static str) -> Self {
-        let steps = u32::try_from(steps).unwrap_or(u32::MAX);
-        Self {
-            progress: Progress::new(u64::from(steps), what),
-            lines,
-            above_bar: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
-            indent,
-            steps,
-            verdicts: String::new(),
-            stage: String::new(),
-        }
-    }
-
-    /// The rollout's state after a reconcile at `now`.
-    pub fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
-        let step = (state.current_step + 1).min(self.steps);
-        let (done, stage) = match state.phase {
-            Phase::Promoting => (self.steps, "promoting".to_string()),
-            Phase::Succeeded => (self.steps, "promoted".to_string()),
-            Phase::Failed => (state.current_step, "rolled back".to_string()),
-            _ => (
-                state.current_step,
-                format!("step {step}/{} at {}%", self.steps, state.weight),
-            ),
-        };
-        self.progress.set_position(u64::from(done));
-        self.stage = format!("{stage}, {}", now.format("%H:%M"));
-        self.show();
-    }
-
-    fn show(&self) {
-        let n = self.verdicts.chars().count();
-        let tail: String = self.verdicts.chars().skip(n.saturating_sub(30)).collect();
-        self.progress
-            .set_message(format!("{} | analyses {tail}", self.stage));
-    }
-
-    /// A decision.
-    pub fn marked(&mut self, mark: &Mark) {
-        if let Some(verdict) = mark.text.strip_prefix("analysis ") {
-            self.verdicts.push(match mark.kind {
-                MarkKind::Advance => '+',
-                MarkKind::Abort => 'x',
-                MarkKind::Warn if verdict.starts_with("failed") => 'x',
-                MarkKind::Warn => '!',
-                _ => '?',
-            });
-        }
-        self.show();
-        if self.lines {
-            self.line(&format!("{}{}", self.indent, timeline_line(mark)));
-        }
-    }
-
-    /// A line of the output (above the bar when they share the terminal).
-    pub fn line(&self, text: &str) {
-        if self.above_bar {
-            self.progress.println(text);
-        } else {
-            println!("{text}");
-        }
-    }
-
-    /// The rollout ended (or the replay did).
-    pub fn finish(&self, end: vigil::replay::End) {
-        match end {
-            vigil::replay::End::Promoted => self.progress.finish(),
-            _ => self.progress.stop(),
-        }
-    }
+#[derive(Subcommand)]
+pub enum Command {
+    /// Judge a canary against stable over a time window, from Prometheus.
+    #[command(after_help = judge::EXAMPLES)]
+    Judge(Box<judge::JudgeArgs>),
+    /// Check template files; exits 1 if any has a problem.
+    #[command(after_help = lint::EXAMPLES)]
+    Lint(lint::LintArgs),
+    /// Roll out two simulated canaries, a healthy one and a faulty one: no cluster, no Prometheus.
+    #[command(after_help = demo::EXAMPLES)]
+    Demo(demo::DemoArgs),
+    /// Replay a Canary over a past release's metrics: what vigil would have done, and when.
+    #[command(after_help = replay::EXAMPLES)]
+    Replay(Box<replay::ReplayArgs>),
+    /// Print vigil's CustomResourceDefinitions as YAML (kubectl apply -f -).
+    #[command(after_help = crd::EXAMPLES)]
+    Crd,
+    /// Benchmarks on simulated rollouts.
+    #[command(subcommand)]
+    #[command(after_help = bench::EXAMPLES)]
+    Bench(bench::BenchCommand),
+    /// Move a canary past its current step now (with --full, promote it completely).
+    #[command(after_help = ops::PROMOTE_EXAMPLES)]
+    Promote(ops::PromoteArgs),
+    /// Abort the release in flight and send all traffic back to the stable version.
+    #[command(after_help = ops::ABORT_EXAMPLES)]
+    Abort(ops::AbortArgs),
+    /// Hold a canary where it is (sets spec.paused).
+    #[command(after_help = ops::PAUSE_EXAMPLES)]
+    Pause(ops::CanaryArgs),
+    /// Let a paused canary go on (clears spec.paused).
+    #[command(after_help = ops::RESUME_EXAMPLES)]
+    Resume(ops::CanaryArgs),
+    /// Show where a canary's rollout stands.
+    #[command(after_help = ops::STATUS_EXAMPLES)]
+    Status(ops::StatusArgs),
+    /// Run the controller: watch Canaries and roll them out (in a cluster, or with KUBECONFIG).
+    #[command(after_help = run::EXAMPLES)]
+    Run(Box<run::RunArgs>),
+    /// Print a shell completion script for vigil to standard output.
+    #[command(after_help = completions::EXAMPLES)]
+    Completions(completions::CompletionsArgs),
 }
 
-/// A source that counts its finished queries on a progress bar.
-pub struct Counted<'a, S> {
-    /// The source.
-    pub inner: &'a S,
-    /// Where to count (none: just pass through).
-    pub progress: Option<&'a Progress>,
-}
-
-impl<S: MetricSource> MetricSource for Counted<'_, S> {
-    async fn query_range(&self, request: &QueryRequest) -> Result<QueryResult, SourceError> {
-        let answer = self.inner.query_range(request).await;
-        if let Some(progress) = self.progress {
-            progress.inc(1);
-        }
-        answer
+/// Parses the command line. Installed as `kubectl-vigil` on the PATH, the binary is a kubectl
+/// plugin (`kubectl vigil promote web`): the same commands, with usage shown as `kubectl vigil`.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    if invoked_name() == "kubectl-vigil" {
+        command = command.bin_name("kubectl vigil");
     }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
+    // clap colours help (stdout) and errors (stderr) by the same rule as vigil's own output
+    // (its `Auto` then looks at each stream as `term::colour` does).
+    if !term::colour(term::Stream::Stdout) && !term::colour(term::Stream::Stderr) {
+        command = command.color(clap::ColorChoice::Never);
     }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-/// The formats of report documents.
-#[derive(Clone, Copy)]
-enum DocFormat {
-    Html,
-    Markdown,
-}
-
-/// The format of a report file by its extension, or what to do instead.
-fn doc_format(path: &Path) -> Result<DocFormat, Failure> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("html" | "htm") => Ok(DocFormat::Html),
-        Some("md" | "markdown") => Ok(DocFormat::Markdown),
-        _ => Err(crate::usage(format!(
-            "--report {}: give a file ending in .html or .md",
-            path.display()
-        ))),
-    }
-}
-
-/// Checks report paths before the work that fills them.
-pub fn check_report_paths<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<(), Failure> {
-    paths.into_iter().try_for_each(|p| doc_format(p).map(drop))
-}
-
-/// Writes `doc` to `path`: HTML for `.html`/`.htm`, Markdown for `.md`/`.markdown`.
-pub fn write_document(doc: &Document<'_>, path: &Path) -> Result<(), Failure> {
-    let text = match doc_format(path)? {
-        DocFormat::Html => vigil::report::html(doc),
-        DocFormat::Markdown => vigil::report::markdown_doc(doc),
-    };
-    std::fs::write(path, text).map_err(|e| Failure {
-        code: EXIT_CANNOT_RUN,
-        message: format!(
-            "cannot write the report to {}: {e}; check that the directory exists and is writable",
-            path.display()
-        ),
-    })
-}
-
-/// A Canary's plan, or a usage error naming the field at fault.
-pub fn canary_plan(canary: &vigil::api::crd::Canary) -> Result<vigil::rollout::Plan, Failure> {
-    vigil::api::plan::plan(&canary.spec)
-        .map_err(|e| crate::usage(vigil::replay::ReplayError::Spec(e).to_string()))
+/// The name the binary was invoked as: `vigil`, or `kubectl-vigil` as a kubectl plugin.
+pub fn invoked_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "vigil".to_string())
 }

@@ -1,10 +1,9 @@
 //! `vigil replay`: what vigil would have done in a past release, from Prometheus' history.
 
-use super::{Live, check_report_paths, write_document};
-use crate::{
-    ConnectionArgs, EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, Failure, OutputFormat,
-    parse_time, prometheus_config, read_template, usage,
-};
+use super::exit::{EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, Failure, usage};
+use super::input::{ConnectionArgs, parse_time, prometheus_config, read_template};
+use super::output::{OutputFormat, check_report_paths, write_document};
+use super::rollout_view::Live;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +15,17 @@ use vigil::source::prometheus::Prometheus;
 use vigil::template::AnalysisTemplate;
 use vigil::template::selector::Selector;
 
+/// The examples of `vigil replay --help`.
+pub const EXAMPLES: &str = "Examples:\n  \
+    vigil replay --canary deploy/examples/nginx-gray-release/canary.yaml \\\n    \
+    --template analysis-templates/ingress-nginx.yaml --prometheus http://localhost:9090 \\\n    \
+    --from 2026-11-20T10:00:00Z --to 2026-11-20T13:00:00Z --report replay.html\n  \
+    vigil replay --canary canary.yaml --template t.yaml --prometheus http://localhost:9090 \\\n    \
+    --stable 'version=\"v1\"' --canary-matchers 'version=\"v2\"' --from 1789990000 --to 1790000000 --output json\n\n\
+    The release starts at --from; the replay stops when the rollout ends or at --to. \
+    Exit status: 0 promoted, 1 aborted, 3 unfinished at --to, 2 usage, 4 Prometheus unusable.";
+
+/// Arguments of `vigil replay`.
 #[derive(Args)]
 pub struct ReplayArgs {
     /// The Canary file (YAML), as applied to the cluster.
@@ -118,6 +128,7 @@ fn matchers(args: &ReplayArgs, canary: &Canary) -> Result<(Selector, Selector), 
     })
 }
 
+/// Replays the release and reports what vigil would have done.
 pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
     check_report_paths(args.reports.iter().map(PathBuf::as_path))?;
     let canary = read_canary(&args.canary)?;
@@ -128,7 +139,7 @@ pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
     let config = prometheus_config(&args.prometheus, &args.connection)?;
     let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
     let input = ReplayInput {
-        plan: super::canary_plan(&canary)?,
+        plan: super::input::canary_plan(&canary)?,
         templates: &templates,
         stable,
         canary_matchers,

@@ -14,7 +14,7 @@ use super::world::{self, ApplyError, Targets, api_err};
 use crate::api::crd::{Canary, CanaryStatus, Condition};
 use crate::api::plan::{self, canary_deployment_name, canary_service_name};
 use crate::rollout::machine::{analysis_due, decide, gates_due};
-use crate::rollout::{Decision, Observation, Phase, Plan, State};
+use crate::rollout::{Decision, Observation, Plan, State, StepAt};
 use crate::source::MetricSource;
 use chrono::Utc;
 use futures::StreamExt;
@@ -462,7 +462,7 @@ async fn reconcile_inner<S: MetricSource>(
 
     let mut status = CanaryStatus {
         state: decision.state.clone(),
-        step_label: Some(step_label(&plan, &decision.state)),
+        step_label: Some(step_column(&plan, &decision.state)),
         observed_generation: canary.metadata.generation,
         request: if decision.request_done {
             None
@@ -525,13 +525,13 @@ async fn reconcile_inner<S: MetricSource>(
     Ok(Action::requeue(ctx.clock.real(decision.requeue)))
 }
 
-/// `N/M` for the printer column.
-pub fn step_label(plan: &Plan, state: &State) -> String {
+/// `N/M` for the printer column: 0 before the release, M from the promotion on.
+pub fn step_column(plan: &Plan, state: &State) -> String {
     let total = plan.steps.len();
-    let current = match state.phase {
-        Phase::Initializing | Phase::Waiting => 0,
-        Phase::Promoting | Phase::Succeeded => total,
-        _ => (state.current_step as usize + 1).min(total),
+    let current = match plan.step_at(state) {
+        StepAt::Before => 0,
+        StepAt::Step(number) => number,
+        StepAt::Promotion => total,
     };
     format!("{current}/{total}")
 }

@@ -47,7 +47,7 @@ fn record_mark(plan: &Plan, record: &AnalysisRecord) -> Mark {
         at: record.at,
         step: format!(
             "step {}/{} ({}%)",
-            (record.step as usize + 1).min(plan.steps.len()),
+            plan.step_number(record.step),
             plan.steps.len(),
             record.weight
         ),
@@ -86,7 +86,7 @@ pub fn marks(
         };
         marks.push(Mark {
             at: now,
-            step: crate::replay::step_label(plan, state),
+            step: plan.step_label(state),
             weight: state.weight,
             text: truncate(&event.message, 300),
             kind,

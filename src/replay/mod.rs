@@ -219,7 +219,7 @@ pub async fn run<S: MetricSource>(
             // Adopted: the release is the next template change, at once.
             revision = CANARY_REVISION;
         }
-        let label = step_label(plan, &state);
+        let label = plan.step_label(&state);
         let mut analysis = None;
         let mut brief = String::new();
         if let Some(due) = analysis_due(plan, &state, now) {
@@ -360,27 +360,6 @@ async fn analyse<S: MetricSource>(
     }
 }
 
-/// `step 2/3 (50%)`, or the phase before and after the steps.
-pub fn step_label(plan: &Plan, state: &State) -> String {
-    match state.phase {
-        Phase::Initializing | Phase::Waiting => "before the release".into(),
-        Phase::Promoting | Phase::Succeeded => "promotion".into(),
-        _ => {
-            let index = state.current_step as usize;
-            let of = plan.steps.len();
-            let what = match plan.steps.get(index).map(|s| &s.step) {
-                Some(Step::Weight { weight }) => format!(" ({weight}%)"),
-                Some(Step::Pause { .. }) => " (pause)".into(),
-                Some(Step::Analysis) => " (analysis)".into(),
-                Some(Step::Replicas { count }) => format!(" ({count} replicas)"),
-                Some(Step::Match { .. }) => " (A/B)".into(),
-                None => String::new(),
-            };
-            format!("step {}/{of}{what}", (index + 1).min(of))
-        }
-    }
-}
-
 /// The marks of one reconcile: an analysis with what it led to, then the other events.
 fn marks_of(
     observation: &Observation,
@@ -420,7 +399,7 @@ fn marks_of(
         }
         marks.push(Mark {
             at,
-            step: step_label(plan, before),
+            step: plan.step_label(before),
             weight: after.weight,
             text,
             kind,
@@ -448,7 +427,7 @@ fn marks_of(
         };
         marks.push(Mark {
             at,
-            step: step_label(plan, after),
+            step: plan.step_label(after),
             weight: after.weight,
             text: event.message.clone(),
             kind,

@@ -6,7 +6,7 @@
 //! Data elements carry the class `data`, so a test can tell a chart with something plotted
 //! from an empty frame. Every text goes through [`escape`].
 
-use super::html::escape;
+use super::text::escape;
 use std::fmt::Write as _;
 
 /// The width of every chart's `viewBox`.

@@ -6,6 +6,7 @@
 
 use crate::data::{QueryResult, Role};
 use crate::judge::MetricData;
+use crate::stats::histogram;
 use crate::template::QueryPart;
 use std::collections::BTreeMap;
 
@@ -97,53 +98,19 @@ fn buckets_per_step(result: Option<&QueryResult>) -> BTreeMap<i64, Vec<(f64, f64
     steps
 }
 
-/// The `q` quantile of cumulative buckets `(le, count)` sorted by `le`, as Prometheus'
-/// `histogram_quantile` computes it: linear interpolation within the bucket the rank falls
-/// in (from 0 for the first bucket), the highest finite bound when it falls in `+Inf`.
-/// NaN without a `+Inf` bucket or without observations.
-pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
-    if !(0.0..=1.0).contains(&q) {
-        return f64::NAN;
-    }
-    let Some(&(last_le, total)) = buckets.last() else {
-        return f64::NAN;
-    };
-    if last_le != f64::INFINITY || buckets.len() < 2 || total <= 0.0 || !total.is_finite() {
-        return f64::NAN;
-    }
-    // Counts should not decrease with le; make them monotonic as Prometheus does.
-    let mut counts = Vec::with_capacity(buckets.len());
-    let mut running = 0.0_f64;
-    for &(_, c) in buckets {
-        running = running.max(c);
-        counts.push(running);
-    }
-    let rank = q * total;
-    let Some(i) = counts.iter().position(|c| *c >= rank) else {
-        return f64::NAN;
-    };
-    if i == buckets.len() - 1 {
-        return buckets[buckets.len() - 2].0;
-    }
-    let (start, below) = if i == 0 {
-        (0.0_f64.min(buckets[0].0), 0.0)
-    } else {
-        (buckets[i - 1].0, counts[i - 1])
-    };
-    let end = buckets[i].0;
-    let inside = counts[i] - below;
-    if inside <= 0.0 {
-        return end;
-    }
-    start + (end - start) * (rank - below) / inside
-}
-
-/// A histogram metric's `q` latency quantile per step; steps without requests are left out.
+/// A histogram metric's `q` latency quantile per step, as Prometheus' `histogram_quantile`
+/// computes it ([`histogram::quantile`]); steps without requests are left out.
 pub fn quantile(data: &MetricData, role: Role, q: f64) -> Points {
     buckets_per_step(answer(data, role, QueryPart::Query))
         .into_iter()
-        .map(|(t, buckets)| (seconds(t), histogram_quantile(q, &buckets)))
-        .filter(|(_, v)| v.is_finite())
+        .filter_map(|(t, buckets)| {
+            let buckets: Vec<histogram::Bucket> = buckets
+                .into_iter()
+                .map(|(le, count)| histogram::Bucket { le, count })
+                .collect();
+            let value = histogram::quantile(q, &buckets)?;
+            value.is_finite().then_some((seconds(t), value))
+        })
         .collect()
 }
 
@@ -281,24 +248,28 @@ mod tests {
     }
 
     #[test]
-    fn histogram_quantile_interpolates_like_prometheus() {
-        let buckets = [
-            (0.1, 50.0),
-            (0.5, 90.0),
-            (1.0, 100.0),
-            (f64::INFINITY, 100.0),
-        ];
-        // rank 50 is the top of the first bucket, which starts at 0
-        assert!((histogram_quantile(0.5, &buckets) - 0.1).abs() < 1e-12);
-        // rank 70: halfway through (0.1, 0.5]
-        assert!((histogram_quantile(0.7, &buckets) - 0.3).abs() < 1e-12);
-        assert!((histogram_quantile(0.25, &buckets) - 0.05).abs() < 1e-12);
-        // ranks in +Inf answer the highest finite bound
-        let tail = [(0.1, 50.0), (1.0, 60.0), (f64::INFINITY, 100.0)];
-        assert_eq!(histogram_quantile(0.99, &tail), 1.0);
-        assert!(histogram_quantile(0.5, &[(0.1, 5.0)]).is_nan());
-        assert!(histogram_quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]).is_nan());
-        assert!(histogram_quantile(f64::NAN, &buckets).is_nan());
+    fn quantiles_per_step_interpolate_like_prometheus() {
+        let mut data = MetricData::default();
+        let bucket = |le: &'static str, at_60: f64, at_120: f64| {
+            (Some(le), vec![(60.0, at_60), (120.0, at_120)])
+        };
+        data.results.insert(
+            (Role::Canary, QueryPart::Query),
+            result(vec![
+                bucket("0.1", 50.0, 50.0),
+                bucket("0.5", 90.0, 60.0),
+                bucket("1", 100.0, 60.0),
+                bucket("+Inf", 100.0, 100.0),
+            ]),
+        );
+        let at = |q: f64| quantile(&data, Role::Canary, q);
+        // 60: rank 50 is the top of the first bucket, which starts at 0; rank 70 is halfway
+        // through (0.1, 0.5]; rank 25 halfway through the first bucket.
+        assert!((at(0.5)[0].1 - 0.1).abs() < 1e-12);
+        assert!((at(0.7)[0].1 - 0.3).abs() < 1e-12);
+        assert!((at(0.25)[0].1 - 0.05).abs() < 1e-12);
+        // 120: rank 99 falls in +Inf, which answers the highest finite bound.
+        assert_eq!(at(0.99)[1], (120.0, 1.0));
     }
 
     #[test]

@@ -5,25 +5,11 @@
 
 use super::doc::{Document, Section};
 use super::figures::{mark_class, metric_figures};
-use super::{change, outcome_word, p_text, side, verdict_word};
+use super::text::{
+    change, escape, next_step_words, outcome_word, p_text, side, split_words, verdict_word,
+};
 use crate::judge::{MetricResult, Report, Verdict, words};
 use std::fmt::Write as _;
-
-/// `text` safe inside HTML text and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = r#"
 :root{--bg:#fff;--fg:#1d2330;--muted:#5d6778;--grid:#e3e6ec;--panel:#f6f7f9;--stable:#2b6cb0;--canary:#d0490f;--pass:#1f7a3d;--fail:#c0262d;--warn:#a86400;--info:#4a5568;--bound:#7b3fa1;color-scheme:light dark}
@@ -164,8 +150,8 @@ fn write_header(out: &mut String, report: &Report, summary: &str) {
         escape(&report.canary),
         escape(&report.source),
         escape(&report.template),
-        escape(&super::next_step_words(report)),
-        super::split_words(report)
+        escape(&next_step_words(report)),
+        split_words(report)
             .map(|w| format!("<dt>split</dt><dd>{}</dd>", escape(&w)))
             .unwrap_or_default()
     );

@@ -7,17 +7,19 @@ pub mod charts;
 pub mod doc;
 mod figures;
 pub mod html;
+mod text;
 
 pub use doc::{ChartData, Document, Mark, MarkKind, Section};
 pub use html::html;
+pub use text::{next_step_words, split_words};
 
 #[cfg(test)]
 mod tests;
 
-use crate::judge::words;
-use crate::judge::{MetricResult, Outcome, Report, Verdict, VersionSummary};
+use crate::judge::{Report, Verdict};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use std::fmt::Write as _;
+use text::{change, escape_md, outcome_word, p_text, side, verdict_word};
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,76 +45,6 @@ pub fn render(report: &Report, format: Format) -> String {
 pub fn json(report: &Report) -> String {
     // Serializing plain data with string keys cannot fail.
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-}
-
-pub(crate) fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "PASS",
-        Verdict::Marginal => "MARGINAL",
-        Verdict::Fail => "FAIL",
-        Verdict::Inconclusive => "INCONCLUSIVE",
-    }
-}
-
-pub(crate) fn outcome_word(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Pass => "pass",
-        Outcome::High => "HIGH",
-        Outcome::Low => "LOW",
-        Outcome::NoData => "nodata",
-        Outcome::Error => "ERROR",
-    }
-}
-
-pub(crate) fn short(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), words::value)
-}
-
-pub(crate) fn side(s: Option<&VersionSummary>, kind: &str) -> String {
-    let Some(s) = s else { return "-".into() };
-    let n = words::count(s.n);
-    match kind {
-        "ratio" => format!(
-            "{} / {n} req ({})",
-            words::count(s.errors.unwrap_or(0.0)),
-            s.rate.map_or_else(|| "-".into(), words::percent)
-        ),
-        "histogram" => {
-            let qs = s
-                .quantiles
-                .as_ref()
-                .map(|q| {
-                    q.iter()
-                        .map(|(k, v)| format!("q{k}={}", words::value(*v)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            format!("{n} req {qs}")
-        }
-        "threshold" => format!("{n} pts, value {}", short(s.value)),
-        _ => format!("{n} pts, median {}", short(s.median)),
-    }
-}
-
-pub(crate) fn p_text(p: Option<f64>) -> String {
-    p.map_or_else(
-        || "-".into(),
-        |p| words::p_value(p).trim_start_matches("p=").to_string(),
-    )
-}
-
-pub(crate) fn change(m: &MetricResult) -> String {
-    match (m.estimate, m.ci) {
-        (Some(e), Some([lo, hi])) => format!(
-            "{} [{}, {}]",
-            words::change(e),
-            words::change(lo),
-            words::change(hi)
-        ),
-        (Some(e), None) => words::change(e),
-        _ => "-".into(),
-    }
 }
 
 /// A terminal table with the verdict, one row per metric and the reasons.
@@ -174,10 +106,6 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-pub(crate) fn escape_md(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
-
 fn verdict_icon(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "✅",
@@ -219,30 +147,6 @@ fn md_context(out: &mut String, report: &Report) {
             .map(|s| format!(" · {s}"))
             .unwrap_or_default()
     );
-}
-
-/// What a pass leads to, in words.
-pub fn next_step_words(report: &Report) -> String {
-    let p = report.position;
-    if p.next_weight >= 1.0 {
-        "a pass promotes (all traffic)".into()
-    } else {
-        format!(
-            "a pass gives the canary {} of the traffic",
-            crate::judge::words::percent(p.next_weight)
-        )
-    }
-}
-
-/// The traffic split check in words, when it ran.
-pub fn split_words(report: &Report) -> Option<String> {
-    let s = report.split.as_ref()?;
-    Some(format!(
-        "traffic split: canary {} of requests at weight {} ({})",
-        crate::judge::words::percent(s.observed),
-        crate::judge::words::percent(s.expected),
-        if s.mismatch { "MISMATCH" } else { "as set" }
-    ))
 }
 
 /// One row per metric.

@@ -73,7 +73,7 @@ fn svgs(page: &str) -> Vec<&str> {
 }
 
 fn charts_of<'a>(page: &'a str, metric: &str) -> Vec<&'a str> {
-    let attr = format!("data-metric=\"{}\"", html::escape(metric));
+    let attr = format!("data-metric=\"{}\"", text::escape(metric));
     svgs(page)
         .into_iter()
         .filter(|s| s.contains(&attr))
@@ -83,7 +83,7 @@ fn charts_of<'a>(page: &'a str, metric: &str) -> Vec<&'a str> {
 #[test]
 fn user_text_is_escaped() {
     assert_eq!(
-        html::escape(EVIL),
+        text::escape(EVIL),
         "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
     );
     let (template, report, data) = judged(true, 1);
@@ -125,7 +125,7 @@ fn html_and_markdown_carry_every_metric_and_the_verdict() {
         assert!(md.contains(&format!("| {name}")), "{name}");
         if let Some(p) = m["p_value"].as_f64() {
             let text = p_text(Some(p));
-            let cell = format!("<td class=\"num\">{}</td>", html::escape(&text));
+            let cell = format!("<td class=\"num\">{}</td>", text::escape(&text));
             assert!(page.contains(&cell), "{name}: {text}");
             assert!(md.contains(&format!("| {text} |")), "{name}: {text}");
         }

@@ -242,7 +242,7 @@ impl Machine<'_> {
         if !self.plan.gates.contains(&kind) {
             return true;
         }
-        let label = self.step_label();
+        let label = self.step_name();
         match self.gate(kind).cloned() {
             None => {
                 self.s.message = format!("{label}: asking the {} webhooks", kind.as_str());
@@ -292,7 +292,7 @@ impl Machine<'_> {
                     EventKind::AnalysisFailed,
                     format!(
                         "{}: the rollout webhook failed ({} of {limit}): {}",
-                        self.step_label(),
+                        self.step_name(),
                         self.s.failed_checks,
                         g.message
                     ),
@@ -318,12 +318,11 @@ impl Machine<'_> {
         self.events.push(Event { kind, message });
     }
 
-    fn step_label(&self) -> String {
-        format!(
-            "step {}/{}",
-            (self.s.current_step as usize + 1).min(self.plan.steps.len()),
-            self.plan.steps.len()
-        )
+    /// `step 2/3`: how event and status messages name the step ([`Plan::step_number`]);
+    /// timelines say what it does too ([`Plan::step_label`]).
+    fn step_name(&self) -> String {
+        let of = self.plan.steps.len();
+        format!("step {}/{of}", self.plan.step_number(self.s.current_step))
     }
 
     fn start(&mut self, revision: &str, superseded: Option<String>) {
@@ -369,7 +368,7 @@ impl Machine<'_> {
             EventKind::Aborted,
             format!(
                 "aborted at {}: {reason}; traffic is back on stable",
-                self.step_label()
+                self.step_name()
             ),
         );
     }
@@ -418,7 +417,7 @@ impl Machine<'_> {
             let extra = self.s.analyses.len() - KEPT_ANALYSES;
             self.s.analyses.drain(..extra);
         }
-        let label = self.step_label();
+        let label = self.step_name();
         match outcome {
             AnalysisOutcome::Pass { .. } => {
                 self.s.consecutive_errors = 0;
@@ -520,7 +519,7 @@ impl Machine<'_> {
                     } else {
                         self.s.message = format!(
                             "{}: waiting for the canary: {} of {needed} replicas available",
-                            self.step_label(),
+                            self.step_name(),
                             self.obs.canary_available
                         );
                     }
@@ -556,7 +555,7 @@ impl Machine<'_> {
         let now = self.obs.now;
         self.s.step_started_at = Some(now);
         self.s.step_passed = false;
-        let label = self.step_label();
+        let label = self.step_name();
         match step {
             Step::Weight { weight } => {
                 self.s.weight = *weight;
@@ -758,7 +757,7 @@ fn in_flight(m: &mut Machine<'_>) {
     if obs.paused {
         if m.s.phase != Phase::Paused {
             m.s.phase = Phase::Paused;
-            m.event(EventKind::Paused, format!("paused at {}", m.step_label()));
+            m.event(EventKind::Paused, format!("paused at {}", m.step_name()));
         }
         return;
     }
@@ -767,7 +766,7 @@ fn in_flight(m: &mut Machine<'_>) {
             return;
         }
         m.s.phase = Phase::Progressing;
-        m.event(EventKind::Resumed, format!("resumed at {}", m.step_label()));
+        m.event(EventKind::Resumed, format!("resumed at {}", m.step_name()));
     }
     m.progress();
 }

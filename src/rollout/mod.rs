@@ -11,6 +11,8 @@
 pub mod machine;
 pub mod plan;
 
+pub use plan::StepAt;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

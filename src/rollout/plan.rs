@@ -1,6 +1,6 @@
-//! Building and checking a [`Plan`].
+//! Building and checking a [`Plan`], and naming where a rollout stands in it.
 
-use super::{AnalysisScope, AnalysisSetup, Plan, PlannedStep, Step};
+use super::{AnalysisScope, AnalysisSetup, Phase, Plan, PlannedStep, State, Step};
 use std::time::Duration;
 
 /// Default analysis interval.
@@ -109,6 +109,55 @@ impl Plan {
             _ => None,
         }
     }
+
+    /// The number of the step at `index` (from 0) as people count, from 1: `2` in `step 2/3`;
+    /// an index past the last step (a full promotion) gives the last. Event and status
+    /// messages name a step by it.
+    pub fn step_number(&self, index: u32) -> usize {
+        (index as usize + 1).min(self.steps.len())
+    }
+
+    /// Where `state` stands: before the release, on a step, or at the promotion.
+    pub fn step_at(&self, state: &State) -> StepAt {
+        match state.phase {
+            Phase::Initializing | Phase::Waiting => StepAt::Before,
+            Phase::Promoting | Phase::Succeeded => StepAt::Promotion,
+            Phase::Progressing | Phase::Paused | Phase::Failed => {
+                StepAt::Step(self.step_number(state.current_step))
+            }
+        }
+    }
+
+    /// The step `state` is at, in words: `step 2/3 (50%)`, or `before the release` and
+    /// `promotion` outside the steps. Timelines and reports (replayed or live) label steps so.
+    pub fn step_label(&self, state: &State) -> String {
+        match self.step_at(state) {
+            StepAt::Before => "before the release".into(),
+            StepAt::Promotion => "promotion".into(),
+            StepAt::Step(number) => {
+                let what = match self.steps.get(state.current_step as usize).map(|s| &s.step) {
+                    Some(Step::Weight { weight }) => format!(" ({weight}%)"),
+                    Some(Step::Pause { .. }) => " (pause)".into(),
+                    Some(Step::Analysis) => " (analysis)".into(),
+                    Some(Step::Replicas { count }) => format!(" ({count} replicas)"),
+                    Some(Step::Match { .. }) => " (A/B)".into(),
+                    None => String::new(),
+                };
+                format!("step {number}/{}{what}", self.steps.len())
+            }
+        }
+    }
+}
+
+/// Where a rollout stands in its plan ([`Plan::step_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepAt {
+    /// Before the release: no canary yet.
+    Before,
+    /// On the step of this number, counted from 1 ([`Plan::step_number`]).
+    Step(usize),
+    /// Past the steps: promoting, or promoted.
+    Promotion,
 }
 
 #[cfg(test)]
@@ -127,5 +176,24 @@ mod tests {
                 .is_err()
         );
         assert!(Plan::from_weights(&[], DEFAULT_INTERVAL).check().is_err());
+    }
+
+    #[test]
+    fn a_step_is_labelled_by_its_number_and_what_it_does() {
+        let plan = Plan::from_weights(&[10, 50, 100], DEFAULT_INTERVAL);
+        let at = |phase, current_step| State {
+            phase,
+            current_step,
+            ..State::default()
+        };
+        let label = |phase, step| plan.step_label(&at(phase, step));
+        assert_eq!(label(Phase::Waiting, 0), "before the release");
+        assert_eq!(label(Phase::Progressing, 1), "step 2/3 (50%)");
+        assert_eq!(label(Phase::Failed, 0), "step 1/3 (10%)");
+        assert_eq!(label(Phase::Promoting, 2), "promotion");
+        // Past the last step (a full promotion aborted) the number stays the last.
+        assert_eq!(plan.step_number(7), 3);
+        assert_eq!(label(Phase::Paused, 7), "step 3/3");
+        assert_eq!(plan.step_at(&at(Phase::Succeeded, 2)), StepAt::Promotion);
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! A `Progress` is `Send + Sync`: worker threads may share it by reference.
 
-use crate::term::{self, Stream};
+use super::term::{self, Stream};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::Write;
 use std::sync::Mutex;

@@ -1,0 +1,159 @@
+//! `vigil run`: the controller, and the logging of every command.
+
+use super::exit::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, tokio_main, usage};
+use super::input::{ConnectionArgs, prometheus_config};
+use super::term;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// The examples of `vigil run --help`.
+pub const EXAMPLES: &str = "Examples:\n  \
+    vigil run --prometheus http://prometheus.monitoring:9090\n  \
+    vigil run --prometheus http://prometheus:9090 --leader-elect --lease-namespace vigil-system\n  \
+    vigil run --prometheus http://localhost:9090 --watch-namespace shop --log-format json\n\n\
+    Serves /metrics, /healthz and /readyz on --listen. With --leader-elect, replicas \
+    elect a leader on a coordination.k8s.io Lease and only the leader acts.";
+
+/// Arguments of `vigil run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Prometheus base URL.
+    #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
+    prometheus: String,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: std::net::SocketAddr,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "VIGIL_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Elect a leader among replicas on a Lease; needed with more than one replica.
+    #[arg(long)]
+    leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "vigil-controller")]
+    lease_name: String,
+    /// The Lease's namespace (default: the pod's, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Cluster-wide notification receivers: a YAML file of `notifications:` entries with
+    /// `provider`, `urlFile`, optional `secretFile`, `events`, `minSeverity` (see
+    /// docs/notifications.md).
+    #[arg(long, value_name = "FILE", env = "VIGIL_NOTIFY_CONFIG")]
+    notify_config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// The `/v1` API of `vigil run` (alerts, canary actions, judge).
+#[derive(Args)]
+struct ApiArgs {
+    /// File with the bearer token API callers must send (Authorization: Bearer); or set
+    /// the token in the VIGIL_API_TOKEN environment variable.
+    #[arg(long, value_name = "PATH")]
+    api_token_file: Option<PathBuf>,
+    /// The bearer token, from the environment (prefer --api-token-file).
+    #[arg(long, env = "VIGIL_API_TOKEN", hide_env_values = true, hide = true)]
+    api_token: Option<String>,
+    /// File with the secret of HMAC-signed requests (X-Vigil-Timestamp, X-Vigil-Signature).
+    #[arg(long, value_name = "PATH")]
+    api_hmac_secret_file: Option<PathBuf>,
+    /// Without a token or secret, serve the API to anyone (default: it answers 503).
+    #[arg(long)]
+    api_insecure_no_auth: bool,
+    /// The largest request body the API accepts, in bytes (larger: 413).
+    #[arg(long, value_name = "BYTES", default_value_t = vigil::runtime::server::DEFAULT_BODY_LIMIT)]
+    api_body_limit: usize,
+    /// Judgements (POST /v1/judge) running at once; more wait, then get 503.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    judge_concurrency: u16,
+    /// The alert label holding the Canary's namespace ("" turns default matching off).
+    #[arg(long, value_name = "LABEL", default_value = "namespace")]
+    alert_namespace_label: String,
+    /// The alert label holding the Canary's name ("" turns it off).
+    #[arg(long, value_name = "LABEL", default_value = "canary")]
+    alert_canary_label: String,
+    /// The alert label holding the Canary's spec.service.name ("" turns it off).
+    #[arg(long, value_name = "LABEL", default_value = "service")]
+    alert_service_label: String,
+}
+
+impl ApiArgs {
+    fn options(&self) -> Result<vigil::runtime::server::ApiOptions, Failure> {
+        let auth = vigil::runtime::server::AuthConfig::load(
+            self.api_token_file.as_deref(),
+            self.api_token.as_deref(),
+            self.api_hmac_secret_file.as_deref(),
+            self.api_insecure_no_auth,
+        )
+        .map_err(usage)?;
+        Ok(vigil::runtime::server::ApiOptions {
+            auth,
+            matching: vigil::api::alerts::Matching {
+                namespace_label: self.alert_namespace_label.clone(),
+                canary_label: self.alert_canary_label.clone(),
+                service_label: self.alert_service_label.clone(),
+            },
+            body_limit: self.api_body_limit,
+            judge_slots: usize::from(self.judge_concurrency),
+        })
+    }
+}
+
+/// The format of log lines.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to stderr; `VIGIL_LOG` filters (default: warnings, or info for the controller).
+pub fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal: in a Pod (or a file) they are escape codes in every line.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(term::colour(term::Stream::Stderr))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+}
+
+/// Runs the controller until it stops.
+pub fn run(args: RunArgs) -> Result<u8, Failure> {
+    let prometheus = prometheus_config(&args.prometheus, &args.connection)?;
+    let leader = args.leader_elect.then(|| {
+        vigil::cluster::leader::LeaderConfig::new(
+            args.lease_name.clone(),
+            args.lease_namespace.clone(),
+            vigil::cluster::leader::LeaderConfig::default_identity(),
+        )
+    });
+    let config = vigil::runtime::controller::RunConfig {
+        prometheus,
+        listen: args.listen,
+        watch_namespace: args.watch_namespace.clone(),
+        leader,
+        concurrency: args.connection.concurrency,
+        notify_config: args.notify_config.clone(),
+        api: args.api.options()?,
+    };
+    tokio_main(async move {
+        vigil::runtime::controller::run(config)
+            .await
+            .map(|()| EXIT_PASS)
+            .map_err(|message| Failure {
+                code: EXIT_CANNOT_RUN,
+                message,
+            })
+    })
+}
