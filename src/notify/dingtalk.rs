@@ -60,6 +60,10 @@ pub fn payload(n: &Notification) -> serde_json::Value {
 }
 
 impl Provider for DingTalk {
+    fn with_format(_: super::Format) -> Self {
+        DingTalk
+    }
+
     fn name(&self) -> &'static str {
         "dingtalk"
     }

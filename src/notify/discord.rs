@@ -57,6 +57,10 @@ pub fn payload(n: &Notification) -> serde_json::Value {
 }
 
 impl Provider for Discord {
+    fn with_format(_: super::Format) -> Self {
+        Discord
+    }
+
     fn name(&self) -> &'static str {
         "discord"
     }

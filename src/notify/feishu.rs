@@ -79,6 +79,10 @@ pub fn payload(n: &Notification, format: Format) -> serde_json::Value {
 }
 
 impl Provider for Feishu {
+    fn with_format(format: Format) -> Self {
+        Feishu { format }
+    }
+
     fn name(&self) -> &'static str {
         "feishu"
     }

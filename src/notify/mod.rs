@@ -310,6 +310,11 @@ pub enum Verdict {
 
 /// A receiving service. Implementations are pure: no I/O, no clock.
 pub trait Provider: Send + Sync {
+    /// The provider, shown in `format` where the service offers a choice.
+    fn with_format(format: Format) -> Self
+    where
+        Self: Sized;
+
     /// The provider's name in logs and metrics (`slack`, `dingtalk`, ...).
     fn name(&self) -> &'static str;
 
@@ -393,24 +398,56 @@ pub fn post_json(secrets: &Secrets, body: &serde_json::Value) -> Result<HttpRequ
     })
 }
 
-/// The receiving services vigil knows.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
+/// Declares the receiving services: one line each, from which come [`ProviderKind`] (the
+/// configuration's `provider:` values), their names and the factory
+/// [`ProviderKind::provider`]. A new service is its file implementing [`Provider`] and one
+/// line here.
+macro_rules! providers {
+    ($($(#[$doc:meta])* $variant:ident $name:literal => $provider:ty,)+) => {
+        /// The receiving services vigil knows.
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            JsonSchema,
+        )]
+        pub enum ProviderKind {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name)]
+                $variant,
+            )+
+        }
+
+        impl ProviderKind {
+            /// The provider's name, as in configuration.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ProviderKind::$variant => $name,)+
+                }
+            }
+
+            /// The implementation, shown in `format` where the service has a choice.
+            pub fn provider(self, format: Format) -> Box<dyn Provider> {
+                match self {
+                    $(ProviderKind::$variant => Box::new(<$provider>::with_format(format)),)+
+                }
+            }
+        }
+    };
+}
+
+providers! {
     /// Slack incoming webhook (Block Kit).
-    Slack,
+    Slack "slack" => slack::Slack,
     /// Microsoft Teams (Workflows or incoming webhook, Adaptive Card).
-    Teams,
+    Teams "teams" => teams::Teams,
     /// Discord webhook (embeds).
-    Discord,
+    Discord "discord" => discord::Discord,
     /// DingTalk custom robot (markdown, optional signing secret).
-    Dingtalk,
+    Dingtalk "dingtalk" => dingtalk::DingTalk,
     /// Feishu/Lark custom bot (card or text, optional signing secret).
-    Feishu,
+    Feishu "feishu" => feishu::Feishu,
     /// Any HTTP endpoint: vigil's versioned JSON, signed with HMAC-SHA256.
-    Webhook,
+    Webhook "webhook" => webhook::Webhook,
 }
 
 /// How Feishu shows a notification.
@@ -422,32 +459,6 @@ pub enum Format {
     Card,
     /// Plain text (`msg_type: text`).
     Text,
-}
-
-impl ProviderKind {
-    /// The provider's name, as in configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Slack => "slack",
-            ProviderKind::Teams => "teams",
-            ProviderKind::Discord => "discord",
-            ProviderKind::Dingtalk => "dingtalk",
-            ProviderKind::Feishu => "feishu",
-            ProviderKind::Webhook => "webhook",
-        }
-    }
-
-    /// The implementation, shown in `format` where the service has a choice.
-    pub fn provider(self, format: Format) -> Box<dyn Provider> {
-        match self {
-            ProviderKind::Slack => Box::new(slack::Slack),
-            ProviderKind::Teams => Box::new(teams::Teams),
-            ProviderKind::Discord => Box::new(discord::Discord),
-            ProviderKind::Dingtalk => Box::new(dingtalk::DingTalk),
-            ProviderKind::Feishu => Box::new(feishu::Feishu { format }),
-            ProviderKind::Webhook => Box::new(webhook::Webhook),
-        }
-    }
 }
 
 /// Parses a webhook URL, refusing anything but http(s). The error never repeats the URL,

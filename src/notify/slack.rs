@@ -74,6 +74,10 @@ pub fn payload(n: &Notification) -> serde_json::Value {
 }
 
 impl Provider for Slack {
+    fn with_format(_: super::Format) -> Self {
+        Slack
+    }
+
     fn name(&self) -> &'static str {
         "slack"
     }

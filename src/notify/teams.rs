@@ -72,6 +72,10 @@ pub fn payload(n: &Notification) -> serde_json::Value {
 }
 
 impl Provider for Teams {
+    fn with_format(_: super::Format) -> Self {
+        Teams
+    }
+
     fn name(&self) -> &'static str {
         "teams"
     }

@@ -53,6 +53,10 @@ pub fn payload(n: &Notification) -> serde_json::Value {
 }
 
 impl Provider for Webhook {
+    fn with_format(_: super::Format) -> Self {
+        Webhook
+    }
+
     fn name(&self) -> &'static str {
         "webhook"
     }
