@@ -8,9 +8,9 @@ cd "$(dirname "$0")"
 #   prometheus, promtool  the real Prometheus the source and controller tests query
 #   kubectl               the fake Kubernetes API server's kubectl compatibility test
 #                         (kubernetes-client; machines may already have a newer kubectl)
-#   prometheus-alertmanager  the real Alertmanager that tests/alerts.rs sends an alert through
-#   chromium              the headless browser that loads the HTML reports (tests/report.rs,
-#                         tests/demo.rs) and screenshots them
+#   prometheus-alertmanager  the real Alertmanager that tests/it/alerts.rs sends an alert through
+#   chromium              the headless browser that loads the HTML reports (tests/it/report.rs,
+#                         tests/it/demo.rs) and screenshots them
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)

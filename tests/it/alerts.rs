@@ -2,11 +2,9 @@
 //! Alertmanager delivers an alert to vigil's server, which aborts the matching canary in the
 //! fake cluster; bad requests are refused and change nothing.
 
-mod common;
-
-use common::controller::*;
-use common::fake_kube::{FakeKube, Res};
-use common::{PromServer, free_port, openmetrics, require};
+use crate::common::controller::*;
+use crate::common::fake_kube::{FakeKube, Res};
+use crate::common::{self, PromServer, free_port, openmetrics, require};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

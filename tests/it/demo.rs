@@ -1,10 +1,8 @@
 //! `vigil demo`, the README's first command: two whole simulated rollouts through the
 //! controller's state machine and judge, with no cluster and no Prometheus, then a report.
 
-mod common;
-
-use common::browser::{artifacts_dir, assert_clean, check_report};
-use common::vigil;
+use crate::common::browser::{artifacts_dir, assert_clean, check_report};
+use crate::common::vigil;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

@@ -3,13 +3,11 @@
 //! retries, the never-blocking queue, de-duplication, filters, and per-Canary receivers
 //! whose URL and secret come from a Secret in the fake API server.
 
-mod common;
-
+use crate::common::fake_kube::{FakeKube, Res};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use base64::Engine;
-use common::fake_kube::{FakeKube, Res};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

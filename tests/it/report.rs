@@ -3,11 +3,11 @@
 //! (no console errors or CSP violations, every chart drawn, a screenshot saved to
 //! `target/test-artifacts/report.png`, next to the page `report.html`).
 
-mod common;
-
+use crate::common::browser::{
+    artifacts_dir, assert_clean, chart_svgs, check_report, console_problems,
+};
+use crate::common::{PromServer, Version, judge, openmetrics};
 use chrono::{TimeZone, Utc};
-use common::browser::{artifacts_dir, assert_clean, chart_svgs, check_report, console_problems};
-use common::{PromServer, Version, judge, openmetrics};
 use std::collections::BTreeMap;
 use vigil::analysis::{self, AnalysisRequest};
 use vigil::data::Window;
@@ -17,7 +17,7 @@ use vigil::source::simulated::{SimulatedSource, VersionModel};
 use vigil::template::units::PromDuration;
 use vigil::template::{AnalysisTemplate, MetricType, load};
 
-const DEMO: &str = include_str!("../analysis-templates/demo.yaml");
+const DEMO: &str = include_str!("../../analysis-templates/demo.yaml");
 
 /// The demo's regression scenario: the canary has x4 the error rate and +60% latency.
 fn judged() -> (AnalysisTemplate, Report, Vec<MetricData>) {

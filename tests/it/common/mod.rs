@@ -2,8 +2,6 @@
 //! `promtool tsdb create-blocks-from openmetrics`, on a free loopback port; and (`fake_kube`)
 //! an in-process fake Kubernetes API server.
 
-#![allow(dead_code)]
-
 pub mod browser;
 pub mod controller;
 pub mod fake_kube;

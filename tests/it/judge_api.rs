@@ -2,10 +2,8 @@
 //! Prometheus loaded with synthetic history: the same JSON as `vigil judge --output json`
 //! for the same inputs.
 
-mod common;
-
-use common::fake_kube::{FakeKube, Res};
-use common::{PromServer, T_END, Version, judge, openmetrics};
+use crate::common::fake_kube::{FakeKube, Res};
+use crate::common::{self, PromServer, T_END, Version, judge, openmetrics};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;

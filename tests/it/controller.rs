@@ -4,11 +4,9 @@
 //! The controller runs on an accelerated clock set inside the stored hour of history, so a
 //! rollout with one-minute analysis intervals takes seconds.
 
-mod common;
-
-use common::controller::*;
-use common::fake_kube::{FakeKube, Res};
-use common::{PromServer, openmetrics};
+use crate::common::controller::*;
+use crate::common::fake_kube::{FakeKube, Res};
+use crate::common::{PromServer, openmetrics};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};

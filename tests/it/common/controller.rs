@@ -121,7 +121,7 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
                 "args": [{"name": "job", "value": "web"}],
                 "interval": "1m",
                 // The loaded history gives the canary a fixed third of the requests, whatever
-                // the weight; tests/controller.rs checks that the split check holds such a
+                // the weight; tests/it/controller.rs checks that the split check holds such a
                 // rollout.
                 "checkSplit": false,
                 "stableMatchers": "version=\"v1\"",

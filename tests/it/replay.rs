@@ -2,10 +2,8 @@
 //! known time: the replay must abort at the first analysis after that time, and never
 //! before it.
 
-mod common;
-
-use common::browser::{artifacts_dir, assert_clean, check_report};
-use common::{PromServer, Regression, T_END, Version, openmetrics, root, vigil};
+use crate::common::browser::{artifacts_dir, assert_clean, check_report};
+use crate::common::{self, PromServer, Regression, T_END, Version, openmetrics, root, vigil};
 use serde_json::Value;
 
 /// The release starts 50 minutes before the end of the stored history.

@@ -571,14 +571,6 @@ impl Store {
         out
     }
 
-    /// Removes an object at once (finalizers notwithstanding).
-    pub fn delete_object(&mut self, res: &Res, ns: &str, name: &str) -> Option<Value> {
-        self.get(res, ns, name)?;
-        let out = self.remove(res, ns, name);
-        self.after_write(res);
-        Some(out)
-    }
-
     /// Subscribes to all future events, and returns the recorded ones newer than `since`
     /// (410 Gone if those were compacted away).
     pub fn watch(&mut self, since: u64) -> Result<(Vec<Arc<Event>>, EventReceiver), ApiError> {

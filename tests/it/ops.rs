@@ -1,9 +1,7 @@
 //! The operator commands (`vigil::cluster::ops` and the CLI on top) against the fake API
 //! server.
 
-mod common;
-
-use common::fake_kube::FakeKube;
+use crate::common::fake_kube::FakeKube;
 use serde_json::json;
 use std::time::Duration;
 use vigil::api::crd::{Canary, CanarySpec, CanaryStatus};

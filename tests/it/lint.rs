@@ -1,8 +1,6 @@
 //! `vigil lint`: every shipped template is clean, and mistakes name file, line and field.
 
-mod common;
-
-use common::{root, vigil};
+use crate::common::{root, vigil};
 
 #[test]
 fn every_shipped_template_lints_clean() {

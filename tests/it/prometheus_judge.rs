@@ -1,8 +1,6 @@
 //! `vigil judge` end to end against a real Prometheus loaded with synthetic history.
 
-mod common;
-
-use common::{PromServer, T_END, Version, judge, openmetrics};
+use crate::common::{self, PromServer, T_END, Version, judge, openmetrics};
 use serde_json::Value;
 
 const TEMPLATE: &str = "analysis-templates/http-prometheus-client.yaml";

@@ -1,13 +1,11 @@
-//! The fake Kubernetes API server (`tests/common/fake_kube`) driven by the real `kube` client,
-//! `kube-runtime` and `kubectl`: proof that the controller's Kubernetes I/O can be tested
-//! against it.
-
-mod common;
+//! The fake Kubernetes API server (`tests/it/common/fake_kube`) driven by the real `kube`
+//! client, `kube-runtime` and `kubectl`: proof that the controller's Kubernetes I/O can be
+//! tested against it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fake_kube::{FakeKube, Options, Res, template_hash};
+use crate::common::fake_kube::{FakeKube, Options, Res, template_hash};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};

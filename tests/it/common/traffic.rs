@@ -28,8 +28,6 @@
 //!
 //! A version's series appear once it has served a request, as they do in ingress-nginx.
 
-#![allow(dead_code)]
-
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

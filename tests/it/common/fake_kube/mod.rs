@@ -14,7 +14,6 @@
 //! fake.get_as::<Deployment>("default", "web") -> Option<Deployment>
 //! fake.list(&Res::replicasets(), Some("default")) -> Vec<Value>
 //! fake.put_object(&res, json) -> Value / fake.put(&typed) -> K   // create or replace, as given
-//! fake.delete_object(&res, "default", "web") -> Option<Value>
 //! fake.register::<MyCrd>();                           // kind/scope for list kinds and discovery
 //!
 //! // Faults: the next 2 PUT or PATCH requests on canaries/status fail with 409 Conflict.
@@ -76,12 +75,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-// Re-exports for the tests; each test binary uses only some of them.
-#[allow(unused_imports)]
+// Re-exports for the tests.
 pub use deployments::template_hash;
 pub use server::{Fault, RequestRecord};
-#[allow(unused_imports)]
-pub use store::{ApiError, Options, PatchType, Res};
+pub use store::{Options, Res};
 
 use server::Shared;
 use store::Store;
@@ -209,22 +206,12 @@ impl FakeKube {
         serde_json::from_value(self.put_object(&Res::of::<K>(), value)).unwrap()
     }
 
-    /// Removes an object at once (ignoring finalizers), emitting DELETED.
-    pub fn delete_object(&self, res: &Res, ns: &str, name: &str) -> Option<Value> {
-        self.store().delete_object(res, ns, name)
-    }
-
     /// Makes a type's kind and scope known before any object of it exists (list kinds and
     /// discovery).
     pub fn register<K: kube::Resource<DynamicType = ()>>(&self) {
         let namespaced = std::any::type_name::<K::Scope>().contains("Namespace");
         self.store()
             .register(&Res::of::<K>(), &K::kind(&()), namespaced);
-    }
-
-    /// The latest resourceVersion handed out.
-    pub fn resource_version(&self) -> u64 {
-        self.store().resource_version()
     }
 
     /// Drops the event history: watches from an older resourceVersion then get 410 Expired.

@@ -2,9 +2,7 @@
 //! prints a table, writes JSON in the documented shape, and refuses bad input with the usage
 //! status.
 
-mod common;
-
-use common::vigil;
+use crate::common::vigil;
 
 #[test]
 fn bench_rollouts_prints_a_table_and_writes_json() {

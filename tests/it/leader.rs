@@ -1,9 +1,7 @@
 //! Leader election (`vigil::cluster::leader`) against the fake API server: candidates on one
 //! Lease, with short durations (lease 1 s, renew deadline 0.6 s, retry 0.2 s).
 
-mod common;
-
-use common::fake_kube::{FakeKube, Res};
+use crate::common::fake_kube::{FakeKube, Res};
 use k8s_openapi::api::coordination::v1::Lease;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,17 +2,15 @@
 //! Prometheus that scrapes a traffic generator, which splits its requests by the weight vigil
 //! sets on the canary Ingress.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::PromServer;
-use common::fake_kube::{FakeKube, Options as FakeOptions, Res};
-use common::traffic::{Model, Options, Traffic, nginx_canary_weight};
+use crate::common::fake_kube::{FakeKube, Options as FakeOptions, Res};
+use crate::common::traffic::{Model, Options, Traffic, nginx_canary_weight};
+use crate::common::{self, PromServer};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
