@@ -1,6 +1,6 @@
 //! The command line as a person meets it: help with examples for every command, shell
 //! completions, no colour escapes with NO_COLOR, JSON output that is only JSON, and
-//! progress on stderr only. (Whether the examples parse is tested inside src/main.rs.)
+//! progress on stderr only. (Whether the examples parse is tested in src/cli/tests.rs.)
 
 use std::process::{Command, Output};
 
