@@ -201,6 +201,17 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
     if canary.spec.dry_run {
         return Ok(Action::await_change());
     }
+    // The watch cache can still hold a Canary whose clean-up already ran and whose
+    // finalizer is gone: cleaning up again would re-adopt the Deployment (world::apply)
+    // for a moment before handing it back. Only the API server's copy tells.
+    let canaries: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let current = canaries
+        .get_opt(&name)
+        .await
+        .map_err(api_err(format!("Canary {ns}/{name}")))?;
+    if !current.is_some_and(|c| c.finalizers().iter().any(|f| f == FINALIZER)) {
+        return Ok(Action::await_change());
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let target_name = &canary.spec.target_ref.name;
