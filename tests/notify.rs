@@ -222,7 +222,7 @@ fn sequential() -> DeliveryConfig {
 
 fn state() -> vigil::rollout::State {
     let at = chrono::Utc::now();
-    vigil::rollout::State {
+    vigil::api::status::StateV1alpha1 {
         phase: Phase::Progressing,
         canary_revision: Some("7d9f8c".into()),
         current_step: 1,
@@ -239,6 +239,7 @@ fn state() -> vigil::rollout::State {
         }],
         ..Default::default()
     }
+    .into()
 }
 
 fn notification(kind: EventKind, message: &str) -> Notification {
