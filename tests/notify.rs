@@ -276,6 +276,7 @@ fn decision(events: &[(EventKind, &str)]) -> Decision {
             .collect(),
         requeue: Duration::from_secs(30),
         request_done: false,
+        new_message: false,
     }
 }
 

@@ -473,7 +473,8 @@ async fn reconcile_inner<S: MetricSource>(
         conditions: vec![condition("Ready", true, "Reconciled", "", &old.conditions)],
         report: old.report.clone(),
     };
-    if dry_run && !status.state.message.starts_with("dry run") && !status.state.message.is_empty() {
+    // A message of this reconcile says it is a dry run; a stored one already does.
+    if dry_run && decision.new_message {
         status.state.message = format!("dry run: {}", status.state.message);
     }
     if dry_run && !judged.is_empty() {

@@ -256,6 +256,7 @@ struct Machine<'a> {
     obs: &'a Observation,
     stable_revision: Option<String>,
     message: String,
+    new_message: bool,
     events: Vec<Event>,
     request_done: bool,
 }
@@ -271,6 +272,7 @@ impl Machine<'_> {
 
     fn say(&mut self, message: String) {
         self.message = message;
+        self.new_message = true;
     }
 
     fn event(&mut self, kind: EventKind, message: impl Into<String>) {
@@ -794,6 +796,7 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
         obs,
         stable_revision: state.stable_revision.clone(),
         message: state.message.clone(),
+        new_message: false,
         events: Vec::new(),
         request_done: false,
     };
@@ -838,6 +841,7 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
         events: m.events,
         requeue,
         request_done: m.request_done,
+        new_message: m.new_message,
     }
 }
 
@@ -1042,6 +1046,21 @@ mod tests {
             }
         );
         assert!(d.events.is_empty());
+    }
+
+    #[test]
+    fn a_decision_says_whether_it_wrote_the_message() {
+        let d = decide(&plan(), &waiting(), &obs(0, "r1", 0));
+        assert!(!d.new_message, "nothing new: {}", d.state.message);
+        let d = decide(&plan(), &waiting(), &obs(0, "r2", 0));
+        assert!(d.new_message);
+        // Waiting for replicas says so again at every look, with the counts.
+        assert!(decide(&plan(), &d.state, &obs(1, "r2", 0)).new_message);
+        let mut s = at_step(0, 10, 0);
+        s.message = "dry run: step 1/3: 10% of traffic to the canary".into();
+        let d = decide(&plan(), &s, &obs(30, "r2", 4));
+        assert!(!d.new_message);
+        assert_eq!(d.state.message, s.message, "the stored message stands");
     }
 
     #[test]

@@ -551,4 +551,7 @@ pub struct Decision {
     pub requeue: Duration,
     /// Whether the operator request in the observation was consumed.
     pub request_done: bool,
+    /// Whether this decision wrote `state.message` (an event, or news such as waiting for
+    /// replicas); otherwise the stored message stands.
+    pub new_message: bool,
 }
