@@ -251,6 +251,8 @@ pub fn desired(plan: &Plan, state: &State, target_replicas: i32, now: DateTime<U
     world
 }
 
+/// One decision in the making: what it decides from, and what it has said so far. The stage
+/// is passed along and returned by the functions that move it.
 struct Machine<'a> {
     plan: &'a Plan,
     obs: &'a Observation,
@@ -270,6 +272,7 @@ impl Machine<'_> {
         self.obs.gates.iter().find(|g| g.kind == kind)
     }
 
+    /// Sets the status message, without an event.
     fn say(&mut self, message: String) {
         self.message = message;
         self.new_message = true;
