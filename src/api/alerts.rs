@@ -258,7 +258,7 @@ pub fn decide(webhook: &Webhook, canaries: &[Canary], matching: &Matching) -> De
 mod tests {
     use super::*;
     use crate::api::crd::{AlertSelector, CanarySpec, CanaryStatus};
-    use crate::rollout::State;
+    use crate::api::status::StateV1alpha1;
     use serde_json::json;
 
     fn canary(ns: &str, name: &str, service: &str, phase: Phase) -> Canary {
@@ -271,9 +271,9 @@ mod tests {
         let mut c = Canary::new(name, spec);
         c.metadata.namespace = Some(ns.into());
         c.status = Some(CanaryStatus {
-            state: State {
+            state: StateV1alpha1 {
                 phase,
-                ..State::default()
+                ..StateV1alpha1::default()
             },
             ..CanaryStatus::default()
         });

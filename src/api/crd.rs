@@ -10,7 +10,8 @@
 // duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
-use crate::rollout::{GateKind, Match, Request, State};
+use crate::api::status::StateV1alpha1;
+use crate::rollout::{GateKind, Match, Request};
 use crate::template::TemplateSpec;
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
@@ -444,9 +445,9 @@ pub struct CanaryAnalysis {
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStatus {
-    /// The rollout state.
+    /// The rollout state, in its `v1alpha1` wire form.
     #[serde(flatten)]
-    pub state: State,
+    pub state: StateV1alpha1,
     /// `N/M` for printing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_label: Option<String>,

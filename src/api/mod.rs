@@ -6,3 +6,4 @@
 pub mod alerts;
 pub mod crd;
 pub mod plan;
+pub mod status;

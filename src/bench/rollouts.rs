@@ -304,12 +304,12 @@ pub fn run_rollout(
     let mut split_named = false;
     let deadline = config.deadline_minutes;
     let end = loop {
-        if state.phase == Phase::Waiting {
+        if state.phase() == Phase::Waiting {
             revision = "canary";
         }
         let mut analysis = None;
         if let Some(due) = analysis_due(plan, &state, now) {
-            let step = state.current_step as usize;
+            let step = state.current_step() as usize;
             let next_weight = plan.weight_of(step + 1).map(|w| f64::from(w) / 100.0);
             let mut answer = Answer::Hold;
             for i in pending.drain(..) {
@@ -341,7 +341,7 @@ pub fn run_rollout(
             template_revision: revision.into(),
             target_replicas: REPLICAS,
             canary_available: REPLICAS,
-            stable_rolled: state.phase == Phase::Promoting,
+            stable_rolled: state.phase() == Phase::Promoting,
             paused: false,
             request: None,
             analysis,
@@ -350,13 +350,13 @@ pub fn run_rollout(
         let decision = decide(plan, &state, &observation);
         state = decision.state;
         let began = first.unwrap_or(now);
-        match state.phase {
+        match state.phase() {
             Phase::Promoting | Phase::Succeeded => break End::Promoted(minutes(began, now)),
             Phase::Failed => break End::Aborted(minutes(began, now)),
             Phase::Waiting | Phase::Initializing => continue,
             _ => {}
         }
-        if first.is_none() && state.weight > 0 {
+        if first.is_none() && state.weight() > 0 {
             first = Some(now);
             clock = Some(now);
         }
@@ -364,7 +364,7 @@ pub fn run_rollout(
         let next = next.max(now + chrono::Duration::seconds(1));
         if let Some(c) = clock.as_mut() {
             while *c + interval <= next {
-                let (i, excess) = sim.next(f64::from(state.weight) / 100.0);
+                let (i, excess) = sim.next(f64::from(state.weight()) / 100.0);
                 harm = add(harm, excess);
                 if onset.is_none() && scenario.truth.onset_weight.is_some() && sim.regressed() {
                     onset = Some(minutes(first.unwrap_or(*c), *c));

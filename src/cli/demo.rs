@@ -93,7 +93,7 @@ struct Simulated {
 
 impl ReplayObserver for Simulated {
     fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
-        self.weights.set(now.timestamp() as f64, state.weight);
+        self.weights.set(now.timestamp() as f64, state.weight());
         self.live.reconciled(now, state);
     }
 

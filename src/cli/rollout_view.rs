@@ -44,14 +44,14 @@ impl Live {
 
     /// The rollout's state after a reconcile at `now`.
     pub fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
-        let step = (state.current_step + 1).min(self.steps);
-        let (done, stage) = match state.phase {
+        let step = (state.current_step() + 1).min(self.steps);
+        let (done, stage) = match state.phase() {
             Phase::Promoting => (self.steps, "promoting".to_string()),
             Phase::Succeeded => (self.steps, "promoted".to_string()),
-            Phase::Failed => (state.current_step, "rolled back".to_string()),
+            Phase::Failed => (state.current_step(), "rolled back".to_string()),
             _ => (
-                state.current_step,
-                format!("step {step}/{} at {}%", self.steps, state.weight),
+                state.current_step(),
+                format!("step {step}/{} at {}%", self.steps, state.weight()),
             ),
         };
         self.progress.set_position(u64::from(done));

@@ -460,7 +460,8 @@ pub fn describe(canary: &Canary) -> String {
 mod tests {
     use super::*;
     use crate::api::crd::{CanarySpec, Condition};
-    use crate::rollout::{AnalysisRecord, State};
+    use crate::api::status::StateV1alpha1;
+    use crate::rollout::AnalysisRecord;
 
     fn canary() -> Canary {
         let spec: CanarySpec = serde_json::from_value(json!({
@@ -490,7 +491,7 @@ mod tests {
         c.spec.paused = true;
         let at = Utc::now();
         c.status = Some(CanaryStatus {
-            state: State {
+            state: StateV1alpha1 {
                 phase: Phase::Paused,
                 stable_revision: Some("aaa111".into()),
                 canary_revision: Some("bbb222".into()),
@@ -507,7 +508,7 @@ mod tests {
                     summary: "error rate within 1%".into(),
                 }],
                 message: "paused at step 2/3".into(),
-                ..State::default()
+                ..StateV1alpha1::default()
             },
             request: Some(Request {
                 action: RequestAction::Abort,

@@ -13,6 +13,7 @@ use super::routers::{self, RouteContext};
 use super::world::{self, ApplyError, Targets, api_err};
 use crate::api::crd::{Canary, CanaryStatus, Condition};
 use crate::api::plan::{self, canary_deployment_name, canary_service_name};
+use crate::api::status::StateV1alpha1;
 use crate::rollout::machine::{analysis_due, decide, gates_due};
 use crate::rollout::{Decision, Observation, Plan, State, StepAt};
 use crate::source::MetricSource;
@@ -232,7 +233,7 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
         // Nothing of ours to undo there; owned objects go with the Canary.
         return Ok(Action::await_change());
     };
-    let state = canary.status.clone().unwrap_or_default().state;
+    let state = stored_state(canary);
     let template_revision =
         plan::revision(&serde_json::to_value(&target.spec.template).unwrap_or_default());
     let judged = state.stable_revision.as_deref() == Some(template_revision.as_str());
@@ -246,7 +247,8 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
     let world = crate::rollout::World {
         stable_paused: !judged,
         stable_replicas: state
-            .stable_replicas
+            .release()
+            .and_then(|r| r.stable_replicas)
             .filter(|_| canary.spec.routing.replicas.is_some()),
         canary: None,
         weight: 0,
@@ -383,7 +385,7 @@ async fn reconcile_inner<S: MetricSource>(
     let canary_dep = get(canary_deployment_name(target_name)).await?;
 
     let old = canary.status.clone().unwrap_or_default();
-    let state: State = old.state.clone();
+    let state = stored_state(canary);
     let now = ctx.clock.now();
     let template_json = serde_json::to_value(&target.spec.template).unwrap_or_default();
     let template_revision = plan::revision(&template_json);
@@ -394,9 +396,8 @@ async fn reconcile_inner<S: MetricSource>(
         (i32::MAX, true)
     } else {
         (
-            world::canary_available(canary_dep.as_ref(), state.canary_revision.as_deref()),
-            world::rolled(&target)
-                && state.canary_revision.as_deref() == Some(template_revision.as_str()),
+            world::canary_available(canary_dep.as_ref(), state.canary_revision()),
+            world::rolled(&target) && state.canary_revision() == Some(template_revision.as_str()),
         )
     };
 
@@ -416,7 +417,7 @@ async fn reconcile_inner<S: MetricSource>(
             Ok((stable, canary_matchers)) => {
                 let interval = plan
                     .steps
-                    .get(state.current_step as usize)
+                    .get(state.current_step() as usize)
                     .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
                 let input = AnalysisInput {
                     canary,
@@ -472,7 +473,7 @@ async fn reconcile_inner<S: MetricSource>(
     }
 
     let mut status = CanaryStatus {
-        state: decision.state.clone(),
+        state: StateV1alpha1::from(&decision.state),
         step_label: Some(step_column(&plan, &decision.state)),
         observed_generation: canary.metadata.generation,
         request: if decision.request_done {
@@ -483,7 +484,8 @@ async fn reconcile_inner<S: MetricSource>(
         conditions: vec![condition("Ready", true, "Reconciled", "", &old.conditions)],
         report: old.report.clone(),
     };
-    if dry_run && !status.state.message.starts_with("dry run") && !status.state.message.is_empty() {
+    // A message of this reconcile says it is a dry run; a stored one already does.
+    if dry_run && decision.new_message {
         status.state.message = format!("dry run: {}", status.state.message);
     }
     if dry_run && !judged.is_empty() {
@@ -534,6 +536,16 @@ async fn reconcile_inner<S: MetricSource>(
         tracing::info!(canary = %name, namespace = %ns, reason = event.kind.reason(), "{}", event.message);
     }
     Ok(Action::requeue(ctx.clock.real(decision.requeue)))
+}
+
+/// The rollout state a Canary's status stores: the edge where the `v1alpha1` wire form
+/// becomes the core's typed state (and [`StateV1alpha1::from`] the way back).
+fn stored_state(canary: &Canary) -> State {
+    canary
+        .status
+        .as_ref()
+        .map(|s| State::from(&s.state))
+        .unwrap_or_default()
 }
 
 /// `N/M` for the printer column: 0 before the release, M from the promotion on.

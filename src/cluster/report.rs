@@ -68,7 +68,7 @@ pub fn marks(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<Mark> {
     let mut marks: Vec<Mark> = state
-        .analyses
+        .analyses()
         .iter()
         .map(|r| record_mark(plan, r))
         .collect();
@@ -87,7 +87,7 @@ pub fn marks(
         marks.push(Mark {
             at: now,
             step: plan.step_label(state),
-            weight: state.weight,
+            weight: state.weight(),
             text: truncate(&event.message, 300),
             kind,
         });
@@ -164,7 +164,7 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::Phase;
+    use crate::rollout::{Release, Stage};
     use chrono::TimeZone;
 
     #[test]
@@ -183,8 +183,7 @@ mod tests {
         let at = chrono::Utc
             .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
             .unwrap();
-        let state = State {
-            phase: Phase::Failed,
+        let release = Release {
             analyses: vec![AnalysisRecord {
                 at,
                 step: 1,
@@ -192,6 +191,13 @@ mod tests {
                 verdict: "fail".into(),
                 summary: "demo fail: error-rate high".into(),
             }],
+            ..Release::new("r2", at, 4)
+        };
+        let state = State {
+            stage: Stage::Failed {
+                release,
+                aborted_at: at,
+            },
             ..State::default()
         };
         let events = [

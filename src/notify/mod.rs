@@ -173,13 +173,13 @@ impl Notification {
         let step = if state.steps == 0 {
             0
         } else {
-            state.current_step.saturating_add(1).min(state.steps)
+            state.current_step().saturating_add(1).min(state.steps)
         };
         // Only this rollout's analyses: an older one would describe another release.
         let analysis = state
-            .analyses
+            .analyses()
             .last()
-            .filter(|a| state.started_at.is_none_or(|s| a.at >= s))
+            .filter(|a| state.release().is_none_or(|r| a.at >= r.started_at))
             .map(|a| AnalysisSummary {
                 verdict: a.verdict.clone(),
                 reasons: a
@@ -200,11 +200,11 @@ impl Notification {
             severity: severity(kind),
             namespace: namespace.into(),
             name: name.into(),
-            phase: state.phase.as_str().into(),
+            phase: state.phase().as_str().into(),
             step,
             steps: state.steps,
-            weight: state.weight,
-            revision: state.canary_revision.clone(),
+            weight: state.weight(),
+            revision: state.canary_revision().map(String::from),
             message: event.message.clone(),
             analysis,
             report,
@@ -489,20 +489,15 @@ pub use crate::judge::words::truncate;
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::rollout::{AnalysisRecord, Phase};
+    use crate::rollout::{AnalysisRecord, Flight, Release, Stage, Traffic};
 
     /// A failed-analysis notification with two reasons.
     pub fn sample() -> Notification {
         let at = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
             .map(|t| t.with_timezone(&Utc))
             .unwrap();
-        let state = State {
-            phase: Phase::Progressing,
-            canary_revision: Some("7d9f8c".into()),
+        let release = Release {
             current_step: 1,
-            steps: 4,
-            weight: 25,
-            started_at: Some(at - chrono::Duration::minutes(10)),
             analyses: vec![AnalysisRecord {
                 at,
                 step: 1,
@@ -510,6 +505,17 @@ pub(crate) mod testing {
                 verdict: "fail".into(),
                 summary: "http fail: error-rate 3.1% vs 0.4% | latency pass: score 98".into(),
             }],
+            ..Release::new("7d9f8c", at - chrono::Duration::minutes(10), 4)
+        };
+        let state = State {
+            stage: Stage::Progressing(Flight {
+                traffic: Traffic {
+                    weight: 25,
+                    matches: Vec::new(),
+                },
+                ..Flight::new(release)
+            }),
+            steps: 4,
             ..State::default()
         };
         Notification::new(

@@ -156,7 +156,7 @@ pub struct ReplayOutcome {
 
 /// Told about a replay as it goes, for progress displays and simulated traffic.
 pub trait ReplayObserver {
-    /// The state after a reconcile at `now` (the canary's weight is `state.weight` from now on).
+    /// The state after a reconcile at `now` (the canary's weight is `state.weight()` from now on).
     fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
         let _ = (now, state);
     }
@@ -215,7 +215,7 @@ pub async fn run<S: MetricSource>(
     let mut revision = STABLE_REVISION;
     let mut end = End::Unfinished;
     for _ in 0..MAX_TICKS {
-        if state.phase == Phase::Waiting {
+        if state.phase() == Phase::Waiting {
             // Adopted: the release is the next template change, at once.
             revision = CANARY_REVISION;
         }
@@ -241,7 +241,7 @@ pub async fn run<S: MetricSource>(
             template_revision: revision.into(),
             target_replicas: TARGET_REPLICAS,
             canary_available: TARGET_REPLICAS,
-            stable_rolled: state.phase == Phase::Promoting,
+            stable_rolled: state.phase() == Phase::Promoting,
             paused: false,
             request,
             analysis,
@@ -269,7 +269,7 @@ pub async fn run<S: MetricSource>(
             observer.marked(&mark);
             marks.push(mark);
         }
-        match state.phase {
+        match state.phase() {
             Phase::Succeeded => end = End::Promoted,
             Phase::Failed => end = End::Aborted,
             _ => {}
@@ -277,7 +277,7 @@ pub async fn run<S: MetricSource>(
         if end != End::Unfinished {
             break;
         }
-        if state.phase == Phase::Waiting {
+        if state.phase() == Phase::Waiting {
             // Adopted at `from`: the release starts at the same moment.
             continue;
         }
@@ -303,10 +303,10 @@ pub async fn run<S: MetricSource>(
 
 /// A pause step without a duration waits for `vigil promote`; the replay gives it at once.
 fn manual_promote(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<Request> {
-    let step = plan.steps.get(state.current_step as usize)?;
-    (state.phase == Phase::Paused
+    let step = plan.steps.get(state.current_step() as usize)?;
+    (state.phase() == Phase::Paused
         && matches!(step.step, Step::Pause { duration: None })
-        && state.step_started_at.is_some())
+        && state.step_started_at().is_some())
     .then(|| Request {
         action: RequestAction::Promote,
         reason: "the replay takes the manual promote as given at once".into(),
@@ -325,7 +325,7 @@ async fn analyse<S: MetricSource>(
     let setup = plan.analysis(due.scope);
     let interval = plan
         .steps
-        .get(state.current_step as usize)
+        .get(state.current_step() as usize)
         .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
     let step = PromDuration::from_millis(interval.as_millis() as u64);
     let (reports, errors) = match Window::new(due.from, due.to, step) {
@@ -400,7 +400,7 @@ fn marks_of(
         marks.push(Mark {
             at,
             step: plan.step_label(before),
-            weight: after.weight,
+            weight: after.weight(),
             text,
             kind,
         });
@@ -428,7 +428,7 @@ fn marks_of(
         marks.push(Mark {
             at,
             step: plan.step_label(after),
-            weight: after.weight,
+            weight: after.weight(),
             text: event.message.clone(),
             kind,
         });
@@ -494,7 +494,7 @@ mod tests {
     struct Router(Arc<WeightLog>);
     impl ReplayObserver for Router {
         fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
-            self.0.set(now.timestamp() as f64, state.weight);
+            self.0.set(now.timestamp() as f64, state.weight());
         }
     }
 
@@ -549,8 +549,8 @@ mod tests {
         assert_eq!(weights, [10, 50, 100], "{lines:#?}");
         // Every step advanced on a passing analysis, never on a failing one.
         assert!(out.analyses.iter().all(|a| a.outcome.verdict() != "fail"));
-        assert_eq!(out.state.phase, Phase::Succeeded);
-        assert_eq!(out.state.weight, 0, "traffic back on the promoted stable");
+        assert_eq!(out.state.phase(), Phase::Succeeded);
+        assert_eq!(out.state.weight(), 0, "traffic back on the promoted stable");
         assert!(out.ended_at > out.marks[0].at);
     }
 
@@ -578,7 +578,7 @@ mod tests {
         );
         assert!(abort.text.ends_with("-> abort"), "{lines:#?}");
         assert!(out.marks.iter().all(|m| m.weight <= 10), "{lines:#?}");
-        assert_eq!(out.state.weight, 0);
+        assert_eq!(out.state.weight(), 0);
     }
 
     #[tokio::test]

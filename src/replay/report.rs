@@ -132,8 +132,8 @@ pub fn json(outcome: &ReplayOutcome, from: DateTime<Utc>, to: DateTime<Utc>) -> 
         "end": outcome.end.as_str(),
         "endedAt": outcome.ended_at,
         "conclusion": conclusion(outcome),
-        "phase": outcome.state.phase.as_str(),
-        "weight": outcome.state.weight,
+        "phase": outcome.state.phase().as_str(),
+        "weight": outcome.state.weight(),
         "timeline": outcome.marks,
         "analyses": outcome.analyses.iter().map(analysis_json).collect::<Vec<_>>(),
     })

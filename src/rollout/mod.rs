@@ -3,15 +3,17 @@
 //! Nothing here talks to Kubernetes, Prometheus or a clock. The controller observes the
 //! world ([`Observation`]), asks [`machine::analysis_due`] whether an analysis should run,
 //! runs it, and hands everything to [`machine::decide`], which returns the next [`State`]
-//! (stored in the Canary's `status`), the [`World`] the cluster should converge to, and the
+//! (stored in the Canary's `status` through its wire form), the [`World`] the cluster should converge to, and the
 //! [`Event`]s to record. Because the desired world is a function of the state alone, a
 //! controller that restarts at any moment re-applies the same world and neither repeats
 //! nor skips a step or a traffic change.
 
 pub mod machine;
 pub mod plan;
+pub mod state;
 
 pub use plan::StepAt;
+pub use state::{Flight, Promotion, Release, Stage, State, StepState, Traffic};
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -392,92 +394,10 @@ pub struct AnalysisRecord {
 /// How many analysis records status keeps.
 pub const KEPT_ANALYSES: usize = 10;
 
-/// All rollout state, stored in the Canary's `status`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct State {
-    /// Where the rollout is.
-    #[serde(default)]
-    pub phase: Phase,
-    /// The revision the stable Deployment runs (a hash of its pod template).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable_revision: Option<String>,
-    /// The revision under test.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary_revision: Option<String>,
-    /// The last aborted revision; it is not retried until the template changes again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_revision: Option<String>,
-    /// The index of the current step.
-    #[serde(default)]
-    pub current_step: u32,
-    /// The number of steps of the plan.
-    #[serde(default)]
-    pub steps: u32,
-    /// The canary's traffic share in percent, as applied.
-    #[serde(default)]
-    pub weight: u8,
-    /// The A/B conditions in force, if any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub matches: Vec<Match>,
-    /// The canary's replicas set by a `replicas` step, overriding the default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary_replicas: Option<i32>,
-    /// The target's replica count when the rollout started; restored afterwards.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable_replicas: Option<i32>,
-    /// When the rollout started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-    /// When the current step started (its weight was applied).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_started_at: Option<DateTime<Utc>>,
-    /// When the canary first received traffic: the start of the background analysis window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic_since: Option<DateTime<Utc>>,
-    /// When the last analysis ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_analysis_at: Option<DateTime<Utc>>,
-    /// Analyses run in this rollout.
-    #[serde(default)]
-    pub looks: u32,
-    /// Whether the current step's analysis has passed.
-    #[serde(default)]
-    pub step_passed: bool,
-    /// Failed analyses in this rollout.
-    #[serde(default)]
-    pub failed_checks: u32,
-    /// Inconclusive analyses in this rollout.
-    #[serde(default)]
-    pub inconclusive_checks: u32,
-    /// Analyses in a row that could not run.
-    #[serde(default)]
-    pub consecutive_errors: u32,
-    /// Since when the rollout waits for the canary to become available.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waiting_since: Option<DateTime<Utc>>,
-    /// When the `rollout` and `rollback` gates were last asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_gate_at: Option<DateTime<Utc>>,
-    /// A confirm gate said no: it is asked again from this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate_retry_at: Option<DateTime<Utc>>,
-    /// When the rollout was aborted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aborted_at: Option<DateTime<Utc>>,
-    /// When the promotion (the stable Deployment rolling) began.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub promoting_since: Option<DateTime<Utc>>,
-    /// The last verdict: `pass`, `fail`, `inconclusive` or `error`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_verdict: Option<String>,
-    /// The latest analyses, newest last.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub analyses: Vec<AnalysisRecord>,
-    /// What is going on, in words.
-    #[serde(default)]
-    pub message: String,
-}
+/// How the message reporting a stalled promotion begins. The machine decides from
+/// [`Promotion::stall_reported`]; a status format without a field for it can tell it from
+/// this message, which the promotion keeps until it ends.
+pub const STALLED: &str = "stalled: ";
 
 /// The canary Deployment the world should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -631,4 +551,7 @@ pub struct Decision {
     pub requeue: Duration,
     /// Whether the operator request in the observation was consumed.
     pub request_done: bool,
+    /// Whether this decision wrote `state.message` (an event, or news such as waiting for
+    /// replicas); otherwise the stored message stands.
+    pub new_message: bool,
 }

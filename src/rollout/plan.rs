@@ -119,11 +119,11 @@ impl Plan {
 
     /// Where `state` stands: before the release, on a step, or at the promotion.
     pub fn step_at(&self, state: &State) -> StepAt {
-        match state.phase {
+        match state.phase() {
             Phase::Initializing | Phase::Waiting => StepAt::Before,
             Phase::Promoting | Phase::Succeeded => StepAt::Promotion,
             Phase::Progressing | Phase::Paused | Phase::Failed => {
-                StepAt::Step(self.step_number(state.current_step))
+                StepAt::Step(self.step_number(state.current_step()))
             }
         }
     }
@@ -135,7 +135,11 @@ impl Plan {
             StepAt::Before => "before the release".into(),
             StepAt::Promotion => "promotion".into(),
             StepAt::Step(number) => {
-                let what = match self.steps.get(state.current_step as usize).map(|s| &s.step) {
+                let what = match self
+                    .steps
+                    .get(state.current_step() as usize)
+                    .map(|s| &s.step)
+                {
                     Some(Step::Weight { weight }) => format!(" ({weight}%)"),
                     Some(Step::Pause { .. }) => " (pause)".into(),
                     Some(Step::Analysis) => " (analysis)".into(),
@@ -163,6 +167,7 @@ pub enum StepAt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::{Flight, Promotion, Release, Stage};
 
     #[test]
     fn weights_become_weight_steps_and_are_checked() {
@@ -181,10 +186,36 @@ mod tests {
     #[test]
     fn a_step_is_labelled_by_its_number_and_what_it_does() {
         let plan = Plan::from_weights(&[10, 50, 100], DEFAULT_INTERVAL);
-        let at = |phase, current_step| State {
-            phase,
-            current_step,
-            ..State::default()
+        let at = |phase, current_step| {
+            let release = Release {
+                current_step,
+                ..Release::new("r2", chrono::DateTime::UNIX_EPOCH, 4)
+            };
+            let flight = Flight::new(release.clone());
+            let stage = match phase {
+                Phase::Initializing => Stage::Initializing,
+                Phase::Waiting => Stage::Waiting { withdrawn: None },
+                Phase::Progressing => Stage::Progressing(flight),
+                Phase::Paused => Stage::Progressing(Flight {
+                    paused: true,
+                    ..flight
+                }),
+                Phase::Promoting => Stage::Promoting(Promotion {
+                    release,
+                    traffic: flight.traffic,
+                    since: chrono::DateTime::UNIX_EPOCH,
+                    stall_reported: false,
+                }),
+                Phase::Succeeded => Stage::Succeeded(release),
+                Phase::Failed => Stage::Failed {
+                    release,
+                    aborted_at: chrono::DateTime::UNIX_EPOCH,
+                },
+            };
+            State {
+                stage,
+                ..State::default()
+            }
         };
         let label = |phase, step| plan.step_label(&at(phase, step));
         assert_eq!(label(Phase::Waiting, 0), "before the release");

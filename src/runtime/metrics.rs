@@ -181,16 +181,16 @@ impl Metrics {
         for phase in Phase::ALL {
             self.phase
                 .get_or_create(&phase_labels(namespace, name, phase))
-                .set(i64::from(phase == state.phase));
+                .set(i64::from(phase == state.phase()));
         }
         let labels = canary_labels(namespace, name);
         self.weight
             .get_or_create(&labels)
-            .set(i64::from(state.weight));
+            .set(i64::from(state.weight()));
         let step = if state.steps == 0 {
             0
         } else {
-            (state.current_step.saturating_add(1)).min(state.steps)
+            (state.current_step().saturating_add(1)).min(state.steps)
         };
         self.step.get_or_create(&labels).set(i64::from(step));
     }
@@ -347,6 +347,7 @@ fn phase_labels(namespace: &str, name: &str, phase: Phase) -> PhaseLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::{Flight, Release, Stage, Traffic};
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
@@ -388,10 +389,18 @@ mod tests {
     #[test]
     fn canary_phase_is_one_hot() {
         let m = Metrics::new();
-        let state = State {
-            phase: Phase::Progressing,
-            weight: 25,
+        let release = Release {
             current_step: 1,
+            ..Release::new("r2", chrono::DateTime::UNIX_EPOCH, 4)
+        };
+        let state = State {
+            stage: Stage::Progressing(Flight {
+                traffic: Traffic {
+                    weight: 25,
+                    matches: Vec::new(),
+                },
+                ..Flight::new(release.clone())
+            }),
             steps: 4,
             ..State::default()
         };
@@ -412,7 +421,7 @@ mod tests {
             "shop",
             "web",
             &State {
-                phase: Phase::Succeeded,
+                stage: Stage::Succeeded(release),
                 ..state
             },
         );

@@ -220,7 +220,7 @@ fn sequential() -> DeliveryConfig {
 
 fn state() -> vigil::rollout::State {
     let at = chrono::Utc::now();
-    vigil::rollout::State {
+    vigil::api::status::StateV1alpha1 {
         phase: Phase::Progressing,
         canary_revision: Some("7d9f8c".into()),
         current_step: 1,
@@ -237,6 +237,7 @@ fn state() -> vigil::rollout::State {
         }],
         ..Default::default()
     }
+    .into()
 }
 
 fn notification(kind: EventKind, message: &str) -> Notification {
@@ -273,6 +274,7 @@ fn decision(events: &[(EventKind, &str)]) -> Decision {
             .collect(),
         requeue: Duration::from_secs(30),
         request_done: false,
+        new_message: false,
     }
 }
 

@@ -5,8 +5,9 @@ use crate::common::fake_kube::FakeKube;
 use serde_json::json;
 use std::time::Duration;
 use vigil::api::crd::{Canary, CanarySpec, CanaryStatus};
+use vigil::api::status::StateV1alpha1 as State;
 use vigil::cluster::ops::{self, OpsError};
-use vigil::rollout::{Phase, RequestAction, State};
+use vigil::rollout::{Phase, RequestAction};
 
 const NS: &str = "shop";
 
