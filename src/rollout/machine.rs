@@ -320,8 +320,19 @@ impl Machine<'_> {
                     g.message,
                     interval.as_secs()
                 );
-                if self.message != message {
+                // One Stalled event per held step: the first refusal; later ones only
+                // update the message.
+                let first_refusal = matches!(
+                    f.step,
+                    StepState::Pending {
+                        gate_retry_at: None,
+                        ..
+                    }
+                );
+                if first_refusal {
                     self.event(EventKind::Stalled, message);
+                } else {
+                    self.say(message);
                 }
                 Some(after(self.obs.now, interval))
             }
@@ -1712,7 +1723,15 @@ mod tests {
             gates_due(&p, &refused, &obs(121, "r2", 4)),
             [GateKind::ConfirmPromotion]
         );
+        // Refused again: still held, the message kept current, no second Stalled event.
         let mut o = obs(121, "r2", 4);
+        o.gates = vec![gate(GateKind::ConfirmPromotion, false)];
+        let d = decide(&p, &refused, &o);
+        assert_eq!(d.state.phase(), Phase::Progressing);
+        assert!(kinds(&d).is_empty(), "{:?}", d.events);
+        assert!(d.state.message.contains("403"));
+        let refused = d.state;
+        let mut o = obs(181, "r2", 4);
         o.gates = vec![gate(GateKind::ConfirmPromotion, true)];
         assert_eq!(decide(&p, &refused, &o).state.phase(), Phase::Promoting);
     }
