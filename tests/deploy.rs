@@ -11,7 +11,7 @@
 //! comparing them.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::Serialize;
@@ -372,6 +372,15 @@ fn documented_values() -> Vec<(&'static str, Value)> {
                 "service": {"type": "ClusterIP"},
             }),
         ),
+        (
+            "the dashboard in Grafana's namespace, in a folder",
+            json!({"grafanaDashboard": {"namespace": "monitoring",
+                "annotations": {"grafana_folder": "vigil"}}}),
+        ),
+        (
+            "no dashboard",
+            json!({"grafanaDashboard": {"enabled": false}}),
+        ),
     ]
 }
 
@@ -399,6 +408,7 @@ fn every_rendered_object_has_known_fields() {
                 "RoleBinding" => drop(typed::<RoleBinding>(&doc.value, &what)),
                 "Service" => drop(typed::<Service>(&doc.value, &what)),
                 "Deployment" => drop(typed::<Deployment>(&doc.value, &what)),
+                "ConfigMap" => drop(typed::<ConfigMap>(&doc.value, &what)),
                 "ServiceMonitor" => {
                     assert_eq!(doc.value["apiVersion"], "monitoring.coreos.com/v1");
                     assert_eq!(doc.value["spec"]["endpoints"][0]["port"], "http");
@@ -464,6 +474,65 @@ fn bad_values_are_refused_naming_the_value() {
             "{values}: expected {message:?} in {err}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The Grafana dashboard
+
+const DASHBOARD: &str = "deploy/grafana/vigil.json";
+const CHART_DASHBOARD: &str = "deploy/helm/vigil/dashboards/vigil.json";
+
+/// The chart can only read files inside itself (`.Files.Get`), so the dashboard lives there;
+/// deploy/grafana/vigil.json is the same file for those who import it by hand.
+#[test]
+fn grafana_dashboard_is_the_charts_and_ships_as_a_configmap() {
+    let text = std::fs::read_to_string(root().join(CHART_DASHBOARD)).unwrap();
+    check_generated(
+        DASHBOARD,
+        &text,
+        &format!("cp {CHART_DASHBOARD} {DASHBOARD}"),
+    );
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+
+    // Self-contained: every query goes to the ${datasource} variable, nothing is fetched.
+    assert!(dashboard.get("__inputs").is_none() && dashboard.get("__requires").is_none());
+    assert_eq!(dashboard["links"], json!([]));
+    assert!(
+        !text.contains("http://") && !text.contains("https://"),
+        "{DASHBOARD}: a URL"
+    );
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert_eq!(variables[0]["name"], "datasource");
+    assert_eq!(variables[0]["query"], "prometheus");
+    let panels = dashboard["panels"].as_array().unwrap();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = &panel["title"];
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
+            assert!(t["expr"].as_str().unwrap().contains("vigil_"), "{title}");
+        }
+    }
+
+    // A ConfigMap for the sidecar, by default in the release namespace.
+    let docs = render(json!({}));
+    let cm: ConfigMap = typed(one(&docs, "ConfigMap"), "ConfigMap");
+    assert_eq!(cm.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(
+        cm.metadata.labels.unwrap()["grafana_dashboard"],
+        "1",
+        "the label kube-prometheus-stack's sidecar looks for"
+    );
+    let data = cm.data.unwrap();
+    assert_eq!(data["vigil.json"].trim_end(), text.trim_end());
+
+    let docs = render(json!({"grafanaDashboard": {"namespace": "monitoring"}}));
+    let cm = one(&docs, "ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    let off = render(json!({"grafanaDashboard": {"enabled": false}}));
+    assert!(!off.iter().any(|d| d.kind == "ConfigMap"));
 }
 
 /// What the controller calls, and nothing more: (API group, resource) -> verbs.
