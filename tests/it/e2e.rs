@@ -265,13 +265,18 @@ struct Rig {
     /// Every state of Deployment `web` that a watch saw, in order.
     web_history: Arc<Mutex<Vec<DeploymentState>>>,
     web_watch: tokio::task::JoinHandle<()>,
+    /// The notification receiver, which refuses everything.
+    receiver: tokio::task::JoinHandle<std::io::Result<()>>,
     started: Instant,
+    /// When the rig started, for range queries.
+    started_at: std::time::SystemTime,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Rig {
     fn drop(&mut self) {
         self.web_watch.abort();
+        self.receiver.abort();
     }
 }
 
@@ -330,6 +335,7 @@ fn watch_web(
 impl Rig {
     async fn start(canary: Model) -> Rig {
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let fake = Arc::new(
             FakeKube::start_with(FakeOptions {
                 // The canary becomes available a moment after it is created, as Pods would.
@@ -355,19 +361,50 @@ impl Rig {
             },
         )
         .await;
+        // Prometheus scrapes vigil's /metrics too, for the Grafana dashboard's queries.
+        let listen = format!("127.0.0.1:{}", common::free_port());
         let prom = tokio::task::block_in_place(|| {
-            PromServer::start_scraping(&[traffic.target()], Duration::from_secs(1))
+            PromServer::start_scraping_also(
+                &[traffic.target()],
+                std::slice::from_ref(&listen),
+                Duration::from_secs(1),
+            )
         });
 
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
         fake.write_kubeconfig(&kubeconfig);
+        // A cluster-wide webhook receiver that refuses every notification (400, not
+        // retried): notifications never hold a rollout up, and the failures are counted.
+        let refusing = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let receiver_url = format!("http://{}/", refusing.local_addr().expect("addr"));
+        let receiver = tokio::spawn(async move {
+            axum::serve(
+                refusing,
+                axum::Router::new().fallback(|| async { axum::http::StatusCode::BAD_REQUEST }),
+            )
+            .await
+        });
+        std::fs::write(dir.path().join("receiver-url"), &receiver_url).expect("receiver url");
+        let notify = dir.path().join("notify.yaml");
+        std::fs::write(
+            &notify,
+            format!(
+                "notifications:\n  - provider: webhook\n    urlFile: {}\n",
+                dir.path().join("receiver-url").display()
+            ),
+        )
+        .expect("notify.yaml");
         let log = dir.path().join("vigil.log");
         let out = std::fs::File::create(&log).expect("vigil log");
         let err = out.try_clone().expect("vigil log");
         let child = common::vigil()
             .args(["run", "--prometheus", &prom.url])
-            .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
+            .args(["--listen", &listen])
+            .arg("--notify-config")
+            .arg(&notify)
             .args(["--watch-namespace", NS, "--log-format", "text"])
             .env("KUBECONFIG", &kubeconfig)
             .env("VIGIL_LOG", "info,vigil=debug")
@@ -383,7 +420,9 @@ impl Rig {
             vigil: VigilProcess { child, log },
             web_history,
             web_watch,
+            receiver,
             started,
+            started_at,
             _dir: dir,
         }
     }
@@ -666,6 +705,9 @@ fn from<K: serde::de::DeserializeOwned>(value: Value) -> K {
 async fn healthy_canary_is_promoted_end_to_end() {
     let mut rig = Rig::start(Model::default()).await;
     let stable_revision = rig.release().await;
+    // One failed reconcile, which the controller retries, for the dashboard's error panels.
+    rig.fake
+        .fail_next("PUT|PATCH", "canaries", Some("status"), 500, 1);
 
     rig.wait_for_phase("Succeeded", &["Failed"], Duration::from_secs(120))
         .await;
@@ -735,6 +777,58 @@ async fn healthy_canary_is_promoted_end_to_end() {
         rig.started.elapsed().as_secs_f64(),
         rig.traffic.weights()
     );
+    every_dashboard_query_has_data(&mut rig).await;
+}
+
+/// The Grafana dashboard, deploy/grafana/vigil.json: every query of every panel returns at
+/// least one series over the rollout from the Prometheus that scraped vigil, as Grafana would
+/// ask it with the Canary selected: `$namespace` and `$canary` this one, `$__rate_interval`
+/// four scrape intervals (Grafana's rule for a 1 s scrape), `$__range` the time since the
+/// rig started. Waits a few scrapes for the last counters to show.
+async fn every_dashboard_query_has_data(rig: &mut Rig) {
+    let path = common::root().join("deploy/grafana/vigil.json");
+    let text = std::fs::read_to_string(&path).expect("the dashboard");
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let range = format!("{}s", rig.started.elapsed().as_secs().max(1));
+        let (mut queries, mut empty) = (0, Vec::new());
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            let title = panel["title"].as_str().unwrap_or_default();
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{title}: a target without expr"))
+                    .replace("$__rate_interval", "4s")
+                    .replace("$__range", &range)
+                    .replace("$namespace", NS)
+                    .replace("$canary", "web");
+                assert!(
+                    !expr.contains('$'),
+                    "{title}: an unknown variable in {expr}"
+                );
+                queries += 1;
+                match rig.prom.range_series(&expr, rig.started_at).await {
+                    Ok(0) => empty.push(format!("{title}: {expr}")),
+                    Ok(_) => {}
+                    Err(e) => panic!("{title}: {expr}: {e}"),
+                }
+            }
+        }
+        assert!(queries >= 10, "{queries} queries in the dashboard");
+        if empty.is_empty() {
+            println!("all {queries} dashboard queries have data");
+            return;
+        }
+        if Instant::now() > deadline {
+            let context = rig.context();
+            panic!(
+                "dashboard queries without data:\n{}\n{context}",
+                empty.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

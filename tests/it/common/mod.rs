@@ -223,6 +223,16 @@ impl PromServer {
     /// its TSDB in a temporary directory; returns once every target has been scraped. It
     /// blocks: call it from async code through `tokio::task::block_in_place`.
     pub fn start_scraping(targets: &[String], scrape_interval: Duration) -> Self {
+        Self::start_scraping_also(targets, &[], scrape_interval)
+    }
+
+    /// As [`PromServer::start_scraping`], and also scrapes `later`, targets that start after
+    /// Prometheus (such as a `vigil run` that needs its URL), without waiting for them.
+    pub fn start_scraping_also(
+        targets: &[String],
+        later: &[String],
+        scrape_interval: Duration,
+    ) -> Self {
         let prometheus = require("prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -230,6 +240,7 @@ impl PromServer {
         let count = targets.len();
         let targets = targets
             .iter()
+            .chain(later)
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()
             .join(", ");
@@ -318,6 +329,38 @@ impl PromServer {
             .ok()?;
         let body: serde_json::Value = response.json().await.ok()?;
         body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// How many series a range query from `start` to now (step 1 s) returns, as Grafana's
+    /// time-series panels ask; `Err` with Prometheus's answer when the query fails.
+    pub async fn range_series(
+        &self,
+        promql: &str,
+        start: std::time::SystemTime,
+    ) -> Result<usize, String> {
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+                .to_string()
+        };
+        let now = std::time::SystemTime::now();
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/v1/query_range", self.url))
+            .query(&[
+                ("query", promql),
+                ("start", &unix(start)),
+                ("end", &unix(now)),
+                ("step", "1"),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+        match body["data"]["result"].as_array() {
+            Some(series) if body["status"] == "success" => Ok(series.len()),
+            _ => Err(body.to_string()),
+        }
     }
 
     fn wait_ready(&mut self, limit: Duration) -> bool {
