@@ -70,21 +70,19 @@ async fn prometheus_scrapes_the_generator_and_the_canary_share_follows_the_weigh
         )
     };
 
-    let total = poll(
-        "Prometheus sees requests",
+    // The first windows hold only a sample or two, and a loaded machine scrapes late: wait
+    // for a rate in range rather than judging the first one seen.
+    poll(
+        "Prometheus sees about 20,000 requests per second",
         Duration::from_secs(15),
         async || {
             prom.instant("sum(rate(nginx_ingress_controller_requests[3s]))")
                 .await
-                .filter(|&r| r > 0.0)
+                .filter(|r| (10_000.0..30_000.0).contains(r))
         },
         context,
     )
     .await;
-    assert!(
-        (10_000.0..30_000.0).contains(&total),
-        "about 20,000 requests per second, got {total}"
-    );
     assert_eq!(
         prom.instant("count(nginx_ingress_controller_requests{canary!=\"\"})")
             .await,
