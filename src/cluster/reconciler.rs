@@ -79,6 +79,9 @@ pub enum Error {
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
 
+/// Every label [`Error::kind`] gives, for the metrics that count failed reconciles.
+pub const ERROR_KINDS: [&str; 5] = ["conflict", "api", "router", "apply", "finalizer"];
+
 impl Error {
     /// Whether the error is a 409 Conflict, whose remedy is a quick retry.
     pub fn is_conflict(&self) -> bool {
@@ -92,7 +95,7 @@ impl Error {
         }
     }
 
-    /// A short label for metrics.
+    /// A short label for metrics, one of [`ERROR_KINDS`].
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Apply(e) if e.is_conflict() => "conflict",

@@ -30,8 +30,9 @@ use std::time::Duration;
 /// The verdicts `vigil_analysis_total` knows; anything else is counted as `other`.
 pub const VERDICTS: [&str; 4] = ["pass", "fail", "inconclusive", "error"];
 
-/// The reasons `vigil_reconcile_errors_total` knows; anything else is counted as `other`.
-pub const ERROR_REASONS: [&str; 6] = ["kube", "spec", "target", "router", "analysis", "status"];
+/// The reasons `vigil_reconcile_errors_total` knows (the reconciler's error kinds); anything
+/// else is counted as `other`.
+pub const ERROR_REASONS: [&str; 5] = crate::cluster::reconciler::ERROR_KINDS;
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -367,7 +368,7 @@ mod tests {
         let m = Metrics::new();
         m.set_canary("shop", "web", &State::default());
         m.observe_analysis("shop", "web", "pass", "http", Some(1.0));
-        m.reconcile_done(Duration::from_millis(1), Some("kube"));
+        m.reconcile_done(Duration::from_millis(1), Some("api"));
         let text = m.encode();
         for name in [
             "vigil_canary_phase gauge",
@@ -466,7 +467,7 @@ mod tests {
     fn reconciles_and_leadership() {
         let m = Metrics::new();
         m.reconcile_done(Duration::from_millis(12), None);
-        m.reconcile_done(Duration::from_millis(30), Some("kube"));
+        m.reconcile_done(Duration::from_millis(30), Some("api"));
         m.reconcile_done(Duration::from_millis(30), Some("a long free text error"));
         m.set_leader(true);
         let text = m.encode();
@@ -475,7 +476,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("vigil_reconcile_errors_total{reason=\"kube\"} 1"),
+            text.contains("vigil_reconcile_errors_total{reason=\"api\"} 1"),
             "{text}"
         );
         assert!(
