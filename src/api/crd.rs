@@ -102,8 +102,9 @@ pub struct CanarySpec {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
-    /// Release gates: webhooks asked before the first traffic shift, at every interval,
-    /// before each weight increase, before promotion, and after the end (see `type`).
+    /// Release gates: webhooks asked before a canary starts, before the first traffic
+    /// shift, at every interval, before each weight increase, before promotion, after the
+    /// end, and on each event (see `type`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<GateWebhook>,
     /// Where to send this Canary's rollout events (besides the cluster-wide receivers of
@@ -125,10 +126,13 @@ pub struct CanarySpec {
 pub struct GateWebhook {
     /// A name for messages and events.
     pub name: String,
-    /// When it is asked: `pre-rollout` (a failure aborts), `rollout` (at every interval;
+    /// When it is asked: `confirm-rollout` (before a new revision's canary starts; a
+    /// refusal holds it), `pre-rollout` (a failure aborts), `rollout` (at every interval;
     /// a failure counts as a failed check), `confirm-traffic-increase` and
     /// `confirm-promotion` (a failure holds and asks again next interval), `post-rollout`
-    /// (after success or failure; informational), `rollback` (a 2xx answer aborts).
+    /// (after success or failure; informational), `rollback` (a passing answer aborts),
+    /// `event` (on each rollout event; informational, never waited for). Only 200-202
+    /// pass, as in Flagger.
     #[serde(rename = "type")]
     pub kind: GateKind,
     /// Where to POST.
@@ -139,7 +143,7 @@ pub struct GateWebhook {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub timeout: Option<String>,
-    /// Retries after a connection error, a timeout or a 5xx; default 2.
+    /// Retries after a connection error, a timeout, 429 or a 5xx other than 501; default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10))]
     pub retries: Option<i32>,

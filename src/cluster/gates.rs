@@ -12,11 +12,19 @@
 //!
 //! `name`, `namespace`, `phase`, `checksum`, `type` and `metadata` have the meaning Flagger
 //! gives them, so Flagger's webhook receivers (load testers, confirmation gates) work as
-//! they are. A 2xx answer passes. Connection errors, timeouts and 5xx are retried with
-//! backoff; any other answer is final.
+//! they are. `phase` is always one of Flagger's phases ([`flagger_phase`]), never vigil's
+//! `Paused`. An `event` webhook gets Flagger's event payload: `metadata` also holds
+//! `eventMessage`, `eventType` (`Normal` or `Warning`) and `timestamp` (Unix milliseconds),
+//! which win over the webhook's own keys of those names.
+//!
+//! As in Flagger, only 200, 201 and 202 pass; any other answer refuses. Retries (the
+//! webhook's `retries`, default 2, at most 10): after a connection error, a timeout, 429 or
+//! a 5xx other than 501, as Flagger's HTTP client (go-retryablehttp) retries, waiting 0.4 s,
+//! 0.8 s, 1.6 s, ... (doubling, at most 25.6 s) between attempts; any other answer is final.
+//! Flagger's default is no retry; vigil's is 2, since a refused gate holds or fails a step.
 
 use crate::api::crd::{Canary, GateWebhook};
-use crate::rollout::{GateKind, GateResult, State};
+use crate::rollout::{Event, GateKind, GateResult, State};
 use crate::template::units::PromDuration;
 use kube::ResourceExt;
 use std::time::Duration;
@@ -28,6 +36,27 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default retries.
 pub const DEFAULT_RETRIES: u32 = 2;
 
+/// The Flagger phase a gate of `kind` is told: Flagger's `Waiting` while a
+/// `confirm-rollout` gate holds a new revision, else [`crate::rollout::Phase::flagger`].
+pub fn flagger_phase(state: &State, kind: GateKind) -> &'static str {
+    if kind == GateKind::ConfirmRollout {
+        "Waiting"
+    } else {
+        state.phase().flagger()
+    }
+}
+
+/// Whether an answer passes a gate: 200, 201 or 202, as in Flagger.
+pub fn passes(status: u16) -> bool {
+    (200..=202).contains(&status)
+}
+
+/// Whether an answer is worth asking again: 429 and 5xx but 501, as go-retryablehttp's
+/// default policy, which Flagger uses.
+pub fn retried(status: u16) -> bool {
+    status == 429 || (status >= 500 && status != 501)
+}
+
 /// The JSON a gate receives.
 pub fn payload(canary: &Canary, state: &State, hook: &GateWebhook) -> serde_json::Value {
     serde_json::json!({
@@ -35,7 +64,7 @@ pub fn payload(canary: &Canary, state: &State, hook: &GateWebhook) -> serde_json
         "type": hook.kind.as_str(),
         "name": canary.name_any(),
         "namespace": canary.namespace().unwrap_or_default(),
-        "phase": state.phase().as_str(),
+        "phase": flagger_phase(state, hook.kind),
         "step": state.current_step() + 1,
         "steps": state.steps,
         "weight": state.weight(),
@@ -48,7 +77,7 @@ pub fn payload(canary: &Canary, state: &State, hook: &GateWebhook) -> serde_json
     })
 }
 
-/// One webhook's answer: 2xx or not, and what it said.
+/// One webhook's answer: passed (200-202) or not, and what it said.
 async fn call(
     http: &reqwest::Client,
     hook: &GateWebhook,
@@ -83,11 +112,11 @@ async fn call(
                 } else {
                     format!("{}: HTTP {}: {text}", hook.name, status.as_u16())
                 };
-                if status.is_success() {
+                if passes(status.as_u16()) {
                     return (true, said);
                 }
                 last = said;
-                if !status.is_server_error() {
+                if !retried(status.as_u16()) {
                     break;
                 }
             }
@@ -100,7 +129,7 @@ async fn call(
 }
 
 /// Asks every webhook of `kind` and sums the answers up: all must pass, except `rollback`,
-/// where one 2xx answer asks for the rollback.
+/// where one passing answer (200-202) asks for the rollback.
 pub async fn ask(
     http: &reqwest::Client,
     canary: &Canary,
@@ -155,4 +184,79 @@ pub fn post_rollout(http: reqwest::Client, canary: Canary, state: State) {
             result.message
         );
     });
+}
+
+/// The payload of an `event` webhook: the gate payload, with Flagger's event keys in
+/// `metadata` (they win over the webhook's own).
+pub fn event_payload(
+    canary: &Canary,
+    state: &State,
+    hook: &GateWebhook,
+    event: &Event,
+    now_millis: i64,
+) -> serde_json::Value {
+    let mut body = payload(canary, state, hook);
+    let mut metadata = hook.metadata.clone();
+    metadata.insert("eventMessage".into(), event.message.clone());
+    let kind = if event.kind.is_warning() {
+        "Warning"
+    } else {
+        "Normal"
+    };
+    metadata.insert("eventType".into(), kind.into());
+    metadata.insert("timestamp".into(), now_millis.to_string());
+    body["metadata"] = serde_json::json!(metadata);
+    body
+}
+
+/// Sends each of a reconcile's events to the `event` webhooks, in order, without waiting
+/// for them: they only inform, and their answers are logged.
+pub fn events(http: reqwest::Client, canary: Canary, state: State, events: Vec<Event>) {
+    let hooks: Vec<GateWebhook> = canary
+        .spec
+        .webhooks
+        .iter()
+        .filter(|h| h.kind == GateKind::Event)
+        .cloned()
+        .collect();
+    if hooks.is_empty() || events.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for event in &events {
+            let now = chrono::Utc::now().timestamp_millis();
+            for hook in &hooks {
+                let body = event_payload(&canary, &state, hook, event, now);
+                let (ok, said) = call(&http, hook, &body).await;
+                if !ok {
+                    tracing::info!(
+                        canary = %canary.name_any(),
+                        namespace = %canary.namespace().unwrap_or_default(),
+                        "event webhook: {said}"
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_200_to_202_pass_as_in_flagger() {
+        for status in [200, 201, 202] {
+            assert!(passes(status), "{status}");
+        }
+        for status in [203, 204, 206, 301, 400, 409, 500] {
+            assert!(!passes(status), "{status}");
+        }
+        for status in [429, 500, 502, 503, 504] {
+            assert!(retried(status), "{status}");
+        }
+        for status in [400, 404, 409, 422, 501] {
+            assert!(!retried(status), "{status}");
+        }
+    }
 }

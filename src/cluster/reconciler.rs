@@ -514,6 +514,12 @@ async fn reconcile_inner<S: MetricSource>(
     }) {
         super::gates::post_rollout(ctx.http.clone(), canary.clone(), decision.state.clone());
     }
+    super::gates::events(
+        ctx.http.clone(),
+        canary.clone(),
+        decision.state.clone(),
+        decision.events.clone(),
+    );
     let reference = canary.object_ref(&());
     for event in &decision.events {
         let published = ctx

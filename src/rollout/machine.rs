@@ -91,6 +91,9 @@ pub fn gates_due(plan: &Plan, state: &State, obs: &Observation) -> Vec<GateKind>
     let has = |k: GateKind| plan.gates.contains(&k);
     let mut due = Vec::new();
     let Some(f) = state.flight() else {
+        if has(GateKind::ConfirmRollout) && new_revision(state, obs) {
+            due.push(GateKind::ConfirmRollout);
+        }
         return due;
     };
     let now = obs.now;
@@ -138,6 +141,17 @@ pub fn gates_due(plan: &Plan, state: &State, obs: &Observation) -> Vec<GateKind>
         }
     }
     due
+}
+
+/// Whether an idle Canary (waiting, succeeded or failed) sees a revision to start a canary
+/// of: neither the stable one nor the one that failed last.
+fn new_revision(state: &State, obs: &Observation) -> bool {
+    let revision = obs.template_revision.as_str();
+    matches!(
+        state.stage,
+        Stage::Waiting { .. } | Stage::Succeeded(_) | Stage::Failed { .. }
+    ) && state.stable_revision.as_deref() != Some(revision)
+        && state.failed_revision() != Some(revision)
 }
 
 fn sends_traffic(step: &Step) -> bool {
@@ -375,6 +389,33 @@ impl Machine<'_> {
             f.last_gate_at = Some(self.obs.now);
         }
         Ok(())
+    }
+
+    /// Whether the `confirm-rollout` gates (if any) let a new revision's canary start; when
+    /// they do not, says so (an event the first time) and the release waits.
+    fn rollout_confirmed(&mut self, revision: &str) -> bool {
+        if !self.plan.gates.contains(&GateKind::ConfirmRollout) {
+            return true;
+        }
+        match self.gate(GateKind::ConfirmRollout).cloned() {
+            Some(g) if g.passed => true,
+            None => {
+                self.say(format!(
+                    "new revision {revision}: asking the confirm-rollout webhooks"
+                ));
+                false
+            }
+            Some(g) => {
+                let message = format!(
+                    "new revision {revision}: waiting: the confirm-rollout webhook refused: {}",
+                    g.message
+                );
+                if self.message != message {
+                    self.event(EventKind::Stalled, message);
+                }
+                false
+            }
+        }
     }
 
     fn start(
@@ -815,6 +856,8 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
         request_done: false,
     };
     let revision = obs.template_revision.as_str();
+    // A new revision waiting on its confirm-rollout gates.
+    let mut held = false;
     let stage = match state.stage.clone() {
         Stage::Initializing => {
             m.stable_revision = Some(revision.to_string());
@@ -832,6 +875,9 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
             let is_failed = state.failed_revision() == Some(revision);
             if is_stable || is_failed {
                 stage
+            } else if !m.rollout_confirmed(revision) {
+                held = true;
+                stage
             } else {
                 // The canary Deployment is created from this decision's world; its
                 // availability is judged on the next observation.
@@ -848,7 +894,12 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
         message: m.message,
     };
     let world = desired(plan, &state, obs.target_replicas, obs.now);
-    let requeue = requeue(plan, &state, obs.now);
+    let mut requeue = requeue(plan, &state, obs.now);
+    if held {
+        // Asked again like a confirmation during a flight: at the first step's interval.
+        let interval = plan.steps.first().map_or(POLL, |s| s.interval);
+        requeue = requeue.min(interval.clamp(Duration::from_secs(1), Duration::from_secs(60)));
+    }
     Decision {
         state,
         world,
@@ -1668,6 +1719,52 @@ mod tests {
         let mut p = plan();
         p.gates = kinds.to_vec();
         p
+    }
+
+    #[test]
+    fn a_confirm_rollout_gate_holds_a_new_revision_until_it_passes() {
+        let p = gated(&[GateKind::ConfirmRollout, GateKind::Event]);
+        let idle = waiting();
+        assert!(
+            gates_due(&p, &idle, &obs(0, "r1", 0)).is_empty(),
+            "not for the stable revision"
+        );
+        // A new revision: asked before anything starts; no answer yet holds.
+        let o = obs(0, "r2", 0);
+        assert_eq!(gates_due(&p, &idle, &o), [GateKind::ConfirmRollout]);
+        let d = decide(&p, &idle, &o);
+        assert_eq!(d.state.phase(), Phase::Waiting);
+        assert!(d.world.canary.is_none(), "no canary before the gate passed");
+        // Refused: still waiting, one Stalled event, asked again within the interval.
+        let mut o = obs(1, "r2", 0);
+        o.gates = vec![gate(GateKind::ConfirmRollout, false)];
+        let d = decide(&p, &idle, &o);
+        assert_eq!(d.state.phase(), Phase::Waiting);
+        assert_eq!(kinds(&d), [EventKind::Stalled]);
+        assert!(
+            d.state.message.contains("confirm-rollout"),
+            "{}",
+            d.state.message
+        );
+        assert!(d.requeue <= p.steps[0].interval, "{:?}", d.requeue);
+        let again = decide(&p, &d.state, &o);
+        assert!(again.events.is_empty(), "the same refusal is not repeated");
+        // Passed: the canary starts.
+        o.gates = vec![gate(GateKind::ConfirmRollout, true)];
+        let d = decide(&p, &d.state, &o);
+        assert_eq!(d.state.phase(), Phase::Progressing);
+        assert_eq!(kinds(&d), [EventKind::Started]);
+        // Never asked during a flight; `event` gates are never due (they are sent).
+        assert!(gates_due(&p, &d.state, &obs(2, "r2", 4)).is_empty());
+    }
+
+    #[test]
+    fn gate_payloads_name_flagger_phases_only() {
+        for phase in Phase::ALL {
+            assert!(Phase::FLAGGER.contains(&phase.flagger()), "{phase:?}");
+        }
+        assert_eq!(Phase::Paused.flagger(), "Progressing");
+        assert_eq!(Phase::Waiting.flagger(), "Initialized");
     }
 
     #[test]

@@ -66,6 +66,43 @@ impl Phase {
         Phase::Failed,
     ];
 
+    /// Every phase Flagger names (its `CanaryPhase` values).
+    pub const FLAGGER: [&'static str; 11] = [
+        "Initializing",
+        "Initialized",
+        "Waiting",
+        "Progressing",
+        "WaitingPromotion",
+        "Promoting",
+        "Finalising",
+        "Succeeded",
+        "Failed",
+        "Terminating",
+        "Terminated",
+    ];
+
+    /// The name Flagger gives the phase, for the payloads of Flagger-compatible webhooks
+    /// (Flagger has no `Paused`, and its `Waiting` means held by a `confirm-rollout` gate):
+    ///
+    /// | vigil | Flagger |
+    /// | --- | --- |
+    /// | `Initializing` | `Initializing` |
+    /// | `Waiting` (no new revision) | `Initialized` |
+    /// | `Progressing`, `Paused` | `Progressing` |
+    /// | `Promoting` | `Promoting` |
+    /// | `Succeeded` | `Succeeded` |
+    /// | `Failed` | `Failed` |
+    pub fn flagger(self) -> &'static str {
+        match self {
+            Phase::Initializing => "Initializing",
+            Phase::Waiting => "Initialized",
+            Phase::Progressing | Phase::Paused => "Progressing",
+            Phase::Promoting => "Promoting",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+
     /// Whether a canary is in flight (traffic or replicas may be on the canary).
     pub fn in_flight(self) -> bool {
         matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting)
@@ -144,6 +181,10 @@ pub struct PlannedStep {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum GateKind {
+    /// Before a new revision's canary starts (no canary Deployment yet); a refusal holds
+    /// the release in `Waiting`, and the gate is asked again at every reconcile (at least
+    /// every interval of the first step).
+    ConfirmRollout,
     /// Before the first traffic shift; a failure aborts.
     PreRollout,
     /// At every analysis interval while the canary has traffic; a failure counts as a
@@ -158,18 +199,23 @@ pub enum GateKind {
     PostRollout,
     /// At every analysis interval; a 2xx answer aborts.
     Rollback,
+    /// On each of the rollout's events (the Kubernetes Events vigil records); informational:
+    /// sent without waiting, the answer is logged only.
+    Event,
 }
 
 impl GateKind {
     /// The name used in specs and payloads.
     pub fn as_str(self) -> &'static str {
         match self {
+            GateKind::ConfirmRollout => "confirm-rollout",
             GateKind::PreRollout => "pre-rollout",
             GateKind::Rollout => "rollout",
             GateKind::ConfirmTrafficIncrease => "confirm-traffic-increase",
             GateKind::ConfirmPromotion => "confirm-promotion",
             GateKind::PostRollout => "post-rollout",
             GateKind::Rollback => "rollback",
+            GateKind::Event => "event",
         }
     }
 }

@@ -586,6 +586,106 @@ async fn a_refusing_confirm_promotion_gate_holds_until_it_says_yes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirm_rollout_gate_holds_a_new_revision_and_event_hooks_hear_every_event() {
+    let gates = Gates::start().await;
+    // 204 is a 2xx, but Flagger passes a gate on 200-202 only: it holds.
+    gates.answer("confirm", 204);
+    let hooks = json!({"webhooks": [
+        {"name": "approval", "type": "confirm-rollout", "url": format!("{}/confirm", gates.url)},
+        {"name": "audit", "type": "event", "url": format!("{}/event", gates.url),
+         "metadata": {"team": "shop", "eventType": "from the webhook"}}
+    ]});
+    let (_prom, fake, controller) = adopted(0.02, 0.1, hooks).await;
+    release(&fake, "web:2").await;
+    wait_for(
+        &fake,
+        "the hold before the canary",
+        Duration::from_secs(20),
+        |s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("confirm-rollout webhook refused"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(&fake)["phase"], "Waiting");
+    assert!(deployment(&fake, "web-canary").is_none(), "no canary yet");
+    let received = gates.received.lock().unwrap().clone();
+    let confirms: Vec<&Value> = received
+        .iter()
+        .filter(|p| p["type"] == "confirm-rollout")
+        .collect();
+    assert!(!confirms.is_empty());
+    for p in confirms {
+        assert_eq!(p["phase"], "Waiting", "Flagger's phase while held: {p}");
+    }
+    gates.answer("confirm", 202);
+    wait_succeeded(&fake).await;
+
+    // Every event reaches the event webhook, the last one being the success, in
+    // Flagger's event payload: its keys win over the webhook's metadata.
+    let events = || -> Vec<Value> {
+        gates
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p["type"] == "event")
+            .cloned()
+            .collect()
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !events().iter().any(|p| {
+            p["metadata"]["eventMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("is promoted"))
+        }) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the success is told to the event webhook");
+    let events = events();
+    assert!(
+        events.len() >= 3,
+        "adopted, stalled, started, ...: {events:#?}"
+    );
+    for p in &events {
+        let phase = p["phase"].as_str().unwrap_or_default();
+        assert!(
+            vigil::rollout::Phase::FLAGGER.contains(&phase),
+            "not a Flagger phase: {p}"
+        );
+        assert_eq!(p["metadata"]["team"], "shop", "{p}");
+        assert!(
+            matches!(
+                p["metadata"]["eventType"].as_str(),
+                Some("Normal" | "Warning")
+            ),
+            "{p}"
+        );
+        let timestamp = p["metadata"]["timestamp"].as_str().unwrap_or_default();
+        assert!(
+            timestamp
+                .parse::<i64>()
+                .is_ok_and(|t| t > 1_000_000_000_000),
+            "{p}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|p| p["metadata"]["eventType"] == "Warning"
+                && p["metadata"]["eventMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("confirm-rollout"))),
+        "the hold is a warning: {events:#?}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_canary_hands_traffic_and_the_deployment_back() {
     let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
     let canary = fake.get(&canaries(), NS, "web").unwrap();

@@ -1,6 +1,6 @@
 //! `POST /v1/judge`: the judge as a service, for Argo Rollouts (a `web` metric provider),
-//! pipelines and scripts; and `POST /v1/judge/flagger`, the same as a Flagger `rollout`
-//! webhook.
+//! pipelines and scripts; and `POST /v1/judge/flagger/{hook}`, the judge as a Flagger
+//! webhook of each kind.
 //!
 //! The body of `/v1/judge`:
 //!
@@ -25,12 +25,26 @@
 //! more judgements than [`super::ApiState::judge_slots`] at once wait up to
 //! [`QUEUE_WAIT`], then get 503 with `Retry-After`.
 //!
-//! `/v1/judge/flagger` reads Flagger's webhook body `{name, namespace, phase, checksum,
-//! metadata}` and takes the same fields from `metadata` (strings): `template`,
+//! `/v1/judge/flagger/{hook}` reads Flagger's webhook body `{name, namespace, phase,
+//! checksum, metadata}` and takes the same fields from `metadata` (strings): `template`,
 //! `clusterScope`, `namespace` (default the Canary's), `stable`, `canary`, `lookback`
-//! (default 10m) or `start`/`end`, `step`, and one `arg.<name>` per argument. It always
-//! answers with the status codes above, since Flagger passes a check on 2xx only. Flagger
-//! cannot set headers on a webhook, so the bearer token may also come as `metadata.token`.
+//! (default 10m) or `start`/`end`, `step`, and one `arg.<name>` per argument. Flagger's
+//! body does not say which kind of hook sent it, so the path does: `{hook}` is the
+//! webhook's `type`, and the status means what Flagger makes of it ([`flagger_status`]):
+//!
+//! | hook | 200 when | otherwise |
+//! | --- | --- | --- |
+//! | `rollout` | the verdict is not `fail` | 422 (a failed check) |
+//! | `confirm-traffic-increase`, `confirm-promotion` | the verdict is `pass` | 409 marginal or inconclusive, 422 fail, 503 metrics missing (Flagger holds) |
+//! | `rollback` | the verdict is `fail` | 409 (no rollback) |
+//!
+//! `pre-rollout`, `confirm-rollout`, `post-rollout` and `event` get 400 naming the hook to
+//! use instead: they run while the canary has no traffic, or only inform. Flagger cannot
+//! set headers on a webhook, so the bearer token may also come as `metadata.token`.
+//!
+//! The old `/v1/judge/flagger` is deprecated and judges as `rollout` (what its docs always
+//! said it was), with a `Deprecation` and a `Warning` header: Canaries set up by those docs
+//! keep working, and now an inconclusive judgement no longer counts as a failed check.
 
 use super::{ApiError, ApiState, ServerState, authorized, parse_json};
 use crate::analysis::{self, AnalysisRequest};
@@ -44,7 +58,7 @@ use crate::template::units::PromDuration;
 use crate::template::{AnalysisTemplate, load};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -125,6 +139,104 @@ pub struct FlaggerWebhook {
     /// The webhook's `metadata`.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// The kinds of Flagger webhook (its `webhooks[].type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlaggerHook {
+    /// At every analysis interval; a non-2xx answer is a failed check, and Flagger rolls
+    /// back after `threshold` of them (counted over the whole rollout).
+    Rollout,
+    /// Before each weight increase; a non-2xx answer holds the step, and counts no failure.
+    ConfirmTrafficIncrease,
+    /// Before promotion; a non-2xx answer holds the promotion, and counts no failure.
+    ConfirmPromotion,
+    /// At every analysis interval; a 2xx answer rolls back.
+    Rollback,
+    /// Before traffic shifts to the canary (weight 0).
+    PreRollout,
+    /// Before the canary starts (weight 0).
+    ConfirmRollout,
+    /// After promotion or rollback.
+    PostRollout,
+    /// On each of Flagger's events (informational).
+    Event,
+}
+
+impl FlaggerHook {
+    /// Every kind, in Flagger's order.
+    pub const ALL: [FlaggerHook; 8] = [
+        FlaggerHook::ConfirmRollout,
+        FlaggerHook::PreRollout,
+        FlaggerHook::ConfirmTrafficIncrease,
+        FlaggerHook::Rollout,
+        FlaggerHook::ConfirmPromotion,
+        FlaggerHook::PostRollout,
+        FlaggerHook::Rollback,
+        FlaggerHook::Event,
+    ];
+
+    /// Flagger's name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlaggerHook::Rollout => "rollout",
+            FlaggerHook::ConfirmTrafficIncrease => "confirm-traffic-increase",
+            FlaggerHook::ConfirmPromotion => "confirm-promotion",
+            FlaggerHook::Rollback => "rollback",
+            FlaggerHook::PreRollout => "pre-rollout",
+            FlaggerHook::ConfirmRollout => "confirm-rollout",
+            FlaggerHook::PostRollout => "post-rollout",
+            FlaggerHook::Event => "event",
+        }
+    }
+
+    /// The kind Flagger calls `name`.
+    pub fn parse(name: &str) -> Option<FlaggerHook> {
+        FlaggerHook::ALL.into_iter().find(|h| h.as_str() == name)
+    }
+
+    /// Why vigil does not judge for this kind, and what to use instead; `None` when it does.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            FlaggerHook::Rollout
+            | FlaggerHook::ConfirmTrafficIncrease
+            | FlaggerHook::ConfirmPromotion
+            | FlaggerHook::Rollback => None,
+            FlaggerHook::PreRollout | FlaggerHook::ConfirmRollout => Some(
+                "it runs before the canary has traffic, so there is nothing to judge: use a `rollout` hook \
+                 (/v1/judge/flagger/rollout), with `confirm-promotion` (/v1/judge/flagger/confirm-promotion) to hold promotion until the canary passes",
+            ),
+            FlaggerHook::PostRollout => Some(
+                "it runs after promotion or rollback, when judging changes nothing: use a `rollout` hook \
+                 (/v1/judge/flagger/rollout) and `confirm-promotion` (/v1/judge/flagger/confirm-promotion)",
+            ),
+            FlaggerHook::Event => Some(
+                "event hooks only inform and their answer is ignored: use a `rollout` hook \
+                 (/v1/judge/flagger/rollout) and `confirm-promotion` (/v1/judge/flagger/confirm-promotion)",
+            ),
+        }
+    }
+}
+
+/// What a Flagger hook of this kind answers for a verdict (see the module docs). A marginal
+/// canary is not failed (a `rollout` hook answers 200 and Flagger goes on) but not passed
+/// either (the confirmation hooks hold, and a `rollback` hook does not roll back): vigil's
+/// own controller neither promotes nor aborts on a marginal verdict.
+pub fn flagger_status(hook: FlaggerHook, verdict: Verdict, metrics_missing: bool) -> StatusCode {
+    let failed = verdict == Verdict::Fail;
+    match hook {
+        FlaggerHook::Rollout if failed => StatusCode::UNPROCESSABLE_ENTITY,
+        FlaggerHook::Rollout => StatusCode::OK,
+        FlaggerHook::Rollback if failed => StatusCode::OK,
+        FlaggerHook::Rollback => StatusCode::CONFLICT,
+        // The refused kinds never reach a judgement; if they did, they would hold.
+        FlaggerHook::ConfirmTrafficIncrease
+        | FlaggerHook::ConfirmPromotion
+        | FlaggerHook::PreRollout
+        | FlaggerHook::ConfirmRollout
+        | FlaggerHook::PostRollout
+        | FlaggerHook::Event => verdict_status(verdict, metrics_missing),
+    }
 }
 
 fn bad(error: impl Into<String>, hint: impl Into<String>) -> ApiError {
@@ -211,15 +323,20 @@ async fn template(api: &ApiState, request: &JudgeRequest) -> Result<AnalysisTemp
 /// What the HTTP status says of a report: as `vigil judge`'s exit status, a failure first,
 /// then metrics that could not be fetched, then the verdict.
 pub fn status_of(report: &Report) -> StatusCode {
-    if report.verdict == Verdict::Fail {
-        return StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    if report.metrics.iter().any(|m| m.outcome == Outcome::Error) {
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    match report.verdict {
-        Verdict::Pass => StatusCode::OK,
+    verdict_status(report.verdict, metrics_missing(report))
+}
+
+/// Whether some metric could not be fetched.
+fn metrics_missing(report: &Report) -> bool {
+    report.metrics.iter().any(|m| m.outcome == Outcome::Error)
+}
+
+/// The status of [`status_of`], from the verdict and whether metrics are missing.
+pub fn verdict_status(verdict: Verdict, metrics_missing: bool) -> StatusCode {
+    match verdict {
         Verdict::Fail => StatusCode::UNPROCESSABLE_ENTITY,
+        _ if metrics_missing => StatusCode::SERVICE_UNAVAILABLE,
+        Verdict::Pass => StatusCode::OK,
         Verdict::Marginal | Verdict::Inconclusive => StatusCode::CONFLICT,
     }
 }
@@ -265,12 +382,7 @@ pub async fn run(api: &ApiState, request: &JudgeRequest) -> Result<Report, ApiEr
         .map_err(|e| bad(e.to_string(), "fix the args or matchers"))
 }
 
-fn respond(report: &Report, http_status: bool) -> Response {
-    let status = if http_status {
-        status_of(report)
-    } else {
-        StatusCode::OK
-    };
+fn respond(report: &Report, status: StatusCode) -> Response {
     // Byte for byte what `vigil judge --output json` prints.
     let mut body = report::render(report, Format::Json);
     body.push('\n');
@@ -304,7 +416,12 @@ pub async fn judge(
             "{\"template\", \"stable\", \"canary\", \"lookback\" or \"start\"/\"end\", ...}",
         )?;
         let report = run(&api, &request).await?;
-        Ok::<_, ApiError>(respond(&report, query.http_status))
+        let status = if query.http_status {
+            status_of(&report)
+        } else {
+            StatusCode::OK
+        };
+        Ok::<_, ApiError>(respond(&report, status))
     }
     .await;
     result.unwrap_or_else(error_response)
@@ -381,31 +498,82 @@ fn with_metadata_token(mut headers: HeaderMap, body: &Result<Bytes, BytesRejecti
     headers
 }
 
-/// `POST /v1/judge/flagger`.
+/// One Flagger webhook: judged as the hook `kind` means.
+async fn flagger_hook(
+    state: ServerState,
+    kind: FlaggerHook,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let headers = with_metadata_token(headers, &body);
+    let (api, body) = authorized(&state, &headers, body)?;
+    let hook: FlaggerWebhook = parse_json(
+        &body,
+        "Flagger's webhook body {name, namespace, phase, checksum, metadata}",
+    )?;
+    if let Some(why) = kind.refusal() {
+        return Err(bad(
+            format!("vigil does not judge Flagger `{}` hooks", kind.as_str()),
+            why,
+        ));
+    }
+    let request = from_flagger(&hook)?;
+    let report = run(&api, &request).await?;
+    let status = flagger_status(kind, report.verdict, metrics_missing(&report));
+    tracing::info!(
+        canary = %format!("{}/{}", hook.namespace, hook.name),
+        hook = kind.as_str(),
+        phase = %hook.phase,
+        verdict = report.verdict.as_str(),
+        status = status.as_u16(),
+        "flagger webhook judged"
+    );
+    Ok(respond(&report, status))
+}
+
+/// `POST /v1/judge/flagger/{hook}`.
 pub async fn flagger(
+    State(state): State<ServerState>,
+    Path(hook): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(kind) = FlaggerHook::parse(&hook) else {
+        let known: Vec<&str> = FlaggerHook::ALL.iter().map(|h| h.as_str()).collect();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{hook:?} is not a Flagger webhook type"),
+            format!(
+                "use /v1/judge/flagger/{{type}} with one of: {}",
+                known.join(", ")
+            ),
+        )
+        .into_response();
+    };
+    flagger_hook(state, kind, headers, body)
+        .await
+        .unwrap_or_else(error_response)
+}
+
+/// What the deprecated `/v1/judge/flagger` says in its `Warning` header.
+pub const FLAGGER_DEPRECATED: &str = "299 vigil \"/v1/judge/flagger is deprecated and judges as a rollout hook: use /v1/judge/flagger/rollout\"";
+
+/// `POST /v1/judge/flagger`: deprecated, judges as `rollout`.
+pub async fn flagger_deprecated(
     State(state): State<ServerState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = async {
-        let headers = with_metadata_token(headers, &body);
-        let (api, body) = authorized(&state, &headers, body)?;
-        let hook: FlaggerWebhook = parse_json(
-            &body,
-            "Flagger's webhook body {name, namespace, phase, checksum, metadata}",
-        )?;
-        let request = from_flagger(&hook)?;
-        let report = run(&api, &request).await?;
-        tracing::info!(
-            canary = %format!("{}/{}", hook.namespace, hook.name),
-            phase = %hook.phase,
-            verdict = report.verdict.as_str(),
-            "flagger webhook judged"
-        );
-        Ok::<_, ApiError>(respond(&report, true))
-    }
-    .await;
-    result.unwrap_or_else(error_response)
+    let mut response = flagger_hook(state, FlaggerHook::Rollout, headers, body)
+        .await
+        .unwrap_or_else(error_response);
+    let headers = response.headers_mut();
+    headers.insert("deprecation", header::HeaderValue::from_static("true"));
+    headers.insert(
+        header::WARNING,
+        header::HeaderValue::from_static(FLAGGER_DEPRECATED),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -488,5 +656,73 @@ mod tests {
         missing.metadata.remove("canary");
         let e = from_flagger(&missing).expect_err("refused");
         assert!(e.error.contains("\"canary\""), "{}", e.error);
+    }
+
+    #[test]
+    fn flagger_hooks_answer_what_flagger_makes_of_them() {
+        use FlaggerHook::*;
+        use Verdict::*;
+        let (ok, fail, hold, busy) = (200, 422, 409, 503);
+        // (hook, [pass, fail, marginal, inconclusive], metrics missing with an inconclusive)
+        let table = [
+            (Rollout, [ok, fail, ok, ok], ok),
+            (ConfirmTrafficIncrease, [ok, fail, hold, hold], busy),
+            (ConfirmPromotion, [ok, fail, hold, hold], busy),
+            (Rollback, [hold, ok, hold, hold], hold),
+        ];
+        for (hook, statuses, missing) in table {
+            assert_eq!(hook.refusal(), None, "{hook:?}");
+            for (verdict, want) in [Pass, Fail, Marginal, Inconclusive]
+                .into_iter()
+                .zip(statuses)
+            {
+                assert_eq!(
+                    flagger_status(hook, verdict, false).as_u16(),
+                    want,
+                    "{hook:?} {verdict:?}"
+                );
+            }
+            assert_eq!(
+                flagger_status(hook, Inconclusive, true).as_u16(),
+                missing,
+                "{hook:?}"
+            );
+            // A failure is a failure even with metrics missing.
+            assert_eq!(
+                flagger_status(hook, Fail, true),
+                flagger_status(hook, Fail, false),
+                "{hook:?}"
+            );
+        }
+        for hook in [PreRollout, ConfirmRollout, PostRollout, Event] {
+            let why = hook.refusal().expect("refused");
+            assert!(why.contains("/v1/judge/flagger/rollout"), "{hook:?}: {why}");
+        }
+        for hook in FlaggerHook::ALL {
+            assert_eq!(FlaggerHook::parse(hook.as_str()), Some(hook));
+        }
+        assert_eq!(FlaggerHook::parse("Rollout"), None);
+        assert_eq!(FlaggerHook::ALL.len(), 8);
+    }
+
+    #[test]
+    fn statuses_tell_the_verdict() {
+        assert_eq!(verdict_status(Verdict::Pass, false), StatusCode::OK);
+        assert_eq!(
+            verdict_status(Verdict::Pass, true),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            verdict_status(Verdict::Fail, true),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            verdict_status(Verdict::Marginal, false),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            verdict_status(Verdict::Inconclusive, false),
+            StatusCode::CONFLICT
+        );
     }
 }

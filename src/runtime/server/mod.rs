@@ -9,7 +9,8 @@
 //! | `POST /v1/alerts` | Alertmanager's webhook (version 4): firing alerts abort the canaries they match ([`alerts`]) |
 //! | `POST /v1/canaries/{namespace}/{name}/{action}` | `promote`, `abort`, `pause` or `resume` a Canary ([`canaries`]) |
 //! | `POST /v1/judge` | judge a canary against stable; the JSON of `vigil judge --output json` ([`judge`]) |
-//! | `POST /v1/judge/flagger` | the same as a Flagger `rollout` webhook |
+//! | `POST /v1/judge/flagger/{hook}` | the judge as a Flagger webhook of type `{hook}`: the status means what Flagger makes of it ([`judge`]) |
+//! | `POST /v1/judge/flagger` | deprecated: as `/v1/judge/flagger/rollout`, with a `Warning` header |
 //!
 //! The `/v1` routes need an [`ApiState`] ([`ServerState::with_api`]) and authenticate every
 //! request ([`auth`]): a bearer token and/or an HMAC signature, else 401; with neither
@@ -295,7 +296,8 @@ pub fn routes() -> Router<ServerState> {
             post(canaries::act),
         )
         .route("/v1/judge", post(judge::judge))
-        .route("/v1/judge/flagger", post(judge::flagger))
+        .route("/v1/judge/flagger", post(judge::flagger_deprecated))
+        .route("/v1/judge/flagger/{hook}", post(judge::flagger))
         .fallback(not_found)
 }
 
