@@ -1148,10 +1148,15 @@ fn integration_calls_the_judge(name: &str, o: &Objects) {
                 let hooks = v["spec"]["analysis"]["webhooks"]
                     .as_array()
                     .expect("webhooks");
-                for hook in hooks.iter().filter(|h| h["type"] == "rollout") {
+                for hook in hooks {
+                    // Each hook asks the judge at the URL of its own kind.
+                    let kind = hook["type"].as_str().unwrap_or("rollout");
                     assert!(
-                        hook["url"].as_str().unwrap().ends_with("/v1/judge/flagger"),
-                        "{name}: {n}"
+                        hook["url"]
+                            .as_str()
+                            .unwrap()
+                            .ends_with(&format!("/v1/judge/flagger/{kind}")),
+                        "{name}: {n}: {kind}"
                     );
                     let body = json!({"name": n, "namespace": "shop", "phase": "Progressing",
                         "checksum": "x", "metadata": hook["metadata"]});
