@@ -67,7 +67,6 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
     }
     let plan = Plan {
         steps,
-        background_analysis: !analysis.templates.is_empty(),
         failure_limit: limit(
             "analysis.failureLimit",
             analysis.failure_limit,
@@ -105,7 +104,7 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
     };
     plan.check()?;
     if !plan.skip_analysis
-        && !plan.background_analysis
+        && !plan.background_analysis()
         && !plan.steps.iter().any(|s| s.step == Step::Analysis)
     {
         return Err(
@@ -309,7 +308,7 @@ mod tests {
         assert_eq!(p.steps[1].step, Step::Weight { weight: 50 });
         assert_eq!(p.steps[1].interval, Duration::from_secs(30));
         assert_eq!(p.failure_limit, 1);
-        assert!(p.background_analysis);
+        assert!(p.background_analysis());
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
     let step_start = f.step.began()?;
     let (scope, since) = match planned.step {
         Step::Analysis => (AnalysisScope::Step(index), step_start),
-        _ if plan.background_analysis => (AnalysisScope::Background, f.traffic_since?),
+        _ if plan.background_analysis() => (AnalysisScope::Background, f.traffic_since?),
         _ => return None,
     };
     // One interval of the stable alone before the canary's traffic: the stable's latency
@@ -821,12 +821,14 @@ impl Machine<'_> {
         let analysed = self.plan.skip_analysis || f.step.passed();
         match &planned.step {
             Step::Weight { .. } | Step::Match { .. } => {
-                let least = planned.min_duration.max(if self.plan.background_analysis {
-                    planned.interval
-                } else {
-                    Duration::ZERO
-                });
-                elapsed >= least && (analysed || !self.plan.background_analysis)
+                let least = planned
+                    .min_duration
+                    .max(if self.plan.background_analysis() {
+                        planned.interval
+                    } else {
+                        Duration::ZERO
+                    });
+                elapsed >= least && (analysed || !self.plan.background_analysis())
             }
             Step::Pause { duration: Some(d) } => elapsed >= *d,
             Step::Pause { duration: None } => false,

@@ -237,8 +237,6 @@ pub struct GateResult {
 pub struct Plan {
     /// The steps, in order; never empty.
     pub steps: Vec<PlannedStep>,
-    /// Whether background analysis templates are configured.
-    pub background_analysis: bool,
     /// Failed analyses that abort the rollout (at least 1).
     pub failure_limit: u32,
     /// Inconclusive analyses that abort the rollout; 0 means no limit.
@@ -261,7 +259,7 @@ pub struct Plan {
     /// The kinds of release gates configured.
     pub gates: Vec<GateKind>,
     /// What each analysis runs: the background analysis and each analysis step's (by the
-    /// step's index). A scope without an entry runs no template.
+    /// step's index). A scope runs an analysis exactly when it has an entry.
     pub analyses: BTreeMap<AnalysisScope, AnalysisSetup>,
 }
 

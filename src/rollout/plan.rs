@@ -26,7 +26,6 @@ impl Plan {
                     min_duration: interval,
                 })
                 .collect(),
-            background_analysis: true,
             failure_limit: DEFAULT_FAILURE_LIMIT,
             inconclusive_limit: 0,
             consecutive_error_limit: DEFAULT_CONSECUTIVE_ERROR_LIMIT,
@@ -37,8 +36,14 @@ impl Plan {
             replicas_router: false,
             check_split: true,
             gates: Vec::new(),
-            analyses: Default::default(),
+            // The background analysis runs; which templates is the caller's business.
+            analyses: [(AnalysisScope::Background, AnalysisSetup::default())].into(),
         }
+    }
+
+    /// Whether a background analysis runs (over the whole rollout, beside the steps).
+    pub fn background_analysis(&self) -> bool {
+        self.analyses.contains_key(&AnalysisScope::Background)
     }
 
     /// The templates and arguments of the analysis in `scope`; none when it has none.
