@@ -25,7 +25,7 @@
 //!   before).
 
 use crate::rollout::{
-    AnalysisRecord, Flight, Match, Phase, Promotion, Release, STALLED, Stage, State, StepState,
+    AnalysisRecord, Attempt, Flight, Match, Phase, Promotion, STALLED, Stage, State, StepState,
     Traffic,
 };
 use chrono::{DateTime, Utc};
@@ -122,8 +122,8 @@ pub struct StateV1alpha1 {
 
 impl StateV1alpha1 {
     /// The release these fields describe, named `canary_revision`.
-    fn release(&self, canary_revision: Option<&String>) -> Release {
-        Release {
+    fn release(&self, canary_revision: Option<&String>) -> Attempt {
+        Attempt {
             canary_revision: canary_revision.cloned().unwrap_or_default(),
             started_at: self.started_at.unwrap_or(DateTime::UNIX_EPOCH),
             current_step: self.current_step,
@@ -144,7 +144,7 @@ impl StateV1alpha1 {
         }
     }
 
-    fn put_release(&mut self, r: &Release) {
+    fn put_release(&mut self, r: &Attempt) {
         self.canary_revision = Some(r.canary_revision.clone());
         self.started_at = Some(r.started_at);
         self.current_step = r.current_step;

@@ -164,7 +164,7 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::{Release, Stage};
+    use crate::rollout::{Attempt, Stage};
     use chrono::TimeZone;
 
     #[test]
@@ -183,7 +183,7 @@ mod tests {
         let at = chrono::Utc
             .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
             .unwrap();
-        let release = Release {
+        let release = Attempt {
             analyses: vec![AnalysisRecord {
                 at,
                 step: 1,
@@ -191,7 +191,7 @@ mod tests {
                 verdict: "fail".into(),
                 summary: "demo fail: error-rate high".into(),
             }],
-            ..Release::new("r2", at, 4)
+            ..Attempt::new("r2", at, 4)
         };
         let state = State {
             stage: Stage::Failed {

@@ -489,14 +489,14 @@ pub use crate::judge::words::truncate;
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::rollout::{AnalysisRecord, Flight, Release, Stage, Traffic};
+    use crate::rollout::{AnalysisRecord, Attempt, Flight, Stage, Traffic};
 
     /// A failed-analysis notification with two reasons.
     pub fn sample() -> Notification {
         let at = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
             .map(|t| t.with_timezone(&Utc))
             .unwrap();
-        let release = Release {
+        let release = Attempt {
             current_step: 1,
             analyses: vec![AnalysisRecord {
                 at,
@@ -505,7 +505,7 @@ pub(crate) mod testing {
                 verdict: "fail".into(),
                 summary: "http fail: error-rate 3.1% vs 0.4% | latency pass: score 98".into(),
             }],
-            ..Release::new("7d9f8c", at - chrono::Duration::minutes(10), 4)
+            ..Attempt::new("7d9f8c", at - chrono::Duration::minutes(10), 4)
         };
         let state = State {
             stage: Stage::Progressing(Flight {

@@ -1,9 +1,9 @@
 //! The decisions: [`analysis_due`], [`decide`] and [`desired`]. All three are pure.
 
 use super::{
-    AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, CanaryWorld, Decision, Event,
-    EventKind, Flight, GateKind, KEPT_ANALYSES, Observation, Plan, Promotion, Release,
-    RequestAction, STALLED, Stage, State, Step, StepPosition, StepState, World,
+    AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, Attempt, CanaryWorld, Decision,
+    Event, EventKind, Flight, GateKind, KEPT_ANALYSES, Observation, Plan, Promotion, RequestAction,
+    STALLED, Stage, State, Step, StepPosition, StepState, World,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -164,12 +164,12 @@ fn increases(step: &Step, weight: u8) -> bool {
 
 /// The replica count the release's traffic is sized on: the one it recorded at its start,
 /// else the target's now.
-fn total(release: &Release, target_replicas: i32) -> i32 {
+fn total(release: &Attempt, target_replicas: i32) -> i32 {
     release.stable_replicas.unwrap_or(target_replicas)
 }
 
 /// The canary's replica count for a traffic share.
-fn replicas_for(plan: &Plan, release: &Release, total: i32, weight: u8) -> i32 {
+fn replicas_for(plan: &Plan, release: &Attempt, total: i32, weight: u8) -> i32 {
     if let Some(n) = release.canary_replicas {
         return n;
     }
@@ -213,7 +213,7 @@ fn promotion_replicas(plan: &Plan, p: &Promotion, target_replicas: i32) -> i32 {
 /// The world the cluster should have for `state`. `target_replicas` is the target
 /// Deployment's `spec.replicas` now.
 pub fn desired(plan: &Plan, state: &State, target_replicas: i32, now: DateTime<Utc>) -> World {
-    let canary = |release: &Release, replicas: i32| {
+    let canary = |release: &Attempt, replicas: i32| {
         Some(CanaryWorld {
             revision: release.canary_revision.clone(),
             replicas,
@@ -300,7 +300,7 @@ impl Machine<'_> {
 
     /// `step 2/3`: how event and status messages name the step ([`Plan::step_number`]);
     /// timelines say what it does too ([`Plan::step_label`]).
-    fn step_name(&self, release: &Release) -> String {
+    fn step_name(&self, release: &Attempt) -> String {
         let of = self.plan.steps.len();
         format!("step {}/{of}", self.plan.step_number(release.current_step))
     }
@@ -425,7 +425,7 @@ impl Machine<'_> {
         stable_replicas: Option<i32>,
     ) -> Stage {
         let stable_replicas = stable_replicas.unwrap_or(self.obs.target_replicas);
-        let release = Release::new(revision, self.obs.now, stable_replicas);
+        let release = Attempt::new(revision, self.obs.now, stable_replicas);
         match superseded {
             Some(old) => self.event(
                 EventKind::Superseded,
@@ -444,7 +444,7 @@ impl Machine<'_> {
 
     /// Ends the release: traffic back on stable; the canary keeps `canary_replicas` until
     /// the scale-down delay has passed.
-    fn abort(&mut self, mut release: Release, canary_replicas: i32, reason: String) -> Stage {
+    fn abort(&mut self, mut release: Attempt, canary_replicas: i32, reason: String) -> Stage {
         release.canary_replicas = Some(canary_replicas);
         self.event(
             EventKind::Aborted,
@@ -479,7 +479,7 @@ impl Machine<'_> {
         })
     }
 
-    fn succeed(&mut self, mut release: Release) -> Stage {
+    fn succeed(&mut self, mut release: Attempt) -> Stage {
         self.stable_revision = Some(release.canary_revision.clone());
         release.canary_replicas = None;
         release.stable_replicas = None;
@@ -495,7 +495,7 @@ impl Machine<'_> {
 
     /// When the template no longer is the release's: the release is withdrawn (the
     /// template went back to stable) or superseded by a new one.
-    fn replaced(&mut self, release: &Release) -> Option<Stage> {
+    fn replaced(&mut self, release: &Attempt) -> Option<Stage> {
         let revision = self.obs.template_revision.as_str();
         if release.canary_revision == revision {
             return None;
@@ -509,7 +509,7 @@ impl Machine<'_> {
                 ),
             );
             return Some(Stage::Waiting {
-                withdrawn: Some(Release {
+                withdrawn: Some(Attempt {
                     canary_replicas: None,
                     ..release.clone()
                 }),
@@ -1010,9 +1010,9 @@ mod tests {
 
     /// A rollout of r2 at step `step` (begun at `started`), weight `weight`.
     fn at_step(step: u32, weight: u8, started: i64) -> State {
-        let release = Release {
+        let release = Attempt {
             current_step: step,
-            ..Release::new("r2", t(0), 4)
+            ..Attempt::new("r2", t(0), 4)
         };
         State {
             stage: Stage::Progressing(Flight {
@@ -1044,7 +1044,7 @@ mod tests {
         }
     }
 
-    fn release(s: &State) -> &Release {
+    fn release(s: &State) -> &Attempt {
         s.release().expect("a release")
     }
 

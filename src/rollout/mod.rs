@@ -13,7 +13,7 @@ pub mod plan;
 pub mod state;
 
 pub use plan::StepAt;
-pub use state::{Flight, Promotion, Release, Stage, State, StepState, Traffic};
+pub use state::{Attempt, Flight, Promotion, Stage, State, StepState, Traffic};
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;

@@ -172,7 +172,7 @@ pub enum StepAt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::{Flight, Promotion, Release, Stage};
+    use crate::rollout::{Attempt, Flight, Promotion, Stage};
 
     #[test]
     fn weights_become_weight_steps_and_are_checked() {
@@ -192,9 +192,9 @@ mod tests {
     fn a_step_is_labelled_by_its_number_and_what_it_does() {
         let plan = Plan::from_weights(&[10, 50, 100], DEFAULT_INTERVAL);
         let at = |phase, current_step| {
-            let release = Release {
+            let release = Attempt {
                 current_step,
-                ..Release::new("r2", chrono::DateTime::UNIX_EPOCH, 4)
+                ..Attempt::new("r2", chrono::DateTime::UNIX_EPOCH, 4)
             };
             let flight = Flight::new(release.clone());
             let stage = match phase {

@@ -32,7 +32,7 @@ pub enum Stage {
     Waiting {
         /// The release withdrawn because the template went back to the stable one, kept as
         /// its record; `None` after the adoption.
-        withdrawn: Option<Release>,
+        withdrawn: Option<Attempt>,
     },
     /// A canary is running and moving through the steps, or held there
     /// ([`Flight::paused`]).
@@ -40,22 +40,22 @@ pub enum Stage {
     /// All steps passed: the stable Deployment is rolling to the new template.
     Promoting(Promotion),
     /// The release was promoted; waiting for the next one. The release is its record.
-    Succeeded(Release),
+    Succeeded(Attempt),
     /// The release was aborted and rolled back; its revision is not retried until the
     /// template changes again.
     Failed {
         /// The aborted release; its canary keeps `canary_replicas` until the scale-down
         /// delay has passed.
-        release: Release,
+        release: Attempt,
         /// When it was aborted.
         aborted_at: DateTime<Utc>,
     },
 }
 
-/// One release: the revision under test and what became of it. It outlives its flight as
+/// One attempt to release a revision: the revision under test and what became of it. It outlives its flight as
 /// the record status shows (step, counts, analyses).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Release {
+pub struct Attempt {
     /// The revision under test (a hash of the pod template). Empty when a status without it
     /// was read: no template has that revision.
     pub canary_revision: String,
@@ -80,10 +80,10 @@ pub struct Release {
     pub analyses: Vec<AnalysisRecord>,
 }
 
-impl Release {
+impl Attempt {
     /// A release of `canary_revision` starting at `now`, with the target's `stable_replicas`.
-    pub fn new(canary_revision: &str, now: DateTime<Utc>, stable_replicas: i32) -> Release {
-        Release {
+    pub fn new(canary_revision: &str, now: DateTime<Utc>, stable_replicas: i32) -> Attempt {
+        Attempt {
             canary_revision: canary_revision.to_string(),
             started_at: now,
             current_step: 0,
@@ -118,7 +118,7 @@ impl Traffic {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flight {
     /// The release.
-    pub release: Release,
+    pub release: Attempt,
     /// The canary's routing.
     pub traffic: Traffic,
     /// Where the current step stands.
@@ -138,7 +138,7 @@ pub struct Flight {
 
 impl Flight {
     /// The flight of a new release: no traffic yet, waiting for the canary from `now`.
-    pub fn new(release: Release) -> Flight {
+    pub fn new(release: Attempt) -> Flight {
         let now = release.started_at;
         Flight {
             release,
@@ -200,7 +200,7 @@ impl StepState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Promotion {
     /// The promoted release.
-    pub release: Release,
+    pub release: Attempt,
     /// The canary's routing, kept while the stable Deployment rolls.
     pub traffic: Traffic,
     /// When the promotion began.
@@ -225,7 +225,7 @@ impl State {
     }
 
     /// The release in flight, or the last one's record.
-    pub fn release(&self) -> Option<&Release> {
+    pub fn release(&self) -> Option<&Attempt> {
         match &self.stage {
             Stage::Initializing => None,
             Stage::Waiting { withdrawn } => withdrawn.as_ref(),

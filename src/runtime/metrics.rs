@@ -348,7 +348,7 @@ fn phase_labels(namespace: &str, name: &str, phase: Phase) -> PhaseLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::{Flight, Release, Stage, Traffic};
+    use crate::rollout::{Attempt, Flight, Stage, Traffic};
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
@@ -390,9 +390,9 @@ mod tests {
     #[test]
     fn canary_phase_is_one_hot() {
         let m = Metrics::new();
-        let release = Release {
+        let release = Attempt {
             current_step: 1,
-            ..Release::new("r2", chrono::DateTime::UNIX_EPOCH, 4)
+            ..Attempt::new("r2", chrono::DateTime::UNIX_EPOCH, 4)
         };
         let state = State {
             stage: Stage::Progressing(Flight {
