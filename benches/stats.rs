@@ -56,7 +56,7 @@ fn samples(seed: u64, n: usize, shift: f64) -> Vec<f64> {
 }
 
 const TEMPLATE: &str = r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: bench}
 spec:
   metrics:

@@ -7,7 +7,7 @@ use crate::rollout::{AnalysisDue, AnalysisOutcome};
 use crate::source::MetricSource;
 use crate::template::render::{RenderContext, render};
 use crate::template::selector::Selector;
-use crate::template::{AnalysisTemplate, MetricType};
+use crate::template::{MetricType, ReleaseAnalysis};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct AnalysisRequest<'a> {
     /// The template.
-    pub template: &'a AnalysisTemplate,
+    pub template: &'a ReleaseAnalysis,
     /// Argument values given by the user (defaults are applied here).
     pub args: BTreeMap<String, String>,
     /// The stable version's label matchers.
@@ -50,7 +50,7 @@ pub fn position(due: &AnalysisDue) -> Position {
 #[derive(Debug, Clone)]
 pub struct Judged {
     /// The template.
-    pub template: AnalysisTemplate,
+    pub template: ReleaseAnalysis,
     /// The judgement.
     pub report: Report,
     /// The data fetched, one entry per metric of the template.
@@ -97,7 +97,7 @@ pub enum PlanError {
 
 /// Applies defaults and checks the given arguments against the template.
 pub fn bind_args(
-    template: &AnalysisTemplate,
+    template: &ReleaseAnalysis,
     given: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, PlanError> {
     let declared = &template.spec.args;
@@ -248,7 +248,7 @@ pub async fn run_with_data<S: MetricSource>(
 /// and why the others could not be.
 pub async fn run_templates<S: MetricSource>(
     source: &S,
-    templates: &[AnalysisTemplate],
+    templates: &[ReleaseAnalysis],
     args: &BTreeMap<String, String>,
     (stable, canary): (&Selector, &Selector),
     window: Window,

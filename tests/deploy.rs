@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use vigil::api::crd::Canary;
+use vigil::api::crd::Release;
 
 const REGENERATE: &str = "VIGIL_REGENERATE=1 cargo test --test deploy";
 
@@ -100,9 +100,9 @@ fn crds_parse_and_name_every_kind() {
     assert_eq!(
         names,
         [
-            "canaries.vigil.dev",
-            "analysistemplates.vigil.dev",
-            "clusteranalysistemplates.vigil.dev"
+            "releases.vigil.dev",
+            "releaseanalyses.vigil.dev",
+            "clusterreleaseanalyses.vigil.dev"
         ]
     );
     // The requirement: the schema validates weights (0-100) and durations.
@@ -539,14 +539,14 @@ fn grafana_dashboard_is_the_charts_and_ships_as_a_configmap() {
 const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     (
         "vigil.dev",
-        "canaries",
+        "releases",
         &["get", "list", "watch", "update", "patch"],
     ),
-    ("vigil.dev", "canaries/status", &["get", "update", "patch"]),
-    ("vigil.dev", "analysistemplates", &["get", "list", "watch"]),
+    ("vigil.dev", "releases/status", &["get", "update", "patch"]),
+    ("vigil.dev", "releaseanalyses", &["get", "list", "watch"]),
     (
         "vigil.dev",
-        "clusteranalysistemplates",
+        "clusterreleaseanalyses",
         &["get", "list", "watch"],
     ),
     (
@@ -906,8 +906,8 @@ fn optional_values_render() {
 #[derive(Default)]
 struct Objects {
     by_kind: BTreeMap<String, BTreeMap<String, Value>>,
-    templates: BTreeMap<String, vigil::template::AnalysisTemplate>,
-    canaries: Vec<Canary>,
+    templates: BTreeMap<String, vigil::template::ReleaseAnalysis>,
+    canaries: Vec<Release>,
 }
 
 fn load_example(dir: &Path) -> Objects {
@@ -941,13 +941,13 @@ fn load_example(dir: &Path) -> Objects {
                 value["apiVersion"].as_str().unwrap_or_default(),
                 kind.as_str(),
             ) {
-                ("vigil.dev/v1alpha1", "Canary") => {
-                    let c: Canary = typed(&value, &what);
-                    let direct: Canary = serde_saphyr::from_str(doc).unwrap();
+                ("vigil.dev/v1alpha1", "Release") => {
+                    let c: Release = typed(&value, &what);
+                    let direct: Release = serde_saphyr::from_str(doc).unwrap();
                     assert_eq!(c.spec, direct.spec);
                     objects.canaries.push(c);
                 }
-                ("vigil.dev/v1alpha1", "AnalysisTemplate") => {
+                ("vigil.dev/v1alpha1", "ReleaseAnalysis") => {
                     let t =
                         vigil::template::load::parse(doc, &what).unwrap_or_else(|e| panic!("{e}"));
                     // The same spec as the shipped template it is a copy of.
@@ -1021,7 +1021,7 @@ fn examples_deserialize_and_refer_to_their_objects() {
             integration_calls_the_judge(&name, &o);
             continue;
         }
-        assert_eq!(o.canaries.len(), 1, "{name}: one Canary");
+        assert_eq!(o.canaries.len(), 1, "{name}: one Release");
         let canary = &o.canaries[0];
         let spec = &canary.spec;
         let has = |kind: &str, n: &str| o.by_kind.get(kind).is_some_and(|m| m.contains_key(n));
@@ -1055,17 +1055,17 @@ fn examples_deserialize_and_refer_to_their_objects() {
         for t in &analysis.templates {
             assert!(!t.cluster_scope);
             let template = o.templates.get(&t.name).unwrap_or_else(|| {
-                panic!("{name}: AnalysisTemplate {} is not in the example", t.name)
+                panic!("{name}: ReleaseAnalysis {} is not in the example", t.name)
             });
             for arg in &template.spec.args {
                 assert!(
                     arg.default.is_some() || given.contains(arg.name.as_str()),
-                    "{name}: the Canary does not give the template's required arg {}",
+                    "{name}: the Release does not give the template's required arg {}",
                     arg.name
                 );
             }
         }
-        // Everything in one namespace, the Canary's.
+        // Everything in one namespace, the Release's.
         let ns = canary
             .metadata
             .namespace
@@ -1174,7 +1174,7 @@ fn integration_calls_the_judge(name: &str, o: &Objects) {
         let t = o
             .templates
             .get(template)
-            .unwrap_or_else(|| panic!("{name}: AnalysisTemplate {template} is not in the example"));
+            .unwrap_or_else(|| panic!("{name}: ReleaseAnalysis {template} is not in the example"));
         for arg in &t.spec.args {
             assert!(
                 arg.default.is_some() || r.args.contains_key(&arg.name),

@@ -1,20 +1,20 @@
-//! Which in-flight Canaries an Alertmanager notification aborts, and why: a pure function of
-//! the webhook payload and the Canaries (no I/O). `POST /v1/alerts` (src/server/alerts.rs)
+//! Which in-flight Releases an Alertmanager notification aborts, and why: a pure function of
+//! the webhook payload and the Releases (no I/O). `POST /v1/alerts` (src/server/alerts.rs)
 //! feeds it and writes the aborts with [`crate::cluster::ops::abort`].
 //!
-//! A firing alert matches a Canary whose release is in flight (phase `Progressing`,
+//! A firing alert matches a Release whose release is in flight (phase `Progressing`,
 //! `Paused` or `Promoting`: until the stable Deployment has rolled, an abort still sends
 //! traffic back to the old version) when either
 //!
 //! - **default matching** ([`Matching`], `vigil run --alert-*-label`): the alert's
-//!   `namespace` label is the Canary's namespace, and its `canary` label is the Canary's
+//!   `namespace` label is the Release's namespace, and its `canary` label is the Release's
 //!   name or its `service` label is `spec.service.name`; or
 //! - **`spec.abortOnAlerts.matchLabels`**: the alert carries every one of those labels,
 //!   whatever its namespace.
 //!
 //! Resolved alerts never abort anything.
 
-use super::crd::Canary;
+use super::crd::Release;
 use crate::rollout::Phase;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
@@ -131,12 +131,12 @@ impl Alert {
 /// `--alert-canary-label`, `--alert-service-label`); an empty name turns that label off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matching {
-    /// The label holding the Canary's namespace; default `namespace`. Empty turns default
+    /// The label holding the Release's namespace; default `namespace`. Empty turns default
     /// matching off (only `spec.abortOnAlerts` matches then).
     pub namespace_label: String,
-    /// The label holding the Canary's name; default `canary`.
+    /// The label holding the Release's name; default `canary`.
     pub canary_label: String,
-    /// The label holding the Canary's `spec.service.name`; default `service`.
+    /// The label holding the Release's `spec.service.name`; default `service`.
     pub service_label: String,
 }
 
@@ -152,7 +152,7 @@ impl Default for Matching {
 
 impl Matching {
     /// Whether default matching ties `alert` to `canary`.
-    fn default_match(&self, alert: &Alert, canary: &Canary) -> bool {
+    fn default_match(&self, alert: &Alert, canary: &Release) -> bool {
         let label = |name: &str| (!name.is_empty()).then(|| alert.labels.get(name)).flatten();
         let Some(namespace) = label(&self.namespace_label) else {
             return false;
@@ -165,8 +165,8 @@ impl Matching {
     }
 
     /// Whether `alert` (whatever its status) is for `canary`, by default matching or by
-    /// the Canary's `spec.abortOnAlerts`.
-    pub fn matches(&self, alert: &Alert, canary: &Canary) -> bool {
+    /// the Release's `spec.abortOnAlerts`.
+    pub fn matches(&self, alert: &Alert, canary: &Release) -> bool {
         let selected = canary.spec.abort_on_alerts.as_ref().is_some_and(|s| {
             !s.match_labels.is_empty()
                 && s.match_labels
@@ -177,7 +177,7 @@ impl Matching {
     }
 }
 
-/// A Canary to abort, and why.
+/// A Release to abort, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Abort {
     /// Its namespace.
@@ -194,16 +194,16 @@ pub struct Abort {
 /// What a notification asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Decision {
-    /// The Canaries to abort, in the order given.
+    /// The Releases to abort, in the order given.
     pub abort: Vec<Abort>,
-    /// Firing alerts that match no Canary in flight (by name).
+    /// Firing alerts that match no Release in flight (by name).
     pub unmatched: Vec<String>,
     /// Resolved alerts, which abort nothing.
     pub resolved: usize,
 }
 
-/// Whether a Canary's release is in flight, so that an alert can abort it.
-pub fn abortable(canary: &Canary) -> bool {
+/// Whether a Release's release is in flight, so that an alert can abort it.
+pub fn abortable(canary: &Release) -> bool {
     let phase = canary
         .status
         .as_ref()
@@ -212,7 +212,7 @@ pub fn abortable(canary: &Canary) -> bool {
 }
 
 /// Which of `canaries` the firing alerts of `webhook` abort.
-pub fn decide(webhook: &Webhook, canaries: &[Canary], matching: &Matching) -> Decision {
+pub fn decide(webhook: &Webhook, canaries: &[Release], matching: &Matching) -> Decision {
     let mut decision = Decision::default();
     for alert in &webhook.alerts {
         if alert.status == AlertStatus::Resolved {
@@ -257,25 +257,25 @@ pub fn decide(webhook: &Webhook, canaries: &[Canary], matching: &Matching) -> De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::crd::{AlertSelector, CanarySpec, CanaryStatus};
+    use crate::api::crd::{AlertSelector, ReleaseSpec, ReleaseStatus};
     use crate::api::status::StateV1alpha1;
     use serde_json::json;
 
-    fn canary(ns: &str, name: &str, service: &str, phase: Phase) -> Canary {
-        let spec: CanarySpec = serde_json::from_value(json!({
+    fn canary(ns: &str, name: &str, service: &str, phase: Phase) -> Release {
+        let spec: ReleaseSpec = serde_json::from_value(json!({
             "targetRef": {"name": name},
             "service": {"name": service},
             "routing": {"replicas": {}},
         }))
         .expect("spec");
-        let mut c = Canary::new(name, spec);
+        let mut c = Release::new(name, spec);
         c.metadata.namespace = Some(ns.into());
-        c.status = Some(CanaryStatus {
+        c.status = Some(ReleaseStatus {
             state: StateV1alpha1 {
                 phase,
                 ..StateV1alpha1::default()
             },
-            ..CanaryStatus::default()
+            ..ReleaseStatus::default()
         });
         c
     }
@@ -397,7 +397,7 @@ mod tests {
             ("namespace", "shop"),
             ("service", "web"),
         ];
-        let canaries: Vec<Canary> = [
+        let canaries: Vec<Release> = [
             Phase::Progressing,
             Phase::Paused,
             Phase::Promoting,

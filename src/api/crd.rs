@@ -1,5 +1,5 @@
 //! The custom resources of group `vigil.dev`, version `v1alpha1`, generated from these types:
-//! `Canary`, `AnalysisTemplate` and `ClusterAnalysisTemplate`. `vigil crd` prints them.
+//! `Release`, `ReleaseAnalysis` and `ClusterReleaseAnalysis`. `vigil crd` prints them.
 //!
 //! Names follow Flagger and Argo Rollouts where they mean the same thing (`targetRef`,
 //! `service`, `steps`, `stepWeights`, `analysis.interval`, `failureLimit`,
@@ -26,7 +26,7 @@ pub const GROUP: &str = "vigil.dev";
 pub const VERSION: &str = "v1alpha1";
 /// The label that canary pods carry and stable pods do not.
 pub const CANARY_LABEL: &str = "vigil.dev/canary";
-/// The label on objects vigil creates, naming the Canary that owns them.
+/// The label on objects vigil creates, naming the Release that owns them.
 pub const OWNER_LABEL: &str = "vigil.dev/canary-name";
 /// The annotation on the target Deployment recording that vigil adopted it.
 pub const ADOPTED_ANNOTATION: &str = "vigil.dev/adopted-by";
@@ -43,11 +43,12 @@ const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 #[kube(
     group = "vigil.dev",
     version = "v1alpha1",
-    kind = "Canary",
-    plural = "canaries",
-    shortname = "cn",
+    kind = "Release",
+    plural = "releases",
+    shortname = "rel",
+    category = "vigil",
     namespaced,
-    status = "CanaryStatus",
+    status = "ReleaseStatus",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.weight"),
     printcolumn(name = "Step", type_ = "string", json_path = ".status.stepLabel"),
@@ -60,7 +61,7 @@ const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 )]
 #[x_kube(validation = Rule::new("!(has(self.steps) && size(self.steps) > 0 && has(self.stepWeights) && size(self.stepWeights) > 0)").message("set steps or stepWeights, not both"))]
 #[serde(rename_all = "camelCase")]
-pub struct CanarySpec {
+pub struct ReleaseSpec {
     /// The Deployment to roll out.
     pub target_ref: TargetRef,
     /// The Service in front of the Deployment.
@@ -69,7 +70,7 @@ pub struct CanarySpec {
     pub routing: Routing,
     /// The steps of the rollout, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub steps: Vec<CanaryStep>,
+    pub steps: Vec<ReleaseStep>,
     /// Shorthand for `steps`: one weight step per entry, e.g. `[10, 50, 100]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(w, w >= 0 && w <= 100)").message("weights are percentages, 0 to 100"))]
@@ -77,7 +78,7 @@ pub struct CanarySpec {
     pub step_weights: Vec<i32>,
     /// Background analysis, judged at every interval while the canary has traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<CanaryAnalysis>,
+    pub analysis: Option<AnalysisSettings>,
     /// Scale the canary's replicas with its traffic share.
     #[serde(default)]
     pub scale_canary_with_weight: bool,
@@ -107,11 +108,11 @@ pub struct CanarySpec {
     /// end, and on each event (see `type`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<GateWebhook>,
-    /// Where to send this Canary's rollout events (besides the cluster-wide receivers of
+    /// Where to send this Release's rollout events (besides the cluster-wide receivers of
     /// `vigil run --notify-config`). URLs and signing secrets come from a Secret in the
-    /// Canary's namespace, never from the Canary.
+    /// Release's namespace, never from the Release.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notifications: Vec<crate::notify::config::CanaryNotification>,
+    pub notifications: Vec<crate::notify::config::ReleaseNotification>,
     /// Abort the release in flight when a firing Alertmanager alert carries all these
     /// labels (`POST /v1/alerts`), in addition to the controller's default matching
     /// (the alert's `namespace` and its `canary` or `service` label).
@@ -152,7 +153,7 @@ pub struct GateWebhook {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Which alerts abort a Canary's release (`spec.abortOnAlerts`).
+/// Which alerts abort a Release's release (`spec.abortOnAlerts`).
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertSelector {
@@ -162,7 +163,7 @@ pub struct AlertSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
-/// The Deployment a Canary rolls out.
+/// The Deployment a Release rolls out.
 #[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
@@ -217,7 +218,7 @@ macro_rules! routers {
             )+
         }
 
-        /// The router a Canary's `routing` selects, with its configuration.
+        /// The router a Release's `routing` selects, with its configuration.
         #[derive(Debug, Clone, Copy, PartialEq)]
         pub enum RouterSpec<'a> {
             $(
@@ -328,7 +329,7 @@ pub struct ReplicasRouting {}
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.weight), has(self.pause), has(self.analysis), has(self.replicas), has(self.match)].filter(x, x).size() == 1").message("a step has exactly one of weight, pause, analysis, replicas, match"))]
-pub struct CanaryStep {
+pub struct ReleaseStep {
     /// Send this share of traffic (percent) to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("weight is a percentage, 0 to 100"))]
@@ -381,13 +382,13 @@ pub struct StepAnalysis {
     pub args: Vec<AnalysisArg>,
 }
 
-/// A reference to an AnalysisTemplate or a ClusterAnalysisTemplate.
+/// A reference to an ReleaseAnalysis or a ClusterReleaseAnalysis.
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateRef {
     /// The template's name.
     pub name: String,
-    /// Refer to a ClusterAnalysisTemplate instead of an AnalysisTemplate in the Canary's
+    /// Refer to a ClusterReleaseAnalysis instead of an ReleaseAnalysis in the Release's
     /// namespace.
     #[serde(default)]
     pub cluster_scope: bool,
@@ -406,7 +407,7 @@ pub struct AnalysisArg {
 /// Background analysis.
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CanaryAnalysis {
+pub struct AnalysisSettings {
     /// The templates; all must pass.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<TemplateRef>,
@@ -445,10 +446,10 @@ pub struct CanaryAnalysis {
     pub canary_matchers: Option<String>,
 }
 
-/// Where the Canary stands; all rollout state lives here.
+/// Where the Release stands; all rollout state lives here.
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CanaryStatus {
+pub struct ReleaseStatus {
     /// The rollout state, in its `v1alpha1` wire form.
     #[serde(flatten)]
     pub state: StateV1alpha1,
@@ -491,14 +492,16 @@ pub struct Condition {
     pub last_transition_time: Option<DateTime<Utc>>,
 }
 
-/// An AnalysisTemplate stored in the cluster, in a namespace: the same document as a
+/// An ReleaseAnalysis stored in the cluster, in a namespace: the same document as a
 /// template file.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "vigil.dev",
     version = "v1alpha1",
-    kind = "AnalysisTemplate",
-    shortname = "at",
+    kind = "ReleaseAnalysis",
+    plural = "releaseanalyses",
+    shortname = "ra",
+    category = "vigil",
     namespaced,
     printcolumn(
         name = "Age",
@@ -506,29 +509,56 @@ pub struct Condition {
         json_path = ".metadata.creationTimestamp"
     )
 )]
-pub struct AnalysisTemplateSpec {
+pub struct ReleaseAnalysisSpec {
     /// The template body.
     #[serde(flatten)]
     pub spec: TemplateSpec,
 }
 
-/// A cluster-wide AnalysisTemplate, usable from every namespace.
+/// A cluster-wide ReleaseAnalysis, usable from every namespace.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "vigil.dev",
     version = "v1alpha1",
-    kind = "ClusterAnalysisTemplate",
-    shortname = "cat",
+    kind = "ClusterReleaseAnalysis",
+    plural = "clusterreleaseanalyses",
+    shortname = "cra",
+    category = "vigil",
     printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     )
 )]
-pub struct ClusterAnalysisTemplateSpec {
+pub struct ClusterReleaseAnalysisSpec {
     /// The template body.
     #[serde(flatten)]
     pub spec: TemplateSpec,
+}
+
+/// Checks that a document read from a file is a vigil `Release`, naming what it is instead:
+/// vigil's kind before it was renamed (`Canary`), or Flagger's or Argo Rollouts' own kinds,
+/// which share fields and names with it.
+pub fn check_release_type(api_version: &str, kind: &str) -> Result<(), String> {
+    let expected = format!("apiVersion: {GROUP}/{VERSION} and kind: Release");
+    let vigil = api_version == format!("{GROUP}/{VERSION}");
+    match (vigil, kind) {
+        (true, "Release") => Ok(()),
+        (true, "Canary") => Err(
+            "kind is \"Canary\", vigil's old name for the Release (renamed \
+             so as not to collide with Flagger's Canary); change the kind to Release"
+                .to_string(),
+        ),
+        (false, "Canary") if api_version.starts_with("flagger.app/") => Err(format!(
+            "this is Flagger's Canary ({api_version}); vigil reads a Release: {expected}"
+        )),
+        (false, "Rollout") if api_version.starts_with("argoproj.io/") => Err(format!(
+            "this is an Argo Rollouts Rollout ({api_version}); vigil reads a Release: {expected}"
+        )),
+        _ => Err(format!(
+            "apiVersion {api_version:?} and kind {kind:?}; a Release says {expected}"
+        )),
+    }
 }
 
 /// Every CRD of vigil, as YAML documents in a stable order.
@@ -537,9 +567,9 @@ pub fn crds()
 {
     use kube::CustomResourceExt;
     vec![
-        Canary::crd(),
-        AnalysisTemplate::crd(),
-        ClusterAnalysisTemplate::crd(),
+        Release::crd(),
+        ReleaseAnalysis::crd(),
+        ClusterReleaseAnalysis::crd(),
     ]
 }
 

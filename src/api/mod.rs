@@ -1,6 +1,6 @@
-//! The Kubernetes API of vigil and the pure logic over it: the CRDs (`Canary`,
-//! `AnalysisTemplate`, `ClusterAnalysisTemplate`), a Canary's spec turned into the core's
-//! rollout plan with its PromQL matchers, and which alerts match which Canary. Nothing here
+//! The Kubernetes API of vigil and the pure logic over it: the CRDs (`Release`,
+//! `ReleaseAnalysis`, `ClusterReleaseAnalysis`), a Release's spec turned into the core's
+//! rollout plan with its PromQL matchers, and which alerts match which Release. Nothing here
 //! talks to a cluster: the I/O is in [`crate::cluster`].
 
 pub mod alerts;

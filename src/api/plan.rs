@@ -1,7 +1,7 @@
-//! From a Canary's spec to the core's [`Plan`], the PromQL matchers of both versions, and the
+//! From a Release's spec to the core's [`Plan`], the PromQL matchers of both versions, and the
 //! revision hash of a pod template.
 
-use super::crd::{AnalysisArg, CanarySpec, CanaryStep, TemplateRef};
+use super::crd::{AnalysisArg, ReleaseSpec, ReleaseStep, TemplateRef};
 use crate::rollout::plan::{
     DEFAULT_ABORT_SCALE_DOWN_DELAY, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_FAILURE_LIMIT,
     DEFAULT_INTERVAL, DEFAULT_PROGRESS_DEADLINE,
@@ -37,8 +37,8 @@ fn weight(field: &str, w: i32) -> Result<u8, String> {
         .ok_or_else(|| format!("{field} is {w}; weights are percentages, 0 to 100"))
 }
 
-/// Builds and checks the plan of a Canary. The message names the field at fault.
-pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
+/// Builds and checks the plan of a Release. The message names the field at fault.
+pub fn plan(spec: &ReleaseSpec) -> Result<Plan, String> {
     let analysis = spec.analysis.clone().unwrap_or_default();
     let interval = duration(
         "analysis.interval",
@@ -108,7 +108,7 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
         && !plan.steps.iter().any(|s| s.step == Step::Analysis)
     {
         return Err(
-            "the Canary has no analysis: add analysis.templates (or analysis steps), or set \
+            "the Release has no analysis: add analysis.templates (or analysis steps), or set \
              skipAnalysis: true to advance on time alone"
                 .into(),
         );
@@ -118,7 +118,7 @@ pub fn plan(spec: &CanarySpec) -> Result<Plan, String> {
 
 /// What each analysis runs: the background templates with their arguments, and each
 /// analysis step's, whose arguments add to and override the background's.
-fn analyses(spec: &CanarySpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
+fn analyses(spec: &ReleaseSpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
     let background = spec.analysis.clone().unwrap_or_default();
     let setup = |templates: &[TemplateRef], args: &[AnalysisArg]| AnalysisSetup {
         templates: templates
@@ -148,7 +148,7 @@ fn analyses(spec: &CanarySpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
 }
 
 /// The kinds of gates configured, after checking each webhook.
-fn gate_kinds(spec: &CanarySpec) -> Result<Vec<crate::rollout::GateKind>, String> {
+fn gate_kinds(spec: &ReleaseSpec) -> Result<Vec<crate::rollout::GateKind>, String> {
     let mut kinds = Vec::new();
     for (i, hook) in spec.webhooks.iter().enumerate() {
         let field = format!("webhooks[{i}] ({})", hook.name);
@@ -170,7 +170,7 @@ fn gate_kinds(spec: &CanarySpec) -> Result<Vec<crate::rollout::GateKind>, String
     Ok(kinds)
 }
 
-fn planned_step(i: usize, s: &CanaryStep, interval: Duration) -> Result<PlannedStep, String> {
+fn planned_step(i: usize, s: &ReleaseStep, interval: Duration) -> Result<PlannedStep, String> {
     let field = |name: &str| format!("steps[{i}].{name}");
     let interval = duration(&field("interval"), s.interval.as_deref(), interval)?;
     let set = [
@@ -229,17 +229,17 @@ pub fn canary_deployment_name(target: &str) -> String {
 }
 
 /// The name of the canary Service.
-pub fn canary_service_name(spec: &CanarySpec) -> String {
+pub fn canary_service_name(spec: &ReleaseSpec) -> String {
     spec.service
         .canary_name
         .clone()
         .unwrap_or_else(|| format!("{}-canary", spec.service.name))
 }
 
-/// The PromQL matchers the Canary sets for the stable version and the canary
+/// The PromQL matchers the Release sets for the stable version and the canary
 /// (`analysis.stableMatchers`/`canaryMatchers`), if it sets them; both or neither. Without
 /// them the router's defaults apply (`cluster::routers::matchers`).
-pub fn matchers_set(spec: &CanarySpec) -> Result<Option<(Selector, Selector)>, String> {
+pub fn matchers_set(spec: &ReleaseSpec) -> Result<Option<(Selector, Selector)>, String> {
     let analysis = spec.analysis.clone().unwrap_or_default();
     match (&analysis.stable_matchers, &analysis.canary_matchers) {
         (Some(stable), Some(canary)) => Ok(Some((
@@ -270,14 +270,14 @@ pub fn revision(template: &serde_json::Value) -> String {
     format!("{:010x}", hash & 0xff_ffff_ffff)
 }
 
-/// A Canary spec for tests of the plan and of what builds on it.
+/// A Release spec for tests of the plan and of what builds on it.
 #[cfg(test)]
 pub(crate) mod testing {
-    use crate::api::crd::{Canary, CanarySpec};
+    use crate::api::crd::{Release, ReleaseSpec};
 
-    /// A Canary routed by ingress-nginx, with background analysis and no steps yet.
+    /// A Release routed by ingress-nginx, with background analysis and no steps yet.
     pub const BASE: &str = "apiVersion: vigil.dev/v1alpha1
-kind: Canary
+kind: Release
 metadata: {name: web, namespace: shop}
 spec:
   targetRef: {name: web}
@@ -288,9 +288,9 @@ spec:
     interval: 30s
 ";
 
-    /// The spec of a Canary document.
-    pub fn canary(yaml: &str) -> CanarySpec {
-        let c: Canary = serde_saphyr::from_str(yaml).unwrap();
+    /// The spec of a Release document.
+    pub fn canary(yaml: &str) -> ReleaseSpec {
+        let c: Release = serde_saphyr::from_str(yaml).unwrap();
         c.spec
     }
 }

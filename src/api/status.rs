@@ -1,4 +1,4 @@
-//! The rollout state as the `v1alpha1` Canary status stores it: the wire form of the core's
+//! The rollout state as the `v1alpha1` Release status stores it: the wire form of the core's
 //! typed [`State`], and the conversions between the two.
 //!
 //! The status is flat (every field of every stage side by side, most optional), as it has
@@ -32,8 +32,8 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The rollout state in the `v1alpha1` Canary status (flattened into
-/// [`crate::api::crd::CanaryStatus`]): the wire form of [`State`].
+/// The rollout state in the `v1alpha1` Release status (flattened into
+/// [`crate::api::crd::ReleaseStatus`]): the wire form of [`State`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StateV1alpha1 {
@@ -282,7 +282,7 @@ impl From<State> for StateV1alpha1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::crd::CanaryStatus;
+    use crate::api::crd::ReleaseStatus;
     use crate::rollout::machine::{analysis_due, decide, gates_due};
     use crate::rollout::{
         AnalysisOutcome, GateKind, GateResult, HeaderMatch, Observation, Plan, Request,
@@ -300,12 +300,12 @@ mod tests {
         let wire = StateV1alpha1::from(state);
         assert_eq!(&State::from(&wire), state, "through {wire:#?}");
         // And through the status' JSON, as the API server stores it.
-        let status = CanaryStatus {
+        let status = ReleaseStatus {
             state: wire,
-            ..CanaryStatus::default()
+            ..ReleaseStatus::default()
         };
         let json = serde_json::to_value(&status).unwrap();
-        let back: CanaryStatus = serde_json::from_value(json).unwrap();
+        let back: ReleaseStatus = serde_json::from_value(json).unwrap();
         assert_eq!(&State::from(&back.state), state);
     }
 
@@ -534,7 +534,7 @@ mod tests {
     }
 
     fn read(json: serde_json::Value) -> State {
-        let status: CanaryStatus = serde_json::from_value(json).unwrap();
+        let status: ReleaseStatus = serde_json::from_value(json).unwrap();
         State::from(&status.state)
     }
 
@@ -705,7 +705,7 @@ mod tests {
             })
         );
 
-        // An empty status: a Canary first seen.
+        // An empty status: a Release first seen.
         assert_eq!(read(json!({})), State::default());
     }
 }

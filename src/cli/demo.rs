@@ -10,17 +10,17 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use vigil::api::crd::Canary;
+use vigil::api::crd::Release;
 use vigil::replay::{self, ReplayInput, ReplayObserver, ReplayOutcome, report};
 use vigil::report::doc::{Document, Mark};
 use vigil::rollout::State;
 use vigil::source::simulated::{SimulatedSource, VersionModel, WeightLog};
-use vigil::template::{AnalysisTemplate, load};
+use vigil::template::{ReleaseAnalysis, load};
 
 /// The template the demo judges with (embedded in the binary).
 const DEMO_TEMPLATE: &str = include_str!("../../analysis-templates/demo.yaml");
-/// The Canary the demo rolls out (embedded in the binary).
-const DEMO_CANARY: &str = include_str!("demo-canary.yaml");
+/// The Release the demo rolls out (embedded in the binary).
+const DEMO_CANARY: &str = include_str!("demo-release.yaml");
 
 /// A simulated release.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,12 +56,12 @@ pub const EXAMPLES: &str = "Examples:\n  \
     vigil demo                                  # both rollouts, then vigil-demo-report.html\n  \
     vigil demo --speed 0 --output json          # as fast as possible, one JSON document\n  \
     vigil demo --scenario no-traffic --report demo.md\n\n\
-    The same against a real Prometheus: `vigil replay` walks your Canary's steps over a \
-    past release with the same state machine and judge, e.g. with --canary canary.yaml \
+    The same against a real Prometheus: `vigil replay` walks your Release's steps over a \
+    past release with the same state machine and judge, e.g. with --release release.yaml \
     --template analysis-templates/demo.yaml --prometheus http://localhost:9090 \
     --stable 'version=\"v1\"' --canary-matchers 'version=\"v2\"' --from 2026-11-20T10:00:00Z \
     --to 2026-11-20T13:00:00Z --report replay.html (more in `vigil replay --help`). In a \
-    cluster, `vigil run` does it live; a Canary with dryRun: true only judges and reports.";
+    cluster, `vigil run` does it live; a Release with dryRun: true only judges and reports.";
 
 /// Arguments of `vigil demo`.
 #[derive(Args)]
@@ -110,13 +110,13 @@ impl ReplayObserver for Simulated {
     }
 }
 
-fn embedded() -> Result<(Canary, AnalysisTemplate), Failure> {
+fn embedded() -> Result<(Release, ReleaseAnalysis), Failure> {
     let broken = |what: &str, e: String| Failure {
         code: EXIT_CANNOT_RUN,
         message: format!("the embedded demo {what} is invalid: {e}"),
     };
-    let canary: Canary =
-        serde_saphyr::from_str(DEMO_CANARY).map_err(|e| broken("Canary", e.to_string()))?;
+    let canary: Release =
+        serde_saphyr::from_str(DEMO_CANARY).map_err(|e| broken("Release", e.to_string()))?;
     let template = load::parse(DEMO_TEMPLATE, "analysis-templates/demo.yaml")
         .map_err(|p| broken("template", p.to_string()))?;
     Ok((canary, template))
@@ -126,8 +126,8 @@ fn embedded() -> Result<(Canary, AnalysisTemplate), Failure> {
 /// second by the canary's weight.
 async fn roll_out(
     scenario: Scenario,
-    canary: &Canary,
-    template: &AnalysisTemplate,
+    canary: &Release,
+    template: &ReleaseAnalysis,
     args: &DemoArgs,
 ) -> Result<(ReplayOutcome, Vec<vigil::analysis::Judged>), Failure> {
     // The template's `cpu` is CPU seconds per request: about 4 ms, steady to a few percent
@@ -207,7 +207,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     for (i, &scenario) in args.scenarios.iter().enumerate() {
         if table {
             println!(
-                "Rollout {}/{}: {} (Canary shop/checkout, 10% -> 50% -> 100%, simulated)",
+                "Rollout {}/{}: {} (Release shop/checkout, 10% -> 50% -> 100%, simulated)",
                 i + 1,
                 args.scenarios.len(),
                 scenario.title()

@@ -46,7 +46,7 @@ pub struct ConnectionArgs {
 /// Reads and parses a template file; the template module itself does no I/O.
 pub fn read_template(
     path: &std::path::Path,
-) -> Result<(vigil::template::AnalysisTemplate, String, String), load::Problems> {
+) -> Result<(vigil::template::ReleaseAnalysis, String, String), load::Problems> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         load::Problems(vec![load::Problem {
@@ -120,8 +120,8 @@ pub fn prometheus_config(url: &str, c: &ConnectionArgs) -> Result<PrometheusConf
     Ok(config)
 }
 
-/// A Canary's plan, or a usage error naming the field at fault.
-pub fn canary_plan(canary: &vigil::api::crd::Canary) -> Result<vigil::rollout::Plan, Failure> {
+/// A Release's plan, or a usage error naming the field at fault.
+pub fn canary_plan(canary: &vigil::api::crd::Release) -> Result<vigil::rollout::Plan, Failure> {
     vigil::api::plan::plan(&canary.spec)
         .map_err(|e| usage(vigil::replay::ReplayError::Spec(e).to_string()))
 }

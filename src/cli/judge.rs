@@ -41,7 +41,7 @@ pub struct JudgeArgs {
     /// Prometheus (or Thanos, Mimir, VictoriaMetrics) base URL.
     #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
     prometheus: String,
-    /// The AnalysisTemplate file.
+    /// The ReleaseAnalysis file.
     #[arg(long)]
     template: PathBuf,
     /// A template argument, NAME=VALUE; repeat for more.
@@ -183,7 +183,7 @@ fn braces_hint(matchers: &str) -> &'static str {
 /// A setup error prefixed with the file, line and field it concerns, where there is one.
 fn locate_plan_error(
     error: &PlanError,
-    template: &vigil::template::AnalysisTemplate,
+    template: &vigil::template::ReleaseAnalysis,
     text: &str,
     origin: &str,
 ) -> String {

@@ -36,7 +36,7 @@ use clap::{Parser, Subcommand};
         vigil judge --prometheus http://prometheus.monitoring:9090 \\\n      \
             --template analysis-templates/http-prometheus-client.yaml --arg job=checkout \\\n      \
             --stable 'version=\"v1.4.2\"' --canary 'version=\"v1.5.0\"' --last 30m\n  \
-        vigil crd | kubectl apply -f -      # install the Canary resources\n  \
+        vigil crd | kubectl apply -f -      # install the Release resources\n  \
         vigil run --prometheus http://prometheus.monitoring:9090\n  \
         vigil status web -n shop --watch\n  \
         vigil completions bash > ~/.local/share/bash-completion/completions/vigil\n\n\
@@ -58,7 +58,7 @@ pub enum Command {
     /// Roll out two simulated canaries, a healthy one and a faulty one: no cluster, no Prometheus.
     #[command(after_help = demo::EXAMPLES)]
     Demo(demo::DemoArgs),
-    /// Replay a Canary over a past release's metrics: what vigil would have done, and when.
+    /// Replay a Release over a past release's metrics: what vigil would have done, and when.
     #[command(after_help = replay::EXAMPLES)]
     Replay(Box<replay::ReplayArgs>),
     /// Print vigil's CustomResourceDefinitions as YAML (kubectl apply -f -).
@@ -76,14 +76,14 @@ pub enum Command {
     Abort(ops::AbortArgs),
     /// Hold a canary where it is (sets spec.paused).
     #[command(after_help = ops::PAUSE_EXAMPLES)]
-    Pause(ops::CanaryArgs),
+    Pause(ops::ReleaseArgs),
     /// Let a paused canary go on (clears spec.paused).
     #[command(after_help = ops::RESUME_EXAMPLES)]
-    Resume(ops::CanaryArgs),
+    Resume(ops::ReleaseArgs),
     /// Show where a canary's rollout stands.
     #[command(after_help = ops::STATUS_EXAMPLES)]
     Status(ops::StatusArgs),
-    /// Run the controller: watch Canaries and roll them out (in a cluster, or with KUBECONFIG).
+    /// Run the controller: watch Releases and roll them out (in a cluster, or with KUBECONFIG).
     #[command(after_help = run::EXAMPLES)]
     Run(Box<run::RunArgs>),
     /// Print a shell completion script for vigil to standard output.

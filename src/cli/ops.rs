@@ -1,5 +1,5 @@
-//! The commands on a Canary in a cluster: `vigil promote`, `abort`, `pause`, `resume` and
-//! `status`. They write requests to the Canary (or read it); the controller acts.
+//! The commands on a Release in a cluster: `vigil promote`, `abort`, `pause`, `resume` and
+//! `status`. They write requests to the Release (or read it); the controller acts.
 
 use super::exit::{EXIT_FAIL, EXIT_PASS, Failure, cannot_run};
 use chrono::Utc;
@@ -12,14 +12,14 @@ pub const PROMOTE_EXAMPLES: &str = "Examples:\n  \
     vigil promote web                 # pass the current step (e.g. a pause without duration)\n  \
     vigil promote web -n shop --full  # skip every remaining step and promote now\n  \
     kubectl vigil promote web         # the same, as a kubectl plugin\n\n\
-    The request is written to the Canary's status.request; the controller acts on it at its \
+    The request is written to the Release's status.request; the controller acts on it at its \
     next reconcile.";
 
 /// The examples of `vigil abort --help`.
 pub const ABORT_EXAMPLES: &str = "Examples:\n  \
     vigil abort web\n  \
     vigil abort web -n shop --reason \"5xx spike on the dashboard\"\n\n\
-    The request is written to the Canary's status.request; the controller acts on it at its \
+    The request is written to the Release's status.request; the controller acts on it at its \
     next reconcile. The aborted revision is not retried until the pod template changes again.";
 
 /// The examples of `vigil pause --help`.
@@ -40,10 +40,10 @@ pub const STATUS_EXAMPLES: &str = "Examples:\n  \
     With --watch, the status is printed again at every change until the rollout has \
     Succeeded (exit 0) or Failed (exit 1), or until Ctrl-C (exit 0).";
 
-/// A Canary, by name and namespace (the arguments of `vigil pause` and `vigil resume`).
+/// A Release, by name and namespace (the arguments of `vigil pause` and `vigil resume`).
 #[derive(Args)]
-pub struct CanaryArgs {
-    /// The Canary's name.
+pub struct ReleaseArgs {
+    /// The Release's name.
     name: String,
     /// Its namespace; default the current kubeconfig context's.
     #[arg(short, long)]
@@ -54,7 +54,7 @@ pub struct CanaryArgs {
 #[derive(Args)]
 pub struct PromoteArgs {
     #[command(flatten)]
-    canary: CanaryArgs,
+    canary: ReleaseArgs,
     /// Skip every remaining step and promote now.
     #[arg(long)]
     full: bool,
@@ -64,8 +64,8 @@ pub struct PromoteArgs {
 #[derive(Args)]
 pub struct AbortArgs {
     #[command(flatten)]
-    canary: CanaryArgs,
-    /// Why, shown in the Canary's status and events.
+    canary: ReleaseArgs,
+    /// Why, shown in the Release's status and events.
     #[arg(long, value_name = "TEXT", default_value = "aborted by an operator")]
     reason: String,
 }
@@ -74,14 +74,14 @@ pub struct AbortArgs {
 #[derive(Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    canary: CanaryArgs,
+    canary: ReleaseArgs,
     /// Print the status again at every change, until the rollout ends.
     #[arg(short, long)]
     watch: bool,
 }
 
 /// A client from the kubeconfig (or the in-cluster config) and the namespace to use.
-async fn kube_client(args: &CanaryArgs) -> Result<(kube::Client, String), Failure> {
+async fn kube_client(args: &ReleaseArgs) -> Result<(kube::Client, String), Failure> {
     let client = kube::Client::try_default().await.map_err(|e| {
         cannot_run(format!(
             "cannot configure a Kubernetes client: {e}: set KUBECONFIG or ~/.kube/config to a \
@@ -140,7 +140,7 @@ fn report_request(ns: &str, name: &str, what: &str, done: &ops::Requested) {
 }
 
 /// Pauses (`paused`) or resumes a canary.
-pub async fn set_paused(args: CanaryArgs, paused: bool) -> Result<u8, Failure> {
+pub async fn set_paused(args: ReleaseArgs, paused: bool) -> Result<u8, Failure> {
     let (client, ns) = kube_client(&args).await?;
     let name = &args.name;
     let changed = ops::set_paused(client, &ns, name, paused)

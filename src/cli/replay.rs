@@ -7,20 +7,20 @@ use super::rollout_view::Live;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use vigil::api::crd::Canary;
+use vigil::api::crd::Release;
 use vigil::api::plan;
 use vigil::replay::{self, End, ReplayInput, ReplayObserver, report};
 use vigil::report::doc::Mark;
 use vigil::source::prometheus::Prometheus;
-use vigil::template::AnalysisTemplate;
+use vigil::template::ReleaseAnalysis;
 use vigil::template::selector::Selector;
 
 /// The examples of `vigil replay --help`.
 pub const EXAMPLES: &str = "Examples:\n  \
-    vigil replay --canary deploy/examples/nginx-gray-release/canary.yaml \\\n    \
+    vigil replay --release deploy/examples/nginx-gray-release/release.yaml \\\n    \
     --template analysis-templates/ingress-nginx.yaml --prometheus http://localhost:9090 \\\n    \
     --from 2026-11-20T10:00:00Z --to 2026-11-20T13:00:00Z --report replay.html\n  \
-    vigil replay --canary canary.yaml --template t.yaml --prometheus http://localhost:9090 \\\n    \
+    vigil replay --release release.yaml --template t.yaml --prometheus http://localhost:9090 \\\n    \
     --stable 'version=\"v1\"' --canary-matchers 'version=\"v2\"' --from 1789990000 --to 1790000000 --output json\n\n\
     The release starts at --from; the replay stops when the rollout ends or at --to. \
     Exit status: 0 promoted, 1 aborted, 3 unfinished at --to, 2 usage, 4 Prometheus unusable.";
@@ -28,21 +28,21 @@ pub const EXAMPLES: &str = "Examples:\n  \
 /// Arguments of `vigil replay`.
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// The Canary file (YAML), as applied to the cluster.
-    #[arg(long = "canary", value_name = "FILE")]
+    /// The Release file (YAML), as applied to the cluster.
+    #[arg(long = "release", alias = "canary", value_name = "FILE")]
     canary: PathBuf,
-    /// An AnalysisTemplate file the Canary names; repeat for more.
+    /// An ReleaseAnalysis file the Release names; repeat for more.
     #[arg(long = "template", value_name = "FILE", required = true)]
     templates: Vec<PathBuf>,
     /// Prometheus (or Thanos, Mimir, VictoriaMetrics) base URL.
     #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
     prometheus: String,
     /// Label matchers of the stable version, without braces, e.g. version="v1"
-    /// (default: the Canary's analysis.stableMatchers, or its router's).
+    /// (default: the Release's analysis.stableMatchers, or its router's).
     #[arg(long, value_name = "MATCHERS")]
     stable: Option<String>,
     /// Label matchers of the canary, without braces, e.g. version="v2"
-    /// (default: the Canary's analysis.canaryMatchers, or its router's).
+    /// (default: the Release's analysis.canaryMatchers, or its router's).
     #[arg(long = "canary-matchers", value_name = "MATCHERS")]
     canary_matchers: Option<String>,
     /// When the release started: RFC 3339 or Unix seconds.
@@ -61,24 +61,37 @@ pub struct ReplayArgs {
     connection: ConnectionArgs,
 }
 
-/// Reads and checks a Canary file.
-pub fn read_canary(path: &std::path::Path) -> Result<Canary, Failure> {
+/// Reads and checks a Release file.
+pub fn read_release(path: &std::path::Path) -> Result<Release, Failure> {
     let origin = path.display();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(format!("--canary {origin}: cannot read it: {e}")))?;
-    let canary: Canary = serde_saphyr::from_str(&text).map_err(|e| {
+        .map_err(|e| usage(format!("--release {origin}: cannot read it: {e}")))?;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Type {
+        #[serde(default)]
+        api_version: String,
+        #[serde(default)]
+        kind: String,
+    }
+    let kind: Type = serde_saphyr::from_str(&text)
+        .map_err(|e| usage(format!("--release {origin}: not a valid Release: {e}")))?;
+    if let Err(e) = vigil::api::crd::check_release_type(&kind.api_version, &kind.kind) {
+        return Err(usage(format!("--release {origin}: {e}")));
+    }
+    let canary: Release = serde_saphyr::from_str(&text).map_err(|e| {
         usage(format!(
-            "--canary {origin}: not a valid Canary: {e}; see deploy/examples/ for Canaries that are"
+            "--release {origin}: not a valid Release: {e}; see deploy/examples/ for Releases that are"
         ))
     })?;
     if let Err(e) = plan::plan(&canary.spec) {
-        return Err(usage(format!("--canary {origin}: spec.{e}")));
+        return Err(usage(format!("--release {origin}: spec.{e}")));
     }
     Ok(canary)
 }
 
 /// Reads the template files, by name.
-pub fn read_templates(paths: &[PathBuf]) -> Result<BTreeMap<String, AnalysisTemplate>, Failure> {
+pub fn read_templates(paths: &[PathBuf]) -> Result<BTreeMap<String, ReleaseAnalysis>, Failure> {
     let mut templates = BTreeMap::new();
     for path in paths {
         let (template, _, origin) = read_template(path).map_err(|p| usage(p.to_string()))?;
@@ -103,13 +116,13 @@ impl ReplayObserver for Live {
     }
 }
 
-fn matchers(args: &ReplayArgs, canary: &Canary) -> Result<(Selector, Selector), Failure> {
+fn matchers(args: &ReplayArgs, canary: &Release) -> Result<(Selector, Selector), Failure> {
     let namespace = canary.metadata.namespace.clone().unwrap_or_default();
     let defaults = || {
         vigil::cluster::routers::matchers(&canary.spec, &namespace, canary.spec.service.port)
             .map_err(|e| {
                 usage(format!(
-                    "the Canary's default matchers: {e}; give --stable and --canary-matchers"
+                    "the Release's default matchers: {e}; give --stable and --canary-matchers"
                 ))
             })
     };
@@ -131,7 +144,7 @@ fn matchers(args: &ReplayArgs, canary: &Canary) -> Result<(Selector, Selector), 
 /// Replays the release and reports what vigil would have done.
 pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
     check_report_paths(args.reports.iter().map(PathBuf::as_path))?;
-    let canary = read_canary(&args.canary)?;
+    let canary = read_release(&args.canary)?;
     let templates = read_templates(&args.templates)?;
     let (stable, canary_matchers) = matchers(&args, &canary)?;
     let from = parse_time(&args.from, "--from")?;
@@ -166,7 +179,7 @@ pub async fn run(args: ReplayArgs) -> Result<u8, Failure> {
         report::chart_runs(&input, &outcome, plan, &source).await
     };
     let title = format!(
-        "Replay of Canary {}/{}",
+        "Replay of Release {}/{}",
         canary.metadata.namespace.as_deref().unwrap_or("default"),
         canary.metadata.name.as_deref().unwrap_or("")
     );

@@ -71,13 +71,13 @@ struct ApiArgs {
     /// Judgements (POST /v1/judge) running at once; more wait, then get 503.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     judge_concurrency: u16,
-    /// The alert label holding the Canary's namespace ("" turns default matching off).
+    /// The alert label holding the Release's namespace ("" turns default matching off).
     #[arg(long, value_name = "LABEL", default_value = "namespace")]
     alert_namespace_label: String,
-    /// The alert label holding the Canary's name ("" turns it off).
+    /// The alert label holding the Release's name ("" turns it off).
     #[arg(long, value_name = "LABEL", default_value = "canary")]
     alert_canary_label: String,
-    /// The alert label holding the Canary's spec.service.name ("" turns it off).
+    /// The alert label holding the Release's spec.service.name ("" turns it off).
     #[arg(long, value_name = "LABEL", default_value = "service")]
     alert_service_label: String,
 }

@@ -3,21 +3,21 @@
 //! [`AnalysisOutcome`].
 
 use crate::analysis::{self, Judged};
-use crate::api::crd::{self, Canary};
+use crate::api::crd::{self, Release};
 use crate::data::Window;
 use crate::judge::Report;
 use crate::rollout::{AnalysisDue, AnalysisOutcome, Plan, TemplateUse};
 use crate::source::MetricSource;
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
-use crate::template::{self, AnalysisTemplate, Metadata};
+use crate::template::{self, Metadata, ReleaseAnalysis};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
 
 /// Everything one analysis needs besides the cluster and the source.
 pub struct AnalysisInput<'a> {
-    /// The Canary.
-    pub canary: &'a Canary,
+    /// The Release.
+    pub canary: &'a Release,
     /// Its plan, which says what each analysis runs.
     pub plan: &'a Plan,
     /// Which analysis and window.
@@ -37,19 +37,19 @@ pub async fn fetch_template(
     client: &kube::Client,
     namespace: &str,
     reference: &TemplateUse,
-) -> Result<AnalysisTemplate, String> {
+) -> Result<ReleaseAnalysis, String> {
     let (kind, found) = if reference.cluster_scope {
-        let api: Api<crd::ClusterAnalysisTemplate> = Api::all(client.clone());
+        let api: Api<crd::ClusterReleaseAnalysis> = Api::all(client.clone());
         let found = api.get_opt(&reference.name).await;
         (
-            "ClusterAnalysisTemplate",
+            "ClusterReleaseAnalysis",
             found.map(|o| o.map(|t| (t.metadata.clone(), t.spec.spec))),
         )
     } else {
-        let api: Api<crd::AnalysisTemplate> = Api::namespaced(client.clone(), namespace);
+        let api: Api<crd::ReleaseAnalysis> = Api::namespaced(client.clone(), namespace);
         let found = api.get_opt(&reference.name).await;
         (
-            "AnalysisTemplate",
+            "ReleaseAnalysis",
             found.map(|o| o.map(|t| (t.metadata.clone(), t.spec.spec))),
         )
     };
@@ -62,12 +62,12 @@ pub async fn fetch_template(
         Ok(Some(found)) => found,
         Ok(None) => {
             return Err(format!(
-                "{where_} not found: create it (kubectl apply -f the template) or fix the name in the Canary"
+                "{where_} not found: create it (kubectl apply -f the template) or fix the name in the Release"
             ));
         }
         Err(e) => return Err(format!("cannot read {where_}: {e}")),
     };
-    let template = AnalysisTemplate {
+    let template = ReleaseAnalysis {
         api_version: template::API_VERSION.into(),
         kind: template::KIND.into(),
         metadata: Metadata {

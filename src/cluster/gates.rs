@@ -1,4 +1,4 @@
-//! Release gates: the Canary's `webhooks`, asked when the state machine says so.
+//! Release gates: the Release's `webhooks`, asked when the state machine says so.
 //!
 //! vigil POSTs this JSON (version `vigil.dev/gate/v1`) to each webhook of the kind due:
 //!
@@ -23,7 +23,7 @@
 //! 0.8 s, 1.6 s, ... (doubling, at most 25.6 s) between attempts; any other answer is final.
 //! Flagger's default is no retry; vigil's is 2, since a refused gate holds or fails a step.
 
-use crate::api::crd::{Canary, GateWebhook};
+use crate::api::crd::{GateWebhook, Release};
 use crate::rollout::{Event, GateKind, GateResult, State};
 use crate::template::units::PromDuration;
 use kube::ResourceExt;
@@ -58,7 +58,7 @@ pub fn retried(status: u16) -> bool {
 }
 
 /// The JSON a gate receives.
-pub fn payload(canary: &Canary, state: &State, hook: &GateWebhook) -> serde_json::Value {
+pub fn payload(canary: &Release, state: &State, hook: &GateWebhook) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": API_VERSION,
         "type": hook.kind.as_str(),
@@ -132,7 +132,7 @@ async fn call(
 /// where one passing answer (200-202) asks for the rollback.
 pub async fn ask(
     http: &reqwest::Client,
-    canary: &Canary,
+    canary: &Release,
     state: &State,
     kind: GateKind,
 ) -> GateResult {
@@ -165,7 +165,7 @@ pub async fn ask(
 }
 
 /// Tells the `post-rollout` webhooks how the rollout ended, without waiting for them.
-pub fn post_rollout(http: reqwest::Client, canary: Canary, state: State) {
+pub fn post_rollout(http: reqwest::Client, canary: Release, state: State) {
     if !canary
         .spec
         .webhooks
@@ -189,7 +189,7 @@ pub fn post_rollout(http: reqwest::Client, canary: Canary, state: State) {
 /// The payload of an `event` webhook: the gate payload, with Flagger's event keys in
 /// `metadata` (they win over the webhook's own).
 pub fn event_payload(
-    canary: &Canary,
+    canary: &Release,
     state: &State,
     hook: &GateWebhook,
     event: &Event,
@@ -211,7 +211,7 @@ pub fn event_payload(
 
 /// Sends each of a reconcile's events to the `event` webhooks, in order, without waiting
 /// for them: they only inform, and their answers are logged.
-pub fn events(http: reqwest::Client, canary: Canary, state: State, events: Vec<Event>) {
+pub fn events(http: reqwest::Client, canary: Release, state: State, events: Vec<Event>) {
     let hooks: Vec<GateWebhook> = canary
         .spec
         .webhooks

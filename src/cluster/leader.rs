@@ -40,7 +40,7 @@
 //!   process paused (stopped by a debugger, swapped out) for longer than the margin may act
 //!   as leader for a moment after another took over. The controller therefore exits the
 //!   process as soon as leadership is lost, as client-go's users do, and its writes stay
-//!   idempotent functions of the Canary's status.
+//!   idempotent functions of the Release's status.
 //!
 //! # Use
 //! ```no_run

@@ -1,5 +1,5 @@
 //! The Kubernetes I/O: the reconciler and the world it applies (Deployments, Services, the
-//! traffic routers), release gates, analyses run for a Canary, dry-run report ConfigMaps,
+//! traffic routers), release gates, analyses run for a Release, dry-run report ConfigMaps,
 //! leader election and the operator commands. It builds on the API types and pure logic of
 //! [`crate::api`] and on the core; `vigil run` itself is wired in [`crate::runtime`].
 

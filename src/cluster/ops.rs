@@ -1,11 +1,11 @@
-//! What the operator commands (`vigil promote|abort|pause|resume|status`) do to a Canary.
+//! What the operator commands (`vigil promote|abort|pause|resume|status`) do to a Release.
 //!
 //! Promote and abort are *requests*: they write `status.request` with a JSON merge patch of
 //! the `status` subresource, as `kubectl argo rollouts abort` does, and the controller acts
 //! on it at its next reconcile and clears it. Pause and resume set `spec.paused`, which the
 //! controller honours for as long as it is set.
 
-use crate::api::crd::{Canary, CanaryStatus};
+use crate::api::crd::{Release, ReleaseStatus};
 use crate::rollout::{Phase, Request, RequestAction};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 /// Why an operator command could not be carried out. The messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    /// No such Canary.
+    /// No such Release.
     #[error("canary {namespace}/{name} not found: check the name and namespace (-n)")]
     NotFound {
         /// The namespace looked in.
@@ -25,12 +25,12 @@ pub enum OpsError {
         /// The name looked for.
         name: String,
     },
-    /// The Canary CRD is not installed in the cluster.
+    /// The Release CRD is not installed in the cluster.
     #[error(
-        "the cluster does not know the Canary resource (canaries.vigil.dev): install the CRDs with `vigil crd | kubectl apply -f -`"
+        "the cluster does not know the Release resource (releases.vigil.dev): install the CRDs with `vigil crd | kubectl apply -f -`"
     )]
     NoCrd,
-    /// The command makes no sense in the Canary's current state.
+    /// The command makes no sense in the Release's current state.
     #[error("canary {namespace}/{name} is {phase}: {message}")]
     Refused {
         /// The namespace.
@@ -44,7 +44,7 @@ pub enum OpsError {
     },
     /// The API server refused the request for lack of permissions.
     #[error(
-        "not allowed to {verb} canaries{subresource} in namespace {namespace}: {message}; ask for RBAC permission or use another context"
+        "not allowed to {verb} releases{subresource} in namespace {namespace}: {message}; ask for RBAC permission or use another context"
     )]
     Forbidden {
         /// What was attempted (`get`, `patch`, `watch`).
@@ -73,7 +73,7 @@ pub enum OpsError {
         "cannot talk to the Kubernetes API server: {0}: check your kubeconfig (KUBECONFIG, the current context) and that the cluster is reachable"
     )]
     Unreachable(String),
-    /// The Canary was deleted while being watched.
+    /// The Release was deleted while being watched.
     #[error("canary {namespace}/{name} was deleted")]
     Deleted {
         /// The namespace.
@@ -88,7 +88,7 @@ pub enum OpsError {
 pub struct Requested {
     /// The request written to `status.request`.
     pub request: Request,
-    /// The Canary's phase when the request was written.
+    /// The Release's phase when the request was written.
     pub phase: Phase,
     /// Whether `spec.paused` is set (the controller will not move on until resumed).
     pub paused: bool,
@@ -145,17 +145,17 @@ impl Target<'_> {
     }
 }
 
-async fn get(api: &Api<Canary>, target: &Target<'_>) -> Result<Canary, OpsError> {
+async fn get(api: &Api<Release>, target: &Target<'_>) -> Result<Release, OpsError> {
     api.get(target.name)
         .await
         .map_err(|e| target.error("get", false, e))
 }
 
-fn status_of(canary: &Canary) -> CanaryStatus {
+fn status_of(canary: &Release) -> ReleaseStatus {
     canary.status.clone().unwrap_or_default()
 }
 
-/// Reads the Canary, lets `refuse` object to its phase, and writes a request for `action`
+/// Reads the Release, lets `refuse` object to its phase, and writes a request for `action`
 /// to `status.request` with a JSON merge patch of the status subresource.
 async fn request(
     client: kube::Client,
@@ -164,7 +164,7 @@ async fn request(
     reason: &str,
     refuse: impl Fn(Phase) -> Option<&'static str>,
 ) -> Result<Requested, OpsError> {
-    let api: Api<Canary> = Api::namespaced(client, target.namespace);
+    let api: Api<Release> = Api::namespaced(client, target.namespace);
     let canary = get(&api, target).await?;
     let status = status_of(&canary);
     let phase = status.state.phase;
@@ -236,7 +236,7 @@ pub async fn set_paused(
     name: &str,
     paused: bool,
 ) -> Result<bool, OpsError> {
-    let api: Api<Canary> = Api::namespaced(client, namespace);
+    let api: Api<Release> = Api::namespaced(client, namespace);
     let target = Target { namespace, name };
     let canary = get(&api, &target).await?;
     if canary.spec.paused == paused {
@@ -259,14 +259,14 @@ pub async fn resume(client: kube::Client, namespace: &str, name: &str) -> Result
     set_paused(client, namespace, name, false).await
 }
 
-/// A readable multi-line summary of a Canary (see [`describe`]).
+/// A readable multi-line summary of a Release (see [`describe`]).
 pub async fn status(client: kube::Client, namespace: &str, name: &str) -> Result<String, OpsError> {
-    let api: Api<Canary> = Api::namespaced(client, namespace);
+    let api: Api<Release> = Api::namespaced(client, namespace);
     let target = Target { namespace, name };
     Ok(describe(&get(&api, &target).await?))
 }
 
-/// Calls `on_change` with the summary of the Canary now and then at every change of it,
+/// Calls `on_change` with the summary of the Release now and then at every change of it,
 /// until its phase is `Succeeded` or `Failed` (which may be at once, when the last release
 /// ended and no new one started); returns that phase. Stop it earlier by dropping the
 /// future (e.g. on Ctrl-C). Watch errors other than a refusal are retried with backoff.
@@ -279,9 +279,9 @@ pub async fn watch_status<F>(
 where
     F: FnMut(&str),
 {
-    let api: Api<Canary> = Api::namespaced(client, namespace);
+    let api: Api<Release> = Api::namespaced(client, namespace);
     let target = Target { namespace, name };
-    // A get first, so that a missing Canary is reported as such rather than as silence.
+    // A get first, so that a missing Release is reported as such rather than as silence.
     let canary = get(&api, &target).await?;
     let mut last = describe(&canary);
     on_change(&last);
@@ -349,13 +349,13 @@ fn action_word(action: RequestAction) -> &'static str {
 
 /// The multi-line summary `vigil status` prints: phase, step N/M, weight, revisions, the
 /// last verdict, the latest analyses with their reasons, the message and the conditions.
-pub fn describe(canary: &Canary) -> String {
+pub fn describe(canary: &Release) -> String {
     let namespace = canary.metadata.namespace.as_deref().unwrap_or("default");
     let name = canary.metadata.name.as_deref().unwrap_or("?");
     let status = status_of(canary);
     let s = &status.state;
     let mut out = String::new();
-    let _ = writeln!(out, "Canary {namespace}/{name}");
+    let _ = writeln!(out, "Release {namespace}/{name}");
     let mut phase = s.phase.as_str().to_string();
     if canary.spec.paused {
         phase.push_str(" (spec.paused is set: `vigil resume` to go on)");
@@ -382,7 +382,7 @@ pub fn describe(canary: &Canary) -> String {
     );
     let _ = writeln!(
         out,
-        "  Canary:       {}",
+        "  Release:       {}",
         s.canary_revision.as_deref().unwrap_or("-")
     );
     if let Some(failed) = &s.failed_revision {
@@ -459,19 +459,19 @@ pub fn describe(canary: &Canary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::crd::{CanarySpec, Condition};
+    use crate::api::crd::{Condition, ReleaseSpec};
     use crate::api::status::StateV1alpha1;
     use crate::rollout::AnalysisRecord;
 
-    fn canary() -> Canary {
-        let spec: CanarySpec = serde_json::from_value(json!({
+    fn canary() -> Release {
+        let spec: ReleaseSpec = serde_json::from_value(json!({
             "targetRef": {"name": "web"},
             "service": {"name": "web"},
             "routing": {"replicas": {}},
             "stepWeights": [10, 50, 100],
         }))
         .expect("spec");
-        let mut c = Canary::new("web", spec);
+        let mut c = Release::new("web", spec);
         c.metadata.namespace = Some("shop".into());
         c
     }
@@ -479,7 +479,7 @@ mod tests {
     #[test]
     fn describes_a_fresh_canary() {
         let text = describe(&canary());
-        assert!(text.starts_with("Canary shop/web\n"), "{text}");
+        assert!(text.starts_with("Release shop/web\n"), "{text}");
         assert!(text.contains("Phase:        Initializing"), "{text}");
         assert!(text.contains("Step:         -"), "{text}");
         assert!(text.contains("Weight:       0%"), "{text}");
@@ -490,7 +490,7 @@ mod tests {
         let mut c = canary();
         c.spec.paused = true;
         let at = Utc::now();
-        c.status = Some(CanaryStatus {
+        c.status = Some(ReleaseStatus {
             state: StateV1alpha1 {
                 phase: Phase::Paused,
                 stable_revision: Some("aaa111".into()),
@@ -522,7 +522,7 @@ mod tests {
                 message: String::new(),
                 last_transition_time: None,
             }],
-            ..CanaryStatus::default()
+            ..ReleaseStatus::default()
         });
         let text = describe(&c);
         for want in [
@@ -530,7 +530,7 @@ mod tests {
             "Step:         2/3",
             "Weight:       50%",
             "Stable:       aaa111",
-            "Canary:       bbb222",
+            "Release:       bbb222",
             "Last verdict: pass (2 analyses",
             "Request:      abort pending since",
             ": pager",

@@ -1,4 +1,4 @@
-//! The reconciler: observe the Canary and its Deployments, run the analysis that is due,
+//! The reconciler: observe the Release and its Deployments, run the analysis that is due,
 //! ask the state machine, converge the cluster, then record status and events.
 //!
 //! Status is written with the resourceVersion read at the start, so a concurrent change
@@ -11,7 +11,7 @@ use super::clock::Clock;
 use super::report;
 use super::routers::{self, RouteContext};
 use super::world::{self, ApplyError, Targets, api_err};
-use crate::api::crd::{Canary, CanaryStatus, Condition};
+use crate::api::crd::{Condition, Release, ReleaseStatus};
 use crate::api::plan::{self, canary_deployment_name, canary_service_name};
 use crate::api::status::StateV1alpha1;
 use crate::rollout::machine::{analysis_due, decide, gates_due};
@@ -50,8 +50,8 @@ pub struct Context<S> {
 
 /// Told about every reconcile, for metrics and notifications.
 pub trait Observer: Send + Sync {
-    /// A Canary's new state and the events of this reconcile.
-    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+    /// A Release's new state and the events of this reconcile.
+    fn reconciled(&self, canary: &Release, decision: &Decision) {
         let _ = (canary, decision);
     }
     /// A reconcile finished, with its duration and error kind if it failed.
@@ -59,7 +59,7 @@ pub trait Observer: Send + Sync {
         let _ = (elapsed, error);
     }
     /// An analysis ran: its verdict and each template's score.
-    fn analysed(&self, canary: &Canary, verdict: &str, scores: &[(String, f64)]) {
+    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)]) {
         let _ = (canary, verdict, scores);
     }
 }
@@ -129,9 +129,9 @@ fn condition(type_: &str, ok: bool, reason: &str, message: &str, old: &[Conditio
 
 /// Writes status with the resourceVersion that was read: a concurrent change gives 409.
 async fn write_status(
-    api: &Api<Canary>,
-    canary: &Canary,
-    status: CanaryStatus,
+    api: &Api<Release>,
+    canary: &Release,
+    status: ReleaseStatus,
 ) -> Result<(), Error> {
     if canary.status.as_ref() == Some(&status) {
         return Ok(());
@@ -142,7 +142,7 @@ async fn write_status(
     api.replace_status(&canary.name_any(), &PostParams::default(), &updated)
         .await
         .map_err(api_err(format!(
-            "Canary {}/{}",
+            "Release {}/{}",
             canary.namespace().unwrap_or_default(),
             canary.name_any()
         )))?;
@@ -152,8 +152,8 @@ async fn write_status(
 /// Records a problem that needs a person (bad spec, missing target) in status, and looks
 /// again later.
 async fn not_ready(
-    api: &Api<Canary>,
-    canary: &Canary,
+    api: &Api<Release>,
+    canary: &Release,
     reason: &str,
     message: String,
 ) -> Result<Action, Error> {
@@ -171,17 +171,17 @@ async fn not_ready(
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// The finalizer that lets vigil undo its changes when a Canary is deleted.
+/// The finalizer that lets vigil undo its changes when a Release is deleted.
 pub const FINALIZER: &str = "vigil.dev/cleanup";
 
-/// One reconcile of one Canary.
+/// One reconcile of one Release.
 pub async fn reconcile<S: MetricSource>(
-    canary: Arc<Canary>,
+    canary: Arc<Release>,
     ctx: Arc<Context<S>>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = canary.namespace().unwrap_or_default();
-    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &ns);
     let result = kube::runtime::finalizer::finalizer(&api, FINALIZER, canary, |event| async {
         match event {
             kube::runtime::finalizer::Event::Apply(c) => reconcile_inner(&c, &ctx).await,
@@ -195,24 +195,24 @@ pub async fn reconcile<S: MetricSource>(
     result
 }
 
-/// A deleted Canary: traffic back to stable, the stable Service unpinned, the canary's
+/// A deleted Release: traffic back to stable, the stable Service unpinned, the canary's
 /// objects removed, and the Deployment handed back to Kubernetes, un-paused, unless its
 /// template is a release vigil has not judged (then it stays paused, with a log line, so
-/// deleting a Canary never rolls out an unjudged version).
-async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<Action, Error> {
+/// deleting a Release never rolls out an unjudged version).
+async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<Action, Error> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     if canary.spec.dry_run {
         return Ok(Action::await_change());
     }
-    // The watch cache can still hold a Canary whose clean-up already ran and whose
+    // The watch cache can still hold a Release whose clean-up already ran and whose
     // finalizer is gone: cleaning up again would re-adopt the Deployment (world::apply)
     // for a moment before handing it back. Only the API server's copy tells.
-    let canaries: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let canaries: Api<Release> = Api::namespaced(ctx.client.clone(), &ns);
     let current = canaries
         .get_opt(&name)
         .await
-        .map_err(api_err(format!("Canary {ns}/{name}")))?;
+        .map_err(api_err(format!("Release {ns}/{name}")))?;
     if !current.is_some_and(|c| c.finalizers().iter().any(|f| f == FINALIZER)) {
         return Ok(Action::await_change());
     }
@@ -233,7 +233,7 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
     let (Some(target), Some(service), Some(router)) =
         (target, service, routers::for_routing(&canary.spec.routing))
     else {
-        // Nothing of ours to undo there; owned objects go with the Canary.
+        // Nothing of ours to undo there; owned objects go with the Release.
         return Ok(Action::await_change());
     };
     let state = stored_state(canary);
@@ -243,7 +243,7 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
     if !judged {
         tracing::warn!(
             canary = %name, namespace = %ns,
-            "Canary deleted while Deployment {target_name} has an unjudged template: it stays paused; \
+            "Release deleted while Deployment {target_name} has an unjudged template: it stays paused; \
              run `kubectl rollout resume deployment/{target_name} -n {ns}` to roll it out anyway"
         );
     }
@@ -285,11 +285,11 @@ async fn cleanup<S: MetricSource>(canary: &Canary, ctx: &Context<S>) -> Result<A
         )
         .await
         .map_err(api_err(format!("Deployment {ns}/{target_name}")))?;
-    tracing::info!(canary = %name, namespace = %ns, "Canary deleted: traffic, Services and the Deployment are handed back");
+    tracing::info!(canary = %name, namespace = %ns, "Release deleted: traffic, Services and the Deployment are handed back");
     Ok(Action::await_change())
 }
 
-fn route_context<S>(ctx: &Context<S>, canary: &Canary) -> RouteContext {
+fn route_context<S>(ctx: &Context<S>, canary: &Release) -> RouteContext {
     RouteContext {
         client: ctx.client.clone(),
         namespace: canary.namespace().unwrap_or_default(),
@@ -302,20 +302,20 @@ fn route_context<S>(ctx: &Context<S>, canary: &Canary) -> RouteContext {
 }
 
 async fn reconcile_inner<S: MetricSource>(
-    cached: &Canary,
+    cached: &Release,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
-    // Read the Canary afresh: the watch cache can lag behind this controller's own last
+    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &ns);
+    // Read the Release afresh: the watch cache can lag behind this controller's own last
     // status write, and a world derived from an older status would briefly undo the last
     // step (e.g. move traffic back to a weight already left behind) before the status
     // write's 409 caught it.
     let fresh = api
         .get_opt(&name)
         .await
-        .map_err(api_err(format!("Canary {ns}/{name}")))?;
+        .map_err(api_err(format!("Release {ns}/{name}")))?;
     let Some(fresh) = fresh else {
         return Ok(Action::await_change());
     };
@@ -327,7 +327,7 @@ async fn reconcile_inner<S: MetricSource>(
                 &api,
                 canary,
                 "InvalidSpec",
-                format!("Canary {ns}/{name}: {message}"),
+                format!("Release {ns}/{name}: {message}"),
             )
             .await;
         }
@@ -369,7 +369,7 @@ async fn reconcile_inner<S: MetricSource>(
             &api,
             canary,
             "InvalidSpec",
-            format!("Canary {ns}/{name}: routing needs exactly one router"),
+            format!("Release {ns}/{name}: routing needs exactly one router"),
         )
         .await;
     };
@@ -415,7 +415,7 @@ async fn reconcile_inner<S: MetricSource>(
             .map(|p| p.port);
         let outcome = match routers::matchers(&canary.spec, &ns, port) {
             Err(message) => crate::rollout::AnalysisOutcome::Error {
-                message: format!("Canary {ns}/{name}: {message}"),
+                message: format!("Release {ns}/{name}: {message}"),
             },
             Ok((stable, canary_matchers)) => {
                 let interval = plan
@@ -475,7 +475,7 @@ async fn reconcile_inner<S: MetricSource>(
         world::apply(&targets, &decision.world).await?;
     }
 
-    let mut status = CanaryStatus {
+    let mut status = ReleaseStatus {
         state: StateV1alpha1::from(&decision.state),
         step_label: Some(step_column(&plan, &decision.state)),
         observed_generation: canary.metadata.generation,
@@ -493,7 +493,7 @@ async fn reconcile_inner<S: MetricSource>(
     }
     if dry_run && !judged.is_empty() {
         let marks = report::marks(&plan, &decision.state, &decision.events, now);
-        let title = format!("Dry run of Canary {ns}/{name}");
+        let title = format!("Dry run of Release {ns}/{name}");
         let doc = report::document(&title, &status.state.message, &judged, &marks);
         match report::publish(&ctx.client, canary, &doc).await {
             Ok(reference) => status.report = Some(reference),
@@ -547,9 +547,9 @@ async fn reconcile_inner<S: MetricSource>(
     Ok(Action::requeue(ctx.clock.real(decision.requeue)))
 }
 
-/// The rollout state a Canary's status stores: the edge where the `v1alpha1` wire form
+/// The rollout state a Release's status stores: the edge where the `v1alpha1` wire form
 /// becomes the core's typed state (and [`StateV1alpha1::from`] the way back).
-fn stored_state(canary: &Canary) -> State {
+fn stored_state(canary: &Release) -> State {
     canary
         .status
         .as_ref()
@@ -569,7 +569,7 @@ pub fn step_column(plan: &Plan, state: &State) -> String {
 }
 
 /// How long to wait after a failed reconcile: soon after a conflict, longer otherwise.
-pub fn error_policy<S>(canary: Arc<Canary>, error: &Error, ctx: Arc<Context<S>>) -> Action {
+pub fn error_policy<S>(canary: Arc<Release>, error: &Error, ctx: Arc<Context<S>>) -> Action {
     let ns = canary.namespace().unwrap_or_default();
     if error.is_conflict() {
         tracing::debug!(canary = %canary.name_any(), namespace = %ns, "conflict, retrying: {error}");
@@ -583,9 +583,9 @@ pub fn error_policy<S>(canary: Arc<Canary>, error: &Error, ctx: Arc<Context<S>>)
     )
 }
 
-/// Runs the controller until `shutdown` resolves: watches Canaries, the canary Deployments
+/// Runs the controller until `shutdown` resolves: watches Releases, the canary Deployments
 /// they own, and the target Deployments they point at. `on_ready` is called once the
-/// Canary cache has synced.
+/// Release cache has synced.
 pub async fn run<S: MetricSource + 'static>(
     ctx: Arc<Context<S>>,
     namespace: Option<String>,
@@ -593,7 +593,7 @@ pub async fn run<S: MetricSource + 'static>(
     on_ready: Box<dyn FnOnce() + Send>,
 ) {
     let client = ctx.client.clone();
-    let (canaries, deployments): (Api<Canary>, Api<Deployment>) = match &namespace {
+    let (canaries, deployments): (Api<Release>, Api<Deployment>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),

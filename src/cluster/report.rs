@@ -1,7 +1,7 @@
-//! The report of a dry-run (shadow) Canary: after each analysis, the same HTML and Markdown
+//! The report of a dry-run (shadow) Release: after each analysis, the same HTML and Markdown
 //! report `vigil replay` writes (the latest judgement, its charts, and the analyses so far
-//! marked on them) is stored in a ConfigMap beside the Canary, which `status.report` names.
-//! The ConfigMap is owned by the Canary, so it goes when the Canary goes.
+//! marked on them) is stored in a ConfigMap beside the Release, which `status.report` names.
+//! The ConfigMap is owned by the Release, so it goes when the Release goes.
 
 use crate::analysis::Judged;
 use crate::judge::words::truncate_bytes as truncate;
@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-use crate::api::crd::Canary;
+use crate::api::crd::Release;
 
 /// The key of the HTML report in the ConfigMap.
 pub const HTML_KEY: &str = "report.html";
@@ -21,7 +21,7 @@ pub const MARKDOWN_KEY: &str = "report.md";
 /// ConfigMaps hold at most 1 MiB; past this the HTML (the larger) is left out.
 const MAX_BYTES: usize = 900 * 1024;
 
-/// The ConfigMap's name for a Canary.
+/// The ConfigMap's name for a Release.
 pub fn config_map_name(canary: &str) -> String {
     format!("{canary}-vigil-report")
 }
@@ -120,11 +120,11 @@ pub fn document<'a>(
     }
 }
 
-/// Writes the report ConfigMap (server-side apply, owned by the Canary) and returns what
+/// Writes the report ConfigMap (server-side apply, owned by the Release) and returns what
 /// `status.report` should say.
 pub async fn publish(
     client: &kube::Client,
-    canary: &Canary,
+    canary: &Release,
     doc: &Document<'_>,
 ) -> Result<String, kube::Error> {
     let namespace = canary.namespace().unwrap_or_default();

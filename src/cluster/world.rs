@@ -7,7 +7,7 @@
 //! way down traffic returns to stable before anything is removed.
 
 use super::routers::{RouteContext, Router, RouterError, services};
-use crate::api::crd::{ADOPTED_ANNOTATION, CANARY_LABEL, Canary, OWNER_LABEL};
+use crate::api::crd::{ADOPTED_ANNOTATION, CANARY_LABEL, OWNER_LABEL, Release};
 use crate::api::plan::canary_deployment_name;
 use crate::rollout::{CanaryWorld, World};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -88,7 +88,7 @@ pub fn rolled(target: &Deployment) -> bool {
 }
 
 /// The canary Deployment for the target's current template.
-pub fn canary_deployment(target: &Deployment, owner: &Canary, world: &CanaryWorld) -> Deployment {
+pub fn canary_deployment(target: &Deployment, owner: &Release, world: &CanaryWorld) -> Deployment {
     let mut d = Deployment::default();
     let name = canary_deployment_name(&target.name_any());
     d.metadata.name = Some(name);
@@ -132,8 +132,8 @@ fn canary_pod_labels(
 
 /// What the reconciler knows when it applies a world.
 pub struct Targets<'a> {
-    /// The Canary.
-    pub canary: &'a Canary,
+    /// The Release.
+    pub canary: &'a Release,
     /// The target Deployment.
     pub target: &'a Deployment,
     /// The revision of the target's current template.

@@ -10,7 +10,7 @@ pub mod words;
 pub use metric::{Settings, judge_metric};
 
 use crate::data::{QueryResult, Role, Window};
-use crate::template::{AnalysisTemplate, MetricSpec, NoDataPolicy, QueryPart, Scoring};
+use crate::template::{MetricSpec, NoDataPolicy, QueryPart, ReleaseAnalysis, Scoring};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -461,7 +461,7 @@ pub struct RunInfo {
 }
 
 /// Judges every metric of a template from fetched data and builds the report.
-pub fn judge(template: &AnalysisTemplate, data: &[MetricData], info: RunInfo) -> Report {
+pub fn judge(template: &ReleaseAnalysis, data: &[MetricData], info: RunInfo) -> Report {
     let scoring = &template.spec.scoring;
     let results: Vec<MetricResult> = template
         .spec
@@ -537,7 +537,7 @@ fn window_step_ms(window: &Window) -> i64 {
 
 /// The split check over the current step, from the first `ratio` metric's request counts.
 fn split_check(
-    template: &AnalysisTemplate,
+    template: &ReleaseAnalysis,
     data: &[MetricData],
     position: &Position,
     window: &Window,
@@ -585,7 +585,7 @@ mod tests {
     use crate::template::load::parse;
 
     const TEMPLATE: &str = r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: t}
 spec:
   metrics:
@@ -634,7 +634,7 @@ spec:
     }
 
     const RATIO: &str = r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: r}
 spec:
   metrics:
@@ -718,7 +718,7 @@ spec:
     }
 
     const LATENCY: &str = r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: l}
 spec:
   metrics:
@@ -938,7 +938,7 @@ spec:
     }
 
     const SERIES: &str = r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: t}
 spec:
   metrics:

@@ -1,5 +1,5 @@
-//! Which notifications go where: per Canary (`spec.notifications`, secrets in Kubernetes
-//! Secrets of the Canary's namespace) and cluster-wide (`vigil run --notify-config FILE`,
+//! Which notifications go where: per Release (`spec.notifications`, secrets in Kubernetes
+//! Secrets of the Release's namespace) and cluster-wide (`vigil run --notify-config FILE`,
 //! secrets in files, typically a mounted Secret). Secrets are read at send time, so a
 //! rotated Secret takes effect without a restart, and are never written to logs.
 
@@ -14,14 +14,14 @@ pub const DEFAULT_URL_KEY: &str = "url";
 /// The default key of the signing secret in a Secret (optional unless named).
 pub const DEFAULT_SECRET_KEY: &str = "secret";
 
-/// One receiver of a Canary's notifications: an entry of `spec.notifications`.
+/// One receiver of a Release's notifications: an entry of `spec.notifications`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CanaryNotification {
+pub struct ReleaseNotification {
     /// The receiving service: slack, teams, discord, dingtalk, feishu or webhook.
     pub provider: ProviderKind,
-    /// The Secret, in the Canary's namespace, holding the webhook URL and the optional
-    /// signing secret. Never put them in the Canary itself.
+    /// The Secret, in the Release's namespace, holding the webhook URL and the optional
+    /// signing secret. Never put them in the Release itself.
     pub secret_ref: NotificationSecretRef,
     /// The events to send (`started`, `step-advanced`, `paused`, `resumed`,
     /// `analysis-failed`, `analysis-inconclusive`, `analysis-error`, `aborted`, `promoting`,
@@ -36,7 +36,7 @@ pub struct CanaryNotification {
     pub format: Option<Format>,
 }
 
-/// Where a receiver's URL and signing secret are, in a Secret of the Canary's namespace.
+/// Where a receiver's URL and signing secret are, in a Secret of the Release's namespace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationSecretRef {
@@ -55,12 +55,12 @@ pub struct NotificationSecretRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotifyConfig {
-    /// Receivers of every Canary's notifications.
+    /// Receivers of every Release's notifications.
     #[serde(default)]
     pub notifications: Vec<ClusterNotification>,
 }
 
-/// A receiver of every Canary's notifications, with its secrets in files.
+/// A receiver of every Release's notifications, with its secrets in files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterNotification {
@@ -113,7 +113,7 @@ impl Filter {
 pub enum SecretSource {
     /// A Kubernetes Secret.
     Kube {
-        /// Its namespace (the Canary's).
+        /// Its namespace (the Release's).
         namespace: String,
         /// Its name.
         name: String,
@@ -167,8 +167,8 @@ pub struct Rule {
     pub target: Target,
 }
 
-impl CanaryNotification {
-    /// The rule for a Canary in `namespace`.
+impl ReleaseNotification {
+    /// The rule for a Release in `namespace`.
     pub fn rule(&self, namespace: &str) -> Rule {
         Rule {
             filter: Filter::new(&self.events, self.min_severity),
@@ -273,7 +273,7 @@ pub async fn resolve(
             })?;
             let secret = secret.ok_or_else(|| {
                 ResolveError(format!(
-                    "Secret {namespace}/{name} not found: create it in the Canary's namespace, e.g. `kubectl -n {namespace} create secret generic {name} --from-literal={url_key}=https://...`"
+                    "Secret {namespace}/{name} not found: create it in the Release's namespace, e.g. `kubectl -n {namespace} create secret generic {name} --from-literal={url_key}=https://...`"
                 ))
             })?;
             let not_utf8 = |key: &str| {

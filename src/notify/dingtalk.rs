@@ -35,7 +35,7 @@ fn md(text: &str) -> String {
 /// The markdown body.
 pub fn payload(n: &Notification) -> serde_json::Value {
     let mut text = format!(
-        "### {}\n\n**{}** {}\n\n- Canary: {}/{}\n- {}\n",
+        "### {}\n\n**{}** {}\n\n- Release: {}/{}\n- {}\n",
         md(&n.headline()),
         n.severity.as_str().to_uppercase(),
         md(&n.message),

@@ -32,7 +32,7 @@ pub struct DeliveryConfig {
     pub initial_backoff: Duration,
     /// The longest wait between two attempts.
     pub max_backoff: Duration,
-    /// The same event of a Canary to the same receiver is sent once within this window.
+    /// The same event of a Release to the same receiver is sent once within this window.
     pub dedup_window: Duration,
 }
 
@@ -111,7 +111,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Starts the delivery task on the current tokio runtime. `kube` reads the Secrets of
-    /// per-Canary receivers; `metrics` counts outcomes in `vigil_notifications_total`.
+    /// per-Release receivers; `metrics` counts outcomes in `vigil_notifications_total`.
     pub fn start(
         config: DeliveryConfig,
         kube: Option<kube::Client>,

@@ -45,7 +45,7 @@ pub fn payload(n: &Notification, format: Format) -> serde_json::Value {
                 Severity::Error => "red",
             };
             let mut details = format!(
-                "{}\n**Canary:** {}/{}\n**Progress:** {}",
+                "{}\n**Release:** {}/{}\n**Progress:** {}",
                 n.message,
                 n.namespace,
                 n.name,

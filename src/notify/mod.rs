@@ -1,6 +1,6 @@
 //! Outgoing notifications: rollout events sent to chat tools and webhooks.
 //!
-//! A [`Notification`] is built from a rollout [`Event`] and the Canary's state. Each
+//! A [`Notification`] is built from a rollout [`Event`] and the Release's state. Each
 //! receiving service is a [`Provider`] (one file each), whose only job is PURE: turn a
 //! notification, the receiver's secrets and the current time into an [`HttpRequest`] (URL
 //! with any signed query parameters, headers, JSON body), and judge the response. Payloads
@@ -9,7 +9,7 @@
 //! Delivery is the [`dispatcher`]'s: a bounded queue drained by a background task, with
 //! timeouts, bounded retries with exponential backoff and jitter, and de-duplication, so
 //! that a slow or failing receiver never blocks or slows a rollout. Which notifications
-//! go where is [`config`]'s: per Canary (`spec.notifications`, secrets from Kubernetes
+//! go where is [`config`]'s: per Release (`spec.notifications`, secrets from Kubernetes
 //! Secrets) and cluster-wide (`vigil run --notify-config`). `vigil run` hands each
 //! reconcile's rollout events to the dispatcher (`crate::runtime::notifications`); this
 //! module knows nothing of the reconciler.
@@ -131,9 +131,9 @@ pub struct Notification {
     pub event: EventName,
     /// How bad it is.
     pub severity: Severity,
-    /// The Canary's namespace.
+    /// The Release's namespace.
     pub namespace: String,
-    /// The Canary's name.
+    /// The Release's name.
     pub name: String,
     /// The rollout phase after the event (`Progressing`, `Failed`, ...).
     pub phase: String,
@@ -151,7 +151,7 @@ pub struct Notification {
     /// The rollout's last analysis, when one ran in this rollout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSummary>,
-    /// Where to see the report: the Canary's `status.report` when one was written, else
+    /// Where to see the report: the Release's `status.report` when one was written, else
     /// the command that shows the status.
     pub report: String,
     /// When the event happened.
@@ -159,7 +159,7 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// A notification for `event` of Canary `namespace/name`, whose new state is `state`,
+    /// A notification for `event` of Release `namespace/name`, whose new state is `state`,
     /// with the report written at `report` if any.
     pub fn new(
         namespace: &str,

@@ -34,7 +34,7 @@ fn emoji(n: &Notification) -> &'static str {
 /// The Block Kit body.
 pub fn payload(n: &Notification) -> serde_json::Value {
     let mut fields = vec![
-        json!({"type": "mrkdwn", "text": format!("*Canary*\n{}/{}", escape(&n.namespace), escape(&n.name))}),
+        json!({"type": "mrkdwn", "text": format!("*Release*\n{}/{}", escape(&n.namespace), escape(&n.name))}),
         json!({"type": "mrkdwn", "text": format!("*Phase*\n{}", escape(&n.phase))}),
         json!({"type": "mrkdwn", "text": format!("*Step*\n{}/{}", n.step, n.steps)}),
         json!({"type": "mrkdwn", "text": format!("*Weight*\n{}%", n.weight)}),

@@ -25,7 +25,7 @@ pub fn payload(n: &Notification) -> serde_json::Value {
         Severity::Error => "Attention",
     };
     let mut facts = vec![
-        json!({"title": "Canary", "value": format!("{}/{}", n.namespace, n.name)}),
+        json!({"title": "Release", "value": format!("{}/{}", n.namespace, n.name)}),
         json!({"title": "Phase", "value": n.phase}),
         json!({"title": "Step", "value": format!("{}/{}", n.step, n.steps)}),
         json!({"title": "Weight", "value": format!("{}%", n.weight)}),

@@ -1,4 +1,4 @@
-//! Replays a Canary's rollout over a past time range, offline: the same state machine and
+//! Replays a Release's rollout over a past time range, offline: the same state machine and
 //! judge as the controller, interval by interval, against any [`MetricSource`], with the
 //! cluster taken to do at once whatever the machine asks (the canary is ready as soon as it
 //! is created, the stable Deployment rolls as soon as it is un-paused).
@@ -20,7 +20,7 @@ use crate::rollout::{
     State, Step,
 };
 use crate::source::MetricSource;
-use crate::template::AnalysisTemplate;
+use crate::template::ReleaseAnalysis;
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
 use chrono::{DateTime, Utc};
@@ -38,10 +38,10 @@ const MAX_TICKS: usize = 100_000;
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayInput<'a> {
-    /// The Canary's plan: steps, analyses, limits.
+    /// The Release's plan: steps, analyses, limits.
     pub plan: Plan,
-    /// The templates the Canary names, by name.
-    pub templates: &'a BTreeMap<String, AnalysisTemplate>,
+    /// The templates the Release names, by name.
+    pub templates: &'a BTreeMap<String, ReleaseAnalysis>,
     /// The stable version's label matchers.
     pub stable: Selector,
     /// The canary's label matchers.
@@ -55,12 +55,12 @@ pub struct ReplayInput<'a> {
 }
 
 impl ReplayInput<'_> {
-    /// Judges `templates` over `window` with the Canary's `args`, between the replay's
+    /// Judges `templates` over `window` with the Release's `args`, between the replay's
     /// versions.
     pub(crate) async fn judge<S: MetricSource>(
         &self,
         source: &S,
-        templates: &[AnalysisTemplate],
+        templates: &[ReleaseAnalysis],
         args: &BTreeMap<String, String>,
         window: Window,
         look: (u32, crate::judge::Position),
@@ -81,12 +81,12 @@ impl ReplayInput<'_> {
 /// Why a replay cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
-    /// The Canary's spec is not valid.
-    #[error("the Canary is not valid: {0}")]
+    /// The Release's spec is not valid.
+    #[error("the Release is not valid: {0}")]
     Spec(String),
-    /// The Canary names a template that was not given.
+    /// The Release names a template that was not given.
     #[error(
-        "the Canary uses template {name:?}, which was not given: pass its file with --template (given: {given})"
+        "the Release uses template {name:?}, which was not given: pass its file with --template (given: {given})"
     )]
     MissingTemplate {
         /// The template's name.
@@ -192,7 +192,7 @@ pub fn check<'i>(input: &'i ReplayInput<'_>) -> Result<&'i Plan, ReplayError> {
     Ok(&input.plan)
 }
 
-fn given(templates: &BTreeMap<String, AnalysisTemplate>) -> String {
+fn given(templates: &BTreeMap<String, ReleaseAnalysis>) -> String {
     if templates.is_empty() {
         "none".into()
     } else {
@@ -335,7 +335,7 @@ async fn analyse<S: MetricSource>(
         ),
         Ok(window) => {
             // check() made sure every named template is there.
-            let templates: Vec<AnalysisTemplate> = setup
+            let templates: Vec<ReleaseAnalysis> = setup
                 .templates
                 .iter()
                 .filter_map(|t| input.templates.get(&t.name).cloned())
@@ -481,13 +481,13 @@ pub fn timeline_line(mark: &Mark) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::crd::Canary;
+    use crate::api::crd::Release;
     use crate::source::simulated::{SimulatedSource, VersionModel, WeightLog};
     use crate::template::load;
     use chrono::TimeZone;
     use std::sync::Arc;
 
-    const CANARY: &str = include_str!("../cli/demo-canary.yaml");
+    const CANARY: &str = include_str!("../cli/demo-release.yaml");
     const TEMPLATE: &str = include_str!("../../analysis-templates/demo.yaml");
 
     /// Follows the weights into the simulation, as a router would.
@@ -498,10 +498,10 @@ mod tests {
         }
     }
 
-    /// The replay of the demo Canary from 10:00 for `hours`.
+    /// The replay of the demo Release from 10:00 for `hours`.
     fn input<'a>(
-        canary: &'a Canary,
-        templates: &'a BTreeMap<String, AnalysisTemplate>,
+        canary: &'a Release,
+        templates: &'a BTreeMap<String, ReleaseAnalysis>,
         hours: i64,
     ) -> ReplayInput<'a> {
         let from = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
@@ -517,7 +517,7 @@ mod tests {
     }
 
     async fn simulate(canary_model: VersionModel) -> ReplayOutcome {
-        let canary: Canary = serde_saphyr::from_str(CANARY).unwrap();
+        let canary: Release = serde_saphyr::from_str(CANARY).unwrap();
         let template = load::parse(TEMPLATE, "demo.yaml").unwrap();
         let templates = BTreeMap::from([("demo".to_string(), template.clone())]);
         let log = Arc::new(WeightLog::default());
@@ -583,7 +583,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_template_the_canary_names_must_be_given() {
-        let canary: Canary = serde_saphyr::from_str(CANARY).unwrap();
+        let canary: Release = serde_saphyr::from_str(CANARY).unwrap();
         let templates = BTreeMap::new();
         assert!(matches!(
             check(&input(&canary, &templates, 0)),

@@ -8,7 +8,7 @@ use crate::judge::{Position, Report};
 use crate::report::doc::{ChartData, Document, Mark, Section};
 use crate::rollout::{AnalysisScope, Plan};
 use crate::source::MetricSource;
-use crate::template::AnalysisTemplate;
+use crate::template::ReleaseAnalysis;
 use crate::template::units::PromDuration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -36,7 +36,7 @@ fn chart_window(input: &ReplayInput<'_>, outcome: &ReplayOutcome, plan: &Plan) -
     .ok()
 }
 
-/// Judges each template the Canary uses over the chart window, for the data to chart.
+/// Judges each template the Release uses over the chart window, for the data to chart.
 /// Templates whose data cannot be fetched are left out (the timeline still says what
 /// happened).
 pub async fn chart_runs<S: MetricSource>(
@@ -49,7 +49,7 @@ pub async fn chart_runs<S: MetricSource>(
         return Vec::new();
     };
     let args = plan.analysis(AnalysisScope::Background).args;
-    let templates: Vec<AnalysisTemplate> = plan
+    let templates: Vec<ReleaseAnalysis> = plan
         .template_names()
         .iter()
         .filter_map(|n| input.templates.get(n).cloned())

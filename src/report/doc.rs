@@ -1,9 +1,9 @@
 //! A report document: one or more sections, each a judgement (verdict, metric table, charts)
-//! with, for rollouts (replay, demo, dry-run Canaries), the timeline of decisions. The HTML
+//! with, for rollouts (replay, demo, dry-run Releases), the timeline of decisions. The HTML
 //! and Markdown renderers take this; the JSON of a single judgement stays [`Report`].
 
 use crate::judge::{MetricData, Report};
-use crate::template::AnalysisTemplate;
+use crate::template::ReleaseAnalysis;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -43,7 +43,7 @@ pub struct Mark {
 #[derive(Debug, Clone, Copy)]
 pub struct ChartData<'a> {
     /// The template judged.
-    pub template: &'a AnalysisTemplate,
+    pub template: &'a ReleaseAnalysis,
     /// The data, one entry per metric of the template.
     pub data: &'a [MetricData],
 }

@@ -6,7 +6,7 @@ use crate::data::Window;
 use crate::judge::MetricData;
 use crate::source::simulated::{SimulatedSource, VersionModel};
 use crate::template::units::PromDuration;
-use crate::template::{AnalysisTemplate, load};
+use crate::template::{ReleaseAnalysis, load};
 use chrono::{TimeZone, Utc};
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ const EVIL: &str = "<script>alert('x')</script>&\"";
 
 /// The demo template judged on simulated data (a regression: x4 errors, +60% latency),
 /// with the first metric renamed to `EVIL` when `evil` is set.
-fn judged(evil: bool, hours: i64) -> (AnalysisTemplate, Report, Vec<MetricData>) {
+fn judged(evil: bool, hours: i64) -> (ReleaseAnalysis, Report, Vec<MetricData>) {
     let mut template = load::parse(DEMO, "demo.yaml").unwrap();
     if evil {
         template.spec.metrics[0].name = EVIL.to_string();
@@ -58,7 +58,7 @@ fn judged(evil: bool, hours: i64) -> (AnalysisTemplate, Report, Vec<MetricData>)
 
 /// A one-judgement document with charts.
 fn charted<'a>(
-    template: &'a AnalysisTemplate,
+    template: &'a ReleaseAnalysis,
     report: &'a Report,
     data: &'a [MetricData],
 ) -> Document<'a> {

@@ -143,7 +143,7 @@ pub fn gates_due(plan: &Plan, state: &State, obs: &Observation) -> Vec<GateKind>
     due
 }
 
-/// Whether an idle Canary (waiting, succeeded or failed) sees a revision to start a canary
+/// Whether an idle Release (waiting, succeeded or failed) sees a revision to start a canary
 /// of: neither the stable one nor the one that failed last.
 fn new_revision(state: &State, obs: &Observation) -> bool {
     let revision = obs.template_revision.as_str();

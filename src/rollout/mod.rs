@@ -3,7 +3,7 @@
 //! Nothing here talks to Kubernetes, Prometheus or a clock. The controller observes the
 //! world ([`Observation`]), asks [`machine::analysis_due`] whether an analysis should run,
 //! runs it, and hands everything to [`machine::decide`], which returns the next [`State`]
-//! (stored in the Canary's `status` through its wire form), the [`World`] the cluster should converge to, and the
+//! (stored in the Release's `status` through its wire form), the [`World`] the cluster should converge to, and the
 //! [`Event`]s to record. Because the desired world is a function of the state alone, a
 //! controller that restarts at any moment re-applies the same world and neither repeats
 //! nor skips a step or a traffic change.
@@ -150,7 +150,7 @@ pub enum Step {
         /// How long.
         duration: Option<Duration>,
     },
-    /// Run the step's own analysis (by index into the Canary's steps) until it passes.
+    /// Run the step's own analysis (by index into the Release's steps) until it passes.
     Analysis,
     /// Set the canary's replica count explicitly.
     Replicas {
@@ -232,7 +232,7 @@ pub struct GateResult {
     pub message: String,
 }
 
-/// The rollout's settings, converted from the Canary's spec and validated.
+/// The rollout's settings, converted from the Release's spec and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The steps, in order; never empty.
@@ -369,7 +369,7 @@ pub struct Observation {
     pub canary_available: i32,
     /// The target Deployment runs only its current template, with every replica available.
     pub stable_rolled: bool,
-    /// `spec.paused` of the Canary.
+    /// `spec.paused` of the Release.
     pub paused: bool,
     /// A pending operator request.
     pub request: Option<Request>,
@@ -413,7 +413,7 @@ pub struct StepPosition {
 /// Whose templates an analysis uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AnalysisScope {
-    /// The Canary's `analysis` templates.
+    /// The Release's `analysis` templates.
     Background,
     /// The analysis step at this index.
     Step(usize),

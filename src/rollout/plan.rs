@@ -69,7 +69,7 @@ impl Plan {
     pub fn check(&self) -> Result<(), String> {
         if self.steps.is_empty() {
             return Err(
-                "the Canary has no steps: set steps or stepWeights (e.g. [10, 50, 100])".into(),
+                "the Release has no steps: set steps or stepWeights (e.g. [10, 50, 100])".into(),
             );
         }
         for (i, s) in self.steps.iter().enumerate() {

@@ -2,13 +2,13 @@
 //! only there, so that e.g. a waiting rollout cannot have a step start, nor a progressing
 //! one an abort time.
 //!
-//! The Canary's status stores it in a flat, versioned wire form (`api::status`), converted
+//! The Release's status stores it in a flat, versioned wire form (`api::status`), converted
 //! at the edge where the reconciler reads and writes status; nothing here knows that form.
 
 use super::{AnalysisRecord, Match, Phase};
 use chrono::{DateTime, Utc};
 
-/// All rollout state: what the machine decides from and the Canary's status shows.
+/// All rollout state: what the machine decides from and the Release's status shows.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct State {
     /// Where the rollout is, with what exists only there.

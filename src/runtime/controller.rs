@@ -2,7 +2,7 @@
 //! leader when asked to, and runs the reconciler while it leads.
 
 use super::metrics::Metrics;
-use crate::api::crd::Canary;
+use crate::api::crd::Release;
 use crate::cluster::clock::Clock;
 use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
 use crate::cluster::reconciler::{self, Context, Observer};
@@ -30,7 +30,7 @@ pub struct RunConfig {
     pub leader: Option<LeaderConfig>,
     /// Prometheus queries in flight per analysis.
     pub concurrency: usize,
-    /// The cluster-wide notification receivers (`--notify-config`); per-Canary receivers
+    /// The cluster-wide notification receivers (`--notify-config`); per-Release receivers
     /// are sent to either way.
     pub notify_config: Option<std::path::PathBuf>,
     /// The `/v1` API (alerts, canary actions, judge) served beside /metrics.
@@ -41,7 +41,7 @@ pub struct RunConfig {
 struct MetricsObserver(Arc<Metrics>);
 
 impl Observer for MetricsObserver {
-    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+    fn reconciled(&self, canary: &Release, decision: &Decision) {
         let ns = canary.namespace().unwrap_or_default();
         self.0.set_canary(&ns, &canary.name_any(), &decision.state);
     }
@@ -50,7 +50,7 @@ impl Observer for MetricsObserver {
         self.0.reconcile_done(elapsed, error);
     }
 
-    fn analysed(&self, canary: &Canary, verdict: &str, scores: &[(String, f64)]) {
+    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)]) {
         let ns = canary.namespace().unwrap_or_default();
         let name = canary.name_any();
         if scores.is_empty() {

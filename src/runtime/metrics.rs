@@ -13,7 +13,7 @@
 //! | `vigil_notifications_total` | counter of notifications by receiving service and outcome (`sent`, `failed`, `dropped`, `deduplicated`) | `provider`, `outcome` |
 //!
 //! Label values that come from code (verdicts, error reasons) are folded into a small fixed
-//! set so that a bug cannot blow up the number of series; a Canary's series are removed by
+//! set so that a bug cannot blow up the number of series; a Release's series are removed by
 //! [`Metrics::forget_canary`] when it is deleted. A labelled family appears in the output
 //! once it has a series.
 
@@ -88,7 +88,7 @@ pub struct Metrics {
     step: Family<CanaryLabels, Gauge>,
     analyses: Family<VerdictLabels, Counter>,
     score: Family<TemplateLabels, Gauge<f64, AtomicU64>>,
-    /// Which templates each Canary has a score series for, so they can be forgotten.
+    /// Which templates each Release has a score series for, so they can be forgotten.
     templates: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>,
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
@@ -118,7 +118,7 @@ impl Metrics {
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
             "vigil_canary_phase",
-            "The rollout phase of a Canary: 1 for the current phase, 0 for the others",
+            "The rollout phase of a Release: 1 for the current phase, 0 for the others",
             phase.clone(),
         );
         registry.register(
@@ -176,7 +176,7 @@ impl Metrics {
         }
     }
 
-    /// Records a Canary's rollout state: its phase (one series per phase of [`Phase::ALL`]),
+    /// Records a Release's rollout state: its phase (one series per phase of [`Phase::ALL`]),
     /// weight and step.
     pub fn set_canary(&self, namespace: &str, name: &str, state: &State) {
         for phase in Phase::ALL {
@@ -196,7 +196,7 @@ impl Metrics {
         self.step.get_or_create(&labels).set(i64::from(step));
     }
 
-    /// Counts one analysis of a Canary by `verdict` (`pass`, `fail`, `inconclusive`,
+    /// Counts one analysis of a Release by `verdict` (`pass`, `fail`, `inconclusive`,
     /// `error`; anything else counts as `other`) and, when there is a score, records it as
     /// the last score of `template`.
     pub fn observe_analysis(
@@ -277,7 +277,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Removes every series of a deleted Canary.
+    /// Removes every series of a deleted Release.
     pub fn forget_canary(&self, namespace: &str, name: &str) {
         for phase in Phase::ALL {
             self.phase.remove(&phase_labels(namespace, name, phase));

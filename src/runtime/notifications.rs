@@ -1,7 +1,7 @@
 //! The bridge from the reconciler to the dispatcher: each reconcile's events become
-//! notifications for the cluster-wide receivers and the Canary's own.
+//! notifications for the cluster-wide receivers and the Release's own.
 
-use crate::api::crd::Canary;
+use crate::api::crd::Release;
 use crate::cluster::reconciler::Observer;
 use crate::notify::Notification;
 use crate::notify::config::Rule;
@@ -19,7 +19,7 @@ pub struct NotifyObserver {
 }
 
 impl NotifyObserver {
-    /// Sends to `cluster` receivers (from `--notify-config`) and each Canary's
+    /// Sends to `cluster` receivers (from `--notify-config`) and each Release's
     /// `spec.notifications`, through `dispatcher`.
     pub fn new(dispatcher: Dispatcher, cluster: Vec<Rule>) -> Self {
         NotifyObserver {
@@ -28,8 +28,8 @@ impl NotifyObserver {
         }
     }
 
-    /// The receivers of one Canary: the cluster-wide ones, then its own.
-    pub fn rules(&self, canary: &Canary) -> Vec<Rule> {
+    /// The receivers of one Release: the cluster-wide ones, then its own.
+    pub fn rules(&self, canary: &Release) -> Vec<Rule> {
         let namespace = canary.namespace().unwrap_or_default();
         self.cluster
             .iter()
@@ -40,7 +40,7 @@ impl NotifyObserver {
 }
 
 impl Observer for NotifyObserver {
-    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+    fn reconciled(&self, canary: &Release, decision: &Decision) {
         if decision.events.is_empty() {
             return;
         }
@@ -67,7 +67,7 @@ impl Observer for NotifyObserver {
 pub struct FanOut(pub Vec<Arc<dyn Observer>>);
 
 impl Observer for FanOut {
-    fn reconciled(&self, canary: &Canary, decision: &Decision) {
+    fn reconciled(&self, canary: &Release, decision: &Decision) {
         for o in &self.0 {
             o.reconciled(canary, decision);
         }
@@ -79,7 +79,7 @@ impl Observer for FanOut {
         }
     }
 
-    fn analysed(&self, canary: &Canary, verdict: &str, scores: &[(String, f64)]) {
+    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)]) {
         for o in &self.0 {
             o.analysed(canary, verdict, scores);
         }

@@ -11,7 +11,7 @@
 use super::{MetricSource, SourceError, SourceErrorKind};
 use crate::data::{QueryRequest, QueryResult, Role, Series};
 pub use crate::stats::random::Rng;
-use crate::template::{AnalysisTemplate, MetricType, QueryPart};
+use crate::template::{MetricType, QueryPart, ReleaseAnalysis};
 use statrs::distribution::{ContinuousCDF, Normal};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -94,7 +94,7 @@ pub struct SimulatedSource {
 impl SimulatedSource {
     /// A simulation of `template`'s metrics with the two versions' behaviour.
     pub fn new(
-        template: &AnalysisTemplate,
+        template: &ReleaseAnalysis,
         stable: VersionModel,
         canary: VersionModel,
         seed: u64,

@@ -5,7 +5,7 @@
 //! that maps a field path such as `spec.metrics[1].query` to its line, so the checks in
 //! [`super::validate`] can point at the line as well.
 
-use super::AnalysisTemplate;
+use super::ReleaseAnalysis;
 use super::validate::{Issue, validate};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -57,8 +57,8 @@ impl fmt::Display for Problems {
 }
 
 /// Parses and validates a template. `origin` names the source in messages.
-pub fn parse(text: &str, origin: &str) -> Result<AnalysisTemplate, Problems> {
-    let template: AnalysisTemplate = serde_saphyr::from_str(text)
+pub fn parse(text: &str, origin: &str) -> Result<ReleaseAnalysis, Problems> {
+    let template: ReleaseAnalysis = serde_saphyr::from_str(text)
         .map_err(|e| Problems(vec![serde_problem(&e, text, origin)]))?;
     let issues = validate(&template);
     if issues.is_empty() {
@@ -224,7 +224,7 @@ mod tests {
     use super::*;
 
     const GOOD: &str = r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: http-red}
 spec:
   args:
@@ -247,6 +247,18 @@ spec:
         assert_eq!(t.metadata.name, "http-red");
         assert_eq!(t.spec.metrics.len(), 2);
         assert!((t.spec.metrics[0].tolerance.0 - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_old_and_argos_kind_are_named_as_such() {
+        let old = GOOD.replace("kind: ReleaseAnalysis", "kind: AnalysisTemplate");
+        let err = parse(&old, "t.yaml").unwrap_err();
+        assert_eq!(err.0[0].line, Some(2), "{err}");
+        assert!(err.to_string().contains("vigil's old name"), "{err}");
+        assert!(err.to_string().contains("kind: ReleaseAnalysis"), "{err}");
+        let argo = old.replace("vigil.dev/v1alpha1", "argoproj.io/v1alpha1");
+        let err = parse(&argo, "t.yaml").unwrap_err();
+        assert!(err.to_string().contains("Argo Rollouts' kind"), "{err}");
     }
 
     #[test]

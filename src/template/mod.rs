@@ -1,4 +1,4 @@
-//! The AnalysisTemplate: which metrics to compare between a stable and a canary version, and how.
+//! The ReleaseAnalysis: which metrics to compare between a stable and a canary version, and how.
 //!
 //! The same document works as a file for `vigil judge --template FILE` and, later, as a
 //! Kubernetes object. This module is pure: it parses nothing from disk and talks to nothing.
@@ -19,15 +19,15 @@ use units::Fraction;
 /// The `apiVersion` every template carries.
 pub const API_VERSION: &str = "vigil.dev/v1alpha1";
 /// The `kind` every template carries.
-pub const KIND: &str = "AnalysisTemplate";
+pub const KIND: &str = "ReleaseAnalysis";
 
 /// A whole template document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AnalysisTemplate {
+pub struct ReleaseAnalysis {
     /// Always `vigil.dev/v1alpha1`.
     pub api_version: String,
-    /// Always `AnalysisTemplate`.
+    /// Always `ReleaseAnalysis`.
     pub kind: String,
     /// The template's name and Kubernetes bookkeeping.
     pub metadata: Metadata,

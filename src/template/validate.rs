@@ -4,7 +4,7 @@
 
 use super::render::{self, Placeholder};
 use super::{
-    API_VERSION, AnalysisTemplate, KIND, MetricSpec, MetricType, NanStrategy, OutlierStrategy,
+    API_VERSION, KIND, MetricSpec, MetricType, NanStrategy, OutlierStrategy, ReleaseAnalysis,
 };
 use std::collections::BTreeSet;
 
@@ -18,7 +18,7 @@ pub struct Issue {
 }
 
 /// Every problem found in a template; empty when it is valid.
-pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
+pub fn validate(template: &ReleaseAnalysis) -> Vec<Issue> {
     let mut issues = Vec::new();
     let mut push = |path: String, message: String| issues.push(Issue { path, message });
 
@@ -32,10 +32,21 @@ pub fn validate(template: &AnalysisTemplate) -> Vec<Issue> {
         );
     }
     if template.kind != KIND {
-        push(
-            "kind".into(),
-            format!("is {:?}; a template must say kind: {KIND}", template.kind),
-        );
+        let why = match template.kind.as_str() {
+            // The kind's name before v1alpha1 renamed it, clear of Argo Rollouts' own kind.
+            "AnalysisTemplate" if template.api_version == API_VERSION => format!(
+                "is \"AnalysisTemplate\", vigil's old name for it: vigil's templates are kind: \
+                 {KIND} since the kind was renamed to stop colliding with Argo Rollouts' \
+                 AnalysisTemplate; change the kind"
+            ),
+            "AnalysisTemplate" => format!(
+                "is \"AnalysisTemplate\" ({}): that is Argo Rollouts' kind; a vigil template \
+                 says apiVersion: {API_VERSION} and kind: {KIND}",
+                template.api_version
+            ),
+            other => format!("is {other:?}; a template must say kind: {KIND}"),
+        };
+        push("kind".into(), why);
     }
     if !is_dns_label(&template.metadata.name) {
         push(

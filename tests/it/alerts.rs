@@ -1,4 +1,4 @@
-//! `POST /v1/alerts` and `POST /v1/canaries/...` over real HTTP on loopback: a real
+//! `POST /v1/alerts` and `POST /v1/releases/...` over real HTTP on loopback: a real
 //! Alertmanager delivers an alert to vigil's server, which aborts the matching canary in the
 //! fake cluster; bad requests are refused and change nothing.
 
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil::api::crd::Canary;
+use vigil::api::crd::Release;
 use vigil::runtime::metrics::Metrics;
 use vigil::runtime::server::{ApiState, AuthConfig, ServerState};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
@@ -199,14 +199,14 @@ async fn a_real_alertmanager_alert_aborts_the_matching_canary() {
     controller.stop().await;
 }
 
-/// The fake cluster with Canary `shop/web` in flight (no controller needed).
+/// The fake cluster with Release `shop/web` in flight (no controller needed).
 async fn in_flight() -> FakeKube {
     let fake = FakeKube::start().await;
-    fake.register::<Canary>();
+    fake.register::<Release>();
     fake.put_object(
-        &canaries(),
+        &releases(),
         json!({
-            "apiVersion": "vigil.dev/v1alpha1", "kind": "Canary",
+            "apiVersion": "vigil.dev/v1alpha1", "kind": "Release",
             "metadata": {"name": "web", "namespace": NS},
             "spec": {
                 "targetRef": {"name": "web"},
@@ -455,8 +455,8 @@ async fn without_credentials_the_api_is_closed_unless_opened_explicitly() {
 async fn canary_actions_for_ci_and_chatops() {
     let fake = in_flight().await;
     let vigil = start_vigil(&fake, "http://127.0.0.1:9", both()).await;
-    let action = |a: &str| format!("{}/v1/canaries/{NS}/web/{a}", vigil.url);
-    let spec = |fake: &FakeKube| fake.get(&canaries(), NS, "web").expect("canary")["spec"].clone();
+    let action = |a: &str| format!("{}/v1/releases/{NS}/web/{a}", vigil.url);
+    let spec = |fake: &FakeKube| fake.get(&releases(), NS, "web").expect("canary")["spec"].clone();
 
     // Refused without credentials, and nothing changes.
     fake.clear_requests();
@@ -499,7 +499,7 @@ async fn canary_actions_for_ci_and_chatops() {
 
     // Errors.
     let sent = post(
-        &format!("{}/v1/canaries/{NS}/nope/abort", vigil.url),
+        &format!("{}/v1/releases/{NS}/nope/abort", vigil.url),
         &bearer(TOKEN),
         vec![],
     )
@@ -519,9 +519,9 @@ async fn canary_actions_for_ci_and_chatops() {
         .status,
         400
     );
-    let mut waiting = fake.get(&canaries(), NS, "web").expect("canary");
+    let mut waiting = fake.get(&releases(), NS, "web").expect("canary");
     waiting["status"] = json!({"phase": "Waiting"});
-    fake.put_object(&canaries(), waiting);
+    fake.put_object(&releases(), waiting);
     let sent = post(&action("promote"), &bearer(TOKEN), vec![]).await;
     assert_eq!(sent.status, 409, "{}", sent.body);
     assert!(

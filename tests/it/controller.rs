@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::api::crd::Canary;
+use vigil::api::crd::Release;
 
 /// Releases web:2 and waits for `phase`; returns the canary weights seen on the way.
 async fn release_until(fake: &FakeKube, phase: &'static str) -> Vec<u8> {
@@ -205,7 +205,7 @@ async fn pause_holds_the_weight_and_resume_continues() {
         s["weight"] == 10
     })
     .await;
-    let api: Api<Canary> = Api::namespaced(fake.client(), NS);
+    let api: Api<Release> = Api::namespaced(fake.client(), NS);
     let pause = |paused: bool| json!({"spec": {"paused": paused}});
     api.patch("web", &PatchParams::default(), &Patch::Merge(pause(true)))
         .await
@@ -300,14 +300,14 @@ async fn a_dry_run_judges_and_reports_but_touches_nothing() {
         .filter(|r| {
             !matches!(
                 r.plural().as_deref(),
-                Some("canaries" | "events" | "configmaps")
+                Some("releases" | "events" | "configmaps")
             )
         })
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert!(touched.is_empty(), "a dry run wrote {touched:?}");
     // The report it wrote: the same HTML and Markdown as `vigil replay`, in a ConfigMap the
-    // status names and the Canary owns.
+    // status names and the Release owns.
     let report = fake
         .get(&Res::core("configmaps"), NS, "web-vigil-report")
         .expect("the dry-run report ConfigMap");
@@ -318,15 +318,15 @@ async fn a_dry_run_judges_and_reports_but_touches_nothing() {
             .contains("ConfigMap shop/web-vigil-report"),
         "{s}"
     );
-    assert_eq!(report["metadata"]["ownerReferences"][0]["kind"], "Canary");
+    assert_eq!(report["metadata"]["ownerReferences"][0]["kind"], "Release");
     let html = report["data"]["report.html"].as_str().unwrap_or_default();
     assert!(
-        html.contains("<svg") && html.contains("Dry run of Canary shop/web"),
+        html.contains("<svg") && html.contains("Dry run of Release shop/web"),
         "{html:.300}"
     );
     let markdown = report["data"]["report.md"].as_str().unwrap_or_default();
     assert!(
-        markdown.contains("Dry run of Canary shop/web"),
+        markdown.contains("Dry run of Release shop/web"),
         "{markdown:.300}"
     );
     assert!(deployment(&fake, "web-canary").is_none());
@@ -343,13 +343,13 @@ async fn a_dry_run_judges_and_reports_but_touches_nothing() {
 async fn status_conflicts_are_retried() {
     let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
     fake.clear_requests();
-    fake.fail_next("PUT", "canaries", Some("status"), 409, 3);
+    fake.fail_next("PUT", "releases", Some("status"), 409, 3);
     release(&fake, "web:2").await;
     wait_succeeded(&fake).await;
     let conflicts = fake
         .requests()
         .iter()
-        .filter(|r| r.method == "PUT" && r.path.ends_with("/canaries/web/status"))
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/releases/web/status"))
         .count();
     assert!(
         conflicts >= 4,
@@ -688,7 +688,7 @@ async fn a_confirm_rollout_gate_holds_a_new_revision_and_event_hooks_hear_every_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_canary_hands_traffic_and_the_deployment_back() {
     let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
-    let canary = fake.get(&canaries(), NS, "web").unwrap();
+    let canary = fake.get(&releases(), NS, "web").unwrap();
     assert_eq!(
         canary["metadata"]["finalizers"],
         json!(["vigil.dev/cleanup"])
@@ -698,10 +698,10 @@ async fn a_deleted_canary_hands_traffic_and_the_deployment_back() {
         s["weight"] == 10
     })
     .await;
-    let api: Api<Canary> = Api::namespaced(fake.client(), NS);
+    let api: Api<Release> = Api::namespaced(fake.client(), NS);
     api.delete("web", &Default::default()).await.unwrap();
     let start = Instant::now();
-    while fake.get(&canaries(), NS, "web").is_some() {
+    while fake.get(&releases(), NS, "web").is_some() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the finalizer never finished"
@@ -720,7 +720,7 @@ async fn a_deleted_canary_hands_traffic_and_the_deployment_back() {
         json!({"app": "web"}),
         "the stable Service unpinned"
     );
-    // web:2 was never judged: deleting the Canary must not roll it out.
+    // web:2 was never judged: deleting the Release must not roll it out.
     let web = deployment(&fake, "web").unwrap();
     assert_eq!(web["spec"]["paused"], true);
     assert!(web["metadata"]["annotations"]["vigil.dev/adopted-by"].is_null());

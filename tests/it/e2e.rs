@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use vigil::api::crd::{AnalysisTemplate, Canary};
+use vigil::api::crd::{Release, ReleaseAnalysis};
 
 /// The ingress-nginx template, and its version selectors for the generator's labels.
 const TEMPLATE: &str = "analysis-templates/ingress-nginx.yaml";
@@ -115,7 +115,7 @@ async fn prometheus_scrapes_the_generator_and_the_canary_share_follows_the_weigh
 }
 
 /// `vigil judge` on the generator's live traffic at canary weight 10, over the window since
-/// the traffic started with a 5 s step, as the controller judges a Canary with
+/// the traffic started with a 5 s step, as the controller judges a Release with
 /// `interval: 5s`: the generator's rates must let it pass a healthy canary and fail a
 /// regressing one within a few intervals, or the end-to-end tests below cannot finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,8 +230,8 @@ fn ingresses() -> Res {
     Res::new("networking.k8s.io", "v1", "ingresses")
 }
 
-fn canaries() -> Res {
-    Res::new("vigil.dev", "v1alpha1", "canaries")
+fn releases() -> Res {
+    Res::new("vigil.dev", "v1alpha1", "releases")
 }
 
 /// The `vigil` binary as a child process, killed on drop, with its output in a file.
@@ -342,8 +342,8 @@ impl Rig {
             })
             .await,
         );
-        fake.register::<Canary>();
-        fake.register::<AnalysisTemplate>();
+        fake.register::<Release>();
+        fake.register::<ReleaseAnalysis>();
         create_shop(&fake.client()).await;
         let web_history = Arc::new(Mutex::new(Vec::new()));
         let web_watch = watch_web(fake.client(), web_history.clone());
@@ -435,7 +435,7 @@ impl Rig {
     }
 
     fn status(&self) -> Value {
-        self.get(&canaries(), "web")
+        self.get(&releases(), "web")
             .map(|c| c["status"].clone())
             .unwrap_or(Value::Null)
     }
@@ -444,7 +444,7 @@ impl Rig {
         self.status()["phase"].as_str().unwrap_or("").to_string()
     }
 
-    /// What a failure message shows: the Canary's status, the weights the generator applied,
+    /// What a failure message shows: the Release's status, the weights the generator applied,
     /// the Deployments, its totals, and vigil's log.
     fn context(&mut self) -> String {
         let exited = self.vigil.child.try_wait().ok().flatten();
@@ -487,7 +487,7 @@ impl Rig {
         )
     }
 
-    /// Waits until the Canary's phase is `phase`, failing with the context after `limit` or
+    /// Waits until the Release's phase is `phase`, failing with the context after `limit` or
     /// at once when it reaches one of `wrong`.
     async fn wait_for_phase(&mut self, phase: &str, wrong: &[&str], limit: Duration) {
         let deadline = Instant::now() + limit;
@@ -498,7 +498,7 @@ impl Rig {
             }
             if wrong.contains(&now.as_str()) || Instant::now() >= deadline || self.exited() {
                 let context = self.context();
-                panic!("waiting for phase {phase}, the Canary is in phase {now:?}\n{context}");
+                panic!("waiting for phase {phase}, the Release is in phase {now:?}\n{context}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -606,7 +606,7 @@ fn last_lines(text: &str, n: usize) -> String {
 }
 
 /// Namespace `shop` with Deployment, Service and Ingress `web`, the ingress-nginx
-/// AnalysisTemplate and the Canary `web`, created through the API.
+/// ReleaseAnalysis and the Release `web`, created through the API.
 async fn create_shop(client: &kube::Client) {
     let pp = PostParams::default();
     Api::<Namespace>::all(client.clone())
@@ -662,14 +662,14 @@ async fn create_shop(client: &kube::Client) {
     let text = std::fs::read_to_string(common::root().join(TEMPLATE)).expect("read template");
     let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
     template["metadata"]["namespace"] = NS.into();
-    Api::<AnalysisTemplate>::namespaced(client.clone(), NS)
+    Api::<ReleaseAnalysis>::namespaced(client.clone(), NS)
         .create(&pp, &from(template))
         .await
-        .expect("create AnalysisTemplate ingress-nginx");
+        .expect("create ReleaseAnalysis ingress-nginx");
 
-    let canary: Canary = from(json!({
+    let canary: Release = from(json!({
         "apiVersion": "vigil.dev/v1alpha1",
-        "kind": "Canary",
+        "kind": "Release",
         "metadata": {"name": "web", "namespace": NS},
         "spec": {
             "targetRef": {"name": "web"},
@@ -688,10 +688,10 @@ async fn create_shop(client: &kube::Client) {
             "abortScaleDownDelay": "1s",
         },
     }));
-    Api::<Canary>::namespaced(client.clone(), NS)
+    Api::<Release>::namespaced(client.clone(), NS)
         .create(&pp, &canary)
         .await
-        .expect("create Canary web");
+        .expect("create Release web");
 }
 
 /// A typed object from JSON, which must fit its type.
@@ -705,7 +705,7 @@ async fn healthy_canary_is_promoted_end_to_end() {
     let stable_revision = rig.release().await;
     // One failed reconcile, which the controller retries, for the dashboard's error panels.
     rig.fake
-        .fail_next("PUT|PATCH", "canaries", Some("status"), 500, 1);
+        .fail_next("PUT|PATCH", "releases", Some("status"), 500, 1);
 
     rig.wait_for_phase("Succeeded", &["Failed"], Duration::from_secs(120))
         .await;
@@ -780,7 +780,7 @@ async fn healthy_canary_is_promoted_end_to_end() {
 
 /// The Grafana dashboard, deploy/grafana/vigil.json: every query of every panel returns at
 /// least one series over the rollout from the Prometheus that scraped vigil, as Grafana would
-/// ask it with the Canary selected: `$namespace` and `$canary` this one, `$__rate_interval`
+/// ask it with the Release selected: `$namespace` and `$canary` this one, `$__rate_interval`
 /// four scrape intervals (Grafana's rule for a 1 s scrape), `$__range` the time since the
 /// rig started. Waits a few scrapes for the last counters to show.
 async fn every_dashboard_query_has_data(rig: &mut Rig) {

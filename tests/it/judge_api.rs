@@ -8,7 +8,7 @@ use crate::common::{self, PromServer, T_END, Version, judge, openmetrics};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use vigil::api::crd::AnalysisTemplate;
+use vigil::api::crd::ReleaseAnalysis;
 use vigil::runtime::metrics::Metrics;
 use vigil::runtime::server::{ApiState, AuthConfig, ServerState};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
@@ -71,14 +71,14 @@ async fn start(fake: &FakeKube, prometheus: &str) -> Api {
     Api { url, slots, task }
 }
 
-/// The fake cluster holding the template as an AnalysisTemplate in `shop`.
+/// The fake cluster holding the template as an ReleaseAnalysis in `shop`.
 async fn cluster() -> FakeKube {
     let fake = FakeKube::start().await;
-    fake.register::<AnalysisTemplate>();
+    fake.register::<ReleaseAnalysis>();
     let mut template = template_document();
     template["metadata"]["namespace"] = json!(NS);
     fake.put_object(
-        &Res::new("vigil.dev", "v1alpha1", "analysistemplates"),
+        &Res::new("vigil.dev", "v1alpha1", "releaseanalyses"),
         template,
     );
     fake
@@ -205,7 +205,7 @@ async fn the_api_refuses_what_it_cannot_judge() {
     let (status, text) = post(&judge_url, TOKEN, &missing).await;
     assert_eq!(status, 400, "{text}");
     assert!(
-        text.contains("AnalysisTemplate shop/nope not found"),
+        text.contains("ReleaseAnalysis shop/nope not found"),
         "{text}"
     );
     let mut unknown_arg = good.clone();

@@ -29,7 +29,7 @@ fn every_shipped_template_lints_clean() {
 }
 
 const BROKEN: &str = r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: broken}
 spec:
   args:

@@ -1,6 +1,6 @@
 //! Notifications over real HTTP on loopback: a local receiver records what each provider
 //! sends; signatures are checked against independent computations in Python's `hmac`;
-//! retries, the never-blocking queue, de-duplication, filters, and per-Canary receivers
+//! retries, the never-blocking queue, de-duplication, filters, and per-Release receivers
 //! whose URL and secret come from a Secret in the fake API server.
 
 use crate::common::fake_kube::{FakeKube, Res};
@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::api::crd::Canary;
+use vigil::api::crd::Release;
 use vigil::cluster::reconciler::Observer;
 use vigil::notify::config::{Filter, Rule, SecretSource, Target, resolve};
 use vigil::notify::dispatcher::{DeliveryConfig, Dispatcher, Enqueued};
@@ -303,10 +303,10 @@ fn file_target(
     }
 }
 
-fn canary(notifications: Value) -> Canary {
+fn canary(notifications: Value) -> Release {
     serde_json::from_value(json!({
         "apiVersion": "vigil.dev/v1alpha1",
-        "kind": "Canary",
+        "kind": "Release",
         "metadata": {"name": "web", "namespace": "shop"},
         "spec": {
             "targetRef": {"name": "web"},
@@ -718,7 +718,7 @@ async fn events_and_severity_filters() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(seen, expected);
-    // The report location is the Canary's status.report.
+    // The report location is the Release's status.report.
     assert_eq!(
         got[0].json()["report"],
         "https://reports.example/shop/web/latest.html"

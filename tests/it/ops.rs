@@ -4,15 +4,15 @@
 use crate::common::fake_kube::FakeKube;
 use serde_json::json;
 use std::time::Duration;
-use vigil::api::crd::{Canary, CanarySpec, CanaryStatus};
+use vigil::api::crd::{Release, ReleaseSpec, ReleaseStatus};
 use vigil::api::status::StateV1alpha1 as State;
 use vigil::cluster::ops::{self, OpsError};
 use vigil::rollout::{Phase, RequestAction};
 
 const NS: &str = "shop";
 
-fn canary(name: &str, phase: Phase, paused: bool) -> Canary {
-    let spec: CanarySpec = serde_json::from_value(json!({
+fn canary(name: &str, phase: Phase, paused: bool) -> Release {
+    let spec: ReleaseSpec = serde_json::from_value(json!({
         "targetRef": {"name": name},
         "service": {"name": name},
         "routing": {"replicas": {}},
@@ -20,9 +20,9 @@ fn canary(name: &str, phase: Phase, paused: bool) -> Canary {
         "paused": paused,
     }))
     .expect("spec");
-    let mut c = Canary::new(name, spec);
+    let mut c = Release::new(name, spec);
     c.metadata.namespace = Some(NS.into());
-    c.status = Some(CanaryStatus {
+    c.status = Some(ReleaseStatus {
         state: State {
             phase,
             stable_revision: Some("5d8f7c".into()),
@@ -34,13 +34,13 @@ fn canary(name: &str, phase: Phase, paused: bool) -> Canary {
             message: "holding at step 2/3".into(),
             ..State::default()
         },
-        ..CanaryStatus::default()
+        ..ReleaseStatus::default()
     });
     c
 }
 
-fn stored(fake: &FakeKube, name: &str) -> Canary {
-    fake.get_as::<Canary>(NS, name).expect("stored canary")
+fn stored(fake: &FakeKube, name: &str) -> Release {
+    fake.get_as::<Release>(NS, name).expect("stored canary")
 }
 
 fn request_of(fake: &FakeKube, name: &str) -> Option<vigil::rollout::Request> {
@@ -67,7 +67,7 @@ async fn promote_writes_a_request_to_the_status_subresource() {
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].method, "PATCH");
     assert!(
-        writes[0].path.ends_with("/canaries/web/status"),
+        writes[0].path.ends_with("/releases/web/status"),
         "{writes:?}"
     );
     let status = stored(&fake, "web").status.expect("status");
@@ -154,12 +154,12 @@ async fn status_text_has_phase_step_weight_and_revisions() {
     fake.put(&canary("web", Phase::Progressing, false));
     let text = ops::status(fake.client(), NS, "web").await.expect("status");
     for want in [
-        "Canary shop/web",
+        "Release shop/web",
         "Phase:        Progressing",
         "Step:         2/3",
         "Weight:       50%",
         "Stable:       5d8f7c",
-        "Canary:       7b9e41",
+        "Release:       7b9e41",
         "Last verdict: pass",
         "Message:      holding at step 2/3",
     ] {
@@ -170,7 +170,7 @@ async fn status_text_has_phase_step_weight_and_revisions() {
 #[tokio::test]
 async fn a_missing_canary_is_named_with_the_fix() {
     let fake = FakeKube::start().await;
-    fake.register::<Canary>();
+    fake.register::<Release>();
     let want = "canary shop/nope not found: check the name and namespace (-n)";
     let e = ops::status(fake.client(), NS, "nope")
         .await
@@ -194,7 +194,7 @@ async fn a_missing_canary_is_named_with_the_fix() {
 async fn server_errors_name_the_canary_and_write_nothing() {
     let fake = FakeKube::start().await;
     fake.put(&canary("web", Phase::Progressing, false));
-    fake.fail_next("PATCH", "canaries", Some("status"), 500, 1);
+    fake.fail_next("PATCH", "releases", Some("status"), 500, 1);
     let e = ops::promote(fake.client(), NS, "web", false)
         .await
         .expect_err("500");
@@ -236,7 +236,7 @@ async fn watch_prints_every_change_until_the_rollout_ends() {
         .expect("text");
     assert!(second.contains("Weight:       100%"), "{second}");
     assert!(second.contains("Step:         3/3"), "{second}");
-    // An object from another Canary is not: the watch selects this one by name.
+    // An object from another Release is not: the watch selects this one by name.
     fake.put(&canary("other", Phase::Failed, false));
     // The end of the rollout ends the watch.
     fake.put(&canary("web", Phase::Succeeded, false));
@@ -252,7 +252,7 @@ async fn watch_prints_every_change_until_the_rollout_ends() {
     }
     assert_eq!(rest.len(), 1, "{rest:?}");
     assert!(rest[0].contains("Phase:        Succeeded"), "{}", rest[0]);
-    assert!(rest.iter().all(|t| t.starts_with("Canary shop/web")));
+    assert!(rest.iter().all(|t| t.starts_with("Release shop/web")));
 }
 
 /// Runs the vigil binary under `name` (a symlink in a temp dir) with a kubeconfig for `fake`,
@@ -312,7 +312,7 @@ async fn the_cli_and_the_kubectl_plugin() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        fake.get_as::<Canary>("default", "api")
+        fake.get_as::<Release>("default", "api")
             .expect("api")
             .spec
             .paused

@@ -219,7 +219,7 @@ fn promql_error_shows_prometheus_message() {
     std::fs::write(
         &template,
         r#"apiVersion: vigil.dev/v1alpha1
-kind: AnalysisTemplate
+kind: ReleaseAnalysis
 metadata: {name: broken}
 spec:
   args: [{name: job}]

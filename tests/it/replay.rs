@@ -16,7 +16,7 @@ const INTERVAL: i64 = 60;
 /// Four weight steps of at least ten minutes each, judged every minute.
 const CANARY: &str = r#"
 apiVersion: vigil.dev/v1alpha1
-kind: Canary
+kind: Release
 metadata:
   name: checkout
   namespace: shop
@@ -71,7 +71,7 @@ fn replay(regressed: bool) -> (Value, String, String, String) {
     let run = |output: &str, reports: bool| {
         let mut cmd = vigil();
         cmd.arg("replay")
-            .arg("--canary")
+            .arg("--release")
             .arg(&canary)
             .arg("--template")
             .arg(root().join("analysis-templates/http-prometheus-client.yaml"))
@@ -244,6 +244,7 @@ fn an_unreachable_prometheus_is_an_error_not_a_timeline() {
     let port = common::free_port();
     let out = vigil()
         .arg("replay")
+        // --canary: the old name of --release, still accepted.
         .arg("--canary")
         .arg(&canary)
         .arg("--template")
@@ -264,4 +265,38 @@ fn an_unreachable_prometheus_is_an_error_not_a_timeline() {
             && stderr.contains("query: "),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_canary_file_is_refused_naming_whose_kind_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // vigil's kind before the rename.
+        (
+            CANARY.replace("kind: Release", "kind: Canary"),
+            "vigil's old name for the Release",
+        ),
+        // Flagger's example Canary, as shipped.
+        (
+            std::fs::read_to_string(root().join("deploy/examples/flagger/canary.yaml")).unwrap(),
+            "this is Flagger's Canary (flagger.app/v1beta1)",
+        ),
+    ];
+    for (text, says) in cases {
+        let file = dir.path().join("release.yaml");
+        std::fs::write(&file, text).unwrap();
+        let out = vigil()
+            .arg("replay")
+            .arg("--release")
+            .arg(&file)
+            .arg("--template")
+            .arg(root().join("analysis-templates/http-prometheus-client.yaml"))
+            .args(["--prometheus", "http://127.0.0.1:9"])
+            .args(["--from", &FROM.to_string(), "--to", &T_END.to_string()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
 }

@@ -15,12 +15,12 @@ use vigil::judge::{MetricData, Report};
 use vigil::report::{self, ChartData};
 use vigil::source::simulated::{SimulatedSource, VersionModel};
 use vigil::template::units::PromDuration;
-use vigil::template::{AnalysisTemplate, MetricType, load};
+use vigil::template::{MetricType, ReleaseAnalysis, load};
 
 const DEMO: &str = include_str!("../../analysis-templates/demo.yaml");
 
 /// The demo's regression scenario: the canary has x4 the error rate and +60% latency.
-fn judged() -> (AnalysisTemplate, Report, Vec<MetricData>) {
+fn judged() -> (ReleaseAnalysis, Report, Vec<MetricData>) {
     let template = load::parse(DEMO, "analysis-templates/demo.yaml").expect("demo template");
     let stable = VersionModel {
         rps: 180.0,
@@ -60,7 +60,7 @@ fn judged() -> (AnalysisTemplate, Report, Vec<MetricData>) {
 
 /// A one-judgement document with charts.
 fn charted<'a>(
-    template: &'a AnalysisTemplate,
+    template: &'a ReleaseAnalysis,
     report: &'a Report,
     data: &'a [MetricData],
 ) -> report::Document<'a> {

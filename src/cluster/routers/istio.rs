@@ -99,7 +99,7 @@ struct VirtualService<'r> {
 }
 
 /// What follows the Service's name in `host` when it names Service `service` of the
-/// Canary's namespace (`""`, `.ns`, `.ns.svc`, `.ns.svc.<cluster domain>`).
+/// Release's namespace (`""`, `.ns`, `.ns.svc`, `.ns.svc.<cluster domain>`).
 fn host_suffix<'h>(names: &Names<'_>, host: &'h str, service: &str) -> Option<&'h str> {
     let rest = host.strip_prefix(service)?;
     if rest.is_empty() {

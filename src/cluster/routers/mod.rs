@@ -25,29 +25,29 @@ pub mod replicas;
 pub mod services;
 mod split;
 
-use crate::api::crd::{CanarySpec, RouterSpec, Routing};
+use crate::api::crd::{ReleaseSpec, RouterSpec, Routing};
 use crate::api::plan;
 use crate::rollout::Match;
 use crate::template::selector::Selector;
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-/// What a router needs to know about the Canary it serves.
+/// What a router needs to know about the Release it serves.
 #[derive(Clone)]
 pub struct RouteContext {
     /// A client for the cluster.
     pub client: kube::Client,
-    /// The Canary's namespace (every object lives there).
+    /// The Release's namespace (every object lives there).
     pub namespace: String,
-    /// The Canary's name.
+    /// The Release's name.
     pub canary: String,
     /// The stable Service.
     pub service: String,
     /// The canary Service vigil manages.
     pub canary_service: String,
-    /// The port to route to, when set in the Canary.
+    /// The port to route to, when set in the Release.
     pub port: Option<i32>,
-    /// Owner reference to the Canary, for objects vigil creates (garbage-collected with it).
+    /// Owner reference to the Release, for objects vigil creates (garbage-collected with it).
     pub owner: OwnerReference,
 }
 
@@ -68,27 +68,27 @@ impl RouteContext {
 /// The names a router works with, borrowed from a [`RouteContext`]; built directly in tests.
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
-    /// The Canary's namespace.
+    /// The Release's namespace.
     pub namespace: &'a str,
-    /// The Canary's name.
+    /// The Release's name.
     pub canary: &'a str,
     /// The stable Service.
     pub service: &'a str,
     /// The canary Service.
     pub canary_service: &'a str,
-    /// The port to route to, when set in the Canary.
+    /// The port to route to, when set in the Release.
     pub port: Option<i32>,
-    /// Owner reference to the Canary.
+    /// Owner reference to the Release.
     pub owner: &'a OwnerReference,
 }
 
 impl Names<'_> {
-    /// `Kind namespace/name` of an object in the Canary's namespace, for messages.
+    /// `Kind namespace/name` of an object in the Release's namespace, for messages.
     pub fn object(&self, kind: &str, name: &str) -> String {
         format!("{kind} {}/{name}", self.namespace)
     }
 
-    /// Whether `meta` carries the owner reference of this Canary (by uid).
+    /// Whether `meta` carries the owner reference of this Release (by uid).
     pub fn owns(&self, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
         meta.owner_references
             .iter()
@@ -96,12 +96,12 @@ impl Names<'_> {
             .any(|r| r.uid == self.owner.uid)
     }
 
-    /// The error for an object vigil would manage that exists but is not this Canary's.
+    /// The error for an object vigil would manage that exists but is not this Release's.
     pub fn not_ours(&self, kind: &str, name: &str, hint: &str) -> RouterError {
         RouterError::Invalid {
             object: self.object(kind, name),
             message: format!(
-                "exists but is not owned by Canary {}/{}; delete it, or {hint}",
+                "exists but is not owned by Release {}/{}; delete it, or {hint}",
                 self.namespace, self.canary
             ),
         }
@@ -181,14 +181,14 @@ pub trait Router: Send + Sync {
     }
 
     /// The PromQL label matchers (stable, canary) that tell the versions' requests apart
-    /// in the metrics of this router's data plane, unless the Canary sets its own.
+    /// in the metrics of this router's data plane, unless the Release sets its own.
     fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String>;
 }
 
 /// What the default matchers are made of.
 #[derive(Debug, Clone, Copy)]
 pub struct MatcherNames<'a> {
-    /// The Canary's namespace.
+    /// The Release's namespace.
     pub namespace: &'a str,
     /// The stable Deployment.
     pub target: &'a str,
@@ -196,7 +196,7 @@ pub struct MatcherNames<'a> {
     pub canary_deployment: &'a str,
     /// The canary Service.
     pub canary_service: &'a str,
-    /// The port routed to: the Canary's `service.port`, else the Service's first port.
+    /// The port routed to: the Release's `service.port`, else the Service's first port.
     pub port: Option<i32>,
 }
 
@@ -210,10 +210,10 @@ pub fn for_spec(spec: RouterSpec<'_>) -> Box<dyn Router> {
     }
 }
 
-/// The PromQL matchers that tell the stable version from the canary: the Canary's
+/// The PromQL matchers that tell the stable version from the canary: the Release's
 /// `analysis.stableMatchers`/`canaryMatchers`, or its router's defaults.
 pub fn matchers(
-    spec: &CanarySpec,
+    spec: &ReleaseSpec,
     namespace: &str,
     service_port: Option<i32>,
 ) -> Result<(Selector, Selector), String> {
@@ -236,7 +236,7 @@ pub fn matchers(
     ))
 }
 
-/// The router a Canary's `routing` selects; `None` unless exactly one router is set (the
+/// The router a Release's `routing` selects; `None` unless exactly one router is set (the
 /// CRD's validation rule guarantees one for objects the API server accepted).
 pub fn for_routing(routing: &Routing) -> Option<Box<dyn Router>> {
     routing.spec().ok().map(for_spec)
@@ -293,7 +293,7 @@ pub fn conditions(
             }
             if entry.is_empty() {
                 return Err(RouterError::Invalid {
-                    object: names.object("Canary", names.canary),
+                    object: names.object("Release", names.canary),
                     message: format!(
                         "match entry {} has neither a header nor a cookie; give it one or remove it",
                         i + 1
@@ -325,7 +325,7 @@ fn regex_escape(s: &str) -> String {
 }
 
 /// The prefix of the names of the routes (Istio) and rules (Gateway API) vigil adds for A/B
-/// conditions: `vigil-<canary>-ab-`, with dots in the Canary's name replaced so that it is
+/// conditions: `vigil-<canary>-ab-`, with dots in the Release's name replaced so that it is
 /// a valid Gateway API section name.
 pub fn ab_prefix(canary: &str) -> String {
     format!("vigil-{}-ab-", canary.replace('.', "-"))
@@ -406,10 +406,10 @@ pub(crate) mod testing {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use std::sync::LazyLock;
 
-    /// The owner reference of the test Canary.
+    /// The owner reference of the test Release.
     pub static OWNER: LazyLock<OwnerReference> = LazyLock::new(|| OwnerReference {
         api_version: "vigil.dev/v1alpha1".into(),
-        kind: "Canary".into(),
+        kind: "Release".into(),
         name: "web".into(),
         uid: "uid-1".into(),
         controller: Some(true),
@@ -436,12 +436,12 @@ pub(crate) mod testing {
         }
     }
 
-    /// The conditions of matches of the test Canary.
+    /// The conditions of matches of the test Release.
     pub fn conds(matches: &[Match]) -> Vec<Vec<Condition>> {
         conditions(&names(), matches).unwrap()
     }
 
-    /// The names of the test Canary `shop/web`, serving Service `web` via `web-canary`.
+    /// The names of the test Release `shop/web`, serving Service `web` via `web-canary`.
     pub fn names() -> Names<'static> {
         Names {
             namespace: "shop",
@@ -462,7 +462,7 @@ mod tests {
 
     use crate::api::plan::testing::canary;
 
-    /// The plan tests' Canary, with its steps.
+    /// The plan tests' Release, with its steps.
     fn base() -> String {
         format!("{}  stepWeights: [10]\n", crate::api::plan::testing::BASE)
     }
@@ -567,7 +567,7 @@ mod tests {
         )
         .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("Canary shop/web: match entry 1"), "{msg}");
+        assert!(msg.starts_with("Release shop/web: match entry 1"), "{msg}");
     }
 
     #[test]

@@ -415,7 +415,7 @@ fn match_annotations(
 }
 
 /// The existing canary Ingress updated to `desired`; `None` when nothing changes. An
-/// existing Ingress the Canary does not own is an error.
+/// existing Ingress the Release does not own is an error.
 pub fn updated_canary_ingress(
     names: &Names<'_>,
     existing: &Ingress,
@@ -789,7 +789,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            msg.starts_with("Ingress shop/shop-canary: exists but is not owned by Canary shop/web"),
+            msg.starts_with(
+                "Ingress shop/shop-canary: exists but is not owned by Release shop/web"
+            ),
             "{msg}"
         );
     }

@@ -27,7 +27,7 @@ type Labels = BTreeMap<String, String>;
 
 /// Creates or updates the canary Service `ctx.canary_service`: the stable Service's ports
 /// as a ClusterIP Service selecting the stable selector plus `vigil.dev/canary: "true"`,
-/// labelled and owned by the Canary. `canary_pod_labels` are the labels of the canary pod
+/// labelled and owned by the Release. `canary_pod_labels` are the labels of the canary pod
 /// template; they must carry that selector, or the Service would select no pods.
 pub async fn ensure_canary_service(
     ctx: &RouteContext,
@@ -60,7 +60,7 @@ pub async fn ensure_canary_service(
 }
 
 /// Deletes the canary Service. Succeeds when it does not exist; refuses to delete a
-/// Service of that name that the Canary does not own.
+/// Service of that name that the Release does not own.
 pub async fn delete_canary_service(ctx: &RouteContext) -> Result<(), RouterError> {
     let names = ctx.names();
     let object = names.object("Service", &ctx.canary_service);
@@ -282,7 +282,7 @@ pub fn canary_service(
 
 /// The existing canary Service updated to `desired` (from [`canary_service`]), keeping
 /// what the API server allocated (clusterIP(s), IP families); `None` when nothing changes.
-/// An existing Service the Canary does not own is an error: vigil does not take over
+/// An existing Service the Release does not own is an error: vigil does not take over
 /// Services it did not create.
 pub fn updated_canary_service(
     names: &Names<'_>,
@@ -526,7 +526,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            msg.contains("Service shop/web-canary: exists but is not owned by Canary shop/web"),
+            msg.contains("Service shop/web-canary: exists but is not owned by Release shop/web"),
             "{msg}"
         );
         assert!(msg.contains("canaryName"), "{msg}");

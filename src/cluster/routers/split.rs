@@ -279,7 +279,7 @@ pub(crate) fn unsplit<D: Dialect>(
 
 /// Applies a split (`transform` of the names, the object and the A/B conditions) to the
 /// object `name` of resource `ar`; a missing object is an error pointing at `field`, the
-/// Canary's field naming it.
+/// Release's field naming it.
 pub(crate) async fn set_object(
     ctx: &RouteContext,
     ar: ApiResource,

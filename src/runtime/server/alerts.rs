@@ -1,21 +1,21 @@
 //! `POST /v1/alerts`: Alertmanager's webhook receiver.
 //!
 //! The body is Alertmanager's version "4" payload. Firing alerts abort the in-flight
-//! Canaries they match ([`crate::api::alerts`]): the abort is written to
+//! Releases they match ([`crate::api::alerts`]): the abort is written to
 //! `status.request` ([`ops::abort`]) with a reason naming the alert, and the controller's
 //! next reconcile rolls back and records it in `status.message` and the `Aborted` event.
 //!
 //! | answer | when |
 //! | --- | --- |
-//! | 202 `{"aborted": [...], "unmatched": [...], "resolved": n}` | the payload was handled (an alert that matches no Canary in flight is logged) |
+//! | 202 `{"aborted": [...], "unmatched": [...], "resolved": n}` | the payload was handled (an alert that matches no Release in flight is logged) |
 //! | 400 | not JSON, not the webhook schema, or not version "4" |
 //! | 401 / 503 | see [`super::auth`] |
 //! | 413 | the body is larger than the limit |
-//! | 503 | the Canaries could not be listed, or an abort could not be written: Alertmanager retries |
+//! | 503 | the Releases could not be listed, or an abort could not be written: Alertmanager retries |
 
 use super::{ApiError, ServerState, authorized, parse_json};
 use crate::api::alerts::{self, Webhook};
-use crate::api::crd::Canary;
+use crate::api::crd::Release;
 use crate::cluster::ops::{self, OpsError};
 use axum::Json;
 use axum::body::Bytes;
@@ -55,15 +55,15 @@ async fn handle(
             "point an Alertmanager webhook_config (payload version 4) at this URL",
         ));
     }
-    let canaries: Api<Canary> = match &api.watch_namespace {
+    let canaries: Api<Release> = match &api.watch_namespace {
         Some(ns) => Api::namespaced(api.client.clone(), ns),
         None => Api::all(api.client.clone()),
     };
     let list = canaries.list(&ListParams::default()).await.map_err(|e| {
-        tracing::warn!(error = %e, "alerts: cannot list Canaries");
+        tracing::warn!(error = %e, "alerts: cannot list Releases");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot list Canaries: {e}"),
+            format!("cannot list Releases: {e}"),
             "the Kubernetes API server is unreachable or refuses; Alertmanager will retry",
         )
     })?;

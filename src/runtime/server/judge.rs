@@ -6,9 +6,9 @@
 //!
 //! ```json
 //! {
-//!   "template": "http-prometheus-client",      // an AnalysisTemplate's name, or the document inline
-//!   "clusterScope": false,                      // true: a ClusterAnalysisTemplate
-//!   "namespace": "shop",                        // where the AnalysisTemplate is (named, namespaced)
+//!   "template": "http-prometheus-client",      // an ReleaseAnalysis's name, or the document inline
+//!   "clusterScope": false,                      // true: a ClusterReleaseAnalysis
+//!   "namespace": "shop",                        // where the ReleaseAnalysis is (named, namespaced)
 //!   "args": {"job": "web"},
 //!   "stable": "version=\"v1\"",
 //!   "canary": "version=\"v2\"",
@@ -27,7 +27,7 @@
 //!
 //! `/v1/judge/flagger/{hook}` reads Flagger's webhook body `{name, namespace, phase,
 //! checksum, metadata}` and takes the same fields from `metadata` (strings): `template`,
-//! `clusterScope`, `namespace` (default the Canary's), `stable`, `canary`, `lookback`
+//! `clusterScope`, `namespace` (default the Release's), `stable`, `canary`, `lookback`
 //! (default 10m) or `start`/`end`, `step`, and one `arg.<name>` per argument. Flagger's
 //! body does not say which kind of hook sent it, so the path does: `{hook}` is the
 //! webhook's `type`, and the status means what Flagger makes of it ([`flagger_status`]):
@@ -43,7 +43,7 @@
 //! set headers on a webhook, so the bearer token may also come as `metadata.token`.
 //!
 //! The old `/v1/judge/flagger` is deprecated and judges as `rollout` (what its docs always
-//! said it was), with a `Deprecation` and a `Warning` header: Canaries set up by those docs
+//! said it was), with a `Deprecation` and a `Warning` header: Flagger Canaries set up by those docs
 //! keep working, and now an inconclusive judgement no longer counts as a failed check.
 
 use super::{ApiError, ApiState, ServerState, authorized, parse_json};
@@ -55,7 +55,7 @@ use crate::report::{self, Format};
 use crate::rollout::TemplateUse;
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
-use crate::template::{AnalysisTemplate, load};
+use crate::template::{ReleaseAnalysis, load};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -75,9 +75,9 @@ pub const FLAGGER_LOOKBACK: &str = "10m";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum TemplateSource {
-    /// An AnalysisTemplate (or, with `clusterScope`, ClusterAnalysisTemplate) in the cluster.
+    /// An ReleaseAnalysis (or, with `clusterScope`, ClusterReleaseAnalysis) in the cluster.
     Name(String),
-    /// A whole AnalysisTemplate document (the format of a template file).
+    /// A whole ReleaseAnalysis document (the format of a template file).
     Inline(serde_json::Map<String, serde_json::Value>),
 }
 
@@ -87,10 +87,10 @@ pub enum TemplateSource {
 pub struct JudgeRequest {
     /// The template.
     pub template: TemplateSource,
-    /// Read a ClusterAnalysisTemplate rather than an AnalysisTemplate.
+    /// Read a ClusterReleaseAnalysis rather than an ReleaseAnalysis.
     #[serde(default)]
     pub cluster_scope: bool,
-    /// The namespace of a named AnalysisTemplate.
+    /// The namespace of a named ReleaseAnalysis.
     #[serde(default)]
     pub namespace: Option<String>,
     /// Template arguments.
@@ -127,10 +127,10 @@ pub struct JudgeQuery {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlaggerWebhook {
-    /// The Canary's name.
+    /// The Release's name.
     #[serde(default)]
     pub name: String,
-    /// The Canary's namespace.
+    /// The Release's namespace.
     #[serde(default)]
     pub namespace: String,
     /// Flagger's phase of the Canary.
@@ -282,13 +282,13 @@ pub fn window(request: &JudgeRequest, now: DateTime<Utc>) -> Result<Window, ApiE
     Window::new(start, end, step).map_err(|e| bad(e.to_string(), "fix the window"))
 }
 
-async fn template(api: &ApiState, request: &JudgeRequest) -> Result<AnalysisTemplate, ApiError> {
+async fn template(api: &ApiState, request: &JudgeRequest) -> Result<ReleaseAnalysis, ApiError> {
     match &request.template {
         TemplateSource::Inline(document) => {
             let text = serde_json::to_string(document).map_err(|e| {
                 bad(
                     format!("the inline template: {e}"),
-                    "send an AnalysisTemplate document",
+                    "send an ReleaseAnalysis document",
                 )
             })?;
             load::parse(&text, "the inline template").map_err(|p| {
@@ -305,7 +305,7 @@ async fn template(api: &ApiState, request: &JudgeRequest) -> Result<AnalysisTemp
                 (None, false) => {
                     return Err(bad(
                         format!("template {name:?} needs a namespace"),
-                        "add \"namespace\", or \"clusterScope\": true for a ClusterAnalysisTemplate",
+                        "add \"namespace\", or \"clusterScope\": true for a ClusterReleaseAnalysis",
                     ));
                 }
             };

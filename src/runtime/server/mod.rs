@@ -7,7 +7,7 @@
 //! | `GET /healthz` | 200 `ok` while the process runs (liveness) |
 //! | `GET /readyz` | 200 `ok` once the controller has synced its caches, else 503 (readiness) |
 //! | `POST /v1/alerts` | Alertmanager's webhook (version 4): firing alerts abort the canaries they match ([`alerts`]) |
-//! | `POST /v1/canaries/{namespace}/{name}/{action}` | `promote`, `abort`, `pause` or `resume` a Canary ([`canaries`]) |
+//! | `POST /v1/releases/{namespace}/{name}/{action}` | `promote`, `abort`, `pause` or `resume` a Release ([`canaries`]) |
 //! | `POST /v1/judge` | judge a canary against stable; the JSON of `vigil judge --output json` ([`judge`]) |
 //! | `POST /v1/judge/flagger/{hook}` | the judge as a Flagger webhook of type `{hook}`: the status means what Flagger makes of it ([`judge`]) |
 //! | `POST /v1/judge/flagger` | deprecated: as `/v1/judge/flagger/rollout`, with a `Warning` header |
@@ -36,8 +36,8 @@
 
 pub mod alerts;
 pub mod auth;
-pub mod canaries;
 pub mod judge;
+pub mod releases;
 
 pub use auth::AuthConfig;
 
@@ -77,7 +77,7 @@ pub const DEFAULT_JUDGE_SLOTS: usize = 4;
 pub struct ApiOptions {
     /// Who may call the API.
     pub auth: AuthConfig,
-    /// Default matching of alerts to Canaries.
+    /// Default matching of alerts to Releases.
     pub matching: Matching,
     /// The largest request body accepted.
     pub body_limit: usize,
@@ -98,15 +98,15 @@ impl Default for ApiOptions {
 
 /// What the `/v1` routes need: the cluster, Prometheus, and who may call them.
 pub struct ApiState {
-    /// The Kubernetes client (Canaries, templates, `status.request`).
+    /// The Kubernetes client (Releases, templates, `status.request`).
     pub client: kube::Client,
     /// The Prometheus that `/v1/judge` queries (the controller's).
     pub source: Arc<Prometheus>,
     /// Who may call the API.
     pub auth: AuthConfig,
-    /// Default matching of alerts to Canaries.
+    /// Default matching of alerts to Releases.
     pub matching: Matching,
-    /// Only Canaries of this namespace are considered for alerts (`--watch-namespace`).
+    /// Only Releases of this namespace are considered for alerts (`--watch-namespace`).
     pub watch_namespace: Option<String>,
     /// The largest request body accepted; larger ones get 413.
     pub body_limit: usize,
@@ -292,8 +292,8 @@ pub fn routes() -> Router<ServerState> {
         .route("/readyz", get(readyz))
         .route("/v1/alerts", post(alerts::receive))
         .route(
-            "/v1/canaries/{namespace}/{name}/{action}",
-            post(canaries::act),
+            "/v1/releases/{namespace}/{name}/{action}",
+            post(releases::act),
         )
         .route("/v1/judge", post(judge::judge))
         .route("/v1/judge/flagger", post(judge::flagger_deprecated))
@@ -356,7 +356,7 @@ async fn readyz(State(state): State<ServerState>) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        "not found: try /metrics, /healthz, /readyz or the /v1 API (POST /v1/alerts, /v1/canaries/{namespace}/{name}/{action}, /v1/judge)\n",
+        "not found: try /metrics, /healthz, /readyz or the /v1 API (POST /v1/alerts, /v1/releases/{namespace}/{name}/{action}, /v1/judge)\n",
     )
         .into_response()
 }

@@ -1,6 +1,6 @@
 //! The controller (reconciler, routers, state machine and judge) run in-process against the
 //! fake Kubernetes API server and a real Prometheus: the application `web` in namespace
-//! `shop` behind an nginx Ingress, its AnalysisTemplate and its Canary, on an accelerated
+//! `shop` behind an nginx Ingress, its ReleaseAnalysis and its Release, on an accelerated
 //! clock set inside the stored hour of history, so that a rollout with one-minute analysis
 //! intervals takes seconds.
 
@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil::api::crd::{AnalysisTemplate, Canary};
+use vigil::api::crd::{Release, ReleaseAnalysis};
 use vigil::cluster::clock::Clock;
 use vigil::cluster::reconciler::{self, Context, NoObserver};
 use vigil::source::prometheus::{Prometheus, PrometheusConfig};
@@ -51,15 +51,15 @@ pub fn ingresses() -> Res {
     Res::new("networking.k8s.io", "v1", "ingresses")
 }
 
-/// The Canary resource.
-pub fn canaries() -> Res {
-    Res::new("vigil.dev", "v1alpha1", "canaries")
+/// The Release resource.
+pub fn releases() -> Res {
+    Res::new("vigil.dev", "v1alpha1", "releases")
 }
 
-/// The application, its template and its Canary.
+/// The application, its template and its Release.
 pub fn setup(fake: &FakeKube, canary_extra: Value) {
-    fake.register::<Canary>();
-    fake.register::<AnalysisTemplate>();
+    fake.register::<Release>();
+    fake.register::<ReleaseAnalysis>();
     fake.put_object(
         &Res::deployments(),
         json!({
@@ -104,11 +104,11 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
     let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
     template["metadata"]["namespace"] = json!(NS);
     fake.put_object(
-        &Res::new("vigil.dev", "v1alpha1", "analysistemplates"),
+        &Res::new("vigil.dev", "v1alpha1", "releaseanalyses"),
         template,
     );
     let mut canary = json!({
-        "apiVersion": "vigil.dev/v1alpha1", "kind": "Canary",
+        "apiVersion": "vigil.dev/v1alpha1", "kind": "Release",
         "metadata": {"name": "web", "namespace": NS},
         "spec": {
             "targetRef": {"name": "web"},
@@ -134,7 +134,7 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
             spec.insert(k.clone(), v.clone());
         }
     }
-    fake.put_object(&canaries(), canary);
+    fake.put_object(&releases(), canary);
 }
 
 /// A controller running in a task; stopped (or aborted on drop).
@@ -190,14 +190,14 @@ impl Drop for Controller {
     }
 }
 
-/// The Canary `shop/web`'s status.
+/// The Release `shop/web`'s status.
 pub fn status(fake: &FakeKube) -> Value {
-    fake.get(&canaries(), NS, "web")
+    fake.get(&releases(), NS, "web")
         .and_then(|c| c.get("status").cloned())
         .unwrap_or(Value::Null)
 }
 
-/// Waits until the Canary's status passes `check`; fails after `limit` with the status.
+/// Waits until the Release's status passes `check`; fails after `limit` with the status.
 pub async fn wait_for(
     fake: &FakeKube,
     what: &str,
@@ -212,7 +212,7 @@ pub async fn wait_for(
         }
         assert!(
             start.elapsed() < limit,
-            "timed out waiting for {what}; Canary status:\n{}",
+            "timed out waiting for {what}; Release status:\n{}",
             serde_json::to_string_pretty(&s).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

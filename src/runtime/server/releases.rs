@@ -1,4 +1,4 @@
-//! `POST /v1/canaries/{namespace}/{name}/{action}`: the operator commands for CI and
+//! `POST /v1/releases/{namespace}/{name}/{action}`: the operator commands for CI and
 //! ChatOps, authenticated like the rest of the API ([`super::auth`]).
 //!
 //! | action | body (optional) | does |
@@ -9,7 +9,7 @@
 //! | `resume` | - | clears `spec.paused` |
 //!
 //! 202 with what was requested (`{"canary", "action", "phase", "request", "replaced"}`, or
-//! `{"canary", "action", "paused", "changed"}`); 404 for an unknown Canary or action; 409
+//! `{"canary", "action", "paused", "changed"}`); 404 for an unknown Release or action; 409
 //! when refused (nothing in flight to promote or abort); 400 for a bad body; 502/503 when
 //! the Kubernetes API fails.
 
@@ -78,7 +78,7 @@ fn ops_error(e: OpsError) -> ApiError {
         OpsError::Refused { .. } => ApiError::new(
             StatusCode::CONFLICT,
             message,
-            "see the Canary's phase with `vigil status`",
+            "see the Release's phase with `vigil status`",
         ),
         OpsError::NoCrd => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message, "install the CRDs")
