@@ -15,6 +15,7 @@ mod common;
 mod alerts;
 mod bench;
 mod cli;
+mod coexistence;
 mod controller;
 mod demo;
 mod e2e;

@@ -17,7 +17,7 @@
 //! fake.register::<MyCrd>();                           // kind/scope for list kinds and discovery
 //!
 //! // Faults: the next 2 PUT or PATCH requests on canaries/status fail with 409 Conflict.
-//! fake.fail_next("PUT|PATCH", "canaries", Some("status"), 409, 2);
+//! fake.fail_next("PUT|PATCH", "releases", Some("status"), 409, 2);
 //! // Request log: (method, path, query) of every HTTP request.
 //! fake.requests(); fake.writes(); fake.clear_requests();
 //! fake.wait_until("what", |fake| condition).await;  // poll (10 ms) up to 5 s, else panic

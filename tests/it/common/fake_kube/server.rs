@@ -524,12 +524,18 @@ fn discovery(shared: &Shared, route: Route) -> Value {
                 .iter()
                 .filter(|(r, _)| r.group == group && r.version == version)
             {
+                let short: Vec<&str> = match info.short_names.is_empty() {
+                    true => short_names(&res.plural).to_vec(),
+                    false => info.short_names.iter().map(String::as_str).collect(),
+                };
+                let singular = info.singular.clone();
                 resources.push(json!({
                     "name": res.plural,
-                    "singularName": info.kind.to_lowercase(),
+                    "singularName": singular.unwrap_or_else(|| info.kind.to_lowercase()),
                     "namespaced": info.namespaced,
                     "kind": info.kind,
-                    "shortNames": short_names(&res.plural),
+                    "shortNames": short,
+                    "categories": info.categories,
                     "verbs": ["create", "delete", "deletecollection", "get", "list", "patch",
                               "update", "watch"],
                 }));

@@ -55,11 +55,17 @@ impl Res {
     }
 }
 
-/// Kind name and scope of a resource type.
-#[derive(Clone, Debug)]
+/// Kind name and scope of a resource type, and the names a CRD gives it besides its plural.
+#[derive(Clone, Debug, Default)]
 pub struct KindInfo {
     pub kind: String,
     pub namespaced: bool,
+    /// `spec.names.singular` of its CRD; `None`: the kind in lower case.
+    pub singular: Option<String>,
+    /// `spec.names.shortNames` of its CRD.
+    pub short_names: Vec<String>,
+    /// `spec.names.categories` of its CRD (`kubectl get <category>`).
+    pub categories: Vec<String>,
 }
 
 /// The resource types the fake knows without having seen an object of them (for list kinds and
@@ -90,6 +96,28 @@ const WELL_KNOWN: &[(&str, &str, &str, &str, bool)] = &[
     ("networking.k8s.io", "v1", "ingresses", "Ingress", true),
     ("events.k8s.io", "v1", "events", "Event", true),
     ("coordination.k8s.io", "v1", "leases", "Lease", true),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+    ),
     (
         "autoscaling",
         "v2",
@@ -135,7 +163,7 @@ const WELL_KNOWN_STATUS: &[(&str, &str)] = &[
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Every resource of a group ending in one of these has a `/status` subresource
-    /// (default: `vigil.dev`, so `canaries.vigil.dev` and `x.test.vigil.dev` do).
+    /// (default: `vigil.dev`, so `releases.vigil.dev` and `x.test.vigil.dev` do).
     pub status_group_suffixes: Vec<String>,
     /// Further (group, plural) pairs with a `/status` subresource, besides the built-in ones
     /// (deployments, replicasets, statefulsets, pods, services, ingresses, ...).
@@ -331,6 +359,7 @@ impl Store {
                 let info = KindInfo {
                     kind: kind.into(),
                     namespaced,
+                    ..KindInfo::default()
                 };
                 (Res::new(g, v, plural), info)
             })
@@ -371,6 +400,7 @@ impl Store {
         self.kinds.entry(res.clone()).or_insert_with(|| KindInfo {
             kind: kind.into(),
             namespaced,
+            ..KindInfo::default()
         });
     }
 
@@ -851,9 +881,21 @@ impl Store {
             return;
         };
         let namespaced = spec["scope"].as_str() != Some("Cluster");
+        let strings = |key: &str| -> Vec<String> {
+            let names = spec["names"][key].as_array().into_iter().flatten();
+            names.filter_map(|n| n.as_str().map(String::from)).collect()
+        };
+        let info = KindInfo {
+            kind: kind.into(),
+            namespaced,
+            singular: spec["names"]["singular"].as_str().map(String::from),
+            short_names: strings("shortNames"),
+            categories: strings("categories"),
+        };
         for version in spec["versions"].as_array().into_iter().flatten() {
             if let Some(v) = version["name"].as_str() {
-                self.register(&Res::new(group, v, plural), kind, namespaced);
+                // The CRD's names win over a kind learnt from an object or a test.
+                self.kinds.insert(Res::new(group, v, plural), info.clone());
             }
             if version["subresources"]["status"].is_object() {
                 self.crd_status.insert((group.into(), plural.into()));
