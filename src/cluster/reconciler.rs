@@ -58,9 +58,9 @@ pub trait Observer: Send + Sync {
     fn done(&self, elapsed: Duration, error: Option<&str>) {
         let _ = (elapsed, error);
     }
-    /// An analysis ran: its verdict and each template's score.
-    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)]) {
-        let _ = (canary, verdict, scores);
+    /// An analysis ran: its verdict, each template's score, and how long it took.
+    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)], took: Duration) {
+        let _ = (canary, verdict, scores, took);
     }
 }
 
@@ -431,12 +431,16 @@ async fn reconcile_inner<S: MetricSource>(
                     canary_matchers: &canary_matchers,
                     concurrency: ctx.concurrency,
                 };
+                // Wall time (not the controller's clock): what the analysis costs.
+                let started = std::time::Instant::now();
                 let (outcome, reports) = analysis::run(&ctx.client, &ctx.source, &input).await;
+                let took = started.elapsed();
                 let scores: Vec<(String, f64)> = reports
                     .iter()
                     .map(|j| (j.report.template.clone(), j.report.score))
                     .collect();
-                ctx.observer.analysed(canary, outcome.verdict(), &scores);
+                ctx.observer
+                    .analysed(canary, outcome.verdict(), &scores, took);
                 judged = reports;
                 outcome
             }

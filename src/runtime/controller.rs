@@ -50,7 +50,8 @@ impl Observer for MetricsObserver {
         self.0.reconcile_done(elapsed, error);
     }
 
-    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)]) {
+    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)], took: Duration) {
+        self.0.analysis_done(took);
         let ns = canary.namespace().unwrap_or_default();
         let name = canary.name_any();
         if scores.is_empty() {

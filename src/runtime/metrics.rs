@@ -9,6 +9,7 @@
 //! | `vigil_analysis_score` | gauge, the last score of a template's analysis | `namespace`, `name`, `template` |
 //! | `vigil_reconcile_errors_total` | counter of failed reconciles | `reason` |
 //! | `vigil_reconcile_duration_seconds` | histogram of reconcile durations | |
+//! | `vigil_analysis_duration_seconds` | histogram of analysis durations (queries and judgement) | |
 //! | `vigil_leader` | gauge, 1 while this replica leads | |
 //! | `vigil_notifications_total` | counter of notifications by receiving service and outcome (`sent`, `failed`, `dropped`, `deduplicated`) | `provider`, `outcome` |
 //!
@@ -92,6 +93,7 @@ pub struct Metrics {
     templates: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>,
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
+    analysis_duration: Histogram,
     leader: Gauge,
     notifications: Family<NotificationLabels, Counter>,
 }
@@ -114,6 +116,8 @@ impl Metrics {
         let reconcile_errors = Family::<ReasonLabels, Counter>::default();
         // 5 ms to ~41 s.
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        // 10 ms to ~82 s: every template's queries and the judgement.
+        let analysis_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         let leader = Gauge::default();
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
@@ -152,6 +156,11 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         registry.register(
+            "vigil_analysis_duration_seconds",
+            "How long analyses take: every template's Prometheus queries and the judgement",
+            analysis_duration.clone(),
+        );
+        registry.register(
             "vigil_leader",
             "1 while this replica is the leader, else 0",
             leader.clone(),
@@ -171,6 +180,7 @@ impl Metrics {
             templates: std::sync::Mutex::default(),
             reconcile_errors,
             reconcile_duration,
+            analysis_duration,
             leader,
             notifications,
         }
@@ -254,6 +264,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Records how long one analysis took.
+    pub fn analysis_done(&self, took: Duration) {
+        self.analysis_duration.observe(took.as_secs_f64());
     }
 
     /// Sets `vigil_leader`.
@@ -470,9 +485,16 @@ mod tests {
         m.reconcile_done(Duration::from_millis(30), Some("api"));
         m.reconcile_done(Duration::from_millis(30), Some("a long free text error"));
         m.set_leader(true);
+        m.analysis_done(Duration::from_millis(150));
         let text = m.encode();
         assert!(
             text.contains("vigil_reconcile_duration_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_analysis_duration_seconds_count 1")
+                && text.contains("vigil_analysis_duration_seconds_bucket{le=\"0.16\"} 1")
+                && text.contains("vigil_analysis_duration_seconds_bucket{le=\"0.08\"} 0"),
             "{text}"
         );
         assert!(

@@ -79,9 +79,9 @@ impl Observer for FanOut {
         }
     }
 
-    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)]) {
+    fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)], took: Duration) {
         for o in &self.0 {
-            o.analysed(canary, verdict, scores);
+            o.analysed(canary, verdict, scores, took);
         }
     }
 }
