@@ -557,6 +557,7 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("apps", "replicasets", &["get", "list", "watch"]),
+    ("autoscaling", "horizontalpodautoscalers", &["list"]),
     (
         "",
         "services",

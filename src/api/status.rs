@@ -428,6 +428,7 @@ mod tests {
                 now: t(now),
                 template_revision: template.into(),
                 target_replicas: 4,
+                autoscaler: None,
                 canary_available: available,
                 stable_rolled: rolled,
                 paused,

@@ -340,6 +340,7 @@ pub fn run_rollout(
             now,
             template_revision: revision.into(),
             target_replicas: REPLICAS,
+            autoscaler: None,
             canary_available: REPLICAS,
             stable_rolled: state.phase() == Phase::Promoting,
             paused: false,

@@ -20,6 +20,7 @@ use crate::source::MetricSource;
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
@@ -195,6 +196,26 @@ pub async fn reconcile<S: MetricSource>(
     result
 }
 
+/// The HorizontalPodAutoscaler scaling Deployment `target`, if one does (see
+/// [`crate::api::autoscaler`]).
+async fn autoscaler(
+    client: &kube::Client,
+    ns: &str,
+    target: &str,
+    target_replicas: i32,
+) -> Result<Option<crate::rollout::Autoscaler>, Error> {
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+    let list = hpas
+        .list(&Default::default())
+        .await
+        .map_err(api_err(format!("HorizontalPodAutoscalers in {ns}")))?;
+    Ok(crate::api::autoscaler::of_target(
+        &list.items,
+        target,
+        target_replicas,
+    ))
+}
+
 /// A deleted Release: traffic back to stable, the stable Service unpinned, the canary's
 /// objects removed, and the Deployment handed back to Kubernetes, un-paused, unless its
 /// template is a release vigil has not judged (then it stays paused, with a log line, so
@@ -247,12 +268,17 @@ async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<
              run `kubectl rollout resume deployment/{target_name} -n {ns}` to roll it out anyway"
         );
     }
+    // The replica count the release started with goes back, unless an autoscaler owns it.
+    let replicas = target.spec.replicas.unwrap_or(1);
+    let autoscaled = autoscaler(&ctx.client, &ns, target_name, replicas)
+        .await?
+        .is_some();
     let world = crate::rollout::World {
         stable_paused: !judged,
         stable_replicas: state
             .release()
             .and_then(|r| r.stable_replicas)
-            .filter(|_| canary.spec.routing.replicas.is_some()),
+            .filter(|_| canary.spec.routing.replicas.is_some() && !autoscaled),
         canary: None,
         weight: 0,
         matches: Vec::new(),
@@ -393,6 +419,7 @@ async fn reconcile_inner<S: MetricSource>(
     let template_json = serde_json::to_value(&target.spec.template).unwrap_or_default();
     let template_revision = plan::revision(&template_json);
     let target_replicas = target.spec.replicas.unwrap_or(1);
+    let autoscaler = autoscaler(&ctx.client, &ns, target_name, target_replicas).await?;
     let dry_run = canary.spec.dry_run;
     let (canary_available, stable_rolled) = if dry_run {
         // Shadow mode touches nothing, so it takes the world to be as the plan says.
@@ -452,6 +479,7 @@ async fn reconcile_inner<S: MetricSource>(
         now,
         template_revision: template_revision.clone(),
         target_replicas,
+        autoscaler,
         canary_available,
         stable_rolled,
         paused: canary.spec.paused,

@@ -240,6 +240,7 @@ pub async fn run<S: MetricSource>(
             now,
             template_revision: revision.into(),
             target_replicas: TARGET_REPLICAS,
+            autoscaler: None,
             canary_available: TARGET_REPLICAS,
             stable_rolled: state.phase() == Phase::Promoting,
             paused: false,

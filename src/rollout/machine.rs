@@ -3,7 +3,7 @@
 use super::{
     AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, Attempt, CanaryWorld, Decision,
     Event, EventKind, Flight, GateKind, KEPT_ANALYSES, Observation, Plan, Promotion, RequestAction,
-    STALLED, Stage, State, Step, StepPosition, StepState, World,
+    STALLED, Size, Stage, State, Step, StepPosition, StepState, World,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -124,7 +124,7 @@ pub fn gates_due(plan: &Plan, state: &State, obs: &Observation) -> Vec<GateKind>
             }
         }
         Some(planned) => {
-            let ready = obs.canary_available >= canary_replicas(plan, f, obs.target_replicas);
+            let ready = obs.canary_available >= canary_replicas(plan, f, obs.size());
             if ready {
                 if sends_traffic(&planned.step)
                     && f.traffic_since.is_none()
@@ -162,22 +162,37 @@ fn increases(step: &Step, weight: u8) -> bool {
     matches!(step, Step::Weight { weight: w } if *w > weight)
 }
 
-/// The replica count the release's traffic is sized on: the one it recorded at its start,
-/// else the target's now.
-fn total(release: &Attempt, target_replicas: i32) -> i32 {
-    release.stable_replicas.unwrap_or(target_replicas)
+/// The replica count the release's traffic is sized on: the autoscaler's for stable now,
+/// else the one the release recorded at its start, else the target's now.
+fn total(release: &Attempt, size: Size) -> i32 {
+    match size.autoscaler {
+        Some(_) => size.replicas,
+        None => release.stable_replicas.unwrap_or(size.replicas),
+    }
 }
 
 /// The canary's replica count for a traffic share.
-fn replicas_for(plan: &Plan, release: &Attempt, total: i32, weight: u8) -> i32 {
+fn replicas_for(plan: &Plan, release: &Attempt, size: Size, weight: u8) -> i32 {
     if let Some(n) = release.canary_replicas {
         return n;
     }
-    if plan.scale_with_weight || plan.replicas_router {
-        let share = (f64::from(total) * f64::from(weight) / 100.0).ceil() as i32;
-        share.clamp(1, total.max(1))
-    } else {
-        total.max(1)
+    let total = total(release, size);
+    let ceil = |x: f64| x.ceil() as i32;
+    match size.autoscaler {
+        // The autoscaler keeps stable's pods, so the canary's share of all pods is its
+        // weight when it has weight/(100-weight) times stable's; within the HPA's maximum.
+        Some(hpa) if plan.replicas_router => {
+            let w = f64::from(weight.min(100));
+            let n = match weight {
+                100.. => total,
+                _ => ceil(f64::from(total) * w / (100.0 - w)),
+            };
+            n.clamp(1, hpa.max.max(1))
+        }
+        _ if plan.scale_with_weight || plan.replicas_router => {
+            ceil(f64::from(total) * f64::from(weight) / 100.0).clamp(1, total.max(1))
+        }
+        _ => total.max(1),
     }
 }
 
@@ -199,27 +214,29 @@ fn waiting_since(step: &mut StepState, now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The canary's replica count during a flight.
-fn canary_replicas(plan: &Plan, f: &Flight, target_replicas: i32) -> i32 {
-    let total = total(&f.release, target_replicas);
-    replicas_for(plan, &f.release, total, sizing_weight(plan, f))
+fn canary_replicas(plan: &Plan, f: &Flight, size: Size) -> i32 {
+    replicas_for(plan, &f.release, size, sizing_weight(plan, f))
 }
 
 /// The canary's replica count during a promotion.
-fn promotion_replicas(plan: &Plan, p: &Promotion, target_replicas: i32) -> i32 {
-    let total = total(&p.release, target_replicas);
-    replicas_for(plan, &p.release, total, p.traffic.weight)
+fn promotion_replicas(plan: &Plan, p: &Promotion, size: Size) -> i32 {
+    replicas_for(plan, &p.release, size, p.traffic.weight)
 }
 
-/// The world the cluster should have for `state`. `target_replicas` is the target
-/// Deployment's `spec.replicas` now.
-pub fn desired(plan: &Plan, state: &State, target_replicas: i32, now: DateTime<Utc>) -> World {
+/// The world the cluster should have for `state`. `size` is the target Deployment's
+/// `spec.replicas` now, or its autoscaler's (an `i32` converts).
+pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<Utc>) -> World {
+    let size = size.into();
     let canary = |release: &Attempt, replicas: i32| {
         Some(CanaryWorld {
             revision: release.canary_revision.clone(),
             replicas,
         })
     };
-    let router = |replicas: i32| Some(replicas).filter(|_| plan.replicas_router);
+    // Stable's replicas are the router's to set, unless an autoscaler sets them.
+    let router = |replicas: i32| {
+        Some(replicas).filter(|_| plan.replicas_router && size.autoscaler.is_none())
+    };
     let mut world = World {
         stable_paused: true,
         stable_replicas: None,
@@ -230,16 +247,16 @@ pub fn desired(plan: &Plan, state: &State, target_replicas: i32, now: DateTime<U
     };
     match &state.stage {
         Stage::Progressing(f) => {
-            let replicas = canary_replicas(plan, f, target_replicas);
+            let replicas = canary_replicas(plan, f, size);
             world.canary = canary(&f.release, replicas);
-            world.stable_replicas = router((total(&f.release, target_replicas) - replicas).max(0));
+            world.stable_replicas = router((total(&f.release, size) - replicas).max(0));
             world.weight = f.traffic.weight;
             world.matches.clone_from(&f.traffic.matches);
         }
         Stage::Promoting(p) => {
             world.stable_paused = false;
-            world.canary = canary(&p.release, promotion_replicas(plan, p, target_replicas));
-            world.stable_replicas = router(total(&p.release, target_replicas));
+            world.canary = canary(&p.release, promotion_replicas(plan, p, size));
+            world.stable_replicas = router(total(&p.release, size));
             world.weight = p.traffic.weight;
             world.matches.clone_from(&p.traffic.matches);
         }
@@ -255,7 +272,7 @@ pub fn desired(plan: &Plan, state: &State, target_replicas: i32, now: DateTime<U
             };
             world.canary = canary(release, replicas);
             if release.stable_replicas.is_some() {
-                world.stable_replicas = router(total(release, target_replicas));
+                world.stable_replicas = router(total(release, size));
             }
         }
         Stage::Initializing | Stage::Waiting { .. } | Stage::Succeeded(_) => {}
@@ -460,7 +477,7 @@ impl Machine<'_> {
     }
 
     fn abort_flight(&mut self, f: Flight, reason: String) -> Stage {
-        let replicas = canary_replicas(self.plan, &f, self.obs.target_replicas);
+        let replicas = canary_replicas(self.plan, &f, self.obs.size());
         self.abort(f.release, replicas, reason)
     }
 
@@ -671,7 +688,7 @@ impl Machine<'_> {
             return next;
         }
         if let Some(why) = self.abort_requested() {
-            let replicas = promotion_replicas(self.plan, &p, obs.target_replicas);
+            let replicas = promotion_replicas(self.plan, &p, obs.size());
             return self.abort(p.release, replicas, why);
         }
         if obs.stable_rolled {
@@ -711,7 +728,7 @@ impl Machine<'_> {
                 Some(at) => at,
                 None => {
                     // Begin the step once the canary has the replicas it needs.
-                    let needed = canary_replicas(self.plan, &f, self.obs.target_replicas);
+                    let needed = canary_replicas(self.plan, &f, self.obs.size());
                     if self.obs.canary_available < needed {
                         let waiting = waiting_since(&mut f.step, now);
                         if since(now, Some(waiting)) > self.plan.progress_deadline {
@@ -895,7 +912,7 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
         steps: plan.steps.len() as u32,
         message: m.message,
     };
-    let world = desired(plan, &state, obs.target_replicas, obs.now);
+    let world = desired(plan, &state, obs.size(), obs.now);
     let mut requeue = requeue(plan, &state, obs.now);
     if held {
         // Asked again like a confirmation during a flight: at the first step's interval.
@@ -991,6 +1008,7 @@ mod tests {
             now: t(now),
             template_revision: rev.into(),
             target_replicas: 4,
+            autoscaler: None,
             canary_available: available,
             stable_rolled: false,
             paused: false,
@@ -1603,6 +1621,78 @@ mod tests {
             desired(&p, &promoting, 0, t(0)).stable_replicas,
             Some(4),
             "restored to promote"
+        );
+    }
+
+    fn hpa(desired: i32, min: i32, max: i32) -> Size {
+        let autoscaler = Some(crate::rollout::Autoscaler { desired, min, max });
+        Observation {
+            autoscaler,
+            ..obs(0, "r2", 0)
+        }
+        .size()
+    }
+
+    #[test]
+    fn with_an_hpa_the_canary_follows_its_desired_count_and_stable_is_left_to_it() {
+        // (router, weight, HPA desired/min/max) -> canary replicas. The release recorded 4.
+        let cases = [
+            // scaleCanaryWithWeight: weight x the HPA's count now, not the recorded 4.
+            (false, 50, hpa(10, 2, 20), 5),
+            (false, 10, hpa(10, 2, 20), 1),
+            (false, 50, hpa(3, 2, 20), 2),
+            // The HPA's bounds hold even if its status is outside them.
+            (false, 50, hpa(40, 2, 20), 10),
+            (false, 50, hpa(1, 6, 20), 3),
+            // The replicas router: stable keeps the HPA's pods, so the canary gets
+            // weight/(100-weight) of them to carry its weight's share, within the maximum.
+            (true, 50, hpa(10, 2, 20), 10),
+            (true, 10, hpa(9, 2, 20), 1),
+            (true, 80, hpa(10, 2, 20), 20),
+            (true, 100, hpa(10, 2, 20), 10),
+        ];
+        for (replicas_router, weight, size, want) in cases {
+            let mut p = plan();
+            p.scale_with_weight = !replicas_router;
+            p.replicas_router = replicas_router;
+            let w = desired(&p, &at_step(1, weight, 0), size, t(0));
+            assert_eq!(
+                (w.canary.unwrap().replicas, w.stable_replicas),
+                (want, None),
+                "router {replicas_router}, weight {weight}, {size:?}"
+            );
+        }
+        // Without an HPA the replicas router does set stable's replicas.
+        let mut p = plan();
+        p.replicas_router = true;
+        assert_eq!(
+            desired(&p, &at_step(1, 50, 0), 4, t(0)).stable_replicas,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn with_an_hpa_an_aborted_canary_is_not_scaled_back_up_nor_stable_restored() {
+        let mut p = plan();
+        p.replicas_router = true;
+        let mut s = at_step(1, 50, 0);
+        s.stage = Stage::Failed {
+            release: Attempt {
+                canary_replicas: Some(2),
+                ..release(&s).clone()
+            },
+            aborted_at: t(0),
+        };
+        // The HPA scales up after the abort: the canary keeps its 2 for the delay, then 0.
+        let during = desired(&p, &s, hpa(12, 2, 20), t(1));
+        assert_eq!(
+            (during.canary.unwrap().replicas, during.stable_replicas),
+            (2, None)
+        );
+        let after = desired(&p, &s, hpa(12, 2, 20), t(600));
+        assert_eq!(
+            (after.canary.unwrap().replicas, after.stable_replicas),
+            (0, None)
         );
     }
 

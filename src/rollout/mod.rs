@@ -364,6 +364,8 @@ pub struct Observation {
     pub template_revision: String,
     /// The target Deployment's `spec.replicas`.
     pub target_replicas: i32,
+    /// The HorizontalPodAutoscaler that scales the target, if one does.
+    pub autoscaler: Option<Autoscaler>,
     /// Available replicas of the canary Deployment running `canary_revision` (0 when it is
     /// missing, runs another revision, or its status is out of date).
     pub canary_available: i32,
@@ -377,6 +379,50 @@ pub struct Observation {
     pub analysis: Option<(AnalysisDue, AnalysisOutcome)>,
     /// The answers of the gates [`machine::gates_due`] asked for.
     pub gates: Vec<GateResult>,
+}
+
+/// A HorizontalPodAutoscaler scaling the target Deployment, as the reconcile saw it. While
+/// one does, it owns the stable replica count: vigil sizes the canary on the count the HPA
+/// wants for stable now, never sets stable's, and never restores a count from before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Autoscaler {
+    /// The replicas it wants for the target now (`status.desiredReplicas`).
+    pub desired: i32,
+    /// `spec.minReplicas` (1 when unset).
+    pub min: i32,
+    /// `spec.maxReplicas`.
+    pub max: i32,
+}
+
+/// What the canary's replicas are sized on: the stable replica count, and the autoscaler
+/// that sets it, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// The target's `spec.replicas`, or the autoscaler's desired count within its bounds.
+    pub replicas: i32,
+    /// The target's autoscaler.
+    pub autoscaler: Option<Autoscaler>,
+}
+
+impl From<i32> for Size {
+    fn from(replicas: i32) -> Self {
+        Size {
+            replicas,
+            autoscaler: None,
+        }
+    }
+}
+
+impl Observation {
+    /// What the canary is sized on now.
+    pub fn size(&self) -> Size {
+        Size {
+            replicas: self.autoscaler.map_or(self.target_replicas, |a| {
+                a.desired.clamp(a.min.max(1), a.max.max(a.min.max(1)))
+            }),
+            autoscaler: self.autoscaler,
+        }
+    }
 }
 
 /// Which analysis to run, over which window.

@@ -726,3 +726,82 @@ async fn a_deleted_canary_hands_traffic_and_the_deployment_back() {
     assert!(web["metadata"]["annotations"]["vigil.dev/adopted-by"].is_null());
     controller.stop().await;
 }
+
+/// The HorizontalPodAutoscaler of `web`, wanting `desired` replicas.
+fn hpa(desired: i32) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2, "maxReplicas": 20
+        },
+        "status": {"currentReplicas": desired, "desiredReplicas": desired}
+    })
+}
+
+/// What the HPA does: decides on `desired` replicas, then scales the Deployment.
+async fn autoscale(fake: &FakeKube, desired: i32) {
+    let hpas = Res::new("autoscaling", "v2", "horizontalpodautoscalers");
+    fake.put_object(&hpas, hpa(desired));
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(fake.client(), NS);
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": desired}})),
+    )
+    .await
+    .expect("scale web");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_hpa_the_canary_follows_it_and_an_aborted_canary_stays_at_zero() {
+    let steps = json!({
+        "scaleCanaryWithWeight": true,
+        "stepWeights": [],
+        "steps": [{"weight": 10}, {"weight": 50}, {"pause": {}}, {"weight": 100}]
+    });
+    let (_prom, fake, controller) = adopted(0.02, 0.1, steps).await;
+    autoscale(&fake, 4).await;
+    release(&fake, "web:2").await;
+    wait_for(
+        &fake,
+        "step 2 held by the pause",
+        Duration::from_secs(30),
+        |s| s["weight"] == 50 && s["currentStep"] == 2,
+    )
+    .await;
+    let canary_replicas = |fake: &FakeKube| {
+        deployment(fake, "web-canary").and_then(|d| d["spec"]["replicas"].as_i64())
+    };
+    assert_eq!(canary_replicas(&fake), Some(2), "50% of the HPA's 4");
+    // Load rises: the HPA scales stable to 10, and the canary follows to 50% of it, where
+    // the release's recorded 4 would have kept it at 2.
+    autoscale(&fake, 10).await;
+    fake.wait_until("the canary at 5", |f| canary_replicas(f) == Some(5))
+        .await;
+    assert_eq!(
+        deployment(&fake, "web").unwrap()["spec"]["replicas"],
+        10,
+        "stable's count is the HPA's"
+    );
+    // Aborted, the canary keeps its replicas for abortScaleDownDelay (2m), then 0; a later
+    // scale-up of stable does not bring it back.
+    vigil::cluster::ops::abort(fake.client(), NS, "web", "load test")
+        .await
+        .expect("abort");
+    wait_for(
+        &fake,
+        "the abort",
+        Duration::from_secs(10),
+        phase_is("Failed"),
+    )
+    .await;
+    fake.wait_until("the canary at 0", |f| canary_replicas(f) == Some(0))
+        .await;
+    autoscale(&fake, 16).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(canary_replicas(&fake), Some(0));
+    assert_eq!(deployment(&fake, "web").unwrap()["spec"]["replicas"], 16);
+    controller.stop().await;
+}
