@@ -103,6 +103,10 @@ pub struct ReleaseSpec {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
+    /// How an abort hands traffic back to stable: at once (the default), or in steps so
+    /// that stable's pods warm up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortSpec>,
     /// Release gates: webhooks asked before a canary starts, before the first traffic
     /// shift, at every interval, before each weight increase, before promotion, after the
     /// end, and on each event (see `type`).
@@ -118,6 +122,22 @@ pub struct ReleaseSpec {
     /// (the alert's `namespace` and its `canary` or `service` label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_on_alerts: Option<AlertSelector>,
+}
+
+/// A gradual abort: `{steps: [50, 10, 0], interval: 1m}`.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortSpec {
+    /// The canary's weights on the way back, decreasing to 0; those at or above the weight
+    /// when aborted are skipped.
+    #[x_kube(validation = Rule::new("self.all(w, w >= 0 && w <= 100)").message("weights are percentages, 0 to 100"))]
+    #[schemars(inner(range(min = 0, max = 100)))]
+    pub steps: Vec<i32>,
+    /// How long each step holds; default 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub interval: Option<String>,
 }
 
 /// A release gate: a webhook vigil POSTs a JSON payload to at a fixed point of the rollout.

@@ -95,6 +95,22 @@ pub fn plan(spec: &ReleaseSpec) -> Result<Plan, String> {
             spec.abort_scale_down_delay.as_deref(),
             DEFAULT_ABORT_SCALE_DOWN_DELAY,
         )?,
+        abort_steps: match &spec.abort {
+            Some(a) => a
+                .steps
+                .iter()
+                .map(|w| {
+                    u8::try_from(*w)
+                        .map_err(|_| format!("abort.steps: weight {w} is not within 0-100"))
+                })
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        },
+        abort_step_interval: duration(
+            "abort.interval",
+            spec.abort.as_ref().and_then(|a| a.interval.as_deref()),
+            DEFAULT_INTERVAL,
+        )?,
         skip_analysis: spec.skip_analysis,
         scale_with_weight: spec.scale_canary_with_weight,
         replicas_router: spec.routing.replicas.is_some(),
@@ -299,6 +315,34 @@ spec:
 mod tests {
     use super::testing::{BASE, canary};
     use super::*;
+
+    #[test]
+    fn a_gradual_abort_is_planned_and_bad_steps_are_named() {
+        let with = |abort: &str| {
+            plan(&canary(&format!(
+                "{BASE}  stepWeights: [10, 50, 100]\n  abort: {abort}\n"
+            )))
+        };
+        let p = with("{steps: [50, 10, 0], interval: 30s}").unwrap();
+        assert_eq!(p.abort_steps, [50, 10, 0]);
+        assert_eq!(p.abort_step_interval, Duration::from_secs(30));
+        assert_eq!(
+            with("{steps: [50, 0]}").unwrap().abort_step_interval,
+            DEFAULT_INTERVAL
+        );
+        assert!(
+            plan(&canary(&format!("{BASE}  stepWeights: [10]\n")))
+                .unwrap()
+                .abort_steps
+                .is_empty()
+        );
+        let err = with("{steps: [-5, 0]}").unwrap_err();
+        assert!(err.contains("abort.steps: weight -5"), "{err}");
+        let err = with("{steps: [10, 50, 0]}").unwrap_err();
+        assert!(err.contains("must decrease"), "{err}");
+        let err = with("{steps: [50, 0], interval: soon}").unwrap_err();
+        assert!(err.starts_with("abort.interval"), "{err}");
+    }
 
     #[test]
     fn step_weights_become_weight_steps_with_the_interval() {

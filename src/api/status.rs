@@ -106,6 +106,9 @@ pub struct StateV1alpha1 {
     /// When the rollout was aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<DateTime<Utc>>,
+    /// The canary's weight when it was aborted (a gradual abort hands traffic back from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_from_weight: Option<u8>,
     /// When the promotion (the stable Deployment rolling) began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoting_since: Option<DateTime<Utc>>,
@@ -204,6 +207,7 @@ impl From<&StateV1alpha1> for State {
                 Some(revision) => Stage::Failed {
                     release: w.release(Some(revision)),
                     aborted_at: w.aborted_at.unwrap_or(DateTime::UNIX_EPOCH),
+                    from_weight: w.aborted_from_weight.unwrap_or(0),
                 },
                 None => Stage::Waiting { withdrawn: None },
             },
@@ -263,9 +267,11 @@ impl From<&State> for StateV1alpha1 {
             Stage::Failed {
                 release,
                 aborted_at,
+                from_weight,
             } => {
                 w.failed_revision = Some(release.canary_revision.clone());
                 w.aborted_at = Some(*aborted_at);
+                w.aborted_from_weight = Some(*from_weight).filter(|w| *w > 0);
             }
             Stage::Initializing | Stage::Waiting { .. } | Stage::Succeeded(_) => {}
         }
@@ -494,6 +500,12 @@ mod tests {
                 ..
             })
         )));
+        assert!(
+            states
+                .iter()
+                .any(|s| matches!(&s.stage, Stage::Failed { from_weight, .. } if *from_weight > 0)),
+            "an abort with traffic, whose weight a gradual abort steps down from"
+        );
         for state in &states {
             round_trips(state);
         }
@@ -592,6 +604,7 @@ mod tests {
         let Stage::Failed {
             release,
             aborted_at,
+            ..
         } = &state.stage
         else {
             panic!("{state:?}");

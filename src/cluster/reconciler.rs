@@ -508,7 +508,12 @@ async fn reconcile_inner<S: MetricSource>(
     }
 
     let mut status = ReleaseStatus {
-        state: StateV1alpha1::from(&decision.state),
+        state: StateV1alpha1 {
+            // The share the router gives the canary: while a gradual abort steps traffic
+            // back, its step's (the core's state says 0 from the abort on).
+            weight: decision.world.weight,
+            ..StateV1alpha1::from(&decision.state)
+        },
         step_label: Some(step_column(&plan, &decision.state)),
         observed_generation: canary.metadata.generation,
         request: if decision.request_done {

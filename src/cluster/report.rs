@@ -197,6 +197,7 @@ mod tests {
             stage: Stage::Failed {
                 release,
                 aborted_at: at,
+                from_weight: 0,
             },
             ..State::default()
         };

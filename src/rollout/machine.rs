@@ -213,6 +213,42 @@ fn waiting_since(step: &mut StepState, now: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+/// The weights an abort from `from_weight` hands traffic back through, each held for
+/// `abort_step_interval`: the plan's `abort_steps` below it; empty when it goes back at once.
+fn abort_steps(plan: &Plan, from_weight: u8) -> Vec<u8> {
+    let steps: Vec<u8> = plan
+        .abort_steps
+        .iter()
+        .copied()
+        .filter(|w| *w < from_weight)
+        .collect();
+    if steps.iter().all(|w| *w == 0) {
+        Vec::new()
+    } else {
+        steps
+    }
+}
+
+/// Where an abort stands at `now`: the canary's weight, and when all traffic is (or was)
+/// back on stable; the weight is 0 from that moment.
+fn draining(
+    plan: &Plan,
+    aborted_at: DateTime<Utc>,
+    from_weight: u8,
+    now: DateTime<Utc>,
+) -> (u8, DateTime<Utc>) {
+    let steps = abort_steps(plan, from_weight);
+    let interval = plan.abort_step_interval.max(Duration::from_secs(1));
+    let held = u32::try_from(steps.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    let drained = after(aborted_at, interval.saturating_mul(held));
+    let passed = since(now, Some(aborted_at)).as_secs() / interval.as_secs();
+    let weight = usize::try_from(passed)
+        .ok()
+        .and_then(|k| steps.get(k).copied())
+        .unwrap_or(0);
+    (weight, drained)
+}
+
 /// The canary's replica count during a flight.
 fn canary_replicas(plan: &Plan, f: &Flight, size: Size) -> i32 {
     replicas_for(plan, &f.release, size, sizing_weight(plan, f))
@@ -263,8 +299,13 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
         Stage::Failed {
             release,
             aborted_at,
+            from_weight,
         } => {
-            let keep = now < after(*aborted_at, plan.abort_scale_down_delay);
+            // Traffic goes back (in steps, if the plan says so); the canary keeps its
+            // replicas until the scale-down delay after the last step.
+            let (weight, drained) = draining(plan, *aborted_at, *from_weight, now);
+            world.weight = weight;
+            let keep = weight > 0 || now < after(drained, plan.abort_scale_down_delay);
             let replicas = if keep {
                 release.canary_replicas.unwrap_or(0)
             } else {
@@ -461,24 +502,39 @@ impl Machine<'_> {
 
     /// Ends the release: traffic back on stable; the canary keeps `canary_replicas` until
     /// the scale-down delay has passed.
-    fn abort(&mut self, mut release: Attempt, canary_replicas: i32, reason: String) -> Stage {
+    fn abort(
+        &mut self,
+        mut release: Attempt,
+        canary_replicas: i32,
+        from_weight: u8,
+        reason: String,
+    ) -> Stage {
         release.canary_replicas = Some(canary_replicas);
+        let back = match abort_steps(self.plan, from_weight).as_slice() {
+            [] | [0] => "traffic is back on stable".to_string(),
+            steps => {
+                let weights: Vec<String> = steps.iter().map(|w| format!("{w}%")).collect();
+                format!(
+                    "traffic goes back to stable in steps of {}s: {}",
+                    self.plan.abort_step_interval.as_secs(),
+                    weights.join(" -> ")
+                )
+            }
+        };
         self.event(
             EventKind::Aborted,
-            format!(
-                "aborted at {}: {reason}; traffic is back on stable",
-                self.step_name(&release)
-            ),
+            format!("aborted at {}: {reason}; {back}", self.step_name(&release)),
         );
         Stage::Failed {
             release,
             aborted_at: self.obs.now,
+            from_weight,
         }
     }
 
     fn abort_flight(&mut self, f: Flight, reason: String) -> Stage {
         let replicas = canary_replicas(self.plan, &f, self.obs.size());
-        self.abort(f.release, replicas, reason)
+        self.abort(f.release, replicas, f.traffic.weight, reason)
     }
 
     fn promote(&mut self, f: Flight) -> Stage {
@@ -689,7 +745,7 @@ impl Machine<'_> {
         }
         if let Some(why) = self.abort_requested() {
             let replicas = promotion_replicas(self.plan, &p, obs.size());
-            return self.abort(p.release, replicas, why);
+            return self.abort(p.release, replicas, p.traffic.weight, why);
         }
         if obs.stable_rolled {
             return self.succeed(p.release);
@@ -958,8 +1014,23 @@ fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
             clamp(since(next, Some(now)).max(Duration::from_secs(1)))
         }
         Stage::Promoting(_) => POLL,
-        Stage::Failed { aborted_at, .. } => {
-            let until = after(*aborted_at, plan.abort_scale_down_delay);
+        Stage::Failed {
+            aborted_at,
+            from_weight,
+            ..
+        } => {
+            let (weight, drained) = draining(plan, *aborted_at, *from_weight, now);
+            let until = match weight {
+                0 => after(drained, plan.abort_scale_down_delay),
+                _ => {
+                    let interval = plan.abort_step_interval.max(Duration::from_secs(1));
+                    let k = since(now, Some(*aborted_at)).as_secs() / interval.as_secs() + 1;
+                    after(
+                        *aborted_at,
+                        interval.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX)),
+                    )
+                }
+            };
             if now < until {
                 clamp(since(until, Some(now)))
             } else {
@@ -1462,6 +1533,76 @@ mod tests {
     }
 
     #[test]
+    fn a_gradual_abort_hands_traffic_back_step_by_step_then_scales_down() {
+        let mut p = plan();
+        p.abort_steps = vec![50, 10, 0];
+        p.abort_step_interval = MIN;
+        let mut o = obs(100, "r2", 4);
+        o.request = request(RequestAction::Abort);
+        let d = decide(&p, &at_step(1, 50, 0), &o);
+        assert_eq!(d.state.phase(), Phase::Failed);
+        assert!(
+            d.state.message.contains("in steps of 60s: 10% -> 0%"),
+            "{}",
+            d.state.message
+        );
+        // (seconds after the abort) -> (weight, canary replicas, requeue)
+        let cases = [
+            (0, 10, 4, 60),
+            (59, 10, 4, 1),
+            (60, 0, 4, 30),
+            (89, 0, 4, 1),
+            (91, 0, 0, 3600),
+        ];
+        for (after, weight, replicas, requeue) in cases {
+            let now = t(100 + after);
+            let w = desired(&p, &d.state, 4, now);
+            assert_eq!(
+                (
+                    w.weight,
+                    w.canary.map(|c| c.replicas),
+                    super::requeue(&p, &d.state, now)
+                ),
+                (
+                    weight,
+                    Some(replicas),
+                    Duration::from_secs(requeue).min(IDLE)
+                ),
+                "{after}s after the abort"
+            );
+        }
+        // From 100% (an abort while promoting) every step is taken; from 10% or without
+        // steps, traffic goes back at once.
+        let from = |weight: u8, steps: Vec<u8>| {
+            let mut p = p.clone();
+            p.abort_steps = steps;
+            (0..4)
+                .map(|i| draining(&p, t(0), weight, t(i * 60)).0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(from(100, vec![50, 10, 0]), [50, 10, 0, 0]);
+        assert_eq!(from(10, vec![50, 10, 0]), [0, 0, 0, 0]);
+        assert_eq!(from(50, vec![]), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn abort_steps_must_decrease_to_zero() {
+        let check = |steps: Vec<u8>| {
+            let mut p = plan();
+            p.abort_steps = steps;
+            p.check()
+        };
+        assert!(check(vec![50, 10, 0]).is_ok());
+        assert!(
+            check(vec![10, 50, 0])
+                .unwrap_err()
+                .contains("must decrease")
+        );
+        assert!(check(vec![50, 10]).unwrap_err().contains("must end at 0"));
+        assert!(check(vec![150, 0]).unwrap_err().contains("above 100"));
+    }
+
+    #[test]
     fn requests_outside_a_rollout_are_consumed_and_ignored() {
         let mut o = obs(10, "r1", 0);
         o.request = request(RequestAction::Abort);
@@ -1542,6 +1683,7 @@ mod tests {
         s.stage = Stage::Failed {
             release: release(&s).clone(),
             aborted_at: t(0),
+            from_weight: 50,
         };
         let d = decide(&plan(), &s, &obs(1000, "r2", 0));
         assert_eq!(d.state.phase(), Phase::Failed);
@@ -1682,6 +1824,7 @@ mod tests {
                 ..release(&s).clone()
             },
             aborted_at: t(0),
+            from_weight: 50,
         };
         // The HPA scales up after the abort: the canary keeps its 2 for the delay, then 0.
         let during = desired(&p, &s, hpa(12, 2, 20), t(1));

@@ -246,8 +246,14 @@ pub struct Plan {
     /// How long the canary (or, when promoting, the stable Deployment) may take to become
     /// available.
     pub progress_deadline: Duration,
-    /// How long an aborted canary keeps its replicas before scaling to zero.
+    /// How long an aborted canary keeps its replicas before scaling to zero (after the
+    /// traffic is all back on stable).
     pub abort_scale_down_delay: Duration,
+    /// The weights an abort hands traffic back through, decreasing to 0, one per
+    /// `abort_step_interval` (those below the weight at the abort); empty: at once.
+    pub abort_steps: Vec<u8>,
+    /// How long each of `abort_steps` holds.
+    pub abort_step_interval: Duration,
     /// Skip every analysis: advance on time alone.
     pub skip_analysis: bool,
     /// Scale the canary's replicas with its traffic share.

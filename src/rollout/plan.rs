@@ -31,6 +31,8 @@ impl Plan {
             consecutive_error_limit: DEFAULT_CONSECUTIVE_ERROR_LIMIT,
             progress_deadline: DEFAULT_PROGRESS_DEADLINE,
             abort_scale_down_delay: DEFAULT_ABORT_SCALE_DOWN_DELAY,
+            abort_steps: Vec::new(),
+            abort_step_interval: DEFAULT_INTERVAL,
             skip_analysis: false,
             scale_with_weight: false,
             replicas_router: false,
@@ -71,6 +73,24 @@ impl Plan {
             return Err(
                 "the Release has no steps: set steps or stepWeights (e.g. [10, 50, 100])".into(),
             );
+        }
+        if let Some(w) = self.abort_steps.iter().find(|w| **w > 100) {
+            return Err(format!("abort.steps: weight {w} is above 100"));
+        }
+        if !self.abort_steps.windows(2).all(|w| w[0] > w[1]) {
+            return Err(format!(
+                "abort.steps {:?} must decrease, e.g. [50, 10, 0]",
+                self.abort_steps
+            ));
+        }
+        if self.abort_steps.last().is_some_and(|w| *w != 0) {
+            return Err(format!(
+                "abort.steps {:?} must end at 0, where all traffic is back on stable",
+                self.abort_steps
+            ));
+        }
+        if !self.abort_steps.is_empty() && self.abort_step_interval.is_zero() {
+            return Err("abort.interval must be above zero".into());
         }
         for (i, s) in self.steps.iter().enumerate() {
             if let Step::Weight { weight } = s.step
@@ -215,6 +235,7 @@ mod tests {
                 Phase::Failed => Stage::Failed {
                     release,
                     aborted_at: chrono::DateTime::UNIX_EPOCH,
+                    from_weight: 0,
                 },
             };
             State {

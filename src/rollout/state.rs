@@ -49,6 +49,9 @@ pub enum Stage {
         release: Attempt,
         /// When it was aborted.
         aborted_at: DateTime<Utc>,
+        /// The canary's weight when it was aborted, which the plan's `abort_steps` hand
+        /// back to stable from.
+        from_weight: u8,
     },
 }
 

@@ -727,6 +727,44 @@ async fn a_deleted_canary_hands_traffic_and_the_deployment_back() {
     controller.stop().await;
 }
 
+/// A release held at 50% by a pause step: steps 10%, 50%, pause, 100%, plus `extra` spec.
+async fn held_at_half(extra: Value) -> (PromServer, FakeKube, Controller) {
+    let mut spec = json!({
+        "stepWeights": [],
+        "steps": [{"weight": 10}, {"weight": 50}, {"pause": {}}, {"weight": 100}],
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    adopted(0.02, 0.1, spec).await
+}
+
+/// Starts the release and waits until the pause holds it at 50%.
+async fn release_to_half(fake: &FakeKube) {
+    release(fake, "web:2").await;
+    wait_for(
+        fake,
+        "step 2 held by the pause",
+        Duration::from_secs(30),
+        |s| s["weight"] == 50 && s["currentStep"] == 2,
+    )
+    .await;
+}
+
+/// `vigil abort`, then waits for the phase Failed.
+async fn abort(fake: &FakeKube, reason: &str) {
+    vigil::cluster::ops::abort(fake.client(), NS, "web", reason)
+        .await
+        .expect("abort");
+    wait_for(
+        fake,
+        "the abort",
+        Duration::from_secs(10),
+        phase_is("Failed"),
+    )
+    .await;
+}
+
 /// The HorizontalPodAutoscaler of `web`, wanting `desired` replicas.
 fn hpa(desired: i32) -> Value {
     json!({
@@ -756,21 +794,9 @@ async fn autoscale(fake: &FakeKube, desired: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_hpa_the_canary_follows_it_and_an_aborted_canary_stays_at_zero() {
-    let steps = json!({
-        "scaleCanaryWithWeight": true,
-        "stepWeights": [],
-        "steps": [{"weight": 10}, {"weight": 50}, {"pause": {}}, {"weight": 100}]
-    });
-    let (_prom, fake, controller) = adopted(0.02, 0.1, steps).await;
+    let (_prom, fake, controller) = held_at_half(json!({"scaleCanaryWithWeight": true})).await;
     autoscale(&fake, 4).await;
-    release(&fake, "web:2").await;
-    wait_for(
-        &fake,
-        "step 2 held by the pause",
-        Duration::from_secs(30),
-        |s| s["weight"] == 50 && s["currentStep"] == 2,
-    )
-    .await;
+    release_to_half(&fake).await;
     let canary_replicas = |fake: &FakeKube| {
         deployment(fake, "web-canary").and_then(|d| d["spec"]["replicas"].as_i64())
     };
@@ -787,21 +813,61 @@ async fn with_an_hpa_the_canary_follows_it_and_an_aborted_canary_stays_at_zero()
     );
     // Aborted, the canary keeps its replicas for abortScaleDownDelay (2m), then 0; a later
     // scale-up of stable does not bring it back.
-    vigil::cluster::ops::abort(fake.client(), NS, "web", "load test")
-        .await
-        .expect("abort");
-    wait_for(
-        &fake,
-        "the abort",
-        Duration::from_secs(10),
-        phase_is("Failed"),
-    )
-    .await;
+    abort(&fake, "load test").await;
     fake.wait_until("the canary at 0", |f| canary_replicas(f) == Some(0))
         .await;
     autoscale(&fake, 16).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(canary_replicas(&fake), Some(0));
     assert_eq!(deployment(&fake, "web").unwrap()["spec"]["replicas"], 16);
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gradual_abort_steps_the_canary_ingress_down_before_removing_it() {
+    // 10 virtual minutes are 5 real seconds at the tests' clock speed.
+    let abort_steps = json!({"abort": {"steps": [50, 10, 0], "interval": "10m"}});
+    let (_prom, fake, controller) = held_at_half(abort_steps).await;
+    release_to_half(&fake).await;
+    let weight = |fake: &FakeKube| {
+        fake.get(&ingresses(), NS, "web-canary").map(|i| {
+            i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"].clone()
+        })
+    };
+    assert_eq!(weight(&fake), Some(json!("50")));
+    abort(&fake, "drill").await;
+    assert!(
+        status(&fake)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10% -> 0%")),
+        "{}",
+        status(&fake)
+    );
+    fake.wait_until("the canary Ingress at 10%", |f| {
+        weight(f) == Some(json!("10"))
+    })
+    .await;
+    wait_for(&fake, "status at the step", Duration::from_secs(5), |s| {
+        s["weight"] == 10
+    })
+    .await;
+    assert!(
+        deployment(&fake, "web-canary").is_some_and(|d| d["spec"]["replicas"] == 4),
+        "the canary keeps its replicas while it serves a share"
+    );
+    wait_for(
+        &fake,
+        "the canary Ingress removed",
+        Duration::from_secs(15),
+        |_| weight(&fake).is_none(),
+    )
+    .await;
+    wait_for(
+        &fake,
+        "the canary scaled down",
+        Duration::from_secs(10),
+        |_| deployment(&fake, "web-canary").is_some_and(|d| d["spec"]["replicas"] == 0),
+    )
+    .await;
     controller.stop().await;
 }
