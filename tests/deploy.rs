@@ -684,7 +684,11 @@ fn deployment_runs_the_controller_restricted_and_probed() {
     assert_eq!(pod.service_account_name.as_deref(), Some("vigil"));
     assert_eq!(pod.containers.len(), 1);
     let c = &pod.containers[0];
-    assert_eq!(c.image.as_deref(), Some("vigil:0.1.0"));
+    // The name deploy/image/build gives the image it builds (tests/it/image.rs builds it).
+    assert_eq!(
+        c.image.as_deref(),
+        Some(concat!("localhost/vigil:", env!("CARGO_PKG_VERSION")))
+    );
 
     let a = args(&d);
     assert_eq!(a[0], "run");

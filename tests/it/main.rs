@@ -20,6 +20,7 @@ mod controller;
 mod demo;
 mod e2e;
 mod fake_kube;
+mod image;
 mod judge_api;
 mod leader;
 mod lint;

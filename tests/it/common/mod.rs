@@ -25,18 +25,24 @@ pub const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// `binary` on PATH, or in /usr/sbin (dnsmasq's place, not on every PATH).
 fn which(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(binary))
-            .find(|p| p.is_file())
-    })
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|p| p.join(binary))
+        .find(|p| p.is_file())
 }
 
 /// The path of a required binary, or a failure that says how to install it.
 pub fn require(binary: &str) -> PathBuf {
     let (package, what) = match binary {
         "prometheus-alertmanager" => ("prometheus-alertmanager", "a real Alertmanager"),
+        "podman" => ("podman", "podman to build and export the container image"),
+        "dnsmasq" => (
+            "dnsmasq-base",
+            "a DNS server for the image to resolve names with",
+        ),
         _ => ("prometheus", "a real Prometheus"),
     };
     which(binary).unwrap_or_else(|| {
@@ -436,26 +442,41 @@ pub fn judge(
     canary: &str,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut cmd = vigil();
-    cmd.arg("judge")
-        .arg("--prometheus")
-        .arg(url)
-        .arg("--template")
-        .arg(root().join(template))
-        .arg("--arg")
-        .arg(format!("job={job}"))
-        .arg("--stable")
-        .arg(stable)
-        .arg("--canary")
-        .arg(canary)
-        .arg("--start")
-        .arg((T_END - 3000).to_string())
-        .arg("--end")
-        .arg(T_END.to_string())
-        .arg("--step")
-        .arg("1m")
-        .args(extra);
-    cmd.output().expect("run vigil")
+    vigil()
+        .args(judge_args(url, &root().join(template), job, stable, canary))
+        .args(extra)
+        .output()
+        .expect("run vigil")
+}
+
+/// The arguments of [`judge`]: `vigil judge` against `url` with the template file at
+/// `template`, over the synthetic history's last 50 minutes.
+pub fn judge_args(
+    url: &str,
+    template: &Path,
+    job: &str,
+    stable: &str,
+    canary: &str,
+) -> Vec<std::ffi::OsString> {
+    vec![
+        "judge".into(),
+        "--prometheus".into(),
+        url.into(),
+        "--template".into(),
+        template.into(),
+        "--arg".into(),
+        format!("job={job}").into(),
+        "--stable".into(),
+        stable.into(),
+        "--canary".into(),
+        canary.into(),
+        "--start".into(),
+        (T_END - 3000).to_string().into(),
+        "--end".into(),
+        T_END.to_string().into(),
+        "--step".into(),
+        "1m".into(),
+    ]
 }
 
 /// Serves vigil's HTTP server with `state` on a free loopback port; returns its base URL and
