@@ -316,6 +316,12 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
                 world.stable_replicas = router(total(release, size));
             }
         }
+        // A withdrawn release gives back the replicas it took from stable.
+        Stage::Waiting {
+            withdrawn: Some(release),
+        } if release.stable_replicas.is_some() => {
+            world.stable_replicas = router(total(release, size));
+        }
         Stage::Initializing | Stage::Waiting { .. } | Stage::Succeeded(_) => {}
     }
     world.pin_stable = !matches!(state.stage, Stage::Promoting(_))
@@ -574,12 +580,22 @@ impl Machine<'_> {
             return None;
         }
         let old = release.canary_revision.clone();
-        if self.stable_revision.as_deref() == Some(revision) {
+        let back_to_stable = self.stable_revision.as_deref() == Some(revision);
+        // A new revision needs the confirm-rollout webhooks' yes like any other: the one
+        // under test is withdrawn meanwhile, and the idle rollout asks for the new one.
+        let unconfirmed = self.plan.gates.contains(&GateKind::ConfirmRollout);
+        if back_to_stable || unconfirmed {
+            let why = match back_to_stable {
+                true => {
+                    format!("the Deployment's template went back to the stable revision {revision}")
+                }
+                false => format!(
+                    "new revision {revision} replaced it; the confirm-rollout webhooks are asked before its canary starts"
+                ),
+            };
             self.event(
                 EventKind::Superseded,
-                format!(
-                    "the Deployment's template went back to the stable revision {revision}: revision {old} is withdrawn"
-                ),
+                format!("{why}: revision {old} is withdrawn"),
             );
             return Some(Stage::Waiting {
                 withdrawn: Some(Attempt {
@@ -1991,6 +2007,42 @@ mod tests {
         assert_eq!(kinds(&d), [EventKind::Started]);
         // Never asked during a flight; `event` gates are never due (they are sent).
         assert!(gates_due(&p, &d.state, &obs(2, "r2", 4)).is_empty());
+        // A revision replacing r2 mid-flight is asked about too: r2 is withdrawn (traffic
+        // back on stable) and r3 waits for the gate, then starts.
+        let d = decide(&p, &d.state, &obs(3, "r3", 4));
+        assert_eq!(d.state.phase(), Phase::Waiting);
+        assert_eq!(kinds(&d), [EventKind::Superseded]);
+        assert!(
+            d.state.message.contains("confirm-rollout"),
+            "{}",
+            d.state.message
+        );
+        assert_eq!((d.world.weight, d.world.canary.as_ref()), (0, None));
+        let o = obs(4, "r3", 0);
+        assert_eq!(gates_due(&p, &d.state, &o), [GateKind::ConfirmRollout]);
+        let mut o = o;
+        o.gates = vec![gate(GateKind::ConfirmRollout, true)];
+        let d = decide(&p, &d.state, &o);
+        assert_eq!(
+            (d.state.phase(), d.state.canary_revision()),
+            (Phase::Progressing, Some("r3"))
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_release_gives_stable_its_replicas_back() {
+        let mut p = plan();
+        p.replicas_router = true;
+        // At 50% the replicas router took 2 of stable's 4; the template goes back to r1.
+        let d = decide(&p, &at_step(1, 50, 0), &obs(10, "r1", 2));
+        assert_eq!(d.state.phase(), Phase::Waiting);
+        assert_eq!(
+            (d.world.canary.as_ref(), d.world.stable_replicas),
+            (None, Some(4))
+        );
+        // An HPA owns the count: left to it.
+        let w = desired(&p, &d.state, hpa(6, 2, 10), t(11));
+        assert_eq!(w.stable_replicas, None);
     }
 
     #[test]
