@@ -3,7 +3,9 @@
 //! Parsing happens twice over the same text: once into the template model (serde reports
 //! unknown fields and bad values with their position), and once into a skeleton of spans
 //! that maps a field path such as `spec.metrics[1].query` to its line, so the checks in
-//! [`super::validate`] can point at the line as well.
+//! [`super::validate`] can point at the line as well. When the first parse fails, each
+//! metric, argument and the scoring is read again on its own, setting aside each field in
+//! error, so that every such mistake is reported at once rather than the first.
 
 use super::ReleaseAnalysis;
 use super::validate::{Issue, validate};
@@ -58,8 +60,20 @@ impl fmt::Display for Problems {
 
 /// Parses and validates a template. `origin` names the source in messages.
 pub fn parse(text: &str, origin: &str) -> Result<ReleaseAnalysis, Problems> {
-    let template: ReleaseAnalysis = serde_saphyr::from_str(text)
-        .map_err(|e| Problems(vec![serde_problem(&e, text, origin)]))?;
+    let template: ReleaseAnalysis = serde_saphyr::from_str(text).map_err(|e| {
+        // What each metric, argument and the scoring has wrong, so that one run lists every
+        // mistake; and the problem serde stopped at, unless one of those is it.
+        let mut problems = other_problems(text, origin);
+        let first = serde_problem(&e, text, origin);
+        if !problems
+            .iter()
+            .any(|p| p.line.is_some() && p.line == first.line)
+        {
+            problems.push(first);
+        }
+        problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
+        Problems(problems)
+    })?;
     let issues = validate(&template);
     if issues.is_empty() {
         return Ok(template);
@@ -76,6 +90,93 @@ pub fn parse(text: &str, origin: &str) -> Result<ReleaseAnalysis, Problems> {
             })
             .collect(),
     ))
+}
+
+/// Problems of a template's parts found one part at a time: each metric, argument and the
+/// scoring is read on its own, and a field in error is set aside to find the next, so that
+/// problems serde would stop at the first of come out together. Best effort: a text that is
+/// not even YAML gives none (the first problem says why).
+fn other_problems(text: &str, origin: &str) -> Vec<Problem> {
+    use serde_json::Value;
+    let Ok(doc) = serde_saphyr::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    let locator = Locator::new(text);
+    let mut found: Vec<(String, String)> = Vec::new();
+    let spec = &doc["spec"];
+    for (list, name) in [("metrics", "metrics"), ("args", "args")] {
+        for (i, item) in spec[list].as_array().into_iter().flatten().enumerate() {
+            let base = format!("spec.{name}[{i}]");
+            found.extend(match list {
+                "metrics" => part_problems::<super::MetricSpec>(item, &base),
+                _ => part_problems::<super::ArgSpec>(item, &base),
+            });
+        }
+    }
+    if spec["scoring"].is_object() {
+        found.extend(part_problems::<super::Scoring>(
+            &spec["scoring"],
+            "spec.scoring",
+        ));
+    }
+    found
+        .into_iter()
+        .map(|(path, message)| Problem {
+            file: origin.to_string(),
+            line: locator.line_of(&path),
+            field: Some(path),
+            message,
+        })
+        .collect()
+}
+
+/// Every (field path, message) deserializing `value` as a `T` meets, setting aside each
+/// field in error to find the next; a field set aside is not then reported missing.
+fn part_problems<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    base: &str,
+) -> Vec<(String, String)> {
+    let mut value = value.clone();
+    let mut aside: Vec<String> = Vec::new();
+    let mut found = Vec::new();
+    // At most one problem per field, and a bound for safety.
+    for _ in 0..64 {
+        let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) else {
+            break;
+        };
+        let message = e.inner().to_string();
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next());
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
+        let key = match (unknown, missing) {
+            (Some(k), _) => k.to_string(),
+            (None, Some(k)) => {
+                if !aside.iter().any(|a| a == k) {
+                    found.push((base.to_string(), message));
+                }
+                break;
+            }
+            (None, None) => match e.path().iter().next() {
+                Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+                _ => {
+                    found.push((base.to_string(), message));
+                    break;
+                }
+            },
+        };
+        let Some(object) = value.as_object_mut() else {
+            break;
+        };
+        if object.remove(&key).is_none() {
+            break;
+        }
+        found.push((format!("{base}.{key}"), message));
+        aside.push(key);
+    }
+    found
 }
 
 /// The line of a field path such as `spec.metrics[1].query` in a template's text.
@@ -268,7 +369,33 @@ spec:
         let p = &err.0[0];
         assert_eq!(p.line, Some(13), "{err}");
         assert!(p.message.contains("critcal"), "{err}");
-        assert!(err.to_string().starts_with("t.yaml:13: critcal: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("t.yaml:13: spec.metrics[0].critcal: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_listed_at_once_each_with_its_line() {
+        let text = GOOD
+            .replace("      critical: true", "      critcal: true")
+            .replace("tolerance: 10%", "tolerance: ten percent")
+            .replace("type: histogram", "type: histo");
+        let err = parse(&text, "t.yaml").unwrap_err();
+        let listed: Vec<(Option<u64>, Option<&str>)> =
+            err.0.iter().map(|p| (p.line, p.field.as_deref())).collect();
+        assert_eq!(
+            listed,
+            [
+                (Some(12), Some("spec.metrics[0].tolerance")),
+                (Some(13), Some("spec.metrics[0].critcal")),
+                (Some(15), Some("spec.metrics[1].type")),
+            ],
+            "{err}"
+        );
+        // A field set aside for a bad value is not also reported missing.
+        assert!(!err.to_string().contains("missing field"), "{err}");
     }
 
     #[test]
@@ -276,7 +403,11 @@ spec:
         let text = GOOD.replace("tolerance: 10%", "tolerance: ten percent");
         let err = parse(&text, "t.yaml").unwrap_err();
         assert_eq!(err.0[0].line, Some(12), "{err}");
-        assert_eq!(err.0[0].field.as_deref(), Some("tolerance"), "{err}");
+        assert_eq!(
+            err.0[0].field.as_deref(),
+            Some("spec.metrics[0].tolerance"),
+            "{err}"
+        );
         assert!(err.0[0].message.contains("ten percent"), "{err}");
         assert!(!err.0[0].message.contains("at line"), "{err}");
     }

@@ -77,13 +77,19 @@ fn problems_name_file_line_and_field() {
 fn unknown_fields_and_bad_values_name_line_and_field() {
     let (code, stderr) = lint_text(&BROKEN.replace("      min: 3\n", "      tolerence: 10%\n"));
     assert_eq!(code, Some(1));
-    assert!(stderr.contains("t.yaml:15: tolerence: "), "{stderr}");
+    assert!(
+        stderr.contains("t.yaml:15: spec.metrics[1].tolerence: "),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown field"), "{stderr}");
 
     let (code, stderr) =
         lint_text(&BROKEN.replace("      min: 3\n", "      tolerance: 10 percent\n"));
     assert_eq!(code, Some(1));
-    assert!(stderr.contains("t.yaml:15: tolerance: "), "{stderr}");
+    assert!(
+        stderr.contains("t.yaml:15: spec.metrics[1].tolerance: "),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("invalid percentage \"10 percent\""),
         "{stderr}"
