@@ -229,8 +229,9 @@ fn abort_steps(plan: &Plan, from_weight: u8) -> Vec<u8> {
     }
 }
 
-/// Where an abort stands at `now`: the canary's weight, and when all traffic is (or was)
-/// back on stable; the weight is 0 from that moment.
+/// Where an abort stands at `now`: the canary's weight, and when the canary next changes:
+/// its next weight while traffic steps back, else its scale-down (the scale-down delay
+/// after the weight reached 0).
 fn draining(
     plan: &Plan,
     aborted_at: DateTime<Utc>,
@@ -239,14 +240,25 @@ fn draining(
 ) -> (u8, DateTime<Utc>) {
     let steps = abort_steps(plan, from_weight);
     let interval = plan.abort_step_interval.max(Duration::from_secs(1));
-    let held = u32::try_from(steps.len().saturating_sub(1)).unwrap_or(u32::MAX);
-    let drained = after(aborted_at, interval.saturating_mul(held));
+    let at_step = |k: u64| {
+        after(
+            aborted_at,
+            interval.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX)),
+        )
+    };
     let passed = since(now, Some(aborted_at)).as_secs() / interval.as_secs();
     let weight = usize::try_from(passed)
         .ok()
         .and_then(|k| steps.get(k).copied())
         .unwrap_or(0);
-    (weight, drained)
+    let next = match weight {
+        0 => {
+            let drained = at_step(steps.len().saturating_sub(1) as u64);
+            after(drained, plan.abort_scale_down_delay)
+        }
+        _ => at_step(passed + 1),
+    };
+    (weight, next)
 }
 
 /// The canary's replica count during a flight.
@@ -303,9 +315,9 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
         } => {
             // Traffic goes back (in steps, if the plan says so); the canary keeps its
             // replicas until the scale-down delay after the last step.
-            let (weight, drained) = draining(plan, *aborted_at, *from_weight, now);
+            let (weight, next) = draining(plan, *aborted_at, *from_weight, now);
             world.weight = weight;
-            let keep = weight > 0 || now < after(drained, plan.abort_scale_down_delay);
+            let keep = weight > 0 || now < next;
             let replicas = if keep {
                 release.canary_replicas.unwrap_or(0)
             } else {
@@ -1035,18 +1047,7 @@ fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
             from_weight,
             ..
         } => {
-            let (weight, drained) = draining(plan, *aborted_at, *from_weight, now);
-            let until = match weight {
-                0 => after(drained, plan.abort_scale_down_delay),
-                _ => {
-                    let interval = plan.abort_step_interval.max(Duration::from_secs(1));
-                    let k = since(now, Some(*aborted_at)).as_secs() / interval.as_secs() + 1;
-                    after(
-                        *aborted_at,
-                        interval.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX)),
-                    )
-                }
-            };
+            let (_, until) = draining(plan, *aborted_at, *from_weight, now);
             if now < until {
                 clamp(since(until, Some(now)))
             } else {
