@@ -60,6 +60,7 @@ const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
     )
 )]
 #[x_kube(validation = Rule::new("!(has(self.steps) && size(self.steps) > 0 && has(self.stepWeights) && size(self.stepWeights) > 0)").message("set steps or stepWeights, not both"))]
+#[x_kube(validation = Rule::new("!has(self.blueGreen) || ((!has(self.steps) || size(self.steps) == 0) && (!has(self.stepWeights) || size(self.stepWeights) == 0))").message("blueGreen replaces steps and stepWeights: set one of them"))]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseSpec {
     /// The Deployment to roll out.
@@ -76,6 +77,10 @@ pub struct ReleaseSpec {
     #[x_kube(validation = Rule::new("self.all(w, w >= 0 && w <= 100)").message("weights are percentages, 0 to 100"))]
     #[schemars(inner(range(min = 0, max = 100)))]
     pub step_weights: Vec<i32>,
+    /// A blue-green release instead of steps: the new version comes up at full size behind
+    /// a preview Service, is judged there, and takes all traffic at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenSpec>,
     /// Background analysis, judged at every interval while the canary has traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSettings>,
@@ -122,6 +127,39 @@ pub struct ReleaseSpec {
     /// (the alert's `namespace` and its `canary` or `service` label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_on_alerts: Option<AlertSelector>,
+}
+
+/// A blue-green release (`spec.blueGreen`), as an alternative to steps.
+///
+/// The new version runs at full size beside the old one, behind the preview Service, which
+/// users do not reach; the pre-promotion analysis judges it there (on test or mirrored
+/// traffic). On a pass (and, without `autoPromotion`, a `vigil promote`) all traffic switches
+/// at once. The old version stays scaled for `scaleDownDelay`, during which the
+/// post-promotion analysis may switch traffic straight back; then the stable Deployment
+/// rolls to the new version.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenSpec {
+    /// The Service that selects the new version's pods before the switch; default
+    /// `<service>-preview`. vigil creates and removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_service: Option<String>,
+    /// Switch as soon as the pre-promotion analysis passes; `false` waits for
+    /// `vigil promote`. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promotion: Option<bool>,
+    /// How long the old version stays scaled after the switch, so that a rollback only
+    /// moves traffic back; default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub scale_down_delay: Option<String>,
+    /// Judged on the preview before the switch, until it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<StepAnalysis>,
+    /// Judged after the switch, during `scaleDownDelay`; a failure switches traffic back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<StepAnalysis>,
 }
 
 /// A gradual abort: `{steps: [50, 10, 0], interval: 1m}`.
@@ -280,6 +318,9 @@ routers! {
     istio: "istio" => Istio(IstioRouting),
     /// No router: the weight is approximated by the ratio of canary to stable replicas.
     replicas: "replicas" => Replicas(ReplicasRouting),
+    /// No router: the Service's selector switches between the versions (all or nothing,
+    /// for blue-green).
+    selector: "selector" => Selector(SelectorRouting),
 }
 
 impl Routing {
@@ -344,6 +385,11 @@ pub struct IstioRouting {
 /// Replica-count routing (no options).
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ReplicasRouting {}
+
+/// Selector routing (no options): the Service selects the stable pods, or at weight 100
+/// the new version's.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SelectorRouting {}
 
 /// One step. Exactly one of `weight`, `pause`, `analysis`, `replicas`, `match`.
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -1,12 +1,14 @@
 //! From a Release's spec to the core's [`Plan`], the PromQL matchers of both versions, and the
 //! revision hash of a pod template.
 
-use super::crd::{AnalysisArg, ReleaseSpec, ReleaseStep, TemplateRef};
+use super::crd::{AnalysisArg, BlueGreenSpec, ReleaseSpec, ReleaseStep, TemplateRef};
 use crate::rollout::plan::{
     DEFAULT_ABORT_SCALE_DOWN_DELAY, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_FAILURE_LIMIT,
-    DEFAULT_INTERVAL, DEFAULT_PROGRESS_DEADLINE,
+    DEFAULT_INTERVAL, DEFAULT_PROGRESS_DEADLINE, DEFAULT_SCALE_DOWN_DELAY,
 };
-use crate::rollout::{AnalysisScope, AnalysisSetup, Plan, PlannedStep, Step, TemplateUse};
+use crate::rollout::{
+    AnalysisScope, AnalysisSetup, Plan, PlannedStep, Step, Strategy, TemplateUse,
+};
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
 use std::collections::BTreeMap;
@@ -65,6 +67,57 @@ pub fn plan(spec: &ReleaseSpec) -> Result<Plan, String> {
     for (i, s) in spec.steps.iter().enumerate() {
         steps.push(planned_step(i, s, interval)?);
     }
+    if let Some(bg) = &spec.blue_green {
+        if !steps.is_empty() {
+            return Err("blueGreen replaces steps and stepWeights: set one of them".into());
+        }
+        steps = blue_green_steps(bg, interval)?;
+        if !analysis.templates.is_empty() {
+            return Err(
+                "analysis.templates does not apply to blueGreen: name the templates in \
+                 blueGreen.prePromotionAnalysis (judged on the preview) or \
+                 blueGreen.postPromotionAnalysis (judged after the switch)"
+                    .into(),
+            );
+        }
+        if spec.scale_canary_with_weight {
+            return Err(
+                "scaleCanaryWithWeight does not apply to blueGreen: the new version runs at \
+                 full size"
+                    .into(),
+            );
+        }
+        if spec.routing.replicas.is_some() {
+            return Err(
+                "blueGreen cannot use routing.replicas (the full-size new version would take \
+                 half the traffic before the switch): use routing.selector to switch the \
+                 Service's selector, or a traffic router"
+                    .into(),
+            );
+        }
+    }
+    if spec.routing.selector.is_some() {
+        for (i, s) in steps.iter().enumerate() {
+            match s.step {
+                Step::Weight { weight } if weight != 0 && weight != 100 => {
+                    return Err(format!(
+                        "step {}: weight {weight}: routing.selector switches all traffic at \
+                         once, so weights must be 0 or 100 (use blueGreen, or a router that \
+                         splits traffic: nginx, gatewayAPI, istio, replicas)",
+                        i + 1
+                    ));
+                }
+                Step::Match { .. } => {
+                    return Err(format!(
+                        "step {}: routing.selector cannot route by header or cookie; use a \
+                         router that can (nginx, gatewayAPI, istio)",
+                        i + 1
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
     let plan = Plan {
         steps,
         failure_limit: limit(
@@ -114,6 +167,10 @@ pub fn plan(spec: &ReleaseSpec) -> Result<Plan, String> {
         skip_analysis: spec.skip_analysis,
         scale_with_weight: spec.scale_canary_with_weight,
         replicas_router: spec.routing.replicas.is_some(),
+        strategy: match &spec.blue_green {
+            Some(_) => Strategy::BlueGreen,
+            None => Strategy::Canary,
+        },
         check_split: analysis.check_split.unwrap_or(true),
         gates: gate_kinds(spec)?,
         analyses: analyses(spec),
@@ -160,7 +217,58 @@ fn analyses(spec: &ReleaseSpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
             out.insert(AnalysisScope::Step(i), setup(&a.templates, &a.args));
         }
     }
+    // Blue-green: the pre-promotion analysis is the first step's (the preview); the
+    // post-promotion analysis runs in the background while the new version has the traffic.
+    if let Some(bg) = &spec.blue_green {
+        if let Some(a) = &bg.pre_promotion_analysis {
+            out.insert(AnalysisScope::Step(0), setup(&a.templates, &a.args));
+        }
+        if let Some(a) = &bg.post_promotion_analysis {
+            out.insert(AnalysisScope::Background, setup(&a.templates, &a.args));
+        }
+    }
     out
+}
+
+/// The steps of a blue-green release: the preview (judged by the pre-promotion analysis,
+/// if any), a pause for `vigil promote` without `autoPromotion`, and the switch, held for
+/// `scaleDownDelay` while the post-promotion analysis (if any) runs.
+fn blue_green_steps(bg: &BlueGreenSpec, interval: Duration) -> Result<Vec<PlannedStep>, String> {
+    let mut steps = Vec::new();
+    if let Some(a) = &bg.pre_promotion_analysis {
+        if a.templates.is_empty() {
+            return Err("blueGreen.prePromotionAnalysis needs at least one template".into());
+        }
+        steps.push(PlannedStep {
+            step: Step::Analysis,
+            interval,
+            min_duration: Duration::ZERO,
+        });
+    }
+    if bg
+        .post_promotion_analysis
+        .as_ref()
+        .is_some_and(|a| a.templates.is_empty())
+    {
+        return Err("blueGreen.postPromotionAnalysis needs at least one template".into());
+    }
+    if !bg.auto_promotion.unwrap_or(true) {
+        steps.push(PlannedStep {
+            step: Step::Pause { duration: None },
+            interval,
+            min_duration: Duration::ZERO,
+        });
+    }
+    steps.push(PlannedStep {
+        step: Step::Weight { weight: 100 },
+        interval,
+        min_duration: duration(
+            "blueGreen.scaleDownDelay",
+            bg.scale_down_delay.as_deref(),
+            DEFAULT_SCALE_DOWN_DELAY,
+        )?,
+    });
+    Ok(steps)
 }
 
 /// The kinds of gates configured, after checking each webhook.
@@ -244,12 +352,19 @@ pub fn canary_deployment_name(target: &str) -> String {
     format!("{target}-canary")
 }
 
-/// The name of the canary Service.
+/// The name of the canary Service: `service.canaryName`, else for blue-green
+/// `blueGreen.previewService` or `<service>-preview`, else `<service>-canary`.
 pub fn canary_service_name(spec: &ReleaseSpec) -> String {
-    spec.service
-        .canary_name
-        .clone()
-        .unwrap_or_else(|| format!("{}-canary", spec.service.name))
+    if let Some(name) = &spec.service.canary_name {
+        return name.clone();
+    }
+    match &spec.blue_green {
+        Some(bg) => bg
+            .preview_service
+            .clone()
+            .unwrap_or_else(|| format!("{}-preview", spec.service.name)),
+        None => format!("{}-canary", spec.service.name),
+    }
 }
 
 /// The PromQL matchers the Release sets for the stable version and the canary
@@ -342,6 +457,80 @@ mod tests {
         assert!(err.contains("must decrease"), "{err}");
         let err = with("{steps: [50, 0], interval: soon}").unwrap_err();
         assert!(err.starts_with("abort.interval"), "{err}");
+    }
+
+    /// A blue-green Release routed by `routing`, with `blue_green` as its `blueGreen` body.
+    fn blue_green(routing: &str, blue_green: &str) -> Result<Plan, String> {
+        let yaml = BASE.replace("{nginx: {ingress: web}}", routing).replace(
+            "  analysis:\n    templates: [{name: ingress-nginx}]\n",
+            "  analysis:\n",
+        );
+        let spec = canary(&format!("{yaml}  blueGreen: {blue_green}\n"));
+        plan(&spec)
+    }
+
+    #[test]
+    fn blue_green_is_planned_as_preview_pause_and_switch() {
+        let pre = "prePromotionAnalysis: {templates: [{name: smoke}]}";
+        let post = "postPromotionAnalysis: {templates: [{name: ingress-nginx}], args: [{name: a, value: b}]}";
+        let p = blue_green(
+            "{selector: {}}",
+            &format!("{{{pre}, {post}, autoPromotion: false, scaleDownDelay: 2m}}"),
+        )
+        .unwrap();
+        assert_eq!(p.strategy, Strategy::BlueGreen);
+        let steps: Vec<&Step> = p.steps.iter().map(|s| &s.step).collect();
+        assert_eq!(
+            steps,
+            [
+                &Step::Analysis,
+                &Step::Pause { duration: None },
+                &Step::Weight { weight: 100 }
+            ]
+        );
+        assert_eq!(p.steps[2].min_duration, Duration::from_secs(120));
+        assert_eq!(p.steps[2].interval, Duration::from_secs(30));
+        assert_eq!(
+            p.analysis(AnalysisScope::Step(0)).templates[0].name,
+            "smoke"
+        );
+        let setup = p.analysis(AnalysisScope::Background);
+        assert_eq!(setup.templates[0].name, "ingress-nginx");
+        assert_eq!(setup.args.get("a").map(String::as_str), Some("b"));
+        // Automatic promotion, 30 s by default; no analysis needs skipAnalysis.
+        let p = blue_green("{nginx: {ingress: web}}", &format!("{{{post}}}")).unwrap();
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(p.steps[0].min_duration, DEFAULT_SCALE_DOWN_DELAY);
+        let err = blue_green("{nginx: {ingress: web}}", "{}").unwrap_err();
+        assert!(err.contains("has no analysis"), "{err}");
+    }
+
+    #[test]
+    fn blue_green_names_the_preview_service_and_refuses_what_does_not_fit() {
+        let yaml = format!("{BASE}  blueGreen: {{}}\n  skipAnalysis: true\n");
+        let err = plan(&canary(&yaml)).unwrap_err();
+        assert!(err.contains("analysis.templates does not apply"), "{err}");
+        let spec = canary(&yaml);
+        assert_eq!(canary_service_name(&spec), "web-preview");
+        let named =
+            canary(&yaml.replace("blueGreen: {}", "blueGreen: {previewService: web-green}"));
+        assert_eq!(canary_service_name(&named), "web-green");
+        let err = blue_green("{replicas: {}}", "{}").unwrap_err();
+        assert!(err.contains("routing.selector"), "{err}");
+        let both = canary(&format!("{yaml}  stepWeights: [10]\n"));
+        assert!(plan(&both).unwrap_err().contains("replaces steps"));
+        // The selector router switches all or nothing.
+        let sel = canary(&format!(
+            "{}  stepWeights: [10, 100]\n",
+            BASE.replace("{nginx: {ingress: web}}", "{selector: {}}")
+        ));
+        let err = plan(&sel).unwrap_err();
+        assert!(err.contains("weight 10: routing.selector"), "{err}");
+        let sel = canary(&format!(
+            "{}  stepWeights: [0, 100]\n",
+            BASE.replace("{nginx: {ingress: web}}", "{selector: {}}")
+        ));
+        assert!(plan(&sel).is_ok());
     }
 
     #[test]

@@ -185,7 +185,8 @@ pub async fn apply(t: &Targets<'_>, world: &World) -> Result<(), ApplyError> {
             services::ensure_canary_service(t.route, t.stable_service, &pod_labels).await?;
         }
     }
-    if t.router.uses_services() {
+    // A router that switches the Service's selector itself (at weight 100) replaces the pin.
+    if t.router.uses_services() && !t.router.sets_selector(world.weight) {
         if world.pin_stable {
             match services::stable_pod_template_hash(&client, &ns, t.target).await? {
                 Some(hash) => services::pin_stable_service(t.route, &hash).await?,

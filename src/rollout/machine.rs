@@ -3,7 +3,7 @@
 use super::{
     AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, Attempt, CanaryWorld, Decision,
     Event, EventKind, Flight, GateKind, KEPT_ANALYSES, Observation, Plan, Promotion, RequestAction,
-    STALLED, Size, Stage, State, Step, StepPosition, StepState, World,
+    STALLED, Size, Stage, State, Step, StepPosition, StepState, Strategy, World,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -48,17 +48,19 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
     let index = f.release.current_step as usize;
     let planned = plan.steps.get(index)?;
     let step_start = f.step.began()?;
+    // An analysis step runs whether users reach the canary or not: before any traffic (a
+    // blue-green preview) it judges the test or mirrored traffic sent to the canary Service.
+    // The background analysis needs users' traffic on the canary.
     let (scope, since) = match planned.step {
         Step::Analysis => (AnalysisScope::Step(index), step_start),
-        _ if plan.background_analysis() => (AnalysisScope::Background, f.traffic_since?),
+        _ if plan.background_analysis() && f.traffic.flows() => {
+            (AnalysisScope::Background, f.traffic_since?)
+        }
         _ => return None,
     };
     // One interval of the stable alone before the canary's traffic: the stable's latency
     // there sets the first interval's comparison bounds, fixed before the canary's data.
     let from = before(since, planned.interval);
-    if !f.traffic.flows() {
-        return None;
-    }
     let last = f.last_analysis_at.filter(|t| *t >= step_start);
     let due = after(last.unwrap_or(step_start), planned.interval);
     let next_weight = plan.steps[index + 1..]
@@ -507,13 +509,21 @@ impl Machine<'_> {
                 EventKind::Superseded,
                 format!("revision {revision} replaced {old} under test: starting over"),
             ),
-            None => self.event(
-                EventKind::Started,
-                format!(
-                    "new revision {revision}: starting the canary ({} steps)",
-                    self.plan.steps.len()
-                ),
-            ),
+            None => {
+                let what = match self.plan.strategy {
+                    Strategy::BlueGreen => {
+                        "starting the new version at full size behind the preview Service"
+                            .to_string()
+                    }
+                    Strategy::Canary => {
+                        format!("starting the canary ({} steps)", self.plan.steps.len())
+                    }
+                };
+                self.event(
+                    EventKind::Started,
+                    format!("new revision {revision}: {what}"),
+                )
+            }
         }
         Stage::Progressing(Flight::new(release))
     }
@@ -558,10 +568,15 @@ impl Machine<'_> {
     fn promote(&mut self, f: Flight) -> Stage {
         let mut release = f.release;
         release.current_step = self.plan.steps.len() as u32;
-        self.event(
-            EventKind::Promoting,
-            "every step passed: the stable Deployment rolls to the new revision",
-        );
+        let what = match self.plan.strategy {
+            Strategy::BlueGreen => {
+                "the scale-down delay passed: the stable Deployment rolls to the new revision while the new version serves all traffic"
+            }
+            Strategy::Canary => {
+                "every step passed: the stable Deployment rolls to the new revision"
+            }
+        };
+        self.event(EventKind::Promoting, what);
         Stage::Promoting(Promotion {
             release,
             traffic: f.traffic,
@@ -873,10 +888,17 @@ impl Machine<'_> {
                 if *weight > 0 {
                     f.traffic_since.get_or_insert(now);
                 }
-                self.event(
-                    EventKind::StepAdvanced,
-                    format!("{label}: {weight}% of traffic to the canary"),
-                );
+                let what = match self.plan.strategy {
+                    Strategy::BlueGreen => format!(
+                        "all traffic switched to the new version; the old one stays scaled for {}s",
+                        self.plan
+                            .steps
+                            .get(f.release.current_step as usize)
+                            .map_or(0, |s| s.min_duration.as_secs())
+                    ),
+                    Strategy::Canary => format!("{weight}% of traffic to the canary"),
+                };
+                self.event(EventKind::StepAdvanced, format!("{label}: {what}"));
             }
             Step::Match { matches } => {
                 f.traffic.matches.clone_from(matches);
@@ -892,13 +914,20 @@ impl Machine<'_> {
             ),
             Step::Pause { duration: None } => {
                 f.paused = true;
-                self.event(
-                    EventKind::Paused,
-                    format!("{label}: paused until `vigil promote`"),
-                );
+                let what = match self.plan.strategy {
+                    Strategy::BlueGreen => "the switch waits for `vigil promote`",
+                    Strategy::Canary => "paused until `vigil promote`",
+                };
+                self.event(EventKind::Paused, format!("{label}: {what}"));
             }
             Step::Analysis => {
-                self.event(EventKind::StepAdvanced, format!("{label}: analysis step"))
+                let what = match self.plan.strategy {
+                    Strategy::BlueGreen => {
+                        "the new version is up behind the preview Service: pre-promotion analysis"
+                    }
+                    Strategy::Canary => "analysis step",
+                };
+                self.event(EventKind::StepAdvanced, format!("{label}: {what}"))
             }
             Step::Replicas { count } => {
                 f.release.canary_replicas = Some(*count);
@@ -2165,5 +2194,185 @@ mod tests {
         let d = decide(&p, &s, &o);
         assert_eq!(d.state.phase(), Phase::Failed);
         assert!(d.state.message.contains("rollback webhook"));
+    }
+
+    /// A blue-green plan as `api::plan` builds it: a preview judged by the pre-promotion
+    /// analysis (when `pre`), a pause for `vigil promote` (unless `auto`), and the switch held
+    /// 30 s with the post-promotion analysis in the background; 10 s intervals.
+    fn blue_green(pre: bool, auto: bool) -> Plan {
+        let interval = Duration::from_secs(10);
+        let mut p = Plan::from_weights(&[100], interval);
+        p.strategy = Strategy::BlueGreen;
+        p.steps[0].min_duration = Duration::from_secs(30);
+        if !auto {
+            p.steps.insert(
+                0,
+                PlannedStep {
+                    step: Step::Pause { duration: None },
+                    interval,
+                    min_duration: Duration::ZERO,
+                },
+            );
+        }
+        if pre {
+            p.steps.insert(
+                0,
+                PlannedStep {
+                    step: Step::Analysis,
+                    interval,
+                    min_duration: Duration::ZERO,
+                },
+            );
+            p.analyses.insert(
+                AnalysisScope::Step(0),
+                crate::rollout::AnalysisSetup::default(),
+            );
+        }
+        p.check().expect("a valid plan");
+        p
+    }
+
+    /// Runs `decide` and returns the state, checking the world's weight and canary size.
+    fn step(p: &Plan, s: &State, o: Observation, weight: u8, canary: i32) -> State {
+        let d = decide(p, s, &o);
+        assert_eq!(
+            (d.world.weight, d.world.canary.as_ref().map(|c| c.replicas)),
+            (weight, Some(canary)),
+            "{}",
+            d.state.message
+        );
+        d.state
+    }
+
+    #[test]
+    fn blue_green_judges_the_full_size_preview_then_switches_at_once_and_promotes() {
+        let p = blue_green(true, true);
+        // The new version comes up at full size, with no traffic, the Service on stable.
+        let s = step(&p, &waiting(), obs(0, "r2", 0), 0, 4);
+        assert!(desired(&p, &s, 4, t(0)).pin_stable);
+        assert!(
+            s.message.contains("full size behind the preview"),
+            "{}",
+            s.message
+        );
+        let d = decide(&p, &s, &obs(5, "r2", 3));
+        assert_eq!(d.state.step_started_at(), None, "all 4 replicas first");
+        // The preview's analysis runs without users' traffic on it.
+        let s = step(&p, &d.state, obs(6, "r2", 4), 0, 4);
+        assert_eq!(p.step_label(&s), "step 1/2 (preview)");
+        assert!(
+            s.message.contains("pre-promotion analysis"),
+            "{}",
+            s.message
+        );
+        assert_eq!(analysis_due(&p, &s, t(15)), None);
+        let due = analysis_due(&p, &s, t(16)).expect("the pre-promotion analysis");
+        assert_eq!(
+            (due.scope, due.from, due.position.weight),
+            (AnalysisScope::Step(0), t(-4), Some(0))
+        );
+        let inconclusive_then = step(
+            &p,
+            &s,
+            with_analysis(obs(16, "r2", 4), &s, &p, inconclusive()),
+            0,
+            4,
+        );
+        assert_eq!(inconclusive_then.current_step(), 0, "holds until it passes");
+        // A pass switches all traffic at once; the old version stays (stable untouched).
+        let d = decide(
+            &p,
+            &inconclusive_then,
+            &with_analysis(obs(26, "r2", 4), &inconclusive_then, &p, pass()),
+        );
+        assert_eq!((d.world.weight, d.world.stable_replicas), (100, None));
+        assert!(d.world.stable_paused, "the old version keeps running");
+        assert!(
+            d.state.message.contains("all traffic switched") && d.state.message.contains("30s"),
+            "{}",
+            d.state.message
+        );
+        assert_eq!(p.step_label(&d.state), "step 2/2 (switched)");
+        let switched = d.state;
+        // The post-promotion analysis runs during the scale-down delay; no promotion
+        // before the delay nor before a pass.
+        let due = analysis_due(&p, &switched, t(36)).expect("post-promotion analysis");
+        assert_eq!(due.scope, AnalysisScope::Background);
+        let s = step(
+            &p,
+            &switched,
+            with_analysis(obs(36, "r2", 4), &switched, &p, pass()),
+            100,
+            4,
+        );
+        assert_eq!(s.phase(), Phase::Progressing, "the delay has not passed");
+        let d = decide(&p, &s, &obs(56, "r2", 4));
+        assert_eq!(d.state.phase(), Phase::Promoting);
+        assert_eq!(d.world.weight, 100, "traffic stays on the new version");
+        assert!(!d.world.stable_paused, "stable rolls to the new template");
+        let mut o = obs(70, "r2", 4);
+        o.stable_rolled = true;
+        let d = decide(&p, &d.state, &o);
+        assert_eq!(d.state.phase(), Phase::Succeeded);
+        assert_eq!((d.world.weight, d.world.canary.clone()), (0, None));
+    }
+
+    #[test]
+    fn blue_green_rolls_back_instantly_on_a_failed_post_promotion_analysis() {
+        let p = blue_green(false, true);
+        let s = step(&p, &waiting(), obs(0, "r2", 0), 0, 4);
+        let switched = step(&p, &s, obs(5, "r2", 4), 100, 4);
+        let d = decide(
+            &p,
+            &switched,
+            &with_analysis(obs(15, "r2", 4), &switched, &p, fail(false)),
+        );
+        assert_eq!(d.state.phase(), Phase::Failed);
+        assert_eq!(d.world.weight, 0, "all traffic back at once");
+        assert!(d.world.stable_paused, "the old version never stopped");
+        assert_eq!(d.world.stable_replicas, None);
+        assert!(d.world.pin_stable, "the Service selects the old pods again");
+        assert!(
+            d.state.message.contains("traffic is back on stable"),
+            "{}",
+            d.state.message
+        );
+    }
+
+    #[test]
+    fn a_bad_preview_is_rolled_back_before_any_user_reaches_it() {
+        let p = blue_green(true, true);
+        let s = step(&p, &waiting(), obs(0, "r2", 0), 0, 4);
+        let s = step(&p, &s, obs(5, "r2", 4), 0, 4);
+        let d = decide(
+            &p,
+            &s,
+            &with_analysis(obs(15, "r2", 4), &s, &p, fail(false)),
+        );
+        assert_eq!(d.state.phase(), Phase::Failed);
+        assert_eq!(d.world.weight, 0);
+        match &d.state.stage {
+            Stage::Failed { from_weight, .. } => assert_eq!(*from_weight, 0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_auto_promotion_the_switch_waits_for_a_promote() {
+        let p = blue_green(true, false);
+        let s = step(&p, &waiting(), obs(0, "r2", 0), 0, 4);
+        let s = step(&p, &s, obs(5, "r2", 4), 0, 4);
+        let d = decide(&p, &s, &with_analysis(obs(15, "r2", 4), &s, &p, pass()));
+        assert_eq!(d.state.phase(), Phase::Paused);
+        assert_eq!(d.world.weight, 0);
+        assert_eq!(p.step_label(&d.state), "step 2/3 (awaiting promotion)");
+        assert!(d.state.message.contains("waits for `vigil promote`"));
+        let held = step(&p, &d.state, obs(600, "r2", 4), 0, 4);
+        assert_eq!(held.phase(), Phase::Paused, "no promotion by time");
+        let mut o = obs(601, "r2", 4);
+        o.request = request(RequestAction::Promote);
+        let d = decide(&p, &held, &o);
+        assert_eq!((d.state.phase(), d.world.weight), (Phase::Progressing, 100));
+        assert!(d.request_done);
     }
 }

@@ -260,6 +260,9 @@ pub struct Plan {
     pub scale_with_weight: bool,
     /// The weight is set by replica counts (no router).
     pub replicas_router: bool,
+    /// Canary steps, or blue-green (whose steps the plan was built from: see
+    /// [`Strategy::BlueGreen`]).
+    pub strategy: Strategy,
     /// Check that the canary's share of requests follows the weight.
     pub check_split: bool,
     /// The kinds of release gates configured.
@@ -267,6 +270,20 @@ pub struct Plan {
     /// What each analysis runs: the background analysis and each analysis step's (by the
     /// step's index). A scope runs an analysis exactly when it has an entry.
     pub analyses: BTreeMap<AnalysisScope, AnalysisSetup>,
+}
+
+/// How a release moves traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Step by step, as the steps say.
+    #[default]
+    Canary,
+    /// Blue-green: the new version at full size behind a preview Service, judged by an
+    /// analysis step (the pre-promotion analysis), then, after a pause step for `vigil
+    /// promote` when promotion is manual, all traffic at once: a weight step of 100 held for
+    /// the scale-down delay, during which the background analysis (the post-promotion one)
+    /// may roll back.
+    BlueGreen,
 }
 
 /// A template an analysis runs, by name.

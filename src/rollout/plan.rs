@@ -1,6 +1,6 @@
 //! Building and checking a [`Plan`], and naming where a rollout stands in it.
 
-use super::{AnalysisScope, AnalysisSetup, Phase, Plan, PlannedStep, State, Step};
+use super::{AnalysisScope, AnalysisSetup, Phase, Plan, PlannedStep, State, Step, Strategy};
 use std::time::Duration;
 
 /// Default analysis interval.
@@ -11,6 +11,8 @@ pub const DEFAULT_FAILURE_LIMIT: u32 = 1;
 pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: u32 = 4;
 /// Default progress deadline.
 pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+/// Default time a blue-green release keeps the old version scaled after the switch.
+pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 /// Default delay before an aborted canary scales down.
 pub const DEFAULT_ABORT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
@@ -36,6 +38,7 @@ impl Plan {
             skip_analysis: false,
             scale_with_weight: false,
             replicas_router: false,
+            strategy: Strategy::Canary,
             check_split: true,
             gates: Vec::new(),
             // The background analysis runs; which templates is the caller's business.
@@ -160,11 +163,22 @@ impl Plan {
             StepAt::Before => "before the release".into(),
             StepAt::Promotion => "promotion".into(),
             StepAt::Step(number) => {
-                let what = match self
+                let step = self
                     .steps
                     .get(state.current_step() as usize)
-                    .map(|s| &s.step)
-                {
+                    .map(|s| &s.step);
+                let what = match step {
+                    Some(Step::Analysis) if self.strategy == Strategy::BlueGreen => {
+                        " (preview)".into()
+                    }
+                    Some(Step::Pause { duration: None })
+                        if self.strategy == Strategy::BlueGreen =>
+                    {
+                        " (awaiting promotion)".into()
+                    }
+                    Some(Step::Weight { .. }) if self.strategy == Strategy::BlueGreen => {
+                        " (switched)".into()
+                    }
                     Some(Step::Weight { weight }) => format!(" ({weight}%)"),
                     Some(Step::Pause { .. }) => " (pause)".into(),
                     Some(Step::Analysis) => " (analysis)".into(),

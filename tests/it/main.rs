@@ -14,6 +14,7 @@ mod common;
 
 mod alerts;
 mod bench;
+mod blue_green;
 mod cli;
 mod coexistence;
 mod controller;

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod istio;
 pub mod nginx;
 pub mod replicas;
+pub mod selector;
 pub mod services;
 mod split;
 
@@ -180,6 +181,12 @@ pub trait Router: Send + Sync {
         true
     }
 
+    /// Whether at `weight` the router sets the stable Service's selector itself, so that
+    /// the pin of the Service to the stable pods must not be applied.
+    fn sets_selector(&self, _weight: u8) -> bool {
+        false
+    }
+
     /// The PromQL label matchers (stable, canary) that tell the versions' requests apart
     /// in the metrics of this router's data plane, unless the Release sets its own.
     fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String>;
@@ -207,6 +214,7 @@ pub fn for_spec(spec: RouterSpec<'_>) -> Box<dyn Router> {
         RouterSpec::GatewayApi(c) => Box::new(gateway::GatewayRouter::new(c)),
         RouterSpec::Istio(c) => Box::new(istio::IstioRouter::new(c)),
         RouterSpec::Replicas(_) => Box::new(replicas::ReplicasRouter),
+        RouterSpec::Selector(_) => Box::new(selector::SelectorRouter),
     }
 }
 

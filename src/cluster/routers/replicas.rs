@@ -6,6 +6,15 @@ use super::{MatcherNames, RouteContext, Router, RouterError};
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 
+/// Matchers by pod name, for routers without a data plane of their own (the versions'
+/// pods serve behind one Service): `web-<hash>-<id>` vs `web-canary-<hash>-<id>`.
+pub(crate) fn pod_matchers(names: &MatcherNames<'_>) -> (String, String) {
+    (
+        format!(r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#, names.target),
+        format!(r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#, names.canary_deployment),
+    )
+}
+
 /// The router of `routing.replicas`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplicasRouter;
@@ -15,12 +24,8 @@ impl Router for ReplicasRouter {
         "replicas"
     }
 
-    /// Pod names: `web-<hash>-<id>` vs `web-canary-<hash>-<id>`.
     fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
-        Ok((
-            format!(r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#, names.target),
-            format!(r#"pod=~"{}-[a-z0-9]+-[a-z0-9]+""#, names.canary_deployment),
-        ))
+        Ok(pod_matchers(names))
     }
 
     fn set<'a>(

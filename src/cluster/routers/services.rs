@@ -319,15 +319,39 @@ pub fn updated_canary_service(
     Ok((updated != *existing).then_some(updated))
 }
 
+/// Switches the stable Service to the canary's pods: adds `vigil.dev/canary: "true"` to its
+/// original selector and records the original, as [`pin_stable_service`] does. Idempotent.
+pub async fn switch_stable_service(ctx: &RouteContext) -> Result<(), RouterError> {
+    let names = ctx.names();
+    update_stable(ctx, |svc| switched_service(&names, svc)).await
+}
+
+/// The stable Service selecting the canary's pods (its original selector plus the canary
+/// label); `None` when it already does.
+pub fn switched_service(names: &Names<'_>, svc: &Service) -> Result<Option<Service>, RouterError> {
+    pinned_with(names, svc, CANARY_LABEL, "true")
+}
+
 /// The stable Service pinned to `hash`; `None` when it already is.
 pub fn pinned_service(
     names: &Names<'_>,
     svc: &Service,
     hash: &str,
 ) -> Result<Option<Service>, RouterError> {
+    pinned_with(names, svc, POD_TEMPLATE_HASH, hash)
+}
+
+/// The stable Service selecting its original selector plus `key: value` (and nothing else
+/// vigil added), with the original recorded; `None` when it already does.
+fn pinned_with(
+    names: &Names<'_>,
+    svc: &Service,
+    key: &str,
+    value: &str,
+) -> Result<Option<Service>, RouterError> {
     let original = original_selector(names, svc)?;
     let mut selector = original.clone();
-    selector.insert(POD_TEMPLATE_HASH.into(), hash.into());
+    selector.insert(key.into(), value.into());
     let recorded = serde_json::to_string(&original).map_err(|e| RouterError::Invalid {
         object: names.object("Service", names.service),
         message: format!("cannot record the selector: {e}"),
