@@ -1011,6 +1011,7 @@ fn examples_deserialize_and_refer_to_their_objects() {
         names,
         [
             "argo-rollouts",
+            "blue-green",
             "flagger",
             "gateway-api",
             "istio",
@@ -1051,13 +1052,27 @@ fn examples_deserialize_and_refer_to_their_objects() {
                 "{name}: routing.istio"
             );
         }
+        if let Err(e) = vigil::api::plan::plan(spec) {
+            panic!("{name}: the Release's plan: {e}");
+        }
         let analysis = spec
             .analysis
             .as_ref()
             .unwrap_or_else(|| panic!("{name}: analysis"));
-        assert!(!analysis.templates.is_empty());
-        let given: BTreeSet<_> = analysis.args.iter().map(|a| a.name.as_str()).collect();
-        for t in &analysis.templates {
+        // The templates of the background analysis, or of blue-green's two.
+        let mut templates = analysis.templates.clone();
+        let mut args = analysis.args.clone();
+        for a in spec.blue_green.iter().flat_map(|bg| {
+            [&bg.pre_promotion_analysis, &bg.post_promotion_analysis]
+                .into_iter()
+                .flatten()
+        }) {
+            templates.extend(a.templates.iter().cloned());
+            args.extend(a.args.iter().cloned());
+        }
+        assert!(!templates.is_empty(), "{name}: no template");
+        let given: BTreeSet<_> = args.iter().map(|a| a.name.as_str()).collect();
+        for t in &templates {
             assert!(!t.cluster_scope);
             let template = o.templates.get(&t.name).unwrap_or_else(|| {
                 panic!("{name}: ReleaseAnalysis {} is not in the example", t.name)

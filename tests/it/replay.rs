@@ -54,6 +54,11 @@ fn version(name: &'static str, rps: f64, seed: u64, regression: Option<Regressio
 /// Runs the replay over the history; returns the parsed JSON, stdout of a table run and the
 /// report files' text.
 fn replay(regressed: bool) -> (Value, String, String, String) {
+    replay_release(CANARY, regressed)
+}
+
+/// [`replay`] of another Release.
+fn replay_release(release: &str, regressed: bool) -> (Value, String, String, String) {
     let regression = regressed.then_some(Regression {
         at: REGRESSION,
         error_rate: 0.04,
@@ -65,7 +70,7 @@ fn replay(regressed: bool) -> (Value, String, String, String) {
     ]));
     let dir = tempfile::tempdir().unwrap();
     let canary = dir.path().join("canary.yaml");
-    std::fs::write(&canary, CANARY).unwrap();
+    std::fs::write(&canary, release).unwrap();
     let html = dir.path().join("replay.html");
     let md = dir.path().join("replay.md");
     let run = |output: &str, reports: bool| {
@@ -299,4 +304,93 @@ fn a_canary_file_is_refused_naming_whose_kind_it_is() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(says), "{stderr}");
     }
+}
+
+/// A blue-green release of the same service: the preview judged, then the switch, then 30
+/// minutes of post-promotion analysis before the old version goes.
+const BLUE_GREEN: &str = r#"
+apiVersion: vigil.dev/v1alpha1
+kind: Release
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: checkout}
+  service: {name: checkout, port: 80}
+  routing: {selector: {}}
+  blueGreen:
+    prePromotionAnalysis: {templates: [{name: http-prometheus-client}]}
+    postPromotionAnalysis: {templates: [{name: http-prometheus-client}]}
+    scaleDownDelay: 30m
+  analysis:
+    args: [{name: job, value: checkout}]
+    interval: 1m
+  progressDeadline: 1h
+"#;
+
+/// The texts of the timeline's marks.
+fn marks(json: &Value) -> Vec<String> {
+    json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["step"].as_str().unwrap_or_default(),
+                m["text"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_blue_green_release_replays_to_promotion_and_a_late_regression_to_a_rollback() {
+    let (json, table, _, _) = replay_release(BLUE_GREEN, false);
+    let context = format!("{json:#}");
+    assert_eq!(json["end"], "promoted", "{context}");
+    let marks = marks(&json);
+    let switched = marks
+        .iter()
+        .position(|m| m.contains("all traffic switched to the new version"))
+        .unwrap_or_else(|| panic!("a switch\n{context}"));
+    assert!(
+        marks[..switched]
+            .iter()
+            .any(|m| m.starts_with("step 1/2 (preview)")),
+        "the preview was judged before the switch: {marks:#?}"
+    );
+    assert!(
+        marks[switched].starts_with("step 2/2 (switched)"),
+        "{marks:#?}"
+    );
+    assert!(table.contains("promoted"), "{table}");
+
+    // The new version regresses 25 minutes in: after the switch, within the scale-down
+    // delay, so the post-promotion analysis switches traffic back.
+    let (json, _, _, _) = replay_release(BLUE_GREEN, true);
+    let context = format!("{json:#}");
+    assert_eq!(json["end"], "aborted", "{context}");
+    let abort = json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "abort")
+        .unwrap_or_else(|| panic!("an abort\n{context}"));
+    assert!(
+        abort["step"]
+            .as_str()
+            .unwrap()
+            .starts_with("step 2/2 (switched)"),
+        "{context}"
+    );
+    let at = unix(&abort["at"]);
+    assert!(
+        at > REGRESSION && at <= REGRESSION + 3 * INTERVAL,
+        "rolled back within three intervals of the regression ({at} vs {REGRESSION})\n{context}"
+    );
+    assert_eq!(
+        json["weight"], 0,
+        "traffic back on the old version\n{context}"
+    );
 }
