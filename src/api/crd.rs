@@ -394,7 +394,7 @@ pub struct SelectorRouting {}
 /// One step. Exactly one of `weight`, `pause`, `analysis`, `replicas`, `match`.
 #[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.weight), has(self.pause), has(self.analysis), has(self.replicas), has(self.match)].filter(x, x).size() == 1").message("a step has exactly one of weight, pause, analysis, replicas, match"))]
+#[x_kube(validation = Rule::new("[has(self.weight), has(self.pause), has(self.analysis), has(self.replicas), has(self.match), has(self.mirror)].filter(x, x).size() == 1").message("a step has exactly one of weight, pause, analysis, replicas, match, mirror"))]
 pub struct ReleaseStep {
     /// Send this share of traffic (percent) to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -414,6 +414,10 @@ pub struct ReleaseStep {
     /// Route requests with these headers or cookies to the canary (A/B).
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<Vec<Match>>,
+    /// Copy a share of stable's requests to the canary (shadow traffic): its answers are
+    /// thrown away and no user is served by it, while vigil judges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorStep>,
     /// How often analyses run during this step; default `analysis.interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = DURATION_RULE)]
@@ -424,6 +428,18 @@ pub struct ReleaseStep {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub min_duration: Option<String>,
+}
+
+/// A mirror step: `{percent: 50}`.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorStep {
+    /// The share of stable's requests copied to the canary, 1-100; default 100. ingress-nginx
+    /// copies every request (100 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("mirror.percent is 1 to 100"))]
+    #[schemars(range(min = 1, max = 100))]
+    pub percent: Option<i32>,
 }
 
 /// A pause step.

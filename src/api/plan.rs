@@ -96,6 +96,31 @@ pub fn plan(spec: &ReleaseSpec) -> Result<Plan, String> {
             );
         }
     }
+    for (i, s) in steps.iter().enumerate() {
+        let Step::Mirror { percent } = s.step else {
+            continue;
+        };
+        let routing = &spec.routing;
+        if routing.replicas.is_some() || routing.selector.is_some() {
+            return Err(format!(
+                "step {}: mirror needs a router that copies requests (nginx, gatewayAPI, \
+                 istio); routing.{} has no traffic objects",
+                i + 1,
+                if routing.replicas.is_some() {
+                    "replicas"
+                } else {
+                    "selector"
+                }
+            ));
+        }
+        if routing.nginx.is_some() && percent != 100 {
+            return Err(format!(
+                "step {}: mirror.percent {percent}: ingress-nginx copies every request (its \
+                 mirror-target has no sampling); set percent: 100, or use gatewayAPI or istio",
+                i + 1
+            ));
+        }
+    }
     if spec.routing.selector.is_some() {
         for (i, s) in steps.iter().enumerate() {
             match s.step {
@@ -303,13 +328,14 @@ fn planned_step(i: usize, s: &ReleaseStep, interval: Duration) -> Result<Planned
         s.analysis.is_some(),
         s.replicas.is_some(),
         s.matches.is_some(),
+        s.mirror.is_some(),
     ]
     .iter()
     .filter(|x| **x)
     .count();
     if set != 1 {
         return Err(format!(
-            "steps[{i}] has {set} of weight, pause, analysis, replicas, match; it needs exactly one"
+            "steps[{i}] has {set} of weight, pause, analysis, replicas, match, mirror; it needs exactly one"
         ));
     }
     let (step, default_min) = if let Some(w) = s.weight {
@@ -332,6 +358,18 @@ fn planned_step(i: usize, s: &ReleaseStep, interval: Duration) -> Result<Planned
         (Step::Analysis, Duration::ZERO)
     } else if let Some(n) = s.replicas {
         (Step::Replicas { count: n }, Duration::ZERO)
+    } else if let Some(m) = &s.mirror {
+        let percent = m.percent.unwrap_or(100);
+        let percent = u8::try_from(percent)
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| {
+                format!(
+                    "{} is {percent}; it is a percentage, 1 to 100",
+                    field("mirror.percent")
+                )
+            })?;
+        (Step::Mirror { percent }, interval)
     } else {
         let matches = s.matches.clone().unwrap_or_default();
         (Step::Match { matches }, interval)
@@ -531,6 +569,30 @@ mod tests {
             BASE.replace("{nginx: {ingress: web}}", "{selector: {}}")
         ));
         assert!(plan(&sel).is_ok());
+    }
+
+    #[test]
+    fn a_mirror_step_is_planned_where_the_router_can_copy_requests() {
+        let with = |routing: &str, mirror: &str| {
+            plan(&canary(&format!(
+                "{}  steps:\n    - mirror: {mirror}\n    - weight: 10\n",
+                BASE.replace("{nginx: {ingress: web}}", routing)
+            )))
+        };
+        let p = with("{istio: {virtualService: web}}", "{percent: 20}").unwrap();
+        assert_eq!(p.steps[0].step, Step::Mirror { percent: 20 });
+        assert_eq!(p.steps[0].min_duration, Duration::from_secs(30));
+        let p = with("{nginx: {ingress: web}}", "{}").unwrap();
+        assert_eq!(p.steps[0].step, Step::Mirror { percent: 100 });
+        let err = with("{nginx: {ingress: web}}", "{percent: 20}").unwrap_err();
+        assert!(err.contains("ingress-nginx copies every request"), "{err}");
+        let err = with("{replicas: {}}", "{}").unwrap_err();
+        assert!(
+            err.contains("routing.replicas has no traffic objects"),
+            "{err}"
+        );
+        let err = with("{gatewayAPI: {httpRoute: r}}", "{percent: 0}").unwrap_err();
+        assert!(err.contains("steps[0].mirror.percent is 0"), "{err}");
     }
 
     #[test]

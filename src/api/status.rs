@@ -61,6 +61,9 @@ pub struct StateV1alpha1 {
     /// The A/B conditions in force, if any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<Match>,
+    /// The share (percent) of stable's requests mirrored to the canary, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percent: Option<u8>,
     /// The canary's replicas set by a `replicas` step, overriding the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_replicas: Option<i32>,
@@ -144,6 +147,7 @@ impl StateV1alpha1 {
         Traffic {
             weight: self.weight,
             matches: self.matches.clone(),
+            mirror: self.mirror_percent,
         }
     }
 
@@ -163,6 +167,7 @@ impl StateV1alpha1 {
     fn put_traffic(&mut self, t: &Traffic) {
         self.weight = t.weight;
         self.matches.clone_from(&t.matches);
+        self.mirror_percent = t.mirror;
     }
 }
 

@@ -282,6 +282,7 @@ async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<
         canary: None,
         weight: 0,
         matches: Vec::new(),
+        mirror: None,
         pin_stable: false,
     };
     let canary_dep = deployments

@@ -512,6 +512,7 @@ pub(crate) mod testing {
                 traffic: Traffic {
                     weight: 25,
                     matches: Vec::new(),
+                    mirror: None,
                 },
                 ..Flight::new(release)
             }),

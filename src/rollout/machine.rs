@@ -157,7 +157,8 @@ fn new_revision(state: &State, obs: &Observation) -> bool {
 }
 
 fn sends_traffic(step: &Step) -> bool {
-    matches!(step, Step::Weight { weight } if *weight > 0) || matches!(step, Step::Match { .. })
+    matches!(step, Step::Weight { weight } if *weight > 0)
+        || matches!(step, Step::Match { .. } | Step::Mirror { .. })
 }
 
 fn increases(step: &Step, weight: u8) -> bool {
@@ -201,9 +202,20 @@ fn replicas_for(plan: &Plan, release: &Attempt, size: Size, weight: u8) -> i32 {
 /// The weight the canary's replicas are sized for: the next weight step's while it waits to
 /// begin (scale first, then shift traffic), the applied weight otherwise.
 fn sizing_weight(plan: &Plan, f: &Flight) -> u8 {
-    match plan.weight_of(f.release.current_step as usize) {
-        Some(next) if f.step.began().is_none() && !f.paused => next.max(f.traffic.weight),
-        _ => f.traffic.weight,
+    let next = match plan
+        .steps
+        .get(f.release.current_step as usize)
+        .map(|s| &s.step)
+    {
+        Some(Step::Weight { weight }) => Some(*weight),
+        // Mirrored requests load the canary as served ones would.
+        Some(Step::Mirror { percent }) => Some(*percent),
+        _ => None,
+    };
+    let now = f.traffic.weight.max(f.traffic.mirror.unwrap_or(0));
+    match next {
+        Some(next) if f.step.began().is_none() && !f.paused => next.max(now),
+        _ => now,
     }
 }
 
@@ -293,6 +305,7 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
         canary: None,
         weight: 0,
         matches: Vec::new(),
+        mirror: None,
         pin_stable: false,
     };
     match &state.stage {
@@ -302,6 +315,7 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
             world.stable_replicas = router((total(&f.release, size) - replicas).max(0));
             world.weight = f.traffic.weight;
             world.matches.clone_from(&f.traffic.matches);
+            world.mirror = f.traffic.mirror;
         }
         Stage::Promoting(p) => {
             world.stable_paused = false;
@@ -885,6 +899,7 @@ impl Machine<'_> {
             Step::Weight { weight } => {
                 f.traffic.weight = *weight;
                 f.traffic.matches.clear();
+                f.traffic.mirror = None;
                 if *weight > 0 {
                     f.traffic_since.get_or_insert(now);
                 }
@@ -900,8 +915,20 @@ impl Machine<'_> {
                 };
                 self.event(EventKind::StepAdvanced, format!("{label}: {what}"));
             }
+            Step::Mirror { percent } => {
+                f.traffic.mirror = Some(*percent);
+                f.traffic.matches.clear();
+                f.traffic_since.get_or_insert(now);
+                self.event(
+                    EventKind::StepAdvanced,
+                    format!(
+                        "{label}: {percent}% of stable's requests mirrored to the canary; its answers are thrown away, no user is served by it"
+                    ),
+                );
+            }
             Step::Match { matches } => {
                 f.traffic.matches.clone_from(matches);
+                f.traffic.mirror = None;
                 f.traffic_since.get_or_insert(now);
                 self.event(
                     EventKind::StepAdvanced,
@@ -950,7 +977,7 @@ impl Machine<'_> {
         let elapsed = since(now, Some(started));
         let analysed = self.plan.skip_analysis || f.step.passed();
         match &planned.step {
-            Step::Weight { .. } | Step::Match { .. } => {
+            Step::Weight { .. } | Step::Match { .. } | Step::Mirror { .. } => {
                 let least = planned
                     .min_duration
                     .max(if self.plan.background_analysis() {
@@ -1154,6 +1181,7 @@ mod tests {
                 traffic: Traffic {
                     weight,
                     matches: Vec::new(),
+                    mirror: None,
                 },
                 step: StepState::Begun {
                     at: t(started),
@@ -1717,6 +1745,7 @@ mod tests {
                 canary: None,
                 weight: 0,
                 matches: vec![],
+                mirror: None,
                 pin_stable: false
             }
         );
@@ -2374,5 +2403,48 @@ mod tests {
         let d = decide(&p, &held, &o);
         assert_eq!((d.state.phase(), d.world.weight), (Phase::Progressing, 100));
         assert!(d.request_done);
+    }
+
+    #[test]
+    fn a_mirror_step_copies_requests_to_a_canary_no_user_reaches_and_is_judged() {
+        let mut p = Plan::from_weights(&[10, 100], MIN);
+        p.scale_with_weight = true;
+        p.steps.insert(
+            0,
+            PlannedStep {
+                step: Step::Mirror { percent: 50 },
+                interval: MIN,
+                min_duration: MIN,
+            },
+        );
+        let s = decide(&p, &waiting(), &obs(0, "r2", 0)).state;
+        // Sized for the mirrored half of stable's requests, not for weight 0.
+        assert_eq!(desired(&p, &s, 4, t(0)).canary.map(|c| c.replicas), Some(2));
+        let d = decide(&p, &s, &obs(5, "r2", 2));
+        assert_eq!((d.world.weight, d.world.mirror), (0, Some(50)));
+        assert_eq!(p.step_label(&d.state), "step 1/3 (mirror 50%)");
+        assert!(
+            d.state.message.contains("mirrored to the canary"),
+            "{}",
+            d.state.message
+        );
+        let s = d.state;
+        assert_eq!(flight(&s).traffic_since, Some(t(5)));
+        let due = analysis_due(&p, &s, t(65)).expect("judged while mirrored");
+        assert_eq!(
+            (due.scope, due.position.weight),
+            (AnalysisScope::Background, Some(0))
+        );
+        // A pass moves on to users' traffic; the mirror goes.
+        let d = decide(&p, &s, &with_analysis(obs(65, "r2", 2), &s, &p, pass()));
+        assert_eq!((d.world.weight, d.world.mirror), (10, None));
+        // A failure while mirroring aborts before any user was served.
+        let d = decide(
+            &p,
+            &s,
+            &with_analysis(obs(65, "r2", 2), &s, &p, fail(false)),
+        );
+        assert_eq!(d.state.phase(), Phase::Failed);
+        assert_eq!((d.world.weight, d.world.mirror), (0, None));
     }
 }

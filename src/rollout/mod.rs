@@ -162,6 +162,12 @@ pub enum Step {
         /// The conditions.
         matches: Vec<Match>,
     },
+    /// Copy this share (1-100) of stable's requests to the canary, throwing its answers
+    /// away, with no user served by it (weight 0); then hold like a weight step.
+    Mirror {
+        /// Percent of stable's requests.
+        percent: u8,
+    },
 }
 
 /// A step with its own timing.
@@ -534,6 +540,8 @@ pub struct World {
     pub weight: u8,
     /// A/B conditions.
     pub matches: Vec<Match>,
+    /// The share (percent) of stable's requests mirrored to the canary; `None`: no mirror.
+    pub mirror: Option<u8>,
     /// Pin the stable Service to the stable pods (while canary pods run beside them).
     pub pin_stable: bool,
 }

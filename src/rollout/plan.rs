@@ -101,6 +101,14 @@ impl Plan {
             {
                 return Err(format!("step {}: weight {weight} is above 100", i + 1));
             }
+            if let Step::Mirror { percent } = s.step
+                && !(1..=100).contains(&percent)
+            {
+                return Err(format!(
+                    "step {}: mirror percent {percent} is not within 1-100",
+                    i + 1
+                ));
+            }
             if let Step::Replicas { count } = s.step
                 && count < 0
             {
@@ -184,6 +192,7 @@ impl Plan {
                     Some(Step::Analysis) => " (analysis)".into(),
                     Some(Step::Replicas { count }) => format!(" ({count} replicas)"),
                     Some(Step::Match { .. }) => " (A/B)".into(),
+                    Some(Step::Mirror { percent }) => format!(" (mirror {percent}%)"),
                     None => String::new(),
                 };
                 format!("step {number}/{}{what}", self.steps.len())

@@ -108,12 +108,16 @@ pub struct Traffic {
     pub weight: u8,
     /// The A/B conditions in force, if any.
     pub matches: Vec<Match>,
+    /// The share (percent) of stable's requests copied to the canary, responses discarded,
+    /// while a mirror step is in force.
+    pub mirror: Option<u8>,
 }
 
 impl Traffic {
-    /// Whether the canary gets requests: a weight above zero or an A/B condition.
+    /// Whether the canary gets requests: a weight above zero, an A/B condition, or copies
+    /// of stable's.
     pub fn flows(&self) -> bool {
-        self.weight > 0 || !self.matches.is_empty()
+        self.weight > 0 || !self.matches.is_empty() || self.mirror.is_some()
     }
 }
 

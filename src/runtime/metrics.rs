@@ -414,6 +414,7 @@ mod tests {
                 traffic: Traffic {
                     weight: 25,
                     matches: Vec::new(),
+                    mirror: None,
                 },
                 ..Flight::new(release.clone())
             }),

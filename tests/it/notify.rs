@@ -263,6 +263,7 @@ fn decision(events: &[(EventKind, &str)]) -> Decision {
             canary: None,
             weight: 25,
             matches: vec![],
+            mirror: None,
             pin_stable: true,
         },
         events: events
