@@ -9,7 +9,7 @@ use super::progress::Progress;
 use chrono::Utc;
 use clap::Args;
 use std::path::PathBuf;
-use vigil::analysis::{self, AnalysisRequest, PlanError};
+use vigil::analysis::{self, AnalysisRequest, Baseline, PlanError};
 use vigil::data::{QueryRequest, QueryResult, Window};
 use vigil::judge::{Outcome, Report, Verdict};
 use vigil::report::{self, Format};
@@ -112,6 +112,7 @@ pub async fn run(args: JudgeArgs) -> Result<u8, Failure> {
         stable,
         canary,
         window,
+        baseline: Baseline::Concurrent,
     };
     let locate = |e: PlanError| usage(locate_plan_error(&e, &template, &text, &origin));
     // A bar of the queries on a terminal: a long window on a slow server takes a while. In
@@ -200,7 +201,9 @@ fn locate_plan_error(
             .iter()
             .position(|m| &m.name == metric)
             .map(|i| format!("spec.metrics[{i}].{field}")),
-        PlanError::UnknownArg { .. } | PlanError::SameSelectors(_) => None,
+        PlanError::UnknownArg { .. } | PlanError::SameSelectors(_) | PlanError::Baseline { .. } => {
+            None
+        }
     };
     match path {
         Some(path) => match load::line_of(text, &path) {
