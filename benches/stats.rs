@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use vigil::analysis::{AnalysisRequest, plan};
+use vigil::analysis::{AnalysisRequest, Baseline, plan};
 use vigil::data::Window;
 use vigil::judge::{self, MetricData, RunInfo};
 use vigil::source::simulated::{SimulatedSource, VersionModel};
@@ -112,6 +112,7 @@ fn main() {
         stable: "version=\"v1\"".parse().expect("selector"),
         canary: "version=\"v2\"".parse().expect("selector"),
         window,
+        baseline: Baseline::Concurrent,
     };
     let source = SimulatedSource::new(
         &template,
@@ -141,6 +142,7 @@ fn main() {
     let info = RunInfo {
         position: vigil::judge::Position::one_off(),
         window,
+        baseline: None,
         source: "bench".into(),
         stable: "version=\"v1\"".into(),
         canary: "version=\"v2\"".into(),

@@ -127,6 +127,17 @@ impl Window {
         PromDuration::from_millis((self.end - self.start).num_milliseconds().unsigned_abs())
     }
 
+    /// The same window `by` earlier (same length and step), or `None` when that lies outside
+    /// the range of times.
+    pub fn shifted_back(&self, by: PromDuration) -> Option<Self> {
+        let by = chrono::Duration::try_milliseconds(i64::try_from(by.as_millis()).ok()?)?;
+        Some(Self {
+            start: self.start.checked_sub_signed(by)?,
+            end: self.end.checked_sub_signed(by)?,
+            step: self.step,
+        })
+    }
+
     /// The first evaluation time of a range query that covers the window with
     /// `increase(...[step])`: one step after the start, so no point reaches before it.
     pub fn first_point(&self) -> DateTime<Utc> {
@@ -152,19 +163,42 @@ pub struct QueryRequest {
     pub promql: String,
     /// The window to query.
     pub window: Window,
+    /// For the baseline of a before/after comparison: how much earlier `window` lies than
+    /// the window judged. The answer is moved forward by as much
+    /// ([`QueryResult::shifted_forward`]), onto the judged window's steps, before the judge
+    /// sees it. `None`: `window` is the window judged.
+    pub shift: Option<PromDuration>,
 }
 
 impl QueryRequest {
-    /// "template http-red, metric error-rate (errors, canary)"
+    /// "template http-red, metric error-rate (errors, canary)"; for a shifted baseline
+    /// "template http-red, metric error-rate (errors, stable, baseline
+    /// 2026-09-20T13:48:20Z to 2026-09-20T14:13:20Z, 1d earlier)"
     pub fn describe(&self) -> String {
+        let baseline = self
+            .shift
+            .map(|by| {
+                format!(
+                    ", baseline {} to {}, {by} earlier",
+                    rfc3339(self.window.start),
+                    rfc3339(self.window.end)
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "template {}, metric {} ({}, {})",
+            "template {}, metric {} ({}, {}{baseline})",
             self.template,
             self.metric,
             self.part.field(),
             self.role
         )
     }
+}
+
+/// A time as messages write it: RFC 3339 in UTC, whole seconds unless it has fractions, as
+/// `--start` and `--end` take it.
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// One time series of a query's answer.
@@ -183,4 +217,20 @@ pub struct QueryResult {
     pub series: Vec<Series>,
     /// Warnings the source reported alongside the data.
     pub warnings: Vec<String>,
+}
+
+impl QueryResult {
+    /// The answer with every point `by` later: a baseline queried over an earlier window,
+    /// put on the steps of the window judged. Exact to the millisecond (the judge pairs
+    /// points by their millisecond), so shifting by a whole number of steps keeps the grid.
+    pub fn shifted_forward(mut self, by: PromDuration) -> Self {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        for series in &mut self.series {
+            for point in &mut series.points {
+                let millis = (point.0 * 1000.0).round() as i64;
+                point.0 = millis.saturating_add(by) as f64 / 1000.0;
+            }
+        }
+        self
+    }
 }

@@ -9,7 +9,7 @@ use super::progress::Progress;
 use chrono::Utc;
 use clap::Args;
 use std::path::PathBuf;
-use vigil::analysis::{self, AnalysisRequest, PlanError};
+use vigil::analysis::{self, AnalysisRequest, Baseline, BaselineError, PlanError};
 use vigil::data::{QueryRequest, QueryResult, Window};
 use vigil::judge::{Outcome, Report, Verdict};
 use vigil::report::{self, Format};
@@ -53,6 +53,12 @@ pub struct JudgeArgs {
     /// Label matchers of the canary, without braces, e.g. version="v2".
     #[arg(long, value_name = "MATCHERS")]
     canary: String,
+    /// Judge before/after: what --canary selects over the window against what --stable
+    /// selected over an earlier window of the same length that ends by TIME, when the new
+    /// version began (or the template's spec.offset earlier). RFC 3339 or Unix seconds; the
+    /// window must start at or after it. --stable may then equal --canary.
+    #[arg(long, value_name = "TIME")]
+    baseline_before: Option<String>,
     /// Window start: RFC 3339 or Unix seconds.
     #[arg(long, requires = "end", conflicts_with = "last")]
     start: Option<String>,
@@ -101,6 +107,12 @@ pub async fn run(args: JudgeArgs) -> Result<u8, Failure> {
         _ => return Err(usage("give --start and --end, or --last")),
     };
     let window = Window::new(start, end, step).map_err(|e| usage(e.to_string()))?;
+    let baseline = match &args.baseline_before {
+        Some(began) => Baseline::Before {
+            began: parse_time(began, "--baseline-before")?,
+        },
+        None => Baseline::Concurrent,
+    };
     let config = prometheus_config(&args.prometheus, &args.connection)?;
     let concurrency = args.connection.concurrency;
     let source = Prometheus::new(config).map_err(|e| usage(e.to_string()))?;
@@ -112,6 +124,7 @@ pub async fn run(args: JudgeArgs) -> Result<u8, Failure> {
         stable,
         canary,
         window,
+        baseline,
     };
     let locate = |e: PlanError| usage(locate_plan_error(&e, &template, &text, &origin));
     // A bar of the queries on a terminal: a long window on a slow server takes a while. In
@@ -200,7 +213,14 @@ fn locate_plan_error(
             .iter()
             .position(|m| &m.name == metric)
             .map(|i| format!("spec.metrics[{i}].{field}")),
-        PlanError::UnknownArg { .. } | PlanError::SameSelectors(_) => None,
+        PlanError::Baseline {
+            problem:
+                BaselineError::OffsetNotWholeSteps { .. } | BaselineError::OffsetTooShort { .. },
+            ..
+        } => Some("spec.offset".to_string()),
+        PlanError::UnknownArg { .. } | PlanError::SameSelectors(_) | PlanError::Baseline { .. } => {
+            None
+        }
     };
     match path {
         Some(path) => match load::line_of(text, &path) {

@@ -2,7 +2,7 @@
 //! judges the canary against stable over the window, and sums the reports up as one
 //! [`AnalysisOutcome`].
 
-use crate::analysis::{self, Judged};
+use crate::analysis::{self, Baseline, Judged};
 use crate::api::crd::{self, Release};
 use crate::data::Window;
 use crate::judge::Report;
@@ -28,6 +28,11 @@ pub struct AnalysisInput<'a> {
     pub stable: &'a Selector,
     /// Canary matchers.
     pub canary_matchers: &'a Selector,
+    /// What the canary is compared with: [`Baseline::Concurrent`] for stable beside it over
+    /// the window; [`Baseline::Before`] for a bake or a post-promotion analysis, the version
+    /// `canary_matchers` selects over the window against what `stable` selected over an
+    /// earlier window ending no later than `began` (the two selectors may then be the same).
+    pub baseline: Baseline,
     /// Queries in flight at most.
     pub concurrency: usize,
 }
@@ -122,7 +127,7 @@ pub async fn run<S: MetricSource>(
         &templates,
         &setup.args,
         (input.stable, input.canary_matchers),
-        window,
+        (window, input.baseline),
         (input.due.look, analysis::position(&input.due)),
         input.concurrency,
     )

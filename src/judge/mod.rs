@@ -230,6 +230,10 @@ pub struct Report {
     pub thresholds: Thresholds,
     /// The window judged.
     pub window: Window,
+    /// The earlier window the stable version's data came from, in a before/after comparison
+    /// (its points are reported on the judged window's steps); absent side by side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Window>,
     /// Where the data came from.
     pub source: String,
     /// The stable version's label matchers.
@@ -271,6 +275,10 @@ pub struct MetricData {
     pub errors: Vec<String>,
     /// The rendered queries.
     pub queries: BTreeMap<Role, Queries>,
+    /// The window each version's queries ran over: the window judged, or for the baseline of
+    /// a before/after comparison an earlier one (its answers in `results` are already moved
+    /// onto the judged window's steps).
+    pub windows: BTreeMap<Role, Window>,
 }
 
 /// How a metric counts towards the verdict once `onNoData` is applied.
@@ -448,6 +456,8 @@ impl Default for Position {
 pub struct RunInfo {
     /// The window judged.
     pub window: Window,
+    /// The stable version's earlier window in a before/after comparison; `None` side by side.
+    pub baseline: Option<Window>,
     /// Where the data came from.
     pub source: String,
     /// Stable matchers, as rendered.
@@ -519,6 +529,7 @@ pub fn judge(template: &ReleaseAnalysis, data: &[MetricData], info: RunInfo) -> 
             alpha: scoring.alpha,
         },
         window: info.window,
+        baseline: info.baseline,
         source: info.source,
         stable: info.stable,
         canary: info.canary,
@@ -674,6 +685,7 @@ spec:
                 crate::template::units::PromDuration::from_secs(60),
             )
             .unwrap(),
+            baseline: None,
             source: "test".into(),
             stable: "v=\"1\"".into(),
             canary: "v=\"2\"".into(),
@@ -906,6 +918,7 @@ spec:
                 crate::template::units::PromDuration::from_secs(60),
             )
             .unwrap(),
+            baseline: None,
             source: "test".into(),
             position: Position::one_off(),
             stable: "a=\"1\"".into(),

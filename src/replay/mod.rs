@@ -70,7 +70,7 @@ impl ReplayInput<'_> {
             templates,
             args,
             (&self.stable, &self.canary_matchers),
-            window,
+            (window, analysis::Baseline::Concurrent),
             look,
             self.concurrency,
         )

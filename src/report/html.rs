@@ -6,7 +6,8 @@
 use super::doc::{Document, Section};
 use super::figures::{mark_class, metric_figures};
 use super::text::{
-    change, escape, next_step_words, outcome_word, p_text, side, split_words, verdict_word,
+    baseline_words, change, escape, next_step_words, outcome_word, p_text, side, split_words,
+    verdict_word,
 };
 use crate::judge::{MetricResult, Report, Verdict, words};
 use std::fmt::Write as _;
@@ -151,9 +152,11 @@ fn write_header(out: &mut String, report: &Report, summary: &str) {
         escape(&report.source),
         escape(&report.template),
         escape(&next_step_words(report)),
-        split_words(report)
-            .map(|w| format!("<dt>split</dt><dd>{}</dd>", escape(&w)))
-            .unwrap_or_default()
+        baseline_words(report)
+            .map(|w| format!("<dt>baseline</dt><dd>{}</dd>", escape(&w)))
+            .into_iter()
+            .chain(split_words(report).map(|w| format!("<dt>split</dt><dd>{}</dd>", escape(&w))))
+            .collect::<String>()
     );
 }
 

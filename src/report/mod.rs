@@ -11,7 +11,7 @@ mod text;
 
 pub use doc::{ChartData, Document, Mark, MarkKind, Section};
 pub use html::html;
-pub use text::{next_step_words, split_words};
+pub use text::{baseline_words, next_step_words, split_words};
 
 #[cfg(test)]
 mod tests;
@@ -65,6 +65,9 @@ pub fn table(report: &Report) -> String {
         "stable: {}   canary: {}   source: {}",
         report.stable, report.canary, report.source
     );
+    if let Some(words) = baseline_words(report) {
+        let _ = writeln!(out, "{words}");
+    }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -143,9 +146,11 @@ fn md_context(out: &mut String, report: &Report) {
         escape_md(&report.stable),
         escape_md(&report.canary),
         next_step_words(report),
-        split_words(report)
+        baseline_words(report)
+            .into_iter()
+            .chain(split_words(report))
             .map(|s| format!(" · {s}"))
-            .unwrap_or_default()
+            .collect::<String>()
     );
 }
 

@@ -46,6 +46,7 @@ fn judged(evil: bool, hours: i64) -> (ReleaseAnalysis, Report, Vec<MetricData>) 
         stable: "version=\"v1\"".parse().unwrap(),
         canary: "version=\"v2\"".parse().unwrap(),
         window,
+        baseline: analysis::Baseline::Concurrent,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -246,4 +247,20 @@ fn long_windows_stay_small_and_missing_data_says_so() {
     let time = charts_of(&page, "cpu");
     assert!(time[0].contains("no data"), "{}", time[0]);
     assert!(!page.contains("NaN"));
+}
+
+#[test]
+fn a_before_after_report_names_its_baseline_window() {
+    let (_, mut report, _) = judged(false, 1);
+    let side_by_side = json(&report);
+    assert!(!side_by_side.contains("\"baseline\""), "{side_by_side}");
+    assert!(!table(&report).contains("baseline"));
+    report.baseline = report.window.shifted_back(PromDuration::from_secs(86_400));
+    let said = "stable from the baseline 2026-11-27T11:00:00Z to 2026-11-27T12:00:00Z, 1d earlier";
+    assert!(table(&report).contains(said), "{}", table(&report));
+    assert!(markdown(&report).contains(said), "{}", markdown(&report));
+    assert!(html(&single(&report, None)).contains(&format!("<dt>baseline</dt><dd>{said}</dd>")));
+    let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(json["baseline"]["start"], "2026-11-27T11:00:00Z");
+    assert_eq!(json["baseline"]["step"], "1m");
 }

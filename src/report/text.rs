@@ -115,6 +115,21 @@ pub fn next_step_words(report: &Report) -> String {
     }
 }
 
+/// Where a before/after comparison's stable data came from, when it was one.
+pub fn baseline_words(report: &Report) -> Option<String> {
+    let w = report.baseline.as_ref()?;
+    let earlier = crate::template::units::PromDuration::from_millis(
+        (report.window.end - w.end)
+            .num_milliseconds()
+            .unsigned_abs(),
+    );
+    Some(format!(
+        "stable from the baseline {} to {}, {earlier} earlier",
+        crate::data::rfc3339(w.start),
+        crate::data::rfc3339(w.end),
+    ))
+}
+
 /// The traffic split check in words, when it ran.
 pub fn split_words(report: &Report) -> Option<String> {
     let s = report.split.as_ref()?;

@@ -113,6 +113,11 @@ fn other_problems(text: &str, origin: &str) -> Vec<Problem> {
             });
         }
     }
+    if let Some(offset) = spec.get("offset")
+        && let Err(e) = super::units::PromDuration::deserialize(offset)
+    {
+        found.push(("spec.offset".into(), e.to_string()));
+    }
     if spec["scoring"].is_object() {
         found.extend(part_problems::<super::Scoring>(
             &spec["scoring"],
@@ -258,6 +263,8 @@ struct LocSpec {
     metrics: Option<Spanned<Vec<Spanned<Fields>>>>,
     #[serde(default)]
     scoring: Option<Spanned<Fields>>,
+    #[serde(default)]
+    offset: Option<Spanned<IgnoredAny>>,
 }
 
 impl Locator {
@@ -288,6 +295,11 @@ impl Locator {
                 let (name, index) = split_index(second);
                 let rest = parts.next();
                 let list = match name {
+                    "offset" => {
+                        return Some(
+                            top_line(&spec.value.offset).unwrap_or(spec.referenced.line()),
+                        );
+                    }
                     "args" => spec.value.args.as_ref(),
                     "metrics" => spec.value.metrics.as_ref(),
                     "scoring" => {
@@ -410,6 +422,28 @@ spec:
         );
         assert!(err.0[0].message.contains("ten percent"), "{err}");
         assert!(!err.0[0].message.contains("at line"), "{err}");
+    }
+
+    #[test]
+    fn offset_is_read_and_a_bad_one_named_with_its_line() {
+        let with = |offset: &str| GOOD.replace("spec:\n", &format!("spec:\n  offset: {offset}\n"));
+        let t = parse(&with("1w"), "t.yaml").unwrap();
+        assert_eq!(t.spec.offset.map(|o| o.to_string()), Some("1w".into()));
+        assert_eq!(parse(GOOD, "t.yaml").unwrap().spec.offset, None);
+        for bad in ["0s", "yesterday"] {
+            let err = parse(&with(bad), "t.yaml").unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].line, Some(5), "{err}");
+            assert_eq!(err.0[0].field.as_deref(), Some("spec.offset"), "{err}");
+            assert!(err.0[0].message.contains(bad), "{err}");
+        }
+        // A zero offset built in code, which no text can give, is refused by validation.
+        let mut t = parse(GOOD, "t.yaml").unwrap();
+        t.spec.offset = Some(super::super::units::PromDuration::from_millis(0));
+        let issues = validate(&t);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].path, "spec.offset");
+        assert!(issues[0].message.contains("longer than zero"), "{issues:?}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use units::Fraction;
+use units::{Fraction, PromDuration};
 
 /// The `apiVersion` every template carries.
 pub const API_VERSION: &str = "vigil.dev/v1alpha1";
@@ -66,6 +66,13 @@ pub struct TemplateSpec {
     /// How outcomes become a score and a verdict.
     #[serde(default)]
     pub scoring: Scoring,
+    /// Before/after comparisons only (a version judged against its predecessor's own metrics
+    /// from before it began): the baseline window lies exactly this much earlier than the
+    /// judged one, e.g. `1d` or `1w` to compare the same time of day or week. Without it the
+    /// baseline is the window of the same length just before the new version began. Ignored
+    /// when stable and canary are judged side by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<PromDuration>,
 }
 
 /// One template argument.

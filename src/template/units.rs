@@ -142,6 +142,27 @@ impl<'de> Deserialize<'de> for PromDuration {
     }
 }
 
+impl schemars::JsonSchema for PromDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PromDuration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Every unit `FromStr` takes, so that the API server accepts what vigil reads (a `1w`
+        // offset compares the same time of week); zero passes the pattern and is refused by
+        // vigil with the field's path.
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A PromQL duration such as \"30s\", \"1h30m\", \"1d\" or \"1w\".",
+            "pattern": "^([0-9]+(ms|s|m|h|d|w|y))+$"
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 /// A non-negative fraction, written in templates as a percentage (`10%`) or a plain number (`0.1`).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
 pub struct Fraction(pub f64);

@@ -118,6 +118,15 @@ pub fn validate(template: &ReleaseAnalysis) -> Vec<Issue> {
         );
     }
 
+    if spec.offset.is_some_and(|o| o.as_millis() == 0) {
+        push(
+            "spec.offset".into(),
+            "is 0s; it must be longer than zero (e.g. 1d or 1w): the baseline window lies this \
+             much before the judged one"
+                .into(),
+        );
+    }
+
     if spec.metrics.is_empty() {
         push(
             "spec.metrics".into(),

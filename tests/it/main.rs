@@ -23,6 +23,7 @@ mod e2e;
 mod fake_kube;
 mod image;
 mod judge_api;
+mod judge_baseline;
 mod leader;
 mod lint;
 mod notify;

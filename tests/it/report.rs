@@ -48,6 +48,7 @@ fn judged() -> (ReleaseAnalysis, Report, Vec<MetricData>) {
         stable: "version=\"v1\"".parse().unwrap(),
         canary: "version=\"v2\"".parse().unwrap(),
         window,
+        baseline: analysis::Baseline::Concurrent,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -365,6 +365,7 @@ pub async fn run(api: &ApiState, request: &JudgeRequest) -> Result<Report, ApiEr
         stable,
         canary,
         window,
+        baseline: analysis::Baseline::Concurrent,
     };
     let slots = api.judge_slots.clone();
     let _slot = match tokio::time::timeout(api.judge_wait, slots.acquire_owned()).await {

@@ -97,11 +97,22 @@ fn normal_cdf(x: f64) -> f64 {
 
 /// OpenMetrics text with counters and histograms for every version over the history.
 pub fn openmetrics(versions: &[Version]) -> String {
-    let start = T_END - HISTORY;
-    let times: Vec<i64> = (0..=HISTORY / SCRAPE).map(|i| start + i * SCRAPE).collect();
+    openmetrics_spans(&[(T_END, versions)])
+}
+
+/// OpenMetrics text with, for each `(end, versions)`, counters and histograms of those
+/// versions over the hour of history up to `end` (Unix seconds), each starting from zero.
+/// Give each span versions of its own (job and version labels): each series' samples are
+/// written together and in time order, as promtool reads them.
+pub fn openmetrics_spans(spans: &[(i64, &[Version])]) -> String {
     let mut requests = String::from("# TYPE http_requests counter\n");
     let mut latency = String::from("# TYPE http_request_duration_seconds histogram\n");
-    for v in versions {
+    for (v, end) in spans
+        .iter()
+        .flat_map(|(end, versions)| versions.iter().map(move |v| (v, *end)))
+    {
+        let start = end - HISTORY;
+        let times: Vec<i64> = (0..=HISTORY / SCRAPE).map(|i| start + i * SCRAPE).collect();
         let mut rng = Rng::new(v.seed);
         let per_scrape = v.rps * SCRAPE as f64;
         let bucket_probabilities = |median: f64| {
