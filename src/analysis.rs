@@ -32,6 +32,17 @@ pub enum Baseline {
     },
 }
 
+impl Baseline {
+    /// The baseline of the analysis the state machine asked for: before/after when it names
+    /// the time the new version took all the traffic, else side by side.
+    pub fn of(due: &AnalysisDue) -> Baseline {
+        match due.baseline_before {
+            Some(began) => Baseline::Before { began },
+            None => Baseline::Concurrent,
+        }
+    }
+}
+
 /// What to analyse.
 #[derive(Debug, Clone)]
 pub struct AnalysisRequest<'a> {

@@ -457,7 +457,7 @@ async fn reconcile_inner<S: MetricSource>(
                     interval,
                     stable: &stable,
                     canary_matchers: &canary_matchers,
-                    baseline: crate::analysis::Baseline::Concurrent,
+                    baseline: crate::analysis::Baseline::of(&due),
                     concurrency: ctx.concurrency,
                 };
                 // Wall time (not the controller's clock): what the analysis costs.

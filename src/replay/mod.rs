@@ -62,7 +62,7 @@ impl ReplayInput<'_> {
         source: &S,
         templates: &[ReleaseAnalysis],
         args: &BTreeMap<String, String>,
-        window: Window,
+        (window, baseline): (Window, analysis::Baseline),
         look: (u32, crate::judge::Position),
     ) -> (Vec<Judged>, Vec<String>) {
         analysis::run_templates(
@@ -70,7 +70,7 @@ impl ReplayInput<'_> {
             templates,
             args,
             (&self.stable, &self.canary_matchers),
-            (window, analysis::Baseline::Concurrent),
+            (window, baseline),
             look,
             self.concurrency,
         )
@@ -346,7 +346,7 @@ async fn analyse<S: MetricSource>(
                     source,
                     &templates,
                     &setup.args,
-                    window,
+                    (window, analysis::Baseline::of(&due)),
                     (due.look, analysis::position(&due)),
                 )
                 .await

@@ -55,7 +55,13 @@ pub async fn chart_runs<S: MetricSource>(
         .filter_map(|n| input.templates.get(n).cloned())
         .collect();
     input
-        .judge(source, &templates, &args, window, (1, Position::one_off()))
+        .judge(
+            source,
+            &templates,
+            &args,
+            (window, crate::analysis::Baseline::Concurrent),
+            (1, Position::one_off()),
+        )
         .await
         .0
 }

@@ -58,9 +58,18 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
         }
         _ => return None,
     };
+    // After a blue-green switch the old version serves nobody: the new one is judged from
+    // the switch on against the old one's requests before it.
+    let baseline_before = (scope == AnalysisScope::Background
+        && plan.strategy == Strategy::BlueGreen
+        && f.traffic.weight == 100)
+        .then_some(since);
     // One interval of the stable alone before the canary's traffic: the stable's latency
     // there sets the first interval's comparison bounds, fixed before the canary's data.
-    let from = before(since, planned.interval);
+    let from = match baseline_before {
+        Some(switch) => switch,
+        None => before(since, planned.interval),
+    };
     let last = f.last_analysis_at.filter(|t| *t >= step_start);
     let due = after(last.unwrap_or(step_start), planned.interval);
     let next_weight = plan.steps[index + 1..]
@@ -84,6 +93,7 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
             weight: (plan.check_split && !plan.replicas_router && f.traffic.matches.is_empty())
                 .then_some(f.traffic.weight),
         },
+        baseline_before,
     })
 }
 

@@ -468,6 +468,11 @@ pub struct AnalysisDue {
     pub look: u32,
     /// Where the rollout stands, for the judge.
     pub position: StepPosition,
+    /// When the new version took all the traffic, when the old one serves none in the
+    /// window (a blue-green release after its switch): the analysis then judges the new
+    /// version against the old one's requests over a window as long before this time (a
+    /// before/after comparison). `None`: both versions side by side over the window.
+    pub baseline_before: Option<DateTime<Utc>>,
 }
 
 /// Where a rollout stands when an analysis runs: what a pass would do, and the step's data.
