@@ -1015,6 +1015,7 @@ fn examples_deserialize_and_refer_to_their_objects() {
             "flagger",
             "gateway-api",
             "istio",
+            "mirroring",
             "nginx-gray-release"
         ]
     );

@@ -100,6 +100,18 @@ pub fn plan(spec: &ReleaseSpec) -> Result<Plan, String> {
         let Step::Mirror { percent } = s.step else {
             continue;
         };
+        let served = steps[..i].iter().position(|s| {
+            matches!(s.step, Step::Match { .. })
+                || matches!(s.step, Step::Weight { weight } if weight > 0)
+        });
+        if let Some(j) = served {
+            return Err(format!(
+                "step {}: a mirror step must come before users reach the canary (step {} \
+                 sends them); mirroring requests it already serves would count them twice",
+                i + 1,
+                j + 1
+            ));
+        }
         let routing = &spec.routing;
         if routing.replicas.is_some() || routing.selector.is_some() {
             return Err(format!(
@@ -593,6 +605,12 @@ mod tests {
         );
         let err = with("{gatewayAPI: {httpRoute: r}}", "{percent: 0}").unwrap_err();
         assert!(err.contains("steps[0].mirror.percent is 0"), "{err}");
+        let late = canary(&format!(
+            "{}  steps:\n    - weight: 10\n    - mirror: {{}}\n",
+            BASE.replace("{nginx: {ingress: web}}", "{istio: {virtualService: web}}")
+        ));
+        let err = plan(&late).unwrap_err();
+        assert!(err.contains("step 2: a mirror step must come before"), "{err}");
     }
 
     #[test]

@@ -441,7 +441,13 @@ async fn reconcile_inner<S: MetricSource>(
             .and_then(|s| s.ports.as_ref())
             .and_then(|p| p.first())
             .map(|p| p.port);
-        let outcome = match routers::matchers(&canary.spec, &ns, port) {
+        // While requests are mirrored, the canary's are the copies: the router's matchers
+        // for them, where its data plane tells them apart.
+        let matchers = match state.traffic().and_then(|t| t.mirror) {
+            Some(_) => routers::mirror_matchers(&canary.spec, &ns, port),
+            None => routers::matchers(&canary.spec, &ns, port),
+        };
+        let outcome = match matchers {
             Err(message) => crate::rollout::AnalysisOutcome::Error {
                 message: format!("Release {ns}/{name}: {message}"),
             },

@@ -201,8 +201,13 @@ pub async fn apply(t: &Targets<'_>, world: &World) -> Result<(), ApplyError> {
             services::unpin_stable_service(t.route).await?;
         }
     }
+    // `reset` removes a mirror too, so a mirror step (users on stable alone) only mirrors.
+    // The mirror goes before users reach the canary, so that it never gets both.
     if world.weight > 0 || !world.matches.is_empty() {
+        t.router.mirror(t.route, None).await?;
         t.router.set(t.route, world.weight, &world.matches).await?;
+    } else if world.mirror.is_some() {
+        t.router.mirror(t.route, world.mirror).await?;
     } else {
         t.router.reset(t.route).await?;
     }

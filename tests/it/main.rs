@@ -26,6 +26,7 @@ mod judge_api;
 mod judge_baseline;
 mod leader;
 mod lint;
+mod mirror;
 mod notify;
 mod ops;
 mod prometheus_client;

@@ -15,10 +15,21 @@
 //! `RegularExpression` header match; a cookie `C` is a `RegularExpression` match on the
 //! `Cookie` header, [`super::cookie_regex`], which finds `C=always` anywhere in it. The
 //! regular-expression dialect is the implementation's (Envoy-based ones use RE2).
+//!
+//! Mirroring appends a `RequestMirror` filter to every rule with a backendRef to the stable
+//! Service: its backendRef is the canary Service (with the stable backendRef's port and
+//! namespace), and `percent` is the share, left out at 100 (the specification's default:
+//! every request). `percent` is in the Standard channel since Gateway API v1.3 (Experimental
+//! since v1.2); an older CRD drops it, which would mirror every request, so a mirror with a
+//! percent is written only when a dry run keeps it. The filter applies to every request of
+//! the rule, also those it sends to its other backendRefs. Filters of the user's, other
+//! mirrors included (RequestMirror may be repeated), stay as they are; reset removes the
+//! mirror with the rest.
 
-use super::split::{Dialect, reset_object, set_object, split, unsplit};
+use super::split::{Dialect, mirror, mirror_object, reset_object, set_object, split, unsplit};
 use super::{
-    Condition, MatcherNames, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex,
+    Condition, MatcherNames, MirrorSupport, Names, RouteContext, Router, RouterError, ValueMatch,
+    cookie_regex,
 };
 use crate::api::crd::GatewayRouting;
 use crate::rollout::Match;
@@ -90,6 +101,39 @@ impl Router for GatewayRouter {
             http_route_resource(),
             &self.http_route,
             reset_route,
+        ))
+    }
+
+    fn mirror<'a>(
+        &'a self,
+        ctx: &'a RouteContext,
+        percent: Option<u8>,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(mirror_object(
+            ctx,
+            self,
+            http_route_resource(),
+            &self.http_route,
+            "spec.routing.gatewayAPI.httpRoute",
+            &HttpRoute,
+            percent,
+            mirror_route,
+        ))
+    }
+
+    fn mirror_support(&self) -> MirrorSupport {
+        MirrorSupport::Percent
+    }
+
+    /// Envoy Gateway names the cluster of a `RequestMirror` filter
+    /// `httproute/<ns>/<route>/rule/<rule>-mirror-<filter>`, apart from the rule's own
+    /// cluster (`.../rule/<rule>`, or `.../rule/<rule>/backend/<n>` when it builds one per
+    /// backendRef); both in the route's first rule, like [`Router::default_matchers`].
+    fn mirror_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        let rule = format!("httproute/{}/{}/rule/0", names.namespace, self.http_route);
+        Ok((
+            format!(r#"envoy_cluster_name=~"{rule}(/backend/0)?""#),
+            format!(r#"envoy_cluster_name=~"{rule}-mirror-[0-9]+""#),
         ))
     }
 }
@@ -179,6 +223,49 @@ impl Dialect for HttpRoute {
          spec.service.name"
             .into()
     }
+
+    const MIRRORS: &'static str = "filters";
+    const MIRROR_DROPPED: &'static str = "the API server drops the percent of a RequestMirror \
+        filter: this cluster's HTTPRoute CRD is older than Gateway API v1.3 (Standard channel) or \
+        v1.2 (Experimental), and would mirror every request; install newer Gateway API CRDs, or \
+        mirror 100 percent";
+
+    fn mirror_entry(&self, names: &Names<'_>, stable: &Value, percent: u8) -> Value {
+        // The CRD's defaults (group "", kind Service) are written out, so that the object
+        // read back equals the one written and a second apply writes nothing.
+        let mut backend = serde_json::Map::new();
+        backend.insert("group".into(), json!(""));
+        backend.insert("kind".into(), json!("Service"));
+        backend.insert("name".into(), json!(names.canary_service));
+        if let Some(ns) = stable.get("namespace") {
+            backend.insert("namespace".into(), ns.clone());
+        }
+        if let Some(port) = stable
+            .get("port")
+            .cloned()
+            .or_else(|| names.port.map(|p| json!(p)))
+        {
+            backend.insert("port".into(), port);
+        }
+        let mut filter = json!({"backendRef": backend});
+        if percent < 100 {
+            filter["percent"] = json!(percent);
+        }
+        json!({"type": "RequestMirror", "requestMirror": filter})
+    }
+
+    fn is_our_mirror(&self, names: &Names<'_>, entry: &Value) -> bool {
+        entry.get("type").and_then(Value::as_str) == Some("RequestMirror")
+            && entry
+                .pointer("/requestMirror/backendRef")
+                .is_some_and(|b| refers_to(names, b, names.canary_service))
+    }
+
+    fn mirror_percent<'v>(&self, entry: &'v Value) -> &'v Value {
+        entry
+            .pointer("/requestMirror/percent")
+            .unwrap_or(&Value::Null)
+    }
 }
 
 /// The HTTPRoute `route` (a whole object, as JSON) with `weight` percent of the traffic of
@@ -194,14 +281,27 @@ pub fn split_route(
 }
 
 /// The HTTPRoute `route` without vigil's routing: canary backendRefs and A/B rules removed,
-/// stable weights restored as they were before the first [`split_route`].
+/// stable weights restored as they were before the first [`split_route`], and vigil's
+/// mirror removed.
 pub fn reset_route(names: &Names<'_>, route: &Value) -> Result<Value, RouterError> {
-    unsplit(&HttpRoute, names, route)
+    mirror(&HttpRoute, names, &unsplit(&HttpRoute, names, route)?, None)
+}
+
+/// The HTTPRoute `route` with a `RequestMirror` filter of `percent` percent to the canary
+/// Service on every rule to the stable Service, or with `None` without vigil's filters (see
+/// the module documentation). Idempotent; another percent replaces the previous one.
+pub fn mirror_route(
+    names: &Names<'_>,
+    route: &Value,
+    percent: Option<u8>,
+) -> Result<Value, RouterError> {
+    mirror(&HttpRoute, names, route, percent)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::routers::split::mirror_kept;
     use crate::cluster::routers::testing::{conds, cookie, header, names};
     use crate::cluster::routers::{STABLE_WEIGHTS_ANNOTATION, ab_prefix};
     use crate::rollout::HeaderMatch;
@@ -434,6 +534,165 @@ mod tests {
         r["spec"]["rules"][0]["backendRefs"] =
             json!([{"name": "web", "namespace": "shop", "port": 80}]);
         assert!(split_route(&n, &r, 10, &[]).is_ok());
+    }
+
+    fn mirror_filter(port: i64, percent: Option<i64>) -> Value {
+        let mut m = json!({"backendRef": {"group": "", "kind": "Service", "name": "web-canary", "port": port}});
+        if let Some(p) = percent {
+            m["percent"] = json!(p);
+        }
+        json!({"type": "RequestMirror", "requestMirror": m})
+    }
+
+    #[test]
+    fn a_mirror_filter_goes_on_every_rule_to_the_stable_service() {
+        let n = names();
+        let got = mirror_route(&n, &route(), Some(10)).unwrap();
+        assert_eq!(
+            got["spec"]["rules"][0]["filters"],
+            json!([mirror_filter(80, Some(10))])
+        );
+        // The user's filters stay, in front of vigil's.
+        let mut filters = route()["spec"]["rules"][2]["filters"].clone();
+        filters
+            .as_array_mut()
+            .unwrap()
+            .push(mirror_filter(8080, Some(10)));
+        assert_eq!(got["spec"]["rules"][2]["filters"], filters);
+        // Backends, the rule to another Service and the rest are untouched.
+        assert_eq!(got["spec"]["rules"][1], route()["spec"]["rules"][1]);
+        for i in [0, 2] {
+            assert_eq!(
+                got["spec"]["rules"][i]["backendRefs"],
+                route()["spec"]["rules"][i]["backendRefs"]
+            );
+        }
+        assert_eq!(got["metadata"], route()["metadata"]);
+        // Every request: no percent, as the specification's default.
+        let all = mirror_route(&n, &route(), Some(100)).unwrap();
+        assert_eq!(
+            all["spec"]["rules"][0]["filters"],
+            json!([mirror_filter(80, None)])
+        );
+    }
+
+    #[test]
+    fn mirroring_is_idempotent_a_new_percent_replaces_the_old_and_none_removes_it() {
+        let n = names();
+        let ten = mirror_route(&n, &route(), Some(10)).unwrap();
+        assert_eq!(mirror_route(&n, &ten, Some(10)).unwrap(), ten);
+        let fifty = mirror_route(&n, &ten, Some(50)).unwrap();
+        assert_eq!(fifty, mirror_route(&n, &route(), Some(50)).unwrap());
+        assert_eq!(mirror_route(&n, &fifty, None).unwrap(), route());
+        assert_eq!(mirror_route(&n, &route(), None).unwrap(), route());
+    }
+
+    #[test]
+    fn the_users_own_mirrors_are_kept() {
+        let n = names();
+        let mut r = route();
+        let theirs = json!({"type": "RequestMirror",
+                            "requestMirror": {"backendRef": {"name": "recorder", "port": 80}}});
+        r["spec"]["rules"][0]["filters"] = json!([theirs]);
+        let got = mirror_route(&n, &r, Some(5)).unwrap();
+        assert_eq!(
+            got["spec"]["rules"][0]["filters"],
+            json!([theirs, mirror_filter(80, Some(5))])
+        );
+        assert_eq!(mirror_route(&n, &got, None).unwrap(), r);
+        assert_eq!(reset_route(&n, &got).unwrap(), r);
+    }
+
+    #[test]
+    fn mirror_and_weights_coexist_and_reset_removes_both() {
+        let n = names();
+        let mirrored = mirror_route(&n, &route(), Some(20)).unwrap();
+        // Weight 0 during a mirror step: the split leaves the mirror alone.
+        let split = split_route(&n, &mirrored, 0, &[]).unwrap();
+        assert_eq!(
+            split["spec"]["rules"][0]["filters"],
+            mirrored["spec"]["rules"][0]["filters"]
+        );
+        assert_eq!(mirror_route(&n, &split, Some(20)).unwrap(), split);
+        // A/B rules route to the canary already: they do not carry the mirror.
+        let ab = split_route(&n, &split, 0, &conds(&[header("x-canary", None, None)])).unwrap();
+        assert!(ab["spec"]["rules"][3].get("filters").is_none(), "{ab}");
+        assert_eq!(
+            ab["spec"]["rules"][4]["filters"],
+            route()["spec"]["rules"][2]["filters"]
+        );
+        assert_eq!(mirror_route(&n, &ab, Some(20)).unwrap(), ab);
+        assert_eq!(reset_route(&n, &ab).unwrap(), route());
+        assert_eq!(reset_route(&n, &mirrored).unwrap(), route());
+    }
+
+    #[test]
+    fn the_mirror_keeps_the_stable_backends_namespace_and_a_route_without_it_is_an_error() {
+        let mut n = names();
+        let mut r = route();
+        r["spec"]["rules"][0]["backendRefs"] =
+            json!([{"name": "web", "namespace": "shop", "port": 80}]);
+        let got = mirror_route(&n, &r, Some(10)).unwrap();
+        assert_eq!(
+            got["spec"]["rules"][0]["filters"][0]["requestMirror"]["backendRef"]["namespace"],
+            "shop"
+        );
+        n.service = "nope";
+        let msg = mirror_route(&n, &route(), Some(10))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("HTTPRoute shop/shop: no route sends traffic to Service nope"),
+            "{msg}"
+        );
+        // Removing finds nothing to remove, and that is fine.
+        assert_eq!(mirror_route(&n, &route(), None).unwrap(), route());
+    }
+
+    #[test]
+    fn a_dropped_percent_is_an_error_that_names_the_crd() {
+        let n = names();
+        let written = mirror_route(&n, &route(), Some(10)).unwrap();
+        assert!(mirror_kept(&HttpRoute, &n, &written, &written).is_ok());
+        let mut stored = written.clone();
+        for i in [0, 2] {
+            let f = stored["spec"]["rules"][i]["filters"]
+                .as_array_mut()
+                .unwrap();
+            let last = f.len() - 1;
+            f[last]["requestMirror"]
+                .as_object_mut()
+                .unwrap()
+                .remove("percent");
+        }
+        let msg = mirror_kept(&HttpRoute, &n, &written, &stored)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("HTTPRoute shop/shop: the API server drops the percent"),
+            "{msg}"
+        );
+        assert!(msg.contains("v1.3"), "{msg}");
+    }
+
+    #[test]
+    fn mirror_matchers_tell_the_mirror_cluster_from_the_rules_own() {
+        let r = GatewayRouter {
+            http_route: "shop".into(),
+        };
+        let (s, c) = r
+            .mirror_matchers(&crate::cluster::routers::testing::matcher_names())
+            .unwrap();
+        assert_eq!(
+            s,
+            r#"envoy_cluster_name=~"httproute/shop/shop/rule/0(/backend/0)?""#
+        );
+        assert_eq!(
+            c,
+            r#"envoy_cluster_name=~"httproute/shop/shop/rule/0-mirror-[0-9]+""#
+        );
+        assert_eq!(r.mirror_support(), MirrorSupport::Percent);
+        assert!(r.mirror_support().check("gateway-api", 1).is_ok());
     }
 
     #[test]

@@ -16,10 +16,23 @@
 //! sends everything to the canary. Header names are lower-cased, as Istio requires; a header
 //! condition is `{exact: v}` or `{regex: r}` (RE2, matched against the whole value), and a
 //! cookie `C` is `cookie: {regex: ...}` ([`super::cookie_regex`]).
+//!
+//! Mirroring appends an entry to `mirrors` of every such route: the canary's destination
+//! (host in the stable one's form, its port, no subset) and `percentage: {value: N}`, left
+//! out at 100 (Istio's default: every request). `mirrors` (Istio 1.20+) rather than the
+//! older single `mirror` with `mirrorPercentage`: a list holds the user's own mirrors beside
+//! vigil's, and vigil's entry is removed exactly. Istio refuses a route with both fields,
+//! so a route that mirrors with `mirror` is an error saying to move it into `mirrors`. An
+//! older CRD drops `mirrors`, so a mirror is written only when a dry run keeps it. The mirror
+//! applies to every request of the route, also those it sends to other destinations; reset
+//! removes it with the rest.
 
-use super::split::{Dialect, reset_object, set_object, split, unsplit};
+use super::split::{
+    Dialect, mirror, mirror_object, object_name, reset_object, set_object, split, unsplit,
+};
 use super::{
-    Condition, MatcherNames, Names, RouteContext, Router, RouterError, ValueMatch, cookie_regex,
+    Condition, MatcherNames, MirrorSupport, Names, RouteContext, Router, RouterError, ValueMatch,
+    cookie_regex,
 };
 use crate::api::crd::IstioRouting;
 use crate::rollout::Match;
@@ -89,6 +102,50 @@ impl Router for IstioRouter {
             virtual_service_resource(),
             &self.virtual_service,
             reset_virtual_service,
+        ))
+    }
+
+    fn mirror<'a>(
+        &'a self,
+        ctx: &'a RouteContext,
+        percent: Option<u8>,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            let dialect = VirtualService {
+                routes: &self.routes,
+            };
+            mirror_object(
+                ctx,
+                self,
+                virtual_service_resource(),
+                &self.virtual_service,
+                "spec.routing.istio.virtualService",
+                &dialect,
+                percent,
+                |names, vs, percent| mirror_virtual_service(names, vs, &self.routes, percent),
+            )
+            .await
+        })
+    }
+
+    fn mirror_support(&self) -> MirrorSupport {
+        MirrorSupport::Percent
+    }
+
+    /// The canary's sidecar counts the copies it gets (`reporter="destination"`); the
+    /// caller's side (`reporter="source"`, gateways, waypoints) does not count them at all,
+    /// and no standard label marks a request as mirrored. With the canary at weight 0 the
+    /// canary's requests are the copies.
+    fn mirror_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        Ok((
+            format!(
+                r#"reporter="destination", destination_workload="{}""#,
+                names.target
+            ),
+            format!(
+                r#"reporter="destination", destination_workload="{}""#,
+                names.canary_deployment
+            ),
         ))
     }
 }
@@ -196,6 +253,76 @@ impl Dialect for VirtualService<'_> {
          or spec.service.name"
             .into()
     }
+
+    const MIRRORS: &'static str = "mirrors";
+    const MIRROR_DROPPED: &'static str = "the API server drops http[].mirrors: this cluster's \
+        VirtualService CRD is older than Istio 1.19, and vigil mirrors with `mirrors`, which \
+        Istio follows from 1.20 on; upgrade Istio";
+
+    fn mirror_entry(&self, names: &Names<'_>, stable: &Value, percent: u8) -> Value {
+        let destination = self
+            .canary_of(names, stable)
+            .get("destination")
+            .cloned()
+            .unwrap_or_else(|| json!({"host": names.canary_service}));
+        let mut entry = json!({"destination": destination});
+        if percent < 100 {
+            entry["percentage"] = json!({"value": percent});
+        }
+        entry
+    }
+
+    fn is_our_mirror(&self, names: &Names<'_>, entry: &Value) -> bool {
+        entry
+            .pointer("/destination/host")
+            .and_then(Value::as_str)
+            .is_some_and(|h| host_suffix(names, h, names.canary_service).is_some())
+    }
+
+    fn mirror_percent<'v>(&self, entry: &'v Value) -> &'v Value {
+        entry.pointer("/percentage/value").unwrap_or(&Value::Null)
+    }
+
+    fn mirror_conflict(&self, route: &Value) -> Option<String> {
+        let host = route.pointer("/mirror/host").and_then(Value::as_str)?;
+        let name = route
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)");
+        Some(format!(
+            "http route {name} mirrors to {host} with `mirror`, and Istio refuses `mirror` beside \
+             `mirrors`, where vigil adds its mirror to the canary; move that mirror into `mirrors` \
+             (with `percentage` for `mirrorPercentage`)"
+        ))
+    }
+}
+
+/// An error when a name in `routes` names no HTTP route of `vs` to the stable Service.
+fn check_named_routes(
+    names: &Names<'_>,
+    dialect: &VirtualService<'_>,
+    vs: &Value,
+) -> Result<(), RouterError> {
+    let http = vs.pointer("/spec/http").and_then(Value::as_array);
+    for wanted in dialect.routes {
+        let found = http.into_iter().flatten().any(|r| {
+            r.get("name").and_then(Value::as_str) == Some(wanted.as_str())
+                && r.get("route")
+                    .and_then(Value::as_array)
+                    .is_some_and(|b| b.iter().any(|x| dialect.is_stable(names, x)))
+        });
+        if !found {
+            return Err(RouterError::Invalid {
+                object: names.object("VirtualService", object_name(vs)),
+                message: format!(
+                    "has no http route named {wanted} with a destination to Service {}; correct \
+                     spec.routing.istio.routes",
+                    names.service
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The VirtualService `vs` (a whole object, as JSON) with `weight` percent of the traffic of
@@ -211,37 +338,40 @@ pub fn split_virtual_service(
     conds: &[Vec<Condition>],
 ) -> Result<Value, RouterError> {
     let dialect = VirtualService { routes };
-    let http = vs.pointer("/spec/http").and_then(Value::as_array);
-    for wanted in routes {
-        let found = http.into_iter().flatten().any(|r| {
-            r.get("name").and_then(Value::as_str) == Some(wanted.as_str())
-                && r.get("route")
-                    .and_then(Value::as_array)
-                    .is_some_and(|b| b.iter().any(|x| dialect.is_stable(names, x)))
-        });
-        if !found {
-            return Err(RouterError::Invalid {
-                object: names.object("VirtualService", super::split::object_name(vs)),
-                message: format!(
-                    "has no http route named {wanted} with a destination to Service {}; correct \
-                     spec.routing.istio.routes",
-                    names.service
-                ),
-            });
-        }
-    }
+    check_named_routes(names, &dialect, vs)?;
     split(&dialect, names, vs, weight, conds)
 }
 
 /// The VirtualService `vs` without vigil's routing: canary destinations and A/B routes
-/// removed, stable weights restored as they were before the first [`split_virtual_service`].
+/// removed, stable weights restored as they were before the first [`split_virtual_service`],
+/// and vigil's mirror removed.
 pub fn reset_virtual_service(names: &Names<'_>, vs: &Value) -> Result<Value, RouterError> {
-    unsplit(&VirtualService { routes: &[] }, names, vs)
+    let all = VirtualService { routes: &[] };
+    mirror(&all, names, &unsplit(&all, names, vs)?, None)
+}
+
+/// The VirtualService `vs` with a `mirrors` entry of `percent` percent to the canary Service
+/// on every HTTP route to the stable Service (only those named in `routes`, when given), or
+/// with `None` without vigil's entries (see the module documentation). Idempotent; another
+/// percent replaces the previous one. A name in `routes` that names no route to the stable
+/// Service is an error.
+pub fn mirror_virtual_service(
+    names: &Names<'_>,
+    vs: &Value,
+    routes: &[String],
+    percent: Option<u8>,
+) -> Result<Value, RouterError> {
+    let dialect = VirtualService { routes };
+    if percent.is_some() {
+        check_named_routes(names, &dialect, vs)?;
+    }
+    mirror(&dialect, names, vs, percent)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::routers::split::mirror_kept;
     use crate::cluster::routers::testing::{conds, cookie, header, names};
     use crate::cluster::routers::{STABLE_WEIGHTS_ANNOTATION, ab_prefix};
 
@@ -434,6 +564,153 @@ mod tests {
         ] {
             assert_eq!(host_suffix(&n, h, "web"), Some(s));
         }
+    }
+
+    #[test]
+    fn a_mirrors_entry_goes_on_every_route_to_the_stable_host() {
+        let n = names();
+        let got = mirror_virtual_service(&n, &vs(), &[], Some(10)).unwrap();
+        assert_eq!(
+            got["spec"]["http"][0]["mirrors"],
+            json!([{"destination": {"host": "web-canary.shop.svc.cluster.local",
+                                    "port": {"number": 8080}},
+                    "percentage": {"value": 10}}])
+        );
+        assert_eq!(
+            got["spec"]["http"][2]["mirrors"],
+            json!([{"destination": {"host": "web-canary"}, "percentage": {"value": 10}}])
+        );
+        // Destinations, other routes and the rest are untouched.
+        assert_eq!(
+            got["spec"]["http"][0]["route"],
+            vs()["spec"]["http"][0]["route"]
+        );
+        assert_eq!(got["spec"]["http"][0]["timeout"], "5s");
+        assert_eq!(got["spec"]["http"][1], vs()["spec"]["http"][1]);
+        assert_eq!(got["spec"]["tcp"], vs()["spec"]["tcp"]);
+        assert_eq!(got["metadata"], vs()["metadata"]);
+        let all = mirror_virtual_service(&n, &vs(), &[], Some(100)).unwrap();
+        assert_eq!(
+            all["spec"]["http"][2]["mirrors"],
+            json!([{"destination": {"host": "web-canary"}}])
+        );
+    }
+
+    #[test]
+    fn mirroring_is_idempotent_a_new_percent_replaces_the_old_and_none_removes_it() {
+        let n = names();
+        let ten = mirror_virtual_service(&n, &vs(), &[], Some(10)).unwrap();
+        assert_eq!(
+            mirror_virtual_service(&n, &ten, &[], Some(10)).unwrap(),
+            ten
+        );
+        let fifty = mirror_virtual_service(&n, &ten, &[], Some(50)).unwrap();
+        assert_eq!(
+            fifty,
+            mirror_virtual_service(&n, &vs(), &[], Some(50)).unwrap()
+        );
+        assert_eq!(mirror_virtual_service(&n, &fifty, &[], None).unwrap(), vs());
+        assert_eq!(mirror_virtual_service(&n, &vs(), &[], None).unwrap(), vs());
+    }
+
+    #[test]
+    fn only_the_named_routes_are_mirrored_and_all_are_unmirrored() {
+        let n = names();
+        let got = mirror_virtual_service(&n, &vs(), &["default".into()], Some(30)).unwrap();
+        assert_eq!(got["spec"]["http"][0], vs()["spec"]["http"][0]);
+        assert!(got["spec"]["http"][2]["mirrors"].is_array());
+        assert_eq!(mirror_virtual_service(&n, &got, &[], None).unwrap(), vs());
+        let msg = mirror_virtual_service(&n, &vs(), &["static".into()], Some(30))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("VirtualService shop/shop: has no http route named static"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_users_own_mirrors_are_kept_and_a_single_mirror_is_an_error() {
+        let n = names();
+        let mut v = vs();
+        let theirs = json!({"destination": {"host": "recorder"}, "percentage": {"value": 1}});
+        v["spec"]["http"][2]["mirrors"] = json!([theirs]);
+        let got = mirror_virtual_service(&n, &v, &[], Some(5)).unwrap();
+        assert_eq!(
+            got["spec"]["http"][2]["mirrors"],
+            json!([theirs, {"destination": {"host": "web-canary"}, "percentage": {"value": 5}}])
+        );
+        assert_eq!(mirror_virtual_service(&n, &got, &[], None).unwrap(), v);
+        assert_eq!(reset_virtual_service(&n, &got).unwrap(), v);
+
+        let mut single = vs();
+        single["spec"]["http"][2]["mirror"] = json!({"host": "recorder"});
+        let msg = mirror_virtual_service(&n, &single, &[], Some(5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("VirtualService shop/shop: http route default mirrors to recorder"),
+            "{msg}"
+        );
+        assert!(msg.contains("move that mirror into `mirrors`"), "{msg}");
+        // Nothing of vigil's to remove there.
+        assert_eq!(
+            mirror_virtual_service(&n, &single, &[], None).unwrap(),
+            single
+        );
+    }
+
+    #[test]
+    fn mirror_and_weights_coexist_and_reset_removes_both() {
+        let n = names();
+        let mirrored = mirror_virtual_service(&n, &vs(), &[], Some(20)).unwrap();
+        let split = split_virtual_service(&n, &mirrored, &[], 0, &[]).unwrap();
+        assert_eq!(
+            split["spec"]["http"][2]["mirrors"],
+            mirrored["spec"]["http"][2]["mirrors"]
+        );
+        assert_eq!(
+            mirror_virtual_service(&n, &split, &[], Some(20)).unwrap(),
+            split
+        );
+        let ab = split_virtual_service(&n, &split, &[], 0, &conds(&[cookie("beta")])).unwrap();
+        assert!(ab["spec"]["http"][0].get("mirrors").is_none(), "{ab}");
+        assert!(ab["spec"]["http"][1]["mirrors"].is_array(), "{ab}");
+        assert_eq!(mirror_virtual_service(&n, &ab, &[], Some(20)).unwrap(), ab);
+        assert_eq!(reset_virtual_service(&n, &ab).unwrap(), vs());
+        assert_eq!(reset_virtual_service(&n, &mirrored).unwrap(), vs());
+    }
+
+    #[test]
+    fn a_dropped_mirrors_list_is_an_error_that_names_the_crd() {
+        let n = names();
+        let written = mirror_virtual_service(&n, &vs(), &[], Some(100)).unwrap();
+        let dialect = VirtualService { routes: &[] };
+        assert!(mirror_kept(&dialect, &n, &written, &written).is_ok());
+        let msg = mirror_kept(&dialect, &n, &written, &vs())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("VirtualService shop/shop: the API server drops http[].mirrors"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn mirror_matchers_count_at_the_canarys_sidecar() {
+        let r = IstioRouter {
+            virtual_service: "shop".into(),
+            routes: Vec::new(),
+        };
+        let (s, c) = r
+            .mirror_matchers(&crate::cluster::routers::testing::matcher_names())
+            .unwrap();
+        assert_eq!(s, r#"reporter="destination", destination_workload="web""#);
+        assert_eq!(
+            c,
+            r#"reporter="destination", destination_workload="web-canary""#
+        );
+        assert_eq!(r.mirror_support(), MirrorSupport::Percent);
     }
 
     #[test]

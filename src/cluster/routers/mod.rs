@@ -12,6 +12,11 @@
 //! replace the object with the `resourceVersion` that was read, so a concurrent change
 //! fails with 409 Conflict ([`RouterError::is_conflict`]) and the caller retries.
 //!
+//! Mirroring ([`Router::mirror`]) sends the canary a copy of a share of stable's requests
+//! and throws its responses away, so that the canary can be judged before it serves anyone.
+//! What each data plane can sample and how its metrics show the copies is in
+//! `docs/mirroring.md`; [`MirrorSupport`] and [`Router::mirror_matchers`] carry it in code.
+//!
 //! A/B conditions ([`Match`]) mean the same for every router: the entries of the list are
 //! alternatives (any one routes the request to the canary), and within one entry the
 //! header and the cookie must both hold. A header without `exact` or `regex` must have the
@@ -171,9 +176,32 @@ pub trait Router: Send + Sync {
         matches: &'a [Match],
     ) -> BoxFuture<'a, Result<(), RouterError>>;
 
-    /// Removes canary routing: all traffic to stable. Idempotent; succeeds when there is
-    /// nothing to remove.
+    /// Removes everything vigil put on the traffic objects: canary routing (all traffic to
+    /// stable) and the mirror of [`Router::mirror`], so that nothing is left behind after an
+    /// abort or a finished release. Idempotent; succeeds when there is nothing to remove.
     fn reset<'a>(&'a self, ctx: &'a RouteContext) -> BoxFuture<'a, Result<(), RouterError>>;
+
+    /// Mirrors (shadows) requests to the canary Service. With `Some(p)` a copy of `p` percent
+    /// (1 to 100) of the requests the router's objects send to the stable Service also goes
+    /// to the canary Service, and the canary's responses are thrown away; with `None` nothing
+    /// of vigil's is mirrored. The router's own mirrors of other targets are kept, or refused
+    /// when they cannot coexist with vigil's.
+    ///
+    /// Only the mirror changes: [`Router::set`] leaves it as it is and [`Router::reset`]
+    /// removes it too. So a mirror step, where users are served by stable alone, is
+    /// `set(ctx, 0, &[])` then `mirror(ctx, Some(p))`, not `reset` then `mirror` (which would
+    /// remove and re-add the mirror at every apply); a weight or A/B step is `set` then
+    /// `mirror(ctx, None)`; weight 0 without a mirror is `reset`. Idempotent: applying the
+    /// same percent twice writes nothing; `None` succeeds when there is nothing to remove. A
+    /// percent [`Router::mirror_support`] refuses is an error.
+    fn mirror<'a>(
+        &'a self,
+        ctx: &'a RouteContext,
+        percent: Option<u8>,
+    ) -> BoxFuture<'a, Result<(), RouterError>>;
+
+    /// Which shares of requests this router can mirror.
+    fn mirror_support(&self) -> MirrorSupport;
 
     /// Whether this router sends traffic to a separate canary Service (and so needs the
     /// stable Service pinned to stable pods).
@@ -190,6 +218,65 @@ pub trait Router: Send + Sync {
     /// The PromQL label matchers (stable, canary) that tell the versions' requests apart
     /// in the metrics of this router's data plane, unless the Release sets its own.
     fn default_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String>;
+
+    /// The PromQL label matchers (stable, canary) for a mirror step: the requests stable
+    /// serves and the copies the canary gets, where the data plane's metrics tell them
+    /// apart. An error says why they do not, and that the Release must set
+    /// `analysis.stableMatchers`/`canaryMatchers` to the application's own metrics.
+    fn mirror_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String>;
+}
+
+/// Which shares of requests a router's data plane can mirror to the canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorSupport {
+    /// No mirroring at all; the text says why.
+    Unsupported(&'static str),
+    /// Every request or none: only percent 100.
+    AllRequests,
+    /// Any share from 1 to 100 percent.
+    Percent,
+}
+
+impl MirrorSupport {
+    /// Whether router `router` can mirror `percent` percent of the requests; the error is
+    /// the plan's message, saying what to change.
+    pub fn check(self, router: &str, percent: u8) -> Result<(), String> {
+        if !(1..=100).contains(&percent) {
+            return Err(format!(
+                "mirror percent must be 1 to 100, not {percent}; drop the mirror step to mirror nothing"
+            ));
+        }
+        match self {
+            MirrorSupport::Unsupported(why) => Err(format!(
+                "the {router} router cannot mirror requests: {why}; remove the mirror steps"
+            )),
+            MirrorSupport::AllRequests if percent < 100 => Err(format!(
+                "the {router} router mirrors every request or none, not {percent} percent: set \
+                 the mirror step's percent to 100, or route with the Gateway API or Istio, \
+                 which sample"
+            )),
+            MirrorSupport::AllRequests | MirrorSupport::Percent => Ok(()),
+        }
+    }
+}
+
+/// `percent` checked against what `router` supports, as the error a router returns (naming
+/// the Release) when the plan let it through.
+pub(crate) fn checked_mirror(
+    router: &dyn Router,
+    names: &Names<'_>,
+    percent: Option<u8>,
+) -> Result<Option<u8>, RouterError> {
+    if let Some(p) = percent {
+        router
+            .mirror_support()
+            .check(router.name(), p)
+            .map_err(|message| RouterError::Invalid {
+                object: names.object("Release", names.canary),
+                message,
+            })?;
+    }
+    Ok(percent)
 }
 
 /// What the default matchers are made of.
@@ -225,19 +312,43 @@ pub fn matchers(
     namespace: &str,
     service_port: Option<i32>,
 ) -> Result<(Selector, Selector), String> {
+    matchers_with(spec, namespace, service_port, |r, n| r.default_matchers(n))
+}
+
+/// The PromQL matchers of a mirror step: the Release's `analysis.stableMatchers`/
+/// `canaryMatchers`, or its router's [`Router::mirror_matchers`] (an error where its data
+/// plane does not count the mirrored requests apart).
+pub fn mirror_matchers(
+    spec: &ReleaseSpec,
+    namespace: &str,
+    service_port: Option<i32>,
+) -> Result<(Selector, Selector), String> {
+    matchers_with(spec, namespace, service_port, |r, n| r.mirror_matchers(n))
+}
+
+/// The Release's matchers, or those `pick` takes from its router.
+fn matchers_with(
+    spec: &ReleaseSpec,
+    namespace: &str,
+    service_port: Option<i32>,
+    pick: impl FnOnce(&dyn Router, &MatcherNames<'_>) -> Result<(String, String), String>,
+) -> Result<(Selector, Selector), String> {
     if let Some(set) = plan::matchers_set(spec)? {
         return Ok(set);
     }
     let router = for_spec(spec.routing.spec()?);
     let canary_deployment = plan::canary_deployment_name(&spec.target_ref.name);
     let canary_service = plan::canary_service_name(spec);
-    let (stable, canary) = router.default_matchers(&MatcherNames {
-        namespace,
-        target: &spec.target_ref.name,
-        canary_deployment: &canary_deployment,
-        canary_service: &canary_service,
-        port: spec.service.port.or(service_port),
-    })?;
+    let (stable, canary) = pick(
+        router.as_ref(),
+        &MatcherNames {
+            namespace,
+            target: &spec.target_ref.name,
+            canary_deployment: &canary_deployment,
+            canary_service: &canary_service,
+            port: spec.service.port.or(service_port),
+        },
+    )?;
     Ok((
         plan::parse_matchers("stableMatchers", &stable)?,
         plan::parse_matchers("canaryMatchers", &canary)?,
@@ -449,6 +560,17 @@ pub(crate) mod testing {
         conditions(&names(), matches).unwrap()
     }
 
+    /// The matcher names of the test Release `shop/web` (Deployments `web`, `web-canary`).
+    pub fn matcher_names() -> super::MatcherNames<'static> {
+        super::MatcherNames {
+            namespace: "shop",
+            target: "web",
+            canary_deployment: "web-canary",
+            canary_service: "web-canary",
+            port: None,
+        }
+    }
+
     /// The names of the test Release `shop/web`, serving Service `web` via `web-canary`.
     pub fn names() -> Names<'static> {
         Names {
@@ -516,6 +638,48 @@ mod tests {
         assert_eq!(
             s.to_string(),
             r#"envoy_cluster_name="httproute/shop/r/rule/0/backend/0""#
+        );
+    }
+
+    #[test]
+    fn mirror_matchers_follow_the_router_or_the_release() {
+        let istio =
+            canary(&base().replace("{nginx: {ingress: web}}", "{istio: {virtualService: web}}"));
+        let (_, c) = mirror_matchers(&istio, "shop", None).unwrap();
+        assert_eq!(
+            c.to_string(),
+            r#"reporter="destination", destination_workload="web-canary""#
+        );
+        let gateway =
+            canary(&base().replace("{nginx: {ingress: web}}", "{gatewayAPI: {httpRoute: r}}"));
+        let (_, c) = mirror_matchers(&gateway, "shop", None).unwrap();
+        assert_eq!(
+            c.to_string(),
+            r#"envoy_cluster_name=~"httproute/shop/r/rule/0-mirror-[0-9]+""#
+        );
+        let err = mirror_matchers(&canary(&base()), "shop", None).unwrap_err();
+        assert!(err.starts_with("ingress-nginx does not count"), "{err}");
+        // The Release's own matchers serve the mirror steps too.
+        let custom = canary(&base().replace(
+            "  stepWeights",
+            "    stableMatchers: 'version=\"v1\"'\n    canaryMatchers: 'version=\"v2\"'\n  stepWeights",
+        ));
+        let (_, c) = mirror_matchers(&custom, "shop", None).unwrap();
+        assert_eq!(c.to_string(), r#"version="v2""#);
+    }
+
+    #[test]
+    fn mirror_support_refuses_what_the_data_plane_cannot_do() {
+        for p in [0u8, 101] {
+            let err = MirrorSupport::Percent.check("istio", p).unwrap_err();
+            assert!(err.starts_with("mirror percent must be 1 to 100"), "{err}");
+        }
+        assert!(MirrorSupport::Percent.check("istio", 1).is_ok());
+        assert!(MirrorSupport::AllRequests.check("nginx", 100).is_ok());
+        let err = MirrorSupport::AllRequests.check("nginx", 99).unwrap_err();
+        assert!(
+            err.starts_with("the nginx router mirrors every request or none, not 99 percent"),
+            "{err}"
         );
     }
 

@@ -30,20 +30,37 @@
 //! another tool act on the copy as if it were the original. Labels are not copied for the
 //! same reason (Argo CD tracks by `app.kubernetes.io/instance`); the copy carries only
 //! `vigil.dev/canary-name`.
+//!
+//! Mirroring uses ingress-nginx's `mirror-target` annotation (its annotations
+//! documentation, "Mirror"), written on the stable Ingress itself: the controller copies
+//! every request of every path of that Ingress to the target URL, in a subrequest whose
+//! response it throws away. vigil's target is the canary Service's in-cluster URL,
+//! `http://<canary service>.<ns>.svc.cluster.local:<port>$request_uri` (`https` when the
+//! Ingress's `backend-protocol` is `HTTPS`): nginx resolves a target with variables at
+//! request time, without the search domains, hence the full name. `mirror-host` is the
+//! request's own `$host` (or the Ingress's `upstream-vhost`), so that the canary sees the
+//! Host header stable sees. There is no sampling: every request or none. vigil refuses
+//! (rather than mirroring something else than what stable gets) an Ingress with
+//! `rewrite-target` (the mirror gets the original URI), with a path or default backend to
+//! another Service (it would be mirrored too), with another `backend-protocol`, or with
+//! mirror annotations of the user's own (an Ingress has one mirror target). vigil's mirror
+//! is recognised by its target naming the canary Service, and removed exactly; the mirror
+//! annotations are not copied to the canary Ingress.
 
 use super::{
-    Condition, MatcherNames, Names, RouteContext, Router, RouterError, ValueMatch, conditions,
-    is_not_found,
+    Condition, MatcherNames, MirrorSupport, Names, RouteContext, Router, RouterError, ValueMatch,
+    checked_mirror, conditions, is_not_found,
 };
 use crate::api::crd::{NginxRouting, OWNER_LABEL};
 use crate::rollout::Match;
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{
     HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The prefix of ingress-nginx's annotations.
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -62,8 +79,25 @@ pub const BY_HEADER_PATTERN: &str = "nginx.ingress.kubernetes.io/canary-by-heade
 /// The cookie that routes to the canary.
 pub const BY_COOKIE: &str = "nginx.ingress.kubernetes.io/canary-by-cookie";
 
+/// The prefix of ingress-nginx's mirror annotations.
+pub const MIRROR_PREFIX: &str = "nginx.ingress.kubernetes.io/mirror-";
+/// The URL requests are mirrored to.
+pub const MIRROR_TARGET: &str = "nginx.ingress.kubernetes.io/mirror-target";
+/// The Host header of mirrored requests.
+pub const MIRROR_HOST: &str = "nginx.ingress.kubernetes.io/mirror-host";
+/// Rewrites the path sent to the backend (the mirror gets the original).
+pub const REWRITE_TARGET: &str = "nginx.ingress.kubernetes.io/rewrite-target";
+/// The protocol spoken to the backend.
+pub const BACKEND_PROTOCOL: &str = "nginx.ingress.kubernetes.io/backend-protocol";
+/// The Host header sent to the backend.
+pub const UPSTREAM_VHOST: &str = "nginx.ingress.kubernetes.io/upstream-vhost";
+/// The cluster's DNS domain in the mirror target's URL.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// Annotation prefixes not copied from the stable Ingress to the canary Ingress:
 /// - ingress-nginx's canary annotations (vigil sets its own);
+/// - its mirror annotations (a canary Ingress inherits the stable one's, and vigil's mirror
+///   would otherwise change the copy at every mirror step);
 /// - `kubectl.kubernetes.io/` (`last-applied-configuration` describes the stable object);
 /// - `cert-manager.io/`, `acme.cert-manager.io/` (cert-manager would issue a second
 ///   Certificate into the same TLS Secret; the copy reuses the stable one's Secret);
@@ -73,6 +107,7 @@ pub const BY_COOKIE: &str = "nginx.ingress.kubernetes.io/canary-by-cookie";
 ///   of a release or application that does not contain it, and prune or adopt it).
 pub const NOT_COPIED: &[&str] = &[
     "nginx.ingress.kubernetes.io/canary",
+    MIRROR_PREFIX,
     "kubectl.kubernetes.io/",
     "cert-manager.io/",
     "acme.cert-manager.io/",
@@ -191,6 +226,47 @@ impl NginxRouter {
             Err(e) => Err(RouterError::api(object)(e)),
         }
     }
+
+    /// Sets or removes vigil's mirror on the stable Ingress ([`mirrored_ingress`]).
+    async fn apply_mirror(
+        &self,
+        ctx: &RouteContext,
+        percent: Option<u8>,
+    ) -> Result<(), RouterError> {
+        let names = ctx.names();
+        let percent = checked_mirror(self, &names, percent)?;
+        let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+        let object = names.object("Ingress", &self.ingress);
+        let Some(stable) = api
+            .get_opt(&self.ingress)
+            .await
+            .map_err(RouterError::api(object.clone()))?
+        else {
+            if percent.is_none() {
+                return Ok(());
+            }
+            return Err(RouterError::Invalid {
+                object,
+                message: "not found; create it, or correct spec.routing.nginx.ingress".into(),
+            });
+        };
+        // The Service tells the number of a port the Ingress names.
+        let service = if percent.is_some() && ctx.port.is_none() {
+            let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+            services
+                .get_opt(&ctx.service)
+                .await
+                .map_err(RouterError::api(names.object("Service", &ctx.service)))?
+        } else {
+            None
+        };
+        if let Some(updated) = mirrored_ingress(&names, &stable, service.as_ref(), percent)? {
+            api.replace(&self.ingress, &PostParams::default(), &updated)
+                .await
+                .map_err(RouterError::api(object))?;
+        }
+        Ok(())
+    }
 }
 
 impl Router for NginxRouter {
@@ -223,8 +299,226 @@ impl Router for NginxRouter {
     }
 
     fn reset<'a>(&'a self, ctx: &'a RouteContext) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(self.remove(ctx))
+        Box::pin(async move {
+            self.remove(ctx).await?;
+            self.apply_mirror(ctx, None).await
+        })
     }
+
+    fn mirror<'a>(
+        &'a self,
+        ctx: &'a RouteContext,
+        percent: Option<u8>,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(self.apply_mirror(ctx, percent))
+    }
+
+    fn mirror_support(&self) -> MirrorSupport {
+        MirrorSupport::AllRequests
+    }
+
+    /// None: ingress-nginx counts a request in its metrics in the log phase of the location
+    /// that served it, and the mirror subrequest's internal location runs no metrics hook.
+    fn mirror_matchers(&self, names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        Err(format!(
+            "ingress-nginx does not count mirrored requests in its metrics \
+             (nginx_ingress_controller_*: the mirror subrequest is not measured), so the canary \
+             shows no requests there during a mirror step; set analysis.stableMatchers and \
+             analysis.canaryMatchers to select the application's own metrics by pod, e.g. \
+             'pod=~\"{}-[a-z0-9]+-[a-z0-9]+\"' and 'pod=~\"{}-[a-z0-9]+-[a-z0-9]+\"', with a \
+             template on those metrics",
+            names.target, names.canary_deployment
+        ))
+    }
+}
+
+/// Whether `target` is vigil's mirror target: a URL of the canary Service.
+fn is_our_target(names: &Names<'_>, target: &str) -> bool {
+    let host = format!("{}.{}.svc.", names.canary_service, names.namespace);
+    ["http://", "https://"].iter().any(|scheme| {
+        target
+            .strip_prefix(scheme)
+            .is_some_and(|rest| rest.starts_with(&host))
+    })
+}
+
+/// The backends of an Ingress: its paths' and its default backend.
+fn backends(ingress: &Ingress) -> impl Iterator<Item = &IngressBackend> {
+    let spec = ingress.spec.as_ref();
+    spec.and_then(|s| s.rules.as_ref())
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.http.iter().flat_map(|h| &h.paths))
+        .map(|p| &p.backend)
+        .chain(spec.and_then(|s| s.default_backend.as_ref()))
+}
+
+/// The port of the stable Service the mirror goes to: the Release's, else the one the
+/// Ingress's backends use (a named port looked up in `service`).
+fn mirror_port(
+    names: &Names<'_>,
+    stable: &Ingress,
+    service: Option<&Service>,
+) -> Result<i32, RouterError> {
+    if let Some(port) = names.port {
+        return Ok(port);
+    }
+    let object = names.object(
+        "Ingress",
+        stable.metadata.name.as_deref().unwrap_or_default(),
+    );
+    let mut ports = BTreeSet::new();
+    for port in backends(stable).filter_map(|b| b.service.as_ref()?.port.as_ref()) {
+        let number = match (port.number, &port.name) {
+            (Some(n), _) => n,
+            (None, Some(name)) => service
+                .and_then(|s| s.spec.as_ref()?.ports.as_ref())
+                .into_iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.port)
+                .ok_or_else(|| RouterError::Invalid {
+                    object: object.clone(),
+                    message: format!(
+                        "routes to port {name} of Service {}, which has no port of that name; \
+                         set spec.service.port",
+                        names.service
+                    ),
+                })?,
+            (None, None) => continue,
+        };
+        ports.insert(number);
+    }
+    match ports.into_iter().collect::<Vec<_>>().as_slice() {
+        [one] => Ok(*one),
+        [] => Err(RouterError::Invalid {
+            object,
+            message: "names no port of the stable Service; set spec.service.port".into(),
+        }),
+        many => Err(RouterError::Invalid {
+            object,
+            message: format!(
+                "routes to ports {many:?} of Service {}, and ingress-nginx mirrors an Ingress to \
+                 one URL; set spec.service.port to the port to mirror to",
+                names.service
+            ),
+        }),
+    }
+}
+
+/// The stable Ingress with vigil's mirror to the canary Service (`Some(100)`; ingress-nginx
+/// has no other share) or without it (`None`); `None` returned when nothing changes.
+/// `service` is the stable Service, for a port the Ingress names. What is refused and why is
+/// in the module documentation.
+pub fn mirrored_ingress(
+    names: &Names<'_>,
+    stable: &Ingress,
+    service: Option<&Service>,
+    percent: Option<u8>,
+) -> Result<Option<Ingress>, RouterError> {
+    let stable_name = stable.metadata.name.as_deref().unwrap_or_default();
+    let invalid = |message: String| RouterError::Invalid {
+        object: names.object("Ingress", stable_name),
+        message,
+    };
+    let current = stable.metadata.annotations.clone().unwrap_or_default();
+    let ours = current
+        .get(MIRROR_TARGET)
+        .is_some_and(|t| is_our_target(names, t));
+    let mut annotations = current.clone();
+    match percent {
+        None if ours => {
+            annotations.remove(MIRROR_TARGET);
+            annotations.remove(MIRROR_HOST);
+        }
+        None => return Ok(None),
+        Some(p) => {
+            MirrorSupport::AllRequests
+                .check("nginx", p)
+                .map_err(&invalid)?;
+            if is_canary(stable) {
+                return Err(invalid(format!(
+                    "is itself a canary Ingress ({CANARY}: \"true\"); point \
+                     spec.routing.nginx.ingress at the stable Ingress"
+                )));
+            }
+            let own: Vec<&str> = current
+                .keys()
+                .filter(|k| k.starts_with(MIRROR_PREFIX))
+                .map(String::as_str)
+                .collect();
+            if !ours && !own.is_empty() {
+                return Err(invalid(format!(
+                    "has mirror annotations of its own ({}), and ingress-nginx mirrors an Ingress \
+                     to one target; remove them for the rollout, or drop the mirror steps",
+                    own.join(", ")
+                )));
+            }
+            if current.contains_key(REWRITE_TARGET) {
+                return Err(invalid(format!(
+                    "has {REWRITE_TARGET}, and ingress-nginx mirrors the original URI, so the \
+                     canary would get other paths than stable; drop the mirror steps, or route \
+                     with the Gateway API or Istio"
+                )));
+            }
+            let mut to_stable = 0;
+            for backend in backends(stable) {
+                match backend.service.as_ref() {
+                    Some(s) if s.name == names.service => to_stable += 1,
+                    other => {
+                        let what = other.map_or_else(
+                            || "a resource backend".to_string(),
+                            |s| format!("Service {}", s.name),
+                        );
+                        return Err(invalid(format!(
+                            "routes to {what} too, and ingress-nginx mirrors every path of an \
+                             Ingress, so the canary would get requests it does not serve; move \
+                             the paths of Service {} to an Ingress of their own and name that \
+                             one in spec.routing.nginx.ingress",
+                            names.service
+                        )));
+                    }
+                }
+            }
+            if to_stable == 0 {
+                return Err(invalid(format!(
+                    "has no backend pointing at Service {}; point a path at it, or correct \
+                     spec.routing.nginx.ingress or spec.service.name",
+                    names.service
+                )));
+            }
+            let scheme = match current.get(BACKEND_PROTOCOL).map(String::as_str) {
+                None => "http",
+                Some(p) if p.eq_ignore_ascii_case("HTTP") => "http",
+                Some(p) if p.eq_ignore_ascii_case("HTTPS") => "https",
+                Some(p) => {
+                    return Err(invalid(format!(
+                        "has {BACKEND_PROTOCOL}: {p}, and ingress-nginx mirrors over HTTP(S) \
+                         only; drop the mirror steps"
+                    )));
+                }
+            };
+            let port = mirror_port(names, stable, service)?;
+            annotations.insert(
+                MIRROR_TARGET.into(),
+                format!(
+                    "{scheme}://{}.{}.svc.{CLUSTER_DOMAIN}:{port}$request_uri",
+                    names.canary_service, names.namespace
+                ),
+            );
+            let host = current
+                .get(UPSTREAM_VHOST)
+                .cloned()
+                .unwrap_or_else(|| "$host".into());
+            annotations.insert(MIRROR_HOST.into(), host);
+        }
+    }
+    if annotations == current {
+        return Ok(None);
+    }
+    let mut updated = stable.clone();
+    updated.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    Ok(Some(updated))
 }
 
 /// The name of the canary Ingress of stable Ingress `stable`.
@@ -792,6 +1086,211 @@ mod tests {
             msg.starts_with(
                 "Ingress shop/shop-canary: exists but is not owned by Release shop/web"
             ),
+            "{msg}"
+        );
+    }
+
+    /// A stable Ingress that routes only to Service `web`, on port 80 and a named port.
+    fn web_only() -> Ingress {
+        let mut s = stable();
+        let spec = s.spec.as_mut().unwrap();
+        let rules = spec.rules.as_mut().unwrap();
+        rules.truncate(2);
+        rules[0].http.as_mut().unwrap().paths.truncate(1);
+        s.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(REWRITE_TARGET);
+        s
+    }
+
+    fn web_service() -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"ports": [{"name": "http", "port": 80}, {"name": "admin", "port": 9000}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_mirror_annotations_point_at_the_canary_service() {
+        let n = names();
+        let got = mirrored_ingress(&n, &web_only(), Some(&web_service()), Some(100))
+            .unwrap()
+            .unwrap();
+        let a = annotations(&got);
+        assert_eq!(
+            a[MIRROR_TARGET],
+            "http://web-canary.shop.svc.cluster.local:80$request_uri"
+        );
+        assert_eq!(a[MIRROR_HOST], "$host");
+        // Everything else is as it was, the resourceVersion included.
+        let mut back = got.clone();
+        let b = back.metadata.annotations.as_mut().unwrap();
+        b.remove(MIRROR_TARGET);
+        b.remove(MIRROR_HOST);
+        assert_eq!(back, web_only());
+        assert_eq!(got.metadata.resource_version.as_deref(), Some("11"));
+    }
+
+    #[test]
+    fn mirroring_is_idempotent_and_none_removes_exactly_what_vigil_wrote() {
+        let n = names();
+        let svc = web_service();
+        let got = mirrored_ingress(&n, &web_only(), Some(&svc), Some(100))
+            .unwrap()
+            .unwrap();
+        assert!(
+            mirrored_ingress(&n, &got, Some(&svc), Some(100))
+                .unwrap()
+                .is_none()
+        );
+        let removed = mirrored_ingress(&n, &got, None, None).unwrap().unwrap();
+        assert_eq!(removed, web_only());
+        assert!(
+            mirrored_ingress(&n, &web_only(), None, None)
+                .unwrap()
+                .is_none()
+        );
+        // The canary Ingress does not copy the mirror: set is the same with or without it.
+        let copy = |i: &Ingress| canary_ingress(&n, i, &BTreeMap::new(), 0, &[]).unwrap();
+        assert_eq!(copy(&got), copy(&web_only()));
+    }
+
+    #[test]
+    fn the_port_scheme_and_host_follow_the_release_and_the_ingress() {
+        let mut n = names();
+        let mut i = web_only();
+        let a = i.metadata.annotations.as_mut().unwrap();
+        a.insert(BACKEND_PROTOCOL.into(), "HTTPS".into());
+        a.insert(UPSTREAM_VHOST.into(), "web.internal".into());
+        // Ports 80 and "http" (80) agree.
+        let got = mirrored_ingress(&n, &i, Some(&web_service()), Some(100))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            annotations(&got)[MIRROR_TARGET],
+            "https://web-canary.shop.svc.cluster.local:80$request_uri"
+        );
+        assert_eq!(annotations(&got)[MIRROR_HOST], "web.internal");
+        // Without the Service the named port is unknown; the Release's port settles it.
+        let msg = mirrored_ingress(&n, &i, None, Some(100))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("set spec.service.port"), "{msg}");
+        n.port = Some(8443);
+        let got = mirrored_ingress(&n, &i, None, Some(100)).unwrap().unwrap();
+        assert!(annotations(&got)[MIRROR_TARGET].contains(":8443$request_uri"));
+        // Two ports of the Service: which one is the Release's to say.
+        let mut two = web_only();
+        two.spec.as_mut().unwrap().rules.as_mut().unwrap()[1]
+            .http
+            .as_mut()
+            .unwrap()
+            .paths[0]
+            .backend
+            .service
+            .as_mut()
+            .unwrap()
+            .port = Some(ServiceBackendPort {
+            name: Some("admin".into()),
+            number: None,
+        });
+        let msg = mirrored_ingress(&names(), &two, Some(&web_service()), Some(100))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("routes to ports [80, 9000]"), "{msg}");
+    }
+
+    #[test]
+    fn what_ingress_nginx_would_mirror_wrongly_is_refused_with_what_to_do() {
+        let n = names();
+        let svc = web_service();
+        let refused = |i: &Ingress, p: u8| {
+            mirrored_ingress(&n, i, Some(&svc), Some(p))
+                .unwrap_err()
+                .to_string()
+        };
+        // Paths to other Services would be mirrored to the canary too.
+        let msg = refused(&stable(), 100);
+        assert!(msg.starts_with("Ingress shop/shop: "), "{msg}");
+        let mut other = web_only();
+        other.spec.as_mut().unwrap().default_backend = Some(
+            serde_json::from_value(json!({"service": {"name": "cdn", "port": {"number": 80}}}))
+                .unwrap(),
+        );
+        let msg = refused(&other, 100);
+        assert!(msg.contains("routes to Service cdn too"), "{msg}");
+        // The mirror gets the URI before rewrite-target.
+        let mut rewrite = web_only();
+        rewrite
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(REWRITE_TARGET.into(), "/".into());
+        assert!(refused(&rewrite, 100).contains(REWRITE_TARGET));
+        // gRPC is not mirrored.
+        let mut grpc = web_only();
+        grpc.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(BACKEND_PROTOCOL.into(), "GRPC".into());
+        assert!(refused(&grpc, 100).contains("backend-protocol: GRPC"));
+        // No sampling.
+        let msg = refused(&web_only(), 10);
+        assert!(msg.contains("every request or none"), "{msg}");
+        // A mirror of the user's own is not replaced; removing ours leaves it alone.
+        let mut theirs = web_only();
+        theirs.metadata.annotations.as_mut().unwrap().insert(
+            MIRROR_TARGET.into(),
+            "https://test.example.com$request_uri".into(),
+        );
+        let msg = refused(&theirs, 100);
+        assert!(
+            msg.contains(
+                "has mirror annotations of its own (nginx.ingress.kubernetes.io/mirror-target)"
+            ),
+            "{msg}"
+        );
+        assert!(mirrored_ingress(&n, &theirs, None, None).unwrap().is_none());
+        // Only the stable Ingress carries the mirror.
+        let mut canary = web_only();
+        canary
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(CANARY.into(), "true".into());
+        assert!(refused(&canary, 100).contains("is itself a canary Ingress"));
+    }
+
+    #[test]
+    fn nginx_mirrors_everything_and_its_metrics_do_not_show_the_copies() {
+        let r = NginxRouter {
+            ingress: "shop".into(),
+            additional_annotations: BTreeMap::new(),
+        };
+        assert_eq!(r.mirror_support(), MirrorSupport::AllRequests);
+        assert!(r.mirror_support().check("nginx", 100).is_ok());
+        let msg = r
+            .mirror_matchers(&crate::cluster::routers::testing::matcher_names())
+            .unwrap_err();
+        assert!(
+            msg.starts_with("ingress-nginx does not count mirrored requests"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(r#"'pod=~"web-canary-[a-z0-9]+-[a-z0-9]+"'"#),
+            "{msg}"
+        );
+        let msg = checked_mirror(&r, &names(), Some(50))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("Release shop/web: the nginx router mirrors every request"),
             "{msg}"
         );
     }

@@ -5,7 +5,10 @@
 //! conditions cannot be expressed by a selector; the plan refuses them
 //! ([`crate::api::plan::plan`]), and so does [`SelectorRouter::set`].
 
-use super::{MatcherNames, RouteContext, Router, RouterError, replicas, services};
+use super::{
+    MatcherNames, MirrorSupport, RouteContext, Router, RouterError, checked_mirror, replicas,
+    services,
+};
 use crate::rollout::Match;
 use futures::future::BoxFuture;
 
@@ -57,7 +60,31 @@ impl Router for SelectorRouter {
     fn sets_selector(&self, weight: u8) -> bool {
         weight == 100
     }
+
+    /// Only `None` (nothing to remove) succeeds: see [`NO_MIRROR`].
+    fn mirror<'a>(
+        &'a self,
+        ctx: &'a RouteContext,
+        percent: Option<u8>,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move { checked_mirror(self, &ctx.names(), percent).map(|_| ()) })
+    }
+
+    fn mirror_support(&self) -> MirrorSupport {
+        MirrorSupport::Unsupported(NO_MIRROR)
+    }
+
+    fn mirror_matchers(&self, _names: &MatcherNames<'_>) -> Result<(String, String), String> {
+        Err(format!(
+            "the selector router cannot mirror requests: {NO_MIRROR}"
+        ))
+    }
 }
+
+/// Why the selector router cannot mirror.
+const NO_MIRROR: &str = "a Service's selector sends each request to one set of pods and no \
+                         traffic object of vigil's sits in front of them to copy requests; \
+                         route with ingress-nginx, the Gateway API or Istio";
 
 #[cfg(test)]
 mod tests {

@@ -12,10 +12,17 @@
 //! are recognised by that name, or by having only canary backends (which the user's own
 //! routes cannot: the canary Service is vigil's), so they are removed even where the name
 //! field does not exist (Gateway API before v1.2 drops `rules[].name`).
+//!
+//! Mirroring adds one entry of vigil's to a list of each selected route that sends to the
+//! stable Service (Gateway API: a `RequestMirror` filter in `filters`; Istio: an entry of
+//! `mirrors`), pointing at the canary Service. Entries that point at the canary Service are
+//! vigil's (the canary Service is), so they are found and removed exactly, whatever else the
+//! list holds; a list vigil emptied is removed. A/B routes never carry the mirror: the
+//! requests they route go to the canary already.
 
 use super::{
-    Condition, Names, RouteContext, RouterError, STABLE_WEIGHTS_ANNOTATION, ab_prefix, conditions,
-    put_weight, recorded_weights, set_annotation,
+    Condition, Names, RouteContext, Router, RouterError, STABLE_WEIGHTS_ANNOTATION, ab_prefix,
+    checked_mirror, conditions, put_weight, recorded_weights, set_annotation,
 };
 use crate::rollout::Match;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
@@ -55,6 +62,23 @@ pub(crate) trait Dialect {
     const MATCHES: &'static str;
     /// What to do when no route sends to the stable Service.
     fn missing_hint(&self) -> String;
+
+    /// The key of the list of a route that holds its mirrors.
+    const MIRRORS: &'static str;
+    /// What to do when the API server drops vigil's mirror or its percent (a CRD older than
+    /// the field).
+    const MIRROR_DROPPED: &'static str;
+    /// vigil's mirror entry of `percent` percent to the canary, for a route whose first
+    /// stable backend is `stable`.
+    fn mirror_entry(&self, names: &Names<'_>, stable: &Value, percent: u8) -> Value;
+    /// Whether an entry of the mirrors list is vigil's: one that mirrors to the canary.
+    fn is_our_mirror(&self, names: &Names<'_>, entry: &Value) -> bool;
+    /// The percent field of an entry of vigil's (`Null` when absent: every request).
+    fn mirror_percent<'v>(&self, entry: &'v Value) -> &'v Value;
+    /// Why the route cannot carry vigil's mirror beside what it has, if it cannot.
+    fn mirror_conflict(&self, _route: &Value) -> Option<String> {
+        None
+    }
 }
 
 /// `metadata.name` of a JSON object.
@@ -180,19 +204,24 @@ pub(crate) fn split<D: Dialect>(
     // Where order does not matter, A/B routes go after all of the user's routes.
     out.extend(appended);
     if !found {
-        return Err(RouterError::Invalid {
-            object,
-            message: format!(
-                "no route sends traffic to Service {}; {}",
-                names.service,
-                d.missing_hint()
-            ),
-        });
+        return Err(no_stable_route(d, names, object));
     }
     let mut obj = with_routes::<D>(obj, out);
     let record = (!recorded.is_empty()).then(|| Value::Object(recorded).to_string());
     set_annotation(&mut obj, STABLE_WEIGHTS_ANNOTATION, record);
     Ok(obj)
+}
+
+/// The error for an object none of whose routes sends traffic to the stable Service.
+fn no_stable_route<D: Dialect>(d: &D, names: &Names<'_>, object: String) -> RouterError {
+    RouterError::Invalid {
+        object,
+        message: format!(
+            "no route sends traffic to Service {}; {}",
+            names.service,
+            d.missing_hint()
+        ),
+    }
 }
 
 /// The A/B companion of user route number `index`.
@@ -217,7 +246,10 @@ fn ab_route<D: Dialect>(
     }
     let mut canary = d.canary_of(names, stable);
     put_weight(&mut canary, Value::Null);
-    let mut ab: Map<String, Value> = route.as_object().cloned().unwrap_or_default();
+    let mut ab: Map<String, Value> = without_mirror(d, names, route)
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     ab.insert(
         "name".into(),
         Value::String(format!("{}{index}", ab_prefix(names.canary))),
@@ -277,6 +309,157 @@ pub(crate) fn unsplit<D: Dialect>(
     Ok(obj)
 }
 
+/// `route` without vigil's mirror entries; a list they emptied is removed.
+fn without_mirror<D: Dialect>(d: &D, names: &Names<'_>, route: &Value) -> Value {
+    let mut route = route.clone();
+    if let Some(r) = route.as_object_mut()
+        && let Some(list) = r.get_mut(D::MIRRORS).and_then(Value::as_array_mut)
+    {
+        let before = list.len();
+        list.retain(|e| !d.is_our_mirror(names, e));
+        if list.len() != before && list.is_empty() {
+            r.remove(D::MIRRORS);
+        }
+    }
+    route
+}
+
+/// `obj` with vigil's mirror of `percent` percent to the canary on each selected route to the
+/// stable Service (see the module documentation), or with `None` without any mirror of
+/// vigil's. Idempotent; another percent replaces the previous one.
+pub(crate) fn mirror<D: Dialect>(
+    d: &D,
+    names: &Names<'_>,
+    obj: &Value,
+    percent: Option<u8>,
+) -> Result<Value, RouterError> {
+    let object = names.object(D::KIND, object_name(obj));
+    let Some(routes) = obj.pointer(D::ROUTES).and_then(Value::as_array) else {
+        return match percent {
+            None => Ok(obj.clone()),
+            Some(_) => Err(RouterError::Invalid {
+                object,
+                message: format!("has no {} list; {}", D::ROUTES, d.missing_hint()),
+            }),
+        };
+    };
+    let mut found = false;
+    let mut out = Vec::with_capacity(routes.len());
+    for route in routes {
+        let mut route = without_mirror(d, names, route);
+        let stable = route
+            .get(D::BACKENDS)
+            .and_then(Value::as_array)
+            .and_then(|b| b.iter().find(|x| d.is_stable(names, x)))
+            .cloned();
+        if let (Some(p), Some(stable)) = (percent, stable)
+            && d.selected(&route)
+            && !is_vigil_route(d, names, &route)
+        {
+            found = true;
+            if let Some(message) = d.mirror_conflict(&route) {
+                return Err(RouterError::Invalid { object, message });
+            }
+            let entry = d.mirror_entry(names, &stable, p);
+            let Some(r) = route.as_object_mut() else {
+                continue;
+            };
+            match r
+                .entry(D::MIRRORS)
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                Value::Array(list) => list.push(entry),
+                _ => {
+                    return Err(RouterError::Invalid {
+                        object,
+                        message: format!(
+                            "a route's {} is not a list; correct the object",
+                            D::MIRRORS
+                        ),
+                    });
+                }
+            }
+        }
+        out.push(route);
+    }
+    if percent.is_some() && !found {
+        return Err(no_stable_route(d, names, object));
+    }
+    Ok(with_routes::<D>(obj, out))
+}
+
+/// vigil's mirror entries of `obj`, route by route, as their percent fields.
+fn our_mirrors<D: Dialect>(d: &D, names: &Names<'_>, obj: &Value) -> Vec<Vec<Value>> {
+    obj.pointer(D::ROUTES)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|route| {
+            route
+                .get(D::MIRRORS)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|e| d.is_our_mirror(names, e))
+                .map(|e| d.mirror_percent(e).clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// An error when `stored`, the object as the API server would store `written`, lost vigil's
+/// mirror entries or their percent: a CRD older than the field drops it without a word, and
+/// a dropped percent would mirror every request.
+pub(crate) fn mirror_kept<D: Dialect>(
+    d: &D,
+    names: &Names<'_>,
+    written: &Value,
+    stored: &Value,
+) -> Result<(), RouterError> {
+    if our_mirrors(d, names, written) == our_mirrors(d, names, stored) {
+        return Ok(());
+    }
+    Err(RouterError::Invalid {
+        object: names.object(D::KIND, object_name(written)),
+        message: D::MIRROR_DROPPED.into(),
+    })
+}
+
+/// Applies `router`'s mirror of `percent` ([`Router::mirror`]: `transform` of the names and
+/// the object) to the object `name` of resource `ar`. Setting one (`percent` given) on a
+/// missing object is an error pointing at `field`; a change that sets one is first tried as
+/// a dry run, and refused when the API server would drop it ([`mirror_kept`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn mirror_object<D: Dialect>(
+    ctx: &RouteContext,
+    router: &dyn Router,
+    ar: ApiResource,
+    name: &str,
+    field: &str,
+    d: &D,
+    percent: Option<u8>,
+    transform: impl FnOnce(&Names<'_>, &Value, Option<u8>) -> Result<Value, RouterError>,
+) -> Result<(), RouterError> {
+    let names = ctx.names();
+    let percent = checked_mirror(router, &names, percent)?;
+    let missing = |object| {
+        percent.map(|_| RouterError::Invalid {
+            object,
+            message: format!("not found; create it, or correct {field}"),
+        })
+    };
+    let check = |written: &Value, stored: &Value| mirror_kept(d, &names, written, stored);
+    update_object(
+        ctx,
+        &ar,
+        name,
+        missing,
+        |obj| transform(&names, obj, percent),
+        percent.map(|_| check),
+    )
+    .await
+}
+
 /// Applies a split (`transform` of the names, the object and the A/B conditions) to the
 /// object `name` of resource `ar`; a missing object is an error pointing at `field`, the
 /// Release's field naming it.
@@ -296,11 +479,20 @@ pub(crate) async fn set_object(
             message: format!("not found; create it, or correct {field}"),
         })
     };
-    update_object(ctx, &ar, name, missing, |obj| {
-        transform(&names, obj, &conds)
-    })
+    update_object(
+        ctx,
+        &ar,
+        name,
+        missing,
+        |obj| transform(&names, obj, &conds),
+        NO_CHECK,
+    )
     .await
 }
+
+/// A check of what the API server would store that is not made.
+type Check = fn(&Value, &Value) -> Result<(), RouterError>;
+const NO_CHECK: Option<Check> = None;
 
 /// Applies a reset (`transform` of the names and the object) to the object `name` of
 /// resource `ar`; a missing object has nothing to reset.
@@ -311,18 +503,29 @@ pub(crate) async fn reset_object(
     transform: impl FnOnce(&Names<'_>, &Value) -> Result<Value, RouterError>,
 ) -> Result<(), RouterError> {
     let names = ctx.names();
-    update_object(ctx, &ar, name, |_| None, |obj| transform(&names, obj)).await
+    update_object(
+        ctx,
+        &ar,
+        name,
+        |_| None,
+        |obj| transform(&names, obj),
+        NO_CHECK,
+    )
+    .await
 }
 
 /// Reads the object `name` of resource `ar`, transforms it, and replaces it when the
 /// transformation changed it, with the resourceVersion read (so a concurrent change is a
-/// 409). A missing object is `None` from `missing`, or its error.
+/// 409). A missing object is `None` from `missing`, or its error. With `check`, the
+/// replacement is first made as a dry run, and `check` of the object written and the one the
+/// API server would store must pass.
 async fn update_object(
     ctx: &RouteContext,
     ar: &ApiResource,
     name: &str,
     missing: impl FnOnce(String) -> Option<RouterError>,
     transform: impl FnOnce(&Value) -> Result<Value, RouterError>,
+    check: Option<impl FnOnce(&Value, &Value) -> Result<(), RouterError>>,
 ) -> Result<(), RouterError> {
     let object = ctx.names().object(&ar.kind, name);
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ctx.namespace, ar);
@@ -342,7 +545,18 @@ async fn update_object(
     if after == before {
         return Ok(());
     }
-    let updated: DynamicObject = serde_json::from_value(after).map_err(json_error)?;
+    let updated: DynamicObject = serde_json::from_value(after.clone()).map_err(json_error)?;
+    if let Some(check) = check {
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let stored = api
+            .replace(name, &dry_run, &updated)
+            .await
+            .map_err(RouterError::api(object.clone()))?;
+        check(&after, &serde_json::to_value(&stored).map_err(json_error)?)?;
+    }
     api.replace(name, &PostParams::default(), &updated)
         .await
         .map_err(RouterError::api(object.clone()))?;
