@@ -330,8 +330,34 @@ fn watch_web(
     })
 }
 
+/// How a rig's Release differs from the canary one of [`create_shop`].
+struct Variant {
+    /// Fields replacing the Release's spec's.
+    spec: Value,
+    /// The canary Service's name, whose requests the generator labels as the canary's.
+    canary_service: &'static str,
+    /// The canary's share of the generator's requests, read from the fake cluster.
+    share: fn(&FakeKube) -> u8,
+}
+
+impl Variant {
+    /// The Release of [`create_shop`] as it is: steps of 10, 50 and 100% through the canary
+    /// Ingress.
+    fn canary() -> Variant {
+        Variant {
+            spec: json!({}),
+            canary_service: "web-canary",
+            share: |fake| nginx_canary_weight(fake.get(&ingresses(), NS, "web-canary").as_ref()),
+        }
+    }
+}
+
 impl Rig {
     async fn start(canary: Model) -> Rig {
+        Rig::start_with(canary, Variant::canary()).await
+    }
+
+    async fn start_with(canary: Model, variant: Variant) -> Rig {
         let started = Instant::now();
         let started_at = std::time::SystemTime::now();
         let fake = Arc::new(
@@ -344,18 +370,20 @@ impl Rig {
         );
         fake.register::<Release>();
         fake.register::<ReleaseAnalysis>();
-        create_shop(&fake.client()).await;
+        create_shop(&fake.client(), &variant.spec).await;
         let web_history = Arc::new(Mutex::new(Vec::new()));
         let web_watch = watch_web(fake.client(), web_history.clone());
 
         let traffic = Traffic::start(
             Options {
                 canary,
+                canary_upstream: format!("{NS}-{}-80", variant.canary_service),
                 ..Options::default()
             },
             {
                 let fake = fake.clone();
-                move || nginx_canary_weight(fake.get(&ingresses(), NS, "web-canary").as_ref())
+                let share = variant.share;
+                move || share(&fake)
             },
         )
         .await;
@@ -607,7 +635,7 @@ fn last_lines(text: &str, n: usize) -> String {
 
 /// Namespace `shop` with Deployment, Service and Ingress `web`, the ingress-nginx
 /// ReleaseAnalysis and the Release `web`, created through the API.
-async fn create_shop(client: &kube::Client) {
+async fn create_shop(client: &kube::Client, spec: &Value) {
     let pp = PostParams::default();
     Api::<Namespace>::all(client.clone())
         .create(&pp, &from(json!({"metadata": {"name": NS}})))
@@ -667,7 +695,7 @@ async fn create_shop(client: &kube::Client) {
         .await
         .expect("create ReleaseAnalysis ingress-nginx");
 
-    let canary: Release = from(json!({
+    let mut release = json!({
         "apiVersion": "vigil.dev/v1alpha1",
         "kind": "Release",
         "metadata": {"name": "web", "namespace": NS},
@@ -687,9 +715,12 @@ async fn create_shop(client: &kube::Client) {
             "progressDeadline": "30s",
             "abortScaleDownDelay": "1s",
         },
-    }));
+    });
+    for (field, value) in spec.as_object().into_iter().flatten() {
+        release["spec"][field] = value.clone();
+    }
     Api::<Release>::namespaced(client.clone(), NS)
-        .create(&pp, &canary)
+        .create(&pp, &from::<Release>(release))
         .await
         .expect("create Release web");
 }
@@ -898,4 +929,130 @@ async fn regressing_canary_is_rolled_back_end_to_end() {
         rig.started.elapsed().as_secs_f64(),
         rig.traffic.weights()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Blue-green: the same rig, the Release switched to `blueGreen`.
+// ---------------------------------------------------------------------------------------
+
+/// The share of the generator's requests that testers send to the preview Service while the
+/// new version has ready pods and no users' traffic: the pre-promotion analysis judges them.
+const PREVIEW_TEST_SHARE: u8 = 10;
+
+/// A blue-green Release through ingress-nginx with the pre-promotion analysis on the
+/// ingress-nginx template, and a 10 s scale-down delay.
+///
+/// No post-promotion analysis here: on this live traffic, judging the new version's latency
+/// after the switch against the old one's before it stays inconclusive (a p90 shown equal
+/// within 1% is not shown below the x1.4 guard), so a healthy switch would hold; the
+/// post-promotion analysis is shown on stored history (`blue_green.rs`, `replay.rs`), and the
+/// live case is left open (noted in issue 13).
+fn blue_green() -> Variant {
+    let analysis = json!({"templates": [{"name": "ingress-nginx"}]});
+    Variant {
+        spec: json!({
+            "stepWeights": [],
+            "blueGreen": {
+                "prePromotionAnalysis": analysis,
+                "scaleDownDelay": "10s",
+            },
+            "analysis": {
+                "args": [
+                    {"name": "namespace", "value": NS},
+                    {"name": "ingress", "value": "web"},
+                ],
+                "interval": "5s",
+            },
+        }),
+        canary_service: "web-preview",
+        // Users reach the new version only through the canary Ingress (100% after the
+        // switch); before it, testers' requests reach the preview while it has ready pods.
+        share: |fake| {
+            let users = nginx_canary_weight(fake.get(&ingresses(), NS, "web-canary").as_ref());
+            let preview_ready = fake
+                .get(&Res::deployments(), NS, "web-canary")
+                .and_then(|d| d["status"]["readyReplicas"].as_i64())
+                .is_some_and(|n| n > 0);
+            match users {
+                0 if preview_ready => PREVIEW_TEST_SHARE,
+                w => w,
+            }
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_blue_green_is_promoted_end_to_end() {
+    let mut rig = Rig::start_with(Model::default(), blue_green()).await;
+    rig.release().await;
+    rig.wait_until(
+        "the preview Service selects the new version",
+        Duration::from_secs(30),
+        |rig| rig.get(&Res::core("services"), "web-preview").is_some(),
+    )
+    .await;
+    rig.wait_for_phase("Succeeded", &["Failed"], Duration::from_secs(120))
+        .await;
+    rig.wait_for_all_traffic_on_stable().await;
+    let context = rig.context();
+    assert_eq!(
+        rig.canary_weights(),
+        vec![PREVIEW_TEST_SHARE, 100],
+        "test traffic on the preview, then all users at once\n{context}"
+    );
+    assert_eq!(
+        rig.serving_replicasets(),
+        vec![("web:2".to_string(), 4, 4)],
+        "the stable Deployment rolled to the new version\n{context}"
+    );
+    assert_eq!(
+        rig.get(&Res::core("services"), "web-preview"),
+        None,
+        "{context}"
+    );
+    assert_eq!(
+        rig.get(&Res::deployments(), "web-canary"),
+        None,
+        "{context}"
+    );
+    assert_eq!(rig.status()["lastVerdict"], "pass", "{context}");
+    println!(
+        "blue-green promoted in {:.1} s; weights {:?}",
+        rig.started.elapsed().as_secs_f64(),
+        rig.traffic.weights()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_blue_green_preview_is_rolled_back_end_to_end() {
+    let mut rig = Rig::start_with(Model::default().regressing(), blue_green()).await;
+    rig.release().await;
+    rig.wait_for_phase(
+        "Failed",
+        &["Succeeded", "Promoting"],
+        Duration::from_secs(120),
+    )
+    .await;
+    let context = rig.context();
+    assert_eq!(
+        rig.canary_weights(),
+        vec![PREVIEW_TEST_SHARE],
+        "only testers reached the new version\n{context}"
+    );
+    assert!(
+        rig.fake.history(&ingresses(), NS, "web-canary").is_empty(),
+        "no canary Ingress ever existed\n{context}"
+    );
+    assert_eq!(
+        rig.serving_replicasets(),
+        vec![("web:1".to_string(), 4, 4)],
+        "users stayed on the old version's ReplicaSet\n{context}"
+    );
+    let status = rig.status();
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("aborted at step 1/2") && message.contains("error-rate"),
+        "{message}\n{context}"
+    );
+    assert_eq!(status["lastVerdict"], "fail", "{context}");
 }
