@@ -208,7 +208,7 @@ pub fn abortable(canary: &Release) -> bool {
         .status
         .as_ref()
         .map_or(Phase::Initializing, |s| s.state.phase);
-    matches!(phase, Phase::Progressing | Phase::Paused | Phase::Promoting)
+    phase.in_flight()
 }
 
 /// Which of `canaries` the firing alerts of `webhook` abort.

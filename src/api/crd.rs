@@ -108,6 +108,10 @@ pub struct ReleaseSpec {
     #[x_kube(validation = DURATION_RULE)]
     #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
+    /// Watch the new version after the promotion, against the old version's requests
+    /// before the release; a regression rolls the Deployment back to the previous revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<BakeSpec>,
     /// How an abort hands traffic back to stable: at once (the default), or in steps so
     /// that stable's pods warm up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +164,29 @@ pub struct BlueGreenSpec {
     /// Judged after the switch, during `scaleDownDelay`; a failure switches traffic back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_promotion_analysis: Option<StepAnalysis>,
+}
+
+/// The bake after a promotion: `{duration: 30m, templates: [{name: http-prometheus-client}]}`.
+///
+/// Once the stable Deployment runs the new version, its metrics since the promotion are
+/// judged every `analysis.interval` against the same selector's over a window as long before
+/// the release began (or a template's `offset` earlier, to compare like times of day). A
+/// failed analysis, a `vigil abort` or a matching alert puts the previous pod template back
+/// into the Deployment (from its ReplicaSet history, as `kubectl rollout undo` does). Without
+/// templates the bake only waits, for alerts and `vigil abort`.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BakeSpec {
+    /// How long the promoted version is watched.
+    #[x_kube(validation = DURATION_RULE)]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub duration: String,
+    /// The templates; all must pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<TemplateRef>,
+    /// Argument values, added to (and overriding) the background analysis's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisArg>,
 }
 
 /// A gradual abort: `{steps: [50, 10, 0], interval: 1m}`.

@@ -202,6 +202,16 @@ pub fn plan(spec: &ReleaseSpec) -> Result<Plan, String> {
             DEFAULT_INTERVAL,
         )?,
         skip_analysis: spec.skip_analysis,
+        bake: match &spec.bake {
+            Some(b) => {
+                let d = duration("bake.duration", Some(&b.duration), Duration::ZERO)?;
+                if d.is_zero() {
+                    return Err("bake.duration must be above zero".into());
+                }
+                Some(d)
+            }
+            None => None,
+        },
         scale_with_weight: spec.scale_canary_with_weight,
         replicas_router: spec.routing.replicas.is_some(),
         strategy: match &spec.blue_green {
@@ -253,6 +263,9 @@ fn analyses(spec: &ReleaseSpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
         if let Some(a) = &step.analysis {
             out.insert(AnalysisScope::Step(i), setup(&a.templates, &a.args));
         }
+    }
+    if let Some(b) = spec.bake.as_ref().filter(|b| !b.templates.is_empty()) {
+        out.insert(AnalysisScope::Bake, setup(&b.templates, &b.args));
     }
     // Blue-green: the pre-promotion analysis is the first step's (the preview); the
     // post-promotion analysis runs in the background while the new version has the traffic.
@@ -610,7 +623,10 @@ mod tests {
             BASE.replace("{nginx: {ingress: web}}", "{istio: {virtualService: web}}")
         ));
         let err = plan(&late).unwrap_err();
-        assert!(err.contains("step 2: a mirror step must come before"), "{err}");
+        assert!(
+            err.contains("step 2: a mirror step must come before"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@
 //!   before).
 
 use crate::rollout::{
-    AnalysisRecord, Attempt, Flight, Match, Phase, Promotion, STALLED, Stage, State, StepState,
-    Traffic,
+    AnalysisRecord, Attempt, Bake, Flight, Match, Phase, Promotion, STALLED, Stage, State,
+    StepState, Traffic,
 };
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -115,6 +115,15 @@ pub struct StateV1alpha1 {
     /// When the promotion (the stable Deployment rolling) began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoting_since: Option<DateTime<Utc>>,
+    /// When the promotion completed and the bake began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baking_since: Option<DateTime<Utc>>,
+    /// The revision before the release, which a failed bake rolls back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_revision: Option<String>,
+    /// When the rollback of a failed bake began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_since: Option<DateTime<Utc>>,
     /// The last verdict: `pass`, `fail`, `inconclusive` or `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verdict: Option<String>,
@@ -207,6 +216,17 @@ impl From<&StateV1alpha1> for State {
                     stall_reported: w.message.starts_with(STALLED),
                 })
             }
+            Phase::Baking => {
+                let release = release();
+                Stage::Baking(Bake {
+                    since: w.baking_since.unwrap_or(release.started_at),
+                    release,
+                    previous: w.previous_revision.clone().unwrap_or_default(),
+                    last_analysis_at: w.last_analysis_at,
+                    consecutive_errors: w.consecutive_errors,
+                    rollback: w.rollback_since,
+                })
+            }
             Phase::Succeeded => Stage::Succeeded(release()),
             Phase::Failed => match w.failed_revision.as_ref().or(w.canary_revision.as_ref()) {
                 Some(revision) => Stage::Failed {
@@ -269,6 +289,13 @@ impl From<&State> for StateV1alpha1 {
                 w.put_traffic(&p.traffic);
                 w.promoting_since = Some(p.since);
             }
+            Stage::Baking(b) => {
+                w.baking_since = Some(b.since);
+                w.previous_revision = Some(b.previous.clone());
+                w.last_analysis_at = b.last_analysis_at;
+                w.consecutive_errors = b.consecutive_errors;
+                w.rollback_since = b.rollback;
+            }
             Stage::Failed {
                 release,
                 aborted_at,
@@ -320,6 +347,36 @@ mod tests {
         assert_eq!(&State::from(&back.state), state);
     }
 
+    #[test]
+    fn a_bake_and_its_rollback_round_trip() {
+        let mut release = Attempt::new("r2", t(0), 4);
+        release.current_step = 3;
+        release.stable_replicas = None;
+        let bake = Bake {
+            release,
+            since: t(300),
+            previous: "r1".into(),
+            last_analysis_at: Some(t(360)),
+            consecutive_errors: 1,
+            rollback: None,
+        };
+        let state = |bake: &Bake| State {
+            stage: Stage::Baking(bake.clone()),
+            stable_revision: Some("r2".into()),
+            steps: 3,
+            message: "baking".into(),
+        };
+        round_trips(&state(&bake));
+        round_trips(&state(&Bake {
+            rollback: Some(t(400)),
+            ..bake.clone()
+        }));
+        let wire = StateV1alpha1::from(&state(&bake));
+        assert_eq!(wire.phase, Phase::Baking);
+        assert_eq!(wire.previous_revision.as_deref(), Some("r1"));
+        assert_eq!(wire.baking_since, Some(t(300)));
+    }
+
     /// One reconcile of a scripted rollout: when, the template's revision, the canary's
     /// available replicas, and what else was observed.
     #[derive(Clone, Copy)]
@@ -349,8 +406,8 @@ mod tests {
         }
     }
 
-    /// Every state of rollouts driven through the machine: promoted, aborted, held by
-    /// gates, paused, superseded, withdrawn and stalled.
+    /// Every state of rollouts driven through the machine: promoted and baked, aborted,
+    /// held by gates, paused, superseded, withdrawn and stalled.
     fn states_of_rollouts() -> Vec<State> {
         let mut plan = Plan::from_weights(&[10, 50, 100], Duration::from_secs(60));
         plan.steps[1].step = crate::rollout::Step::Match {
@@ -365,6 +422,7 @@ mod tests {
         };
         plan.gates = vec![GateKind::ConfirmTrafficIncrease, GateKind::Rollout];
         plan.failure_limit = 3;
+        plan.bake = Some(Duration::from_secs(5));
         let mut states = vec![State::default()];
         let mut state = State::default();
         let script = [
@@ -409,6 +467,7 @@ mod tests {
                 rolled: true,
                 ..tick(1710, "r2", 4)
             },
+            tick(1716, "r2", 4),
             tick(1720, "r3", 0),
             tick(1730, "r4", 0),
             tick(1740, "r4", 4),

@@ -206,6 +206,9 @@ pub async fn promote(
     request(client, &target, action, "", |phase| match phase {
         Phase::Progressing | Phase::Paused => None,
         Phase::Promoting => Some("it is already promoting: there is nothing to promote"),
+        Phase::Baking => Some(
+            "it is promoted and baking: there is nothing to promote (`vigil abort` rolls it back)",
+        ),
         Phase::Initializing | Phase::Waiting | Phase::Succeeded | Phase::Failed => Some(
             "no release is in flight, so there is nothing to promote (change the Deployment's pod template to start one)",
         ),

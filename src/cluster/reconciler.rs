@@ -284,6 +284,7 @@ async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<
         matches: Vec::new(),
         mirror: None,
         pin_stable: false,
+        restore: None,
     };
     let canary_dep = deployments
         .get_opt(&canary_deployment_name(target_name))
@@ -428,7 +429,14 @@ async fn reconcile_inner<S: MetricSource>(
     } else {
         (
             world::canary_available(canary_dep.as_ref(), state.canary_revision()),
-            world::rolled(&target) && state.canary_revision() == Some(template_revision.as_str()),
+            world::rolled(&target)
+                && match &state.stage {
+                    // A bake rolling back waits for the previous template.
+                    crate::rollout::Stage::Baking(b) if b.rollback.is_some() => {
+                        b.previous == template_revision
+                    }
+                    _ => state.canary_revision() == Some(template_revision.as_str()),
+                },
         )
     };
 
@@ -443,18 +451,24 @@ async fn reconcile_inner<S: MetricSource>(
             .map(|p| p.port);
         // While requests are mirrored, the canary's are the copies: the router's matchers
         // for them, where its data plane tells them apart.
-        let matchers = match state.traffic().and_then(|t| t.mirror) {
-            Some(_) => routers::mirror_matchers(&canary.spec, &ns, port),
-            None => routers::matchers(&canary.spec, &ns, port),
+        // A bake judges the stable Deployment, which runs the new version, against its own
+        // past (before/after): the stable matchers on both sides.
+        let matchers = match (due.scope, state.traffic().and_then(|t| t.mirror)) {
+            (crate::rollout::AnalysisScope::Bake, _) => routers::matchers(&canary.spec, &ns, port)
+                .map(|(stable, _)| (stable.clone(), stable)),
+            (_, Some(_)) => routers::mirror_matchers(&canary.spec, &ns, port),
+            (_, None) => routers::matchers(&canary.spec, &ns, port),
         };
         let outcome = match matchers {
             Err(message) => crate::rollout::AnalysisOutcome::Error {
                 message: format!("Release {ns}/{name}: {message}"),
             },
             Ok((stable, canary_matchers)) => {
+                // Past the steps (a bake) the last step's interval.
                 let interval = plan
                     .steps
                     .get(state.current_step() as usize)
+                    .or(plan.steps.last())
                     .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
                 let input = AnalysisInput {
                     canary,

@@ -10,8 +10,9 @@ use super::routers::{RouteContext, Router, RouterError, services};
 use crate::api::crd::{ADOPTED_ANNOTATION, CANARY_LABEL, OWNER_LABEL, Release};
 use crate::api::plan::canary_deployment_name;
 use crate::rollout::{CanaryWorld, World};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeMap;
 
@@ -155,6 +156,12 @@ pub async fn apply(t: &Targets<'_>, world: &World) -> Result<(), ApplyError> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let target_name = t.target.name_any();
 
+    // A failed bake: the previous pod template back into the target, which then rolls.
+    if let Some(revision) = world.restore.as_deref()
+        && t.target_revision != revision
+    {
+        restore_template(t, &deployments, revision).await?;
+    }
     // The target: adopted (paused) except while promoting; replicas when vigil owns them.
     let spec = &t.target.spec;
     let mut patch = serde_json::Map::new();
@@ -224,6 +231,70 @@ pub async fn apply(t: &Targets<'_>, world: &World) -> Result<(), ApplyError> {
             }
         }
     }
+    Ok(())
+}
+
+/// The pod template of `revision` among the target's ReplicaSets (those it controls), with
+/// the `pod-template-hash` label the Deployment controller added taken off: what `kubectl
+/// rollout undo` puts back. `None` when no ReplicaSet has it (the Deployment's
+/// `revisionHistoryLimit` removed it).
+pub fn previous_template(
+    target: &Deployment,
+    replica_sets: &[ReplicaSet],
+    revision: &str,
+) -> Option<PodTemplateSpec> {
+    let uid = target.metadata.uid.as_deref()?;
+    replica_sets
+        .iter()
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid && r.controller == Some(true))
+        })
+        .filter_map(|rs| rs.spec.template.clone())
+        .map(|mut template| {
+            if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+                labels.remove(services::POD_TEMPLATE_HASH);
+            }
+            template
+        })
+        .find(|template| {
+            serde_json::to_value(template)
+                .is_ok_and(|json| crate::api::plan::revision(&json) == revision)
+        })
+}
+
+/// Puts the pod template of `revision` back into the target (un-paused, so that it rolls),
+/// replacing it with the `resourceVersion` read: a concurrent change is a 409 and retried.
+async fn restore_template(
+    t: &Targets<'_>,
+    deployments: &Api<Deployment>,
+    revision: &str,
+) -> Result<(), ApplyError> {
+    let ns = t.route.namespace.clone();
+    let name = t.target.name_any();
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(t.route.client.clone(), &ns);
+    let list = replica_sets
+        .list(&ListParams::default())
+        .await
+        .map_err(api_err(format!("ReplicaSets of Deployment {ns}/{name}")))?;
+    let template = previous_template(t.target, &list.items, revision).ok_or_else(|| {
+        ApplyError::Invalid(format!(
+            "Deployment {ns}/{name} has no ReplicaSet of revision {revision} to roll back to (its \
+             revisionHistoryLimit may have removed it); roll it back by hand: kubectl rollout \
+             undo deployment/{name} -n {ns}"
+        ))
+    })?;
+    let mut restored = t.target.clone();
+    restored.spec.template = template;
+    restored.spec.paused = Some(false);
+    restored.status = None;
+    deployments
+        .replace(&name, &PostParams::default(), &restored)
+        .await
+        .map_err(api_err(format!("Deployment {ns}/{name}")))?;
     Ok(())
 }
 

@@ -56,20 +56,26 @@ pub struct ReplayInput<'a> {
 
 impl ReplayInput<'_> {
     /// Judges `templates` over `window` with the Release's `args`, between the replay's
-    /// versions.
+    /// versions; for a bake (`stable_only`), the stable version against its own past, as
+    /// the controller does once the stable Deployment runs the new version.
     pub(crate) async fn judge<S: MetricSource>(
         &self,
         source: &S,
         templates: &[ReleaseAnalysis],
         args: &BTreeMap<String, String>,
-        (window, baseline): (Window, analysis::Baseline),
+        (window, baseline, stable_only): (Window, analysis::Baseline, bool),
         look: (u32, crate::judge::Position),
     ) -> (Vec<Judged>, Vec<String>) {
+        let canary = if stable_only {
+            &self.stable
+        } else {
+            &self.canary_matchers
+        };
         analysis::run_templates(
             source,
             templates,
             args,
-            (&self.stable, &self.canary_matchers),
+            (&self.stable, canary),
             (window, baseline),
             look,
             self.concurrency,
@@ -242,7 +248,9 @@ pub async fn run<S: MetricSource>(
             target_replicas: TARGET_REPLICAS,
             autoscaler: None,
             canary_available: TARGET_REPLICAS,
-            stable_rolled: state.phase() == Phase::Promoting,
+            // Deployments roll at once in a replay: the promotion, and a bake's rollback.
+            stable_rolled: state.phase() == Phase::Promoting
+                || matches!(&state.stage, crate::rollout::Stage::Baking(b) if b.rollback.is_some()),
             paused: false,
             request,
             analysis,
@@ -264,6 +272,9 @@ pub async fn run<S: MetricSource>(
             (&state, &decision.state),
             plan,
         );
+        if decision.world.restore.is_some() {
+            revision = STABLE_REVISION;
+        }
         state = decision.state;
         observer.reconciled(now, &state);
         for mark in new_marks {
@@ -327,6 +338,7 @@ async fn analyse<S: MetricSource>(
     let interval = plan
         .steps
         .get(state.current_step() as usize)
+        .or(plan.steps.last())
         .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
     let step = PromDuration::from_millis(interval.as_millis() as u64);
     let (reports, errors) = match Window::new(due.from, due.to, step) {
@@ -346,7 +358,11 @@ async fn analyse<S: MetricSource>(
                     source,
                     &templates,
                     &setup.args,
-                    (window, analysis::Baseline::of(&due)),
+                    (
+                        window,
+                        analysis::Baseline::of(&due),
+                        due.scope == crate::rollout::AnalysisScope::Bake,
+                    ),
                     (due.look, analysis::position(&due)),
                 )
                 .await

@@ -59,7 +59,7 @@ pub async fn chart_runs<S: MetricSource>(
             source,
             &templates,
             &args,
-            (window, crate::analysis::Baseline::Concurrent),
+            (window, crate::analysis::Baseline::Concurrent, false),
             (1, Position::one_off()),
         )
         .await

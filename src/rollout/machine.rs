@@ -1,9 +1,9 @@
 //! The decisions: [`analysis_due`], [`decide`] and [`desired`]. All three are pure.
 
 use super::{
-    AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, Attempt, CanaryWorld, Decision,
-    Event, EventKind, Flight, GateKind, KEPT_ANALYSES, Observation, Plan, Promotion, RequestAction,
-    STALLED, Size, Stage, State, Step, StepPosition, StepState, Strategy, World,
+    AnalysisDue, AnalysisOutcome, AnalysisRecord, AnalysisScope, Attempt, Bake, CanaryWorld,
+    Decision, Event, EventKind, Flight, GateKind, KEPT_ANALYSES, Observation, Plan, Promotion,
+    RequestAction, STALLED, Size, Stage, State, Step, StepPosition, StepState, Strategy, World,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -43,6 +43,9 @@ fn held(plan: &Plan, f: &Flight, spec_paused: bool) -> bool {
 pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<AnalysisDue> {
     if plan.skip_analysis {
         return None;
+    }
+    if let Stage::Baking(b) = &state.stage {
+        return bake_due(plan, b, now);
     }
     let f = state.flight()?;
     let index = f.release.current_step as usize;
@@ -94,6 +97,35 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
                 .then_some(f.traffic.weight),
         },
         baseline_before,
+    })
+}
+
+/// The interval of the bake's analyses: the last step's.
+fn bake_interval(plan: &Plan) -> Duration {
+    plan.steps
+        .last()
+        .map_or(super::plan::DEFAULT_INTERVAL, |s| s.interval)
+}
+
+/// The bake's analysis, when one is due: the promoted version (now the stable Deployment's)
+/// since the promotion, against the old version's requests before the release began.
+fn bake_due(plan: &Plan, b: &Bake, now: DateTime<Utc>) -> Option<AnalysisDue> {
+    if b.rollback.is_some() || !plan.analyses.contains_key(&AnalysisScope::Bake) {
+        return None;
+    }
+    let due = after(b.last_analysis_at.unwrap_or(b.since), bake_interval(plan));
+    (now >= due).then_some(AnalysisDue {
+        scope: AnalysisScope::Bake,
+        from: b.since,
+        to: now,
+        look: b.release.looks + 1,
+        position: StepPosition {
+            next_weight: 100,
+            step: plan.steps.len() as u32,
+            step_start: b.since,
+            weight: None,
+        },
+        baseline_before: Some(b.release.started_at),
     })
 }
 
@@ -317,6 +349,7 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
         matches: Vec::new(),
         mirror: None,
         pin_stable: false,
+        restore: None,
     };
     match &state.stage {
         Stage::Progressing(f) => {
@@ -354,6 +387,14 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
                 world.stable_replicas = router(total(release, size));
             }
         }
+        // Traffic and replicas are the stable Deployment's; a rollback restores the template
+        // before the release and lets the target roll to it.
+        Stage::Baking(b) => {
+            if b.rollback.is_some() {
+                world.stable_paused = false;
+                world.restore = Some(b.previous.clone());
+            }
+        }
         // A withdrawn release gives back the replicas it took from stable.
         Stage::Waiting {
             withdrawn: Some(release),
@@ -365,6 +406,23 @@ pub fn desired(plan: &Plan, state: &State, size: impl Into<Size>, now: DateTime<
     world.pin_stable = !matches!(state.stage, Stage::Promoting(_))
         && world.canary.as_ref().is_some_and(|c| c.replicas > 0);
     world
+}
+
+/// Records an analysis's verdict in the release, keeping the latest [`KEPT_ANALYSES`].
+fn note(r: &mut Attempt, at: DateTime<Utc>, weight: u8, outcome: &AnalysisOutcome) {
+    let verdict = outcome.verdict();
+    r.last_verdict = Some(verdict.to_string());
+    r.analyses.push(AnalysisRecord {
+        at,
+        step: r.current_step,
+        weight,
+        verdict: verdict.to_string(),
+        summary: outcome.summary().to_string(),
+    });
+    if r.analyses.len() > KEPT_ANALYSES {
+        let extra = r.analyses.len() - KEPT_ANALYSES;
+        r.analyses.drain(..extra);
+    }
 }
 
 /// One decision in the making: what it decides from, and what it has said so far. The stage
@@ -623,6 +681,153 @@ impl Machine<'_> {
         Stage::Succeeded(release)
     }
 
+    /// The promotion is complete: the new version is the stable one, watched for `duration`
+    /// with the old one restorable.
+    fn bake(&mut self, mut release: Attempt, duration: Duration) -> Stage {
+        let previous = self.stable_revision.clone().unwrap_or_default();
+        self.stable_revision = Some(release.canary_revision.clone());
+        release.canary_replicas = None;
+        release.stable_replicas = None;
+        self.event(
+            EventKind::StepAdvanced,
+            format!(
+                "revision {} is promoted and serves all traffic; baking for {}s: judged against revision {previous}'s requests before the release, and rolled back to it on a regression",
+                release.canary_revision,
+                duration.as_secs()
+            ),
+        );
+        Stage::Baking(Bake {
+            release,
+            since: self.obs.now,
+            previous,
+            last_analysis_at: None,
+            consecutive_errors: 0,
+            rollback: None,
+        })
+    }
+
+    /// Starts the rollback of a bake to the previous revision.
+    fn roll_back(&mut self, mut b: Bake, reason: String) -> Stage {
+        let baked = since(self.obs.now, Some(b.since)).as_secs();
+        self.event(
+            EventKind::Aborted,
+            format!(
+                "bake failed after {baked}s: {reason}; the Deployment rolls back to revision {}",
+                b.previous
+            ),
+        );
+        b.rollback = Some(self.obs.now);
+        Stage::Baking(b)
+    }
+
+    /// A reconcile of a bake: judged until the bake time is over, or rolling back.
+    fn baking(&mut self, mut b: Bake) -> Stage {
+        let obs = self.obs;
+        if let Some(rollback) = b.rollback {
+            if obs.template_revision == b.previous && obs.stable_rolled {
+                self.stable_revision = Some(b.previous.clone());
+                self.say(format!(
+                    "rolled back to revision {}; revision {} is not retried until the template changes",
+                    b.previous, b.release.canary_revision
+                ));
+                return Stage::Failed {
+                    release: b.release,
+                    aborted_at: rollback,
+                    from_weight: 0,
+                };
+            }
+            self.say(format!(
+                "rolling the Deployment back to revision {}",
+                b.previous
+            ));
+            return Stage::Baking(b);
+        }
+        let revision = obs.template_revision.as_str();
+        if revision != b.release.canary_revision {
+            // Someone released again: the bake ends, and the new revision is released
+            // against this one from the next reconcile, as any other.
+            self.event(
+                EventKind::Superseded,
+                format!(
+                    "revision {revision} replaced revision {} during its bake ({}s of {}s): it stays the stable revision",
+                    b.release.canary_revision,
+                    since(obs.now, Some(b.since)).as_secs(),
+                    self.plan.bake.unwrap_or_default().as_secs()
+                ),
+            );
+            return Stage::Succeeded(b.release);
+        }
+        if let Some(why) = self.abort_requested() {
+            return self.roll_back(b, why);
+        }
+        if let Some((due, outcome)) = &obs.analysis {
+            let r = &mut b.release;
+            r.looks += 1;
+            note(r, due.to, 100, outcome);
+            b.last_analysis_at = Some(due.to);
+            let summary = outcome.summary().to_string();
+            match outcome {
+                AnalysisOutcome::Pass { .. } => {
+                    b.consecutive_errors = 0;
+                    self.say(format!("bake: analysis passed: {summary}"));
+                }
+                AnalysisOutcome::Fail { critical, .. } => {
+                    b.consecutive_errors = 0;
+                    b.release.failed_checks += 1;
+                    let failed = b.release.failed_checks;
+                    let limit = self.plan.failure_limit;
+                    self.event(
+                        EventKind::AnalysisFailed,
+                        format!("bake: analysis failed ({failed} of {limit}): {summary}"),
+                    );
+                    if *critical {
+                        return self.roll_back(b, format!("a critical metric failed: {summary}"));
+                    }
+                    if failed >= limit {
+                        return self.roll_back(b, format!("{failed} failed analyses: {summary}"));
+                    }
+                }
+                AnalysisOutcome::Inconclusive { .. } => {
+                    b.consecutive_errors = 0;
+                    self.event(
+                        EventKind::AnalysisInconclusive,
+                        format!("bake: analysis inconclusive, baking on: {summary}"),
+                    );
+                }
+                AnalysisOutcome::Error { .. } => {
+                    b.consecutive_errors += 1;
+                    self.event(
+                        EventKind::AnalysisError,
+                        format!(
+                            "bake: analysis could not run ({} in a row), baking on: {summary}",
+                            b.consecutive_errors
+                        ),
+                    );
+                }
+            }
+        }
+        let duration = self.plan.bake.unwrap_or_default();
+        if since(obs.now, Some(b.since)) >= duration {
+            let how = match b.release.last_verdict.as_deref() {
+                Some("pass") => "without a regression".to_string(),
+                Some(v) => format!(
+                    "without a failed analysis (the last was {v}: the bake could not show it healthy)"
+                ),
+                None => "without an analysis".to_string(),
+            };
+            self.event(
+                EventKind::Succeeded,
+                format!(
+                    "revision {} baked for {}s {how} and serves all traffic",
+                    b.release.canary_revision,
+                    duration.as_secs()
+                ),
+            );
+            return Stage::Succeeded(b.release);
+        }
+        Stage::Baking(b)
+    }
+
     /// When the template no longer is the release's: the release is withdrawn (the
     /// template went back to stable) or superseded by a new one.
     fn replaced(&mut self, release: &Attempt) -> Option<Stage> {
@@ -660,22 +865,11 @@ impl Machine<'_> {
 
     /// Applies an analysis outcome.
     fn record(&mut self, f: &mut Flight, due: AnalysisDue, outcome: &AnalysisOutcome) -> Checked {
-        let (verdict, summary) = (outcome.verdict(), outcome.summary().to_string());
+        let summary = outcome.summary().to_string();
         let r = &mut f.release;
         r.looks += 1;
         f.last_analysis_at = Some(due.to);
-        r.last_verdict = Some(verdict.to_string());
-        r.analyses.push(AnalysisRecord {
-            at: due.to,
-            step: r.current_step,
-            weight: f.traffic.weight,
-            verdict: verdict.to_string(),
-            summary: summary.clone(),
-        });
-        if r.analyses.len() > KEPT_ANALYSES {
-            let extra = r.analyses.len() - KEPT_ANALYSES;
-            r.analyses.drain(..extra);
-        }
+        note(r, due.to, f.traffic.weight, outcome);
         let label = self.step_name(&f.release);
         match outcome {
             AnalysisOutcome::Pass { .. } => {
@@ -815,7 +1009,10 @@ impl Machine<'_> {
             return self.abort(p.release, replicas, p.traffic.weight, why);
         }
         if obs.stable_rolled {
-            return self.succeed(p.release);
+            return match self.plan.bake {
+                Some(duration) => self.bake(p.release, duration),
+                None => self.succeed(p.release),
+            };
         }
         if !p.stall_reported && since(obs.now, Some(p.since)) > self.plan.progress_deadline {
             p.stall_reported = true;
@@ -1055,6 +1252,7 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
         }
         Stage::Progressing(f) => m.progressing(f),
         Stage::Promoting(p) => m.promoting(p),
+        Stage::Baking(b) => m.baking(b),
     };
     let state = State {
         stage,
@@ -1108,6 +1306,19 @@ fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
             clamp(since(next, Some(now)).max(Duration::from_secs(1)))
         }
         Stage::Promoting(_) => POLL,
+        Stage::Baking(b) if b.rollback.is_some() => POLL,
+        Stage::Baking(b) => {
+            let end = plan.bake.map_or(now, |d| after(b.since, d));
+            let next = match bake_due(plan, b, now).map(|_| now).or_else(|| {
+                plan.analyses
+                    .contains_key(&AnalysisScope::Bake)
+                    .then(|| after(b.last_analysis_at.unwrap_or(b.since), bake_interval(plan)))
+            }) {
+                Some(due) => due.min(end),
+                None => end,
+            };
+            clamp(since(next, Some(now)).max(Duration::from_secs(1)))
+        }
         Stage::Failed {
             aborted_at,
             from_weight,
@@ -1756,7 +1967,8 @@ mod tests {
                 weight: 0,
                 matches: vec![],
                 mirror: None,
-                pin_stable: false
+                pin_stable: false,
+                restore: None,
             }
         );
         assert_eq!(kinds(&d), [EventKind::Succeeded]);
@@ -2456,5 +2668,148 @@ mod tests {
         );
         assert_eq!(d.state.phase(), Phase::Failed);
         assert_eq!((d.world.weight, d.world.mirror), (0, None));
+    }
+
+    /// A one-step plan (100% for a minute) with a 30-minute bake judged every minute.
+    fn baking_plan() -> Plan {
+        let mut p = Plan::from_weights(&[100], MIN);
+        p.bake = Some(Duration::from_secs(1800));
+        p.analyses.insert(
+            AnalysisScope::Bake,
+            crate::rollout::AnalysisSetup::default(),
+        );
+        p
+    }
+
+    /// r2 released at 0 over r1, promoted, the stable Deployment rolled at 200: baking.
+    fn baked(p: &Plan) -> State {
+        let s = step(p, &waiting(), obs(0, "r2", 0), 0, 4);
+        let s = step(p, &s, obs(5, "r2", 4), 100, 4);
+        let d = decide(p, &s, &with_analysis(obs(65, "r2", 4), &s, p, pass()));
+        assert_eq!(d.state.phase(), Phase::Promoting);
+        let mut o = obs(200, "r2", 4);
+        o.stable_rolled = true;
+        let d = decide(p, &d.state, &o);
+        assert_eq!(d.state.phase(), Phase::Baking);
+        d.state
+    }
+
+    #[test]
+    fn a_bake_judges_the_promoted_version_against_its_past_and_then_succeeds() {
+        let p = baking_plan();
+        let s = baked(&p);
+        assert_eq!(s.stable_revision.as_deref(), Some("r2"), "r2 is stable now");
+        assert!(s.message.contains("baking for 1800s") && s.message.contains("revision r1"));
+        let w = desired(&p, &s, 4, t(200));
+        assert_eq!((w.canary, w.weight, w.restore), (None, 0, None));
+        assert!(w.stable_paused, "adopted for the next release");
+        assert_eq!(analysis_due(&p, &s, t(259)), None);
+        let due = analysis_due(&p, &s, t(260)).expect("the bake's analysis");
+        assert_eq!(
+            (
+                due.scope,
+                due.from,
+                due.baseline_before,
+                due.position.step_start
+            ),
+            (AnalysisScope::Bake, t(200), Some(t(0)), t(200))
+        );
+        assert_eq!(due.position.weight, None, "no split to check");
+        let s = decide(&p, &s, &with_analysis(obs(260, "r2", 0), &s, &p, pass())).state;
+        assert_eq!(s.phase(), Phase::Baking);
+        // Inconclusive and erroring analyses do not end the bake early, either way.
+        let s = decide(
+            &p,
+            &s,
+            &with_analysis(obs(320, "r2", 0), &s, &p, inconclusive()),
+        )
+        .state;
+        let s = decide(&p, &s, &with_analysis(obs(380, "r2", 0), &s, &p, error())).state;
+        assert_eq!(s.phase(), Phase::Baking);
+        let s = decide(&p, &s, &with_analysis(obs(440, "r2", 0), &s, &p, pass())).state;
+        assert_eq!(
+            decide(&p, &s, &obs(1999, "r2", 0)).state.phase(),
+            Phase::Baking
+        );
+        let d = decide(&p, &s, &obs(2000, "r2", 0));
+        assert_eq!(d.state.phase(), Phase::Succeeded);
+        assert_eq!(kinds(&d), [EventKind::Succeeded]);
+        assert!(
+            d.state
+                .message
+                .contains("baked for 1800s without a regression"),
+            "{}",
+            d.state.message
+        );
+    }
+
+    #[test]
+    fn a_failed_bake_rolls_the_deployment_back_to_the_previous_revision() {
+        let p = baking_plan();
+        let s = baked(&p);
+        let d = decide(
+            &p,
+            &s,
+            &with_analysis(obs(260, "r2", 0), &s, &p, fail(false)),
+        );
+        assert_eq!(d.state.phase(), Phase::Baking);
+        assert_eq!(kinds(&d), [EventKind::AnalysisFailed, EventKind::Aborted]);
+        assert!(
+            d.state.message.contains("rolls back to revision r1"),
+            "{}",
+            d.state.message
+        );
+        assert_eq!(
+            (d.world.restore.as_deref(), d.world.stable_paused),
+            (Some("r1"), false),
+            "r1's template goes back and the Deployment rolls"
+        );
+        assert_eq!(
+            analysis_due(&p, &d.state, t(400)),
+            None,
+            "no judging while rolling back"
+        );
+        // The template is r1 again but not rolled yet: still rolling back.
+        let s = decide(&p, &d.state, &obs(265, "r1", 0)).state;
+        assert_eq!(s.phase(), Phase::Baking);
+        let mut o = obs(300, "r1", 0);
+        o.stable_rolled = true;
+        let d = decide(&p, &s, &o);
+        assert_eq!(d.state.phase(), Phase::Failed);
+        assert_eq!(d.state.stable_revision.as_deref(), Some("r1"));
+        assert_eq!(d.state.failed_revision(), Some("r2"), "not retried");
+        assert_eq!(d.world.restore, None);
+        assert!(d.world.stable_paused);
+        // Settled: nothing starts while the template is r1.
+        assert_eq!(
+            decide(&p, &d.state, &obs(400, "r1", 0)).state.phase(),
+            Phase::Failed
+        );
+    }
+
+    #[test]
+    fn an_abort_rolls_a_bake_back_and_a_new_revision_ends_it() {
+        let p = baking_plan();
+        let s = baked(&p);
+        let mut o = obs(300, "r2", 0);
+        o.request = request(RequestAction::Abort);
+        let d = decide(&p, &s, &o);
+        assert!(d.request_done);
+        assert_eq!(d.world.restore.as_deref(), Some("r1"));
+        assert!(
+            d.state.message.contains("abort requested"),
+            "{}",
+            d.state.message
+        );
+        // Another release during the bake: r2 stays stable, r3 is released against it.
+        let d = decide(&p, &s, &obs(300, "r3", 0));
+        assert_eq!(d.state.phase(), Phase::Succeeded);
+        assert_eq!(kinds(&d), [EventKind::Superseded]);
+        let d = decide(&p, &d.state, &obs(301, "r3", 0));
+        assert_eq!(
+            (d.state.phase(), d.state.canary_revision()),
+            (Phase::Progressing, Some("r3"))
+        );
+        assert_eq!(d.state.stable_revision.as_deref(), Some("r2"));
     }
 }

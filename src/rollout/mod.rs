@@ -13,7 +13,7 @@ pub mod plan;
 pub mod state;
 
 pub use plan::StepAt;
-pub use state::{Attempt, Flight, Promotion, Stage, State, StepState, Traffic};
+pub use state::{Attempt, Bake, Flight, Promotion, Stage, State, StepState, Traffic};
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -35,6 +35,9 @@ pub enum Phase {
     Paused,
     /// All steps passed: the stable Deployment is rolling to the new template.
     Promoting,
+    /// Promoted, and watched for the bake time against the old version's past; rolled back
+    /// to the previous revision on a regression.
+    Baking,
     /// The last release was promoted; waiting for the next one.
     Succeeded,
     /// The last release was aborted and rolled back; waiting for the next one.
@@ -50,18 +53,20 @@ impl Phase {
             Phase::Progressing => "Progressing",
             Phase::Paused => "Paused",
             Phase::Promoting => "Promoting",
+            Phase::Baking => "Baking",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
         }
     }
 
     /// Every phase, for metrics that export one series per phase.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Initializing,
         Phase::Waiting,
         Phase::Progressing,
         Phase::Paused,
         Phase::Promoting,
+        Phase::Baking,
         Phase::Succeeded,
         Phase::Failed,
     ];
@@ -90,6 +95,7 @@ impl Phase {
     /// | `Waiting` (no new revision) | `Initialized` |
     /// | `Progressing`, `Paused` | `Progressing` |
     /// | `Promoting` | `Promoting` |
+    /// | `Baking` | `Finalising` |
     /// | `Succeeded` | `Succeeded` |
     /// | `Failed` | `Failed` |
     pub fn flagger(self) -> &'static str {
@@ -98,14 +104,19 @@ impl Phase {
             Phase::Waiting => "Initialized",
             Phase::Progressing | Phase::Paused => "Progressing",
             Phase::Promoting => "Promoting",
+            Phase::Baking => "Finalising",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
         }
     }
 
-    /// Whether a canary is in flight (traffic or replicas may be on the canary).
+    /// Whether a release is in flight: traffic or replicas may be on the canary, or the
+    /// promoted release is baking (an abort rolls it back).
     pub fn in_flight(self) -> bool {
-        matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting)
+        matches!(
+            self,
+            Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::Baking
+        )
     }
 }
 
@@ -269,6 +280,9 @@ pub struct Plan {
     /// Canary steps, or blue-green (whose steps the plan was built from: see
     /// [`Strategy::BlueGreen`]).
     pub strategy: Strategy,
+    /// How long a promoted release is watched (its analysis is [`AnalysisScope::Bake`]'s);
+    /// `None`: no bake, the release succeeds once promoted.
+    pub bake: Option<Duration>,
     /// Check that the canary's share of requests follows the weight.
     pub check_split: bool,
     /// The kinds of release gates configured.
@@ -497,6 +511,9 @@ pub enum AnalysisScope {
     Background,
     /// The analysis step at this index.
     Step(usize),
+    /// The bake after the promotion: the new version, now the stable Deployment's, against
+    /// the old one's requests before the release.
+    Bake,
 }
 
 /// The verdict of one analysis, kept in status.
@@ -549,6 +566,9 @@ pub struct World {
     pub mirror: Option<u8>,
     /// Pin the stable Service to the stable pods (while canary pods run beside them).
     pub pin_stable: bool,
+    /// Put this revision's pod template (the one before the release, from the target's
+    /// ReplicaSets) back into the target: a rollback after a failed bake.
+    pub restore: Option<String>,
 }
 
 /// Something worth a Kubernetes Event and a notification.

@@ -36,6 +36,7 @@ impl Plan {
             abort_steps: Vec::new(),
             abort_step_interval: DEFAULT_INTERVAL,
             skip_analysis: false,
+            bake: None,
             scale_with_weight: false,
             replicas_router: false,
             strategy: Strategy::Canary,
@@ -157,7 +158,7 @@ impl Plan {
     pub fn step_at(&self, state: &State) -> StepAt {
         match state.phase() {
             Phase::Initializing | Phase::Waiting => StepAt::Before,
-            Phase::Promoting | Phase::Succeeded => StepAt::Promotion,
+            Phase::Promoting | Phase::Baking | Phase::Succeeded => StepAt::Promotion,
             Phase::Progressing | Phase::Paused | Phase::Failed => {
                 StepAt::Step(self.step_number(state.current_step()))
             }
@@ -253,6 +254,14 @@ mod tests {
                     traffic: flight.traffic,
                     since: chrono::DateTime::UNIX_EPOCH,
                     stall_reported: false,
+                }),
+                Phase::Baking => Stage::Baking(crate::rollout::Bake {
+                    release,
+                    since: chrono::DateTime::UNIX_EPOCH,
+                    previous: "r1".into(),
+                    last_analysis_at: None,
+                    consecutive_errors: 0,
+                    rollback: None,
                 }),
                 Phase::Succeeded => Stage::Succeeded(release),
                 Phase::Failed => Stage::Failed {

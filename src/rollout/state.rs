@@ -39,6 +39,8 @@ pub enum Stage {
     Progressing(Flight),
     /// All steps passed: the stable Deployment is rolling to the new template.
     Promoting(Promotion),
+    /// Promoted and watched for the plan's bake time; rolled back on a regression.
+    Baking(Bake),
     /// The release was promoted; waiting for the next one. The release is its record.
     Succeeded(Attempt),
     /// The release was aborted and rolled back; its revision is not retried until the
@@ -203,6 +205,24 @@ impl StepState {
     }
 }
 
+/// A promoted release watched for its bake time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bake {
+    /// The promoted release; its analyses go on counting.
+    pub release: Attempt,
+    /// When the promotion completed: the bake's window starts here.
+    pub since: DateTime<Utc>,
+    /// The revision before the release, which a rollback restores.
+    pub previous: String,
+    /// When the last bake analysis ran.
+    pub last_analysis_at: Option<DateTime<Utc>>,
+    /// Bake analyses in a row that could not run.
+    pub consecutive_errors: u32,
+    /// When the rollback to `previous` began, after a failed bake analysis: the target rolls
+    /// back to it, and the release ends as failed once it has.
+    pub rollback: Option<DateTime<Utc>>,
+}
+
 /// The stable Deployment rolling to the new template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Promotion {
@@ -226,6 +246,7 @@ impl State {
             Stage::Progressing(f) if f.paused => Phase::Paused,
             Stage::Progressing(_) => Phase::Progressing,
             Stage::Promoting(_) => Phase::Promoting,
+            Stage::Baking(_) => Phase::Baking,
             Stage::Succeeded(_) => Phase::Succeeded,
             Stage::Failed { .. } => Phase::Failed,
         }
@@ -238,6 +259,7 @@ impl State {
             Stage::Waiting { withdrawn } => withdrawn.as_ref(),
             Stage::Progressing(f) => Some(&f.release),
             Stage::Promoting(p) => Some(&p.release),
+            Stage::Baking(b) => Some(&b.release),
             Stage::Succeeded(r) | Stage::Failed { release: r, .. } => Some(r),
         }
     }

@@ -265,6 +265,7 @@ fn decision(events: &[(EventKind, &str)]) -> Decision {
             matches: vec![],
             mirror: None,
             pin_stable: true,
+            restore: None,
         },
         events: events
             .iter()
