@@ -622,7 +622,7 @@ pub fn step_column(plan: &Plan, state: &State) -> String {
     let current = match plan.step_at(state) {
         StepAt::Before => 0,
         StepAt::Step(number) => number,
-        StepAt::Promotion => total,
+        StepAt::Promotion | StepAt::Bake => total,
     };
     format!("{current}/{total}")
 }

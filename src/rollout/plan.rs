@@ -158,7 +158,8 @@ impl Plan {
     pub fn step_at(&self, state: &State) -> StepAt {
         match state.phase() {
             Phase::Initializing | Phase::Waiting => StepAt::Before,
-            Phase::Promoting | Phase::Baking | Phase::Succeeded => StepAt::Promotion,
+            Phase::Promoting | Phase::Succeeded => StepAt::Promotion,
+            Phase::Baking => StepAt::Bake,
             Phase::Progressing | Phase::Paused | Phase::Failed => {
                 StepAt::Step(self.step_number(state.current_step()))
             }
@@ -171,6 +172,7 @@ impl Plan {
         match self.step_at(state) {
             StepAt::Before => "before the release".into(),
             StepAt::Promotion => "promotion".into(),
+            StepAt::Bake => "bake".into(),
             StepAt::Step(number) => {
                 let step = self
                     .steps
@@ -211,6 +213,8 @@ pub enum StepAt {
     Step(usize),
     /// Past the steps: promoting, or promoted.
     Promotion,
+    /// Promoted and baking.
+    Bake,
 }
 
 #[cfg(test)]

@@ -1056,3 +1056,66 @@ async fn a_bad_blue_green_preview_is_rolled_back_end_to_end() {
     );
     assert_eq!(status["lastVerdict"], "fail", "{context}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Bake: the canary Release with a bake after the promotion.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_regression_during_the_bake_is_rolled_back_end_to_end() {
+    let variant = Variant {
+        spec: json!({
+            "bake": {"duration": "5m", "templates": [{"name": "ingress-nginx"}]},
+        }),
+        ..Variant::canary()
+    };
+    let mut rig = Rig::start_with(Model::default(), variant).await;
+    // The bake compares the promoted version with the traffic before the release over as
+    // long a window as it has baked: let some history gather first.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let stable_revision = rig.release().await;
+    rig.wait_for_phase("Baking", &["Failed"], Duration::from_secs(60))
+        .await;
+    let context = rig.context();
+    assert_eq!(
+        rig.serving_replicasets(),
+        vec![("web:2".to_string(), 4, 4)],
+        "promoted: the stable Deployment runs the new version\n{context}"
+    );
+    // The new version, now in the stable pods, regresses under full load.
+    rig.traffic.set_stable(Model::default().regressing());
+    rig.wait_for_phase("Failed", &["Succeeded"], Duration::from_secs(60))
+        .await;
+    rig.wait_until(
+        "the Deployment rolled back to web:1",
+        Duration::from_secs(10),
+        |rig| rig.serving_replicasets() == vec![("web:1".to_string(), 4, 4)],
+    )
+    .await;
+    let status = rig.status();
+    let context = rig.context();
+    assert_eq!(
+        status["stableRevision"].as_str(),
+        Some(stable_revision.as_str()),
+        "{context}"
+    );
+    assert_eq!(
+        status["failedRevision"], status["canaryRevision"],
+        "{context}"
+    );
+    let failed = status["analyses"]
+        .as_array()
+        .and_then(|a| a.iter().rev().find(|a| a["verdict"] == "fail"))
+        .unwrap_or_else(|| panic!("a failed bake analysis\n{context}"));
+    assert!(
+        failed["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("error-rate"),
+        "{context}"
+    );
+    println!(
+        "rolled back from the bake in {:.1} s",
+        rig.started.elapsed().as_secs_f64()
+    );
+}

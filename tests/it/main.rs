@@ -13,6 +13,7 @@
 mod common;
 
 mod alerts;
+mod bake;
 mod bench;
 mod blue_green;
 mod cli;

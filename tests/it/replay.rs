@@ -64,10 +64,23 @@ fn replay_release(release: &str, regressed: bool) -> (Value, String, String, Str
         error_rate: 0.04,
         latency_median: 0.16,
     });
-    let prom = PromServer::start(&openmetrics(&[
-        version("v1", 1800.0, 1, None),
-        version("v2", 400.0, 2, regression),
-    ]));
+    replay_history(
+        release,
+        &[
+            version("v1", 1800.0, 1, None),
+            version("v2", 400.0, 2, regression),
+        ],
+        if regressed { 1 } else { 0 },
+    )
+}
+
+/// [`replay`] of `release` over the history of `versions`, which exits with `status`.
+fn replay_history(
+    release: &str,
+    versions: &[Version],
+    status: i32,
+) -> (Value, String, String, String) {
+    let prom = PromServer::start(&openmetrics(versions));
     let dir = tempfile::tempdir().unwrap();
     let canary = dir.path().join("canary.yaml");
     std::fs::write(&canary, release).unwrap();
@@ -91,10 +104,9 @@ fn replay_release(release: &str, regressed: bool) -> (Value, String, String, Str
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        let want = if regressed { 1 } else { 0 };
         assert_eq!(
             out.status.code(),
-            Some(want),
+            Some(status),
             "exit status\nstdout:\n{stdout}\nstderr:\n{stderr}\nprometheus:\n{}",
             prom.log()
         );
@@ -392,5 +404,95 @@ fn a_blue_green_release_replays_to_promotion_and_a_late_regression_to_a_rollback
     assert_eq!(
         json["weight"], 0,
         "traffic back on the old version\n{context}"
+    );
+}
+
+/// The canary Release of [`CANARY`] in two steps of five minutes, then a 40-minute bake.
+const BAKED: &str = r#"
+apiVersion: vigil.dev/v1alpha1
+kind: Release
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: checkout}
+  service: {name: checkout, port: 80}
+  routing: {nginx: {ingress: checkout}}
+  steps:
+    - {weight: 10, minDuration: 5m}
+    - {weight: 100, minDuration: 5m}
+  bake:
+    duration: 40m
+    templates: [{name: http-prometheus-client}]
+  analysis:
+    templates: [{name: http-prometheus-client}]
+    args: [{name: job, value: checkout}]
+    interval: 1m
+    checkSplit: false
+  progressDeadline: 1h
+"#;
+
+#[test]
+fn a_bake_replays_to_a_rollback_at_a_late_regression_of_the_promoted_version() {
+    // The stable selector's series (the stable Deployment's pods, which run the new version
+    // once it is promoted, about 11 minutes in) regress 15 minutes in.
+    let at = FROM + 900;
+    let regression = Regression {
+        at,
+        error_rate: 0.04,
+        latency_median: 0.16,
+    };
+    let (json, table, _, _) = replay_history(
+        BAKED,
+        &[
+            version("v1", 1800.0, 1, Some(regression)),
+            version("v2", 400.0, 2, None),
+        ],
+        1,
+    );
+    let context = format!("{json:#}");
+    assert_eq!(json["end"], "aborted", "{context}");
+    let timeline = json["timeline"].as_array().unwrap();
+    let baking = timeline
+        .iter()
+        .find(|m| {
+            m["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("baking for 2400s")
+        })
+        .unwrap_or_else(|| panic!("the bake began\n{context}"));
+    assert!(
+        unix(&baking["at"]) < at,
+        "promoted before the regression\n{context}"
+    );
+    let abort = timeline
+        .iter()
+        .find(|m| m["kind"] == "abort")
+        .unwrap_or_else(|| panic!("a rollback\n{context}"));
+    let rolled_back = unix(&abort["at"]);
+    assert!(
+        rolled_back > at && rolled_back <= at + 3 * INTERVAL,
+        "rolled back within three intervals of the regression ({rolled_back} vs {at})\n{context}"
+    );
+    assert_eq!(abort["step"], "bake", "{context}");
+    assert!(
+        abort["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("error-rate"),
+        "{context}"
+    );
+    for a in json["analyses"].as_array().unwrap() {
+        if unix(&a["at"]) <= at {
+            assert_ne!(
+                a["verdict"], "fail",
+                "no failure before the regression\n{context}"
+            );
+        }
+    }
+    assert!(
+        table.contains("vigil would have aborted and rolled back at bake"),
+        "{table}"
     );
 }

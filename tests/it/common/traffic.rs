@@ -195,6 +195,8 @@ struct State {
 pub struct Traffic {
     addr: std::net::SocketAddr,
     options: Arc<Options>,
+    /// How the stable version answers from now on (at first `options.stable`).
+    stable: Arc<Mutex<Model>>,
     state: Arc<Mutex<State>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -215,6 +217,7 @@ impl Traffic {
             .await
             .expect("bind the traffic generator");
         let addr = listener.local_addr().expect("local addr");
+        let stable = Arc::new(Mutex::new(options.stable));
         let options = Arc::new(options);
         let state = Arc::new(Mutex::new(State::default()));
 
@@ -241,7 +244,7 @@ impl Traffic {
         });
 
         let generator = tokio::spawn({
-            let (options, state) = (options.clone(), state.clone());
+            let (options, state, stable) = (options.clone(), state.clone(), stable.clone());
             async move {
                 let mut rng = Rng::new(options.seed);
                 let started = Instant::now();
@@ -257,6 +260,7 @@ impl Traffic {
                     let w = weight().min(100);
                     let share = f64::from(w) / 100.0;
                     let n = rng.poisson(options.rps * elapsed) as u64;
+                    let stable_model = *stable.lock().unwrap();
                     let mut state = state.lock().unwrap();
                     if state.weights.last().map(|&(_, last)| last) != Some(w) {
                         state.weights.push((now.duration_since(started), w));
@@ -265,7 +269,7 @@ impl Traffic {
                         if rng.uniform() < share {
                             state.canary.record(&mut rng, &options.canary);
                         } else {
-                            state.stable.record(&mut rng, &options.stable);
+                            state.stable.record(&mut rng, &stable_model);
                         }
                     }
                 }
@@ -275,9 +279,16 @@ impl Traffic {
         Self {
             addr,
             options,
+            stable,
             state,
             tasks: vec![server, generator],
         }
+    }
+
+    /// From the next tick on, the stable version answers as `model`: the stable pods run
+    /// other code, as after a promotion.
+    pub fn set_stable(&self, model: Model) {
+        *self.stable.lock().unwrap() = model;
     }
 
     /// `127.0.0.1:PORT`, the scrape target.
