@@ -4,7 +4,9 @@
 //! command the docs show to the resources meant.
 //!
 //! The peers' CRDs are tests/fixtures/crds/{flagger,argo-rollouts}.yaml, made from their
-//! repositories by tests/fixtures/crds/make_peer_crds.py (names as published, open schemas).
+//! repositories by tests/fixtures/crds/make_peer_crds.py (names as published, open schemas),
+//! which also makes the CRDs of the traffic kinds the examples route with (Istio's
+//! VirtualService, the Gateway API's HTTPRoute), installed so that the examples apply.
 
 use crate::common::fake_kube::FakeKube;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,6 +20,11 @@ fn root() -> PathBuf {
 const VIGIL_CRDS: &str = "deploy/crds/vigil.dev_crds.yaml";
 const FLAGGER_CRDS: &str = "tests/fixtures/crds/flagger.yaml";
 const ARGO_CRDS: &str = "tests/fixtures/crds/argo-rollouts.yaml";
+/// The traffic kinds of the examples, as a cluster with Istio and the Gateway API has them.
+const ROUTING_CRDS: [&str; 2] = [
+    "tests/fixtures/crds/istio-virtualservice.yaml",
+    "tests/fixtures/crds/gateway-api-httproute.yaml",
+];
 
 /// The CRDs of a multi-document YAML file.
 fn crds(relative: &str) -> Vec<CustomResourceDefinition> {
@@ -206,7 +213,7 @@ async fn kubectl_resolves_vigils_names_and_the_docs_commands_to_vigil() {
             kubectl(&kubeconfig, &args).unwrap_or_else(|e| panic!("{e}"))
         };
         // The three CRD sets, as `kubectl apply` installs them.
-        for file in [VIGIL_CRDS, FLAGGER_CRDS, ARGO_CRDS] {
+        for file in [VIGIL_CRDS, FLAGGER_CRDS, ARGO_CRDS].into_iter().chain(ROUTING_CRDS) {
             run(&["apply", "--validate=false", "-f", file]);
         }
         // An object `one` of every kind of the three (the fake needs no Namespace object);
