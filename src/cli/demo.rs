@@ -21,6 +21,36 @@ use vigil::template::{ReleaseAnalysis, load};
 const DEMO_TEMPLATE: &str = include_str!("../../analysis-templates/demo.yaml");
 /// The Release the demo rolls out (embedded in the binary).
 const DEMO_CANARY: &str = include_str!("demo-release.yaml");
+/// The blue-green Release of `--strategy blue-green` (embedded in the binary).
+const DEMO_BLUE_GREEN: &str = include_str!("demo-blue-green.yaml");
+/// The share (percent) of the simulated requests testers send to a blue-green preview.
+const PREVIEW_TEST_SHARE: u8 = 10;
+
+/// How the demo's releases move traffic.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Canary steps: 10% -> 50% -> 100%.
+    Canary,
+    /// Blue-green: the new version judged behind a preview Service on testers' requests,
+    /// then all traffic at once, watched while the old version stays scaled.
+    BlueGreen,
+}
+
+impl Strategy {
+    fn name(self) -> &'static str {
+        match self {
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green release",
+        }
+    }
+
+    fn steps(self) -> &'static str {
+        match self {
+            Strategy::Canary => "10% -> 50% -> 100%",
+            Strategy::BlueGreen => "preview, then all at once",
+        }
+    }
+}
 
 /// A simulated release.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,7 +85,8 @@ impl Scenario {
 pub const EXAMPLES: &str = "Examples:\n  \
     vigil demo                                  # both rollouts, then vigil-demo-report.html\n  \
     vigil demo --speed 0 --output json          # as fast as possible, one JSON document\n  \
-    vigil demo --scenario no-traffic --report demo.md\n\n\
+    vigil demo --scenario no-traffic --report demo.md\n  \
+    vigil demo --strategy blue-green            # preview, switch, post-promotion analysis\n\n\
     The same against a real Prometheus: `vigil replay` walks your Release's steps over a \
     past release with the same state machine and judge, e.g. with --release release.yaml \
     --template analysis-templates/demo.yaml --prometheus http://localhost:9090 \
@@ -81,6 +112,9 @@ pub struct DemoArgs {
     /// Seed of the simulation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Canary steps, or a blue-green release.
+    #[arg(long, value_enum, default_value = "canary")]
+    strategy: Strategy,
 }
 
 /// Follows the canary's weight into the simulation, as a router would, prints the decisions
@@ -89,11 +123,19 @@ struct Simulated {
     weights: Arc<WeightLog>,
     speed: f64,
     live: Live,
+    /// Testers' share of the requests while a blue-green preview runs without users.
+    preview_share: Option<u8>,
 }
 
 impl ReplayObserver for Simulated {
     fn reconciled(&mut self, now: DateTime<Utc>, state: &State) {
-        self.weights.set(now.timestamp() as f64, state.weight());
+        // The new version's share of the simulated requests: the users' weight, or before a
+        // blue-green switch the testers' requests to the preview.
+        let share = match (self.preview_share, state.weight(), state.flight()) {
+            (Some(testers), 0, Some(_)) => testers,
+            (_, weight, _) => weight,
+        };
+        self.weights.set(now.timestamp() as f64, share);
         self.live.reconciled(now, state);
     }
 
@@ -110,13 +152,17 @@ impl ReplayObserver for Simulated {
     }
 }
 
-fn embedded() -> Result<(Release, ReleaseAnalysis), Failure> {
+fn embedded(strategy: Strategy) -> Result<(Release, ReleaseAnalysis), Failure> {
     let broken = |what: &str, e: String| Failure {
         code: EXIT_CANNOT_RUN,
         message: format!("the embedded demo {what} is invalid: {e}"),
     };
+    let text = match strategy {
+        Strategy::Canary => DEMO_CANARY,
+        Strategy::BlueGreen => DEMO_BLUE_GREEN,
+    };
     let canary: Release =
-        serde_saphyr::from_str(DEMO_CANARY).map_err(|e| broken("Release", e.to_string()))?;
+        serde_saphyr::from_str(text).map_err(|e| broken("Release", e.to_string()))?;
     let template = load::parse(DEMO_TEMPLATE, "analysis-templates/demo.yaml")
         .map_err(|p| broken("template", p.to_string()))?;
     Ok((canary, template))
@@ -172,11 +218,12 @@ async fn roll_out(
         weights,
         speed: args.speed,
         live: Live::new(
-            &format!("{} canary", scenario.name()),
+            &format!("{} {}", scenario.name(), args.strategy.name()),
             plan.steps.len(),
             matches!(args.output, OutputFormat::Table),
             "  ",
         ),
+        preview_share: (args.strategy == Strategy::BlueGreen).then_some(PREVIEW_TEST_SHARE),
     };
     let outcome = replay::run(&input, &source, &mut observer)
         .await
@@ -201,16 +248,17 @@ fn start() -> Result<DateTime<Utc>, Failure> {
 /// Rolls out the scenarios, then writes the report.
 pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     check_report_paths([args.report.as_path()])?;
-    let (canary, template) = embedded()?;
+    let (canary, template) = embedded(args.strategy)?;
     let table = matches!(args.output, OutputFormat::Table);
     let mut runs = Vec::new();
     for (i, &scenario) in args.scenarios.iter().enumerate() {
         if table {
             println!(
-                "Rollout {}/{}: {} (Release shop/checkout, 10% -> 50% -> 100%, simulated)",
+                "Rollout {}/{}: {} (Release shop/checkout, {}, simulated)",
                 i + 1,
                 args.scenarios.len(),
-                scenario.title()
+                scenario.title(),
+                args.strategy.steps()
             );
         }
         let (outcome, charts) = roll_out(scenario, &canary, &template, &args).await?;

@@ -207,3 +207,56 @@ fn a_report_file_of_another_kind_is_refused_before_the_work() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_blue_green_demo_switches_a_healthy_preview_and_stops_a_faulty_one_before_any_user() {
+    let (code, stdout, stderr, _dir) = demo(&[
+        "--strategy",
+        "blue-green",
+        "--speed",
+        "0",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).expect("one JSON document");
+    let rollouts = doc["rollouts"].as_array().unwrap();
+    let texts = |r: &Value| -> Vec<String> {
+        r["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{} | {} | {}", m["step"], m["weight"], m["text"]))
+            .collect()
+    };
+    let healthy = &rollouts[0];
+    assert_eq!(healthy["end"], "promoted", "{healthy:#}");
+    let marks = texts(healthy);
+    let switch = marks
+        .iter()
+        .position(|m| m.contains("all traffic switched"))
+        .unwrap_or_else(|| panic!("{marks:#?}"));
+    assert!(
+        marks[..switch]
+            .iter()
+            .any(|m| m.contains("(preview)") && m.contains("analysis passed")),
+        "the preview passed before the switch: {marks:#?}"
+    );
+    assert!(
+        marks[switch + 1..]
+            .iter()
+            .any(|m| m.contains("(switched)") && m.contains("analysis passed")),
+        "the post-promotion analysis passed after it: {marks:#?}"
+    );
+    let faulty = &rollouts[1];
+    assert_eq!(faulty["end"], "aborted", "{faulty:#}");
+    assert!(
+        faulty["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["weight"] == 0),
+        "no user reached the faulty version: {:#?}",
+        texts(faulty)
+    );
+}
