@@ -418,8 +418,53 @@ pub async fn run_with_data<S: MetricSource>(
         look: request.look.max(1),
         position,
     };
-    let report = judge::judge(request.template, &data, info);
+    let mut report = judge::judge(request.template, &data, info);
+    if let Some(window) = baseline {
+        report
+            .reasons
+            .extend(short_baseline(request.template, &data, &window));
+    }
     Ok((report, data))
+}
+
+/// The steps (timestamps, in ms) at which a version's answers for a metric have a point.
+fn steps_with_data(d: &MetricData, role: Role) -> std::collections::BTreeSet<i64> {
+    d.results
+        .iter()
+        .filter(|((r, _), _)| *r == role)
+        .flat_map(|(_, result)| result.series.iter())
+        .flat_map(|series| series.points.iter())
+        .map(|(t, _)| (t * 1000.0).round() as i64)
+        .collect()
+}
+
+/// For a before/after comparison, a reason for each metric whose baseline has data at fewer
+/// steps than the new version: the history before the new version began is shorter than the
+/// window (or had gaps), so the comparison rests on those steps alone, and may stay
+/// inconclusive however long the new version runs.
+fn short_baseline(template: &ReleaseAnalysis, data: &[MetricData], window: &Window) -> Vec<String> {
+    template
+        .spec
+        .metrics
+        .iter()
+        .zip(data)
+        .filter(|(m, _)| m.kind != MetricType::Threshold)
+        .filter_map(|(m, d)| {
+            let new = steps_with_data(d, Role::Canary);
+            let old = steps_with_data(d, Role::Stable);
+            let shared = new.intersection(&old).count();
+            // A step or two may be missing at the edges of a scrape; more is a short history.
+            (!new.is_empty() && shared + 2 < new.len()).then(|| {
+                format!(
+                    "metric {}: the old version's baseline ({} to {}) has data at only {shared} of the {} steps the new version has: the history before it began is shorter than the window, so the comparison rests on those steps (a template's spec.offset can point the baseline at a time with data)",
+                    m.name,
+                    rfc3339(window.start),
+                    rfc3339(window.end),
+                    new.len()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Judges several templates over the same window and versions, each with the arguments it
@@ -765,6 +810,8 @@ spec:
     struct Timeline {
         after: f64,
         asked: Mutex<Vec<QueryRequest>>,
+        /// No points before this time (Unix seconds): the history begins there.
+        history_from: i64,
     }
 
     impl MetricSource for Timeline {
@@ -774,6 +821,7 @@ spec:
             let step = w.step.as_millis() as i64 / 1000;
             let points = (w.first_point().timestamp()..=w.end.timestamp())
                 .step_by(step as usize)
+                .filter(|t| *t >= self.history_from)
                 .map(|t| {
                     let rate = if t <= BEGAN { 0.01 } else { self.after };
                     let value = match request.part {
@@ -799,10 +847,18 @@ spec:
     }
 
     fn judged_against_before(after: f64) -> (Report, Vec<MetricData>, Vec<QueryRequest>) {
+        judged_with_history(after, i64::MIN)
+    }
+
+    fn judged_with_history(
+        after: f64,
+        history_from: i64,
+    ) -> (Report, Vec<MetricData>, Vec<QueryRequest>) {
         let t = template(None);
         let source = Timeline {
             after,
             asked: Mutex::new(Vec::new()),
+            history_from,
         };
         let mut request = request(&t, ("app=\"web\"", "app=\"web\""), before());
         // A weight, as a caller might leave it: before/after has no split to check.
@@ -848,6 +904,29 @@ spec:
         let m = &report.metrics[0];
         assert_eq!(m.stable.as_ref().and_then(|s| s.errors), Some(25_000.0));
         assert_eq!(m.canary.as_ref().and_then(|s| s.errors), Some(25_000.0));
+        assert!(
+            !report.reasons.iter().any(|r| r.contains("baseline")),
+            "{:?}",
+            report.reasons
+        );
+    }
+
+    #[test]
+    fn a_baseline_reaching_before_the_history_is_said_so() {
+        // The history begins 5 minutes before the new version: 5 of the 25 steps.
+        let (report, _, _) = judged_with_history(0.01, BEGAN - minutes(5) + 60);
+        let said: Vec<&String> = report
+            .reasons
+            .iter()
+            .filter(|r| r.contains("baseline"))
+            .collect();
+        assert_eq!(said.len(), 1, "{:?}", report.reasons);
+        assert!(
+            said[0].contains("has data at only 5 of the 25 steps")
+                && said[0].contains("spec.offset"),
+            "{}",
+            said[0]
+        );
     }
 
     #[test]
