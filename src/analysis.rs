@@ -126,7 +126,11 @@ pub enum PlanError {
         error: crate::template::render::RenderError,
     },
     /// The same matchers for both versions.
-    #[error("--stable and --canary select the same series ({0}); give each version its own labels")]
+    #[error(
+        "the stable and the canary matchers select the same series ({0}): give each version its \
+         own labels (--stable and --canary; in a Release, analysis.stableMatchers and \
+         canaryMatchers)"
+    )]
     SameSelectors(String),
     /// A before/after baseline that cannot be set up.
     #[error("template {template}: {problem}")]

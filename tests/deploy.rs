@@ -110,7 +110,7 @@ fn crds_parse_and_name_every_kind() {
         text.contains("maximum: 100"),
         "weights carry an OpenAPI maximum"
     );
-    assert!(text.contains("pattern: ^([0-9]+(ms|s|m|h|d))+$"));
+    assert!(text.contains("pattern: ^([0-9]+(ms|s|m|h|d|w|y))+$"));
 }
 
 // ---------------------------------------------------------------------------------------

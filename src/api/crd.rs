@@ -32,10 +32,10 @@ pub const OWNER_LABEL: &str = "vigil.dev/canary-name";
 pub const ADOPTED_ANNOTATION: &str = "vigil.dev/adopted-by";
 
 /// The duration pattern accepted in the schema: PromQL-style units, largest first.
-const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d))+$')";
+const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d|w|y))+$')";
 /// The same pattern as an OpenAPI `pattern`, so that schema-only validators (kubeconform,
 /// editors) check durations too, not only the API server's CEL.
-const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
+const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d|w|y))+$";
 
 /// A canary release of one Deployment: its traffic is moved to the new version step by
 /// step and judged against the stable version at every interval.

@@ -43,7 +43,12 @@ struct MetricsObserver(Arc<Metrics>);
 impl Observer for MetricsObserver {
     fn reconciled(&self, canary: &Release, decision: &Decision) {
         let ns = canary.namespace().unwrap_or_default();
-        self.0.set_canary(&ns, &canary.name_any(), &decision.state);
+        self.0.set_canary(
+            &ns,
+            &canary.name_any(),
+            &decision.state,
+            decision.world.weight,
+        );
     }
 
     fn done(&self, elapsed: Duration, error: Option<&str>) {

@@ -187,17 +187,16 @@ impl Metrics {
     }
 
     /// Records a Release's rollout state: its phase (one series per phase of [`Phase::ALL`]),
-    /// weight and step.
-    pub fn set_canary(&self, namespace: &str, name: &str, state: &State) {
+    /// step, and the canary's weight as the router was told (`weight`: the world's, which
+    /// during a gradual abort is the step traffic is handed back through, not 0).
+    pub fn set_canary(&self, namespace: &str, name: &str, state: &State, weight: u8) {
         for phase in Phase::ALL {
             self.phase
                 .get_or_create(&phase_labels(namespace, name, phase))
                 .set(i64::from(phase == state.phase()));
         }
         let labels = canary_labels(namespace, name);
-        self.weight
-            .get_or_create(&labels)
-            .set(i64::from(state.weight()));
+        self.weight.get_or_create(&labels).set(i64::from(weight));
         let step = if state.steps == 0 {
             0
         } else {
@@ -381,7 +380,7 @@ mod tests {
         );
         assert!(empty.ends_with("# EOF\n"), "{empty}");
         let m = Metrics::new();
-        m.set_canary("shop", "web", &State::default());
+        m.set_canary("shop", "web", &State::default(), 0);
         m.observe_analysis("shop", "web", "pass", "http", Some(1.0));
         m.reconcile_done(Duration::from_millis(1), Some("api"));
         let text = m.encode();
@@ -421,7 +420,7 @@ mod tests {
             steps: 4,
             ..State::default()
         };
-        m.set_canary("shop", "web", &state);
+        m.set_canary("shop", "web", &state, state.weight());
         let text = m.encode();
         for phase in Phase::ALL {
             let want = if phase == Phase::Progressing { 1 } else { 0 };
@@ -441,6 +440,7 @@ mod tests {
                 stage: Stage::Succeeded(release),
                 ..state
             },
+            0,
         );
         let text = m.encode();
         assert!(
@@ -450,6 +450,25 @@ mod tests {
         assert!(
             text.contains("name=\"web\",phase=\"Succeeded\"} 1"),
             "{text}"
+        );
+        // A gradual abort hands traffic back in steps: the gauge shows the step, not the
+        // Failed state's 0.
+        m.set_canary(
+            "shop",
+            "web",
+            &State {
+                stage: Stage::Failed {
+                    release: Attempt::new("r2", chrono::DateTime::UNIX_EPOCH, 4),
+                    aborted_at: chrono::DateTime::UNIX_EPOCH,
+                    from_weight: 50,
+                },
+                ..State::default()
+            },
+            10,
+        );
+        assert!(
+            m.encode()
+                .contains("vigil_canary_weight{namespace=\"shop\",name=\"web\"} 10")
         );
     }
 
@@ -512,8 +531,8 @@ mod tests {
     #[test]
     fn forgetting_a_canary_removes_its_series_only() {
         let m = Metrics::new();
-        m.set_canary("shop", "web", &State::default());
-        m.set_canary("shop", "api", &State::default());
+        m.set_canary("shop", "web", &State::default(), 0);
+        m.set_canary("shop", "api", &State::default(), 0);
         m.observe_analysis("shop", "web", "pass", "http", Some(1.0));
         m.observe_analysis("shop", "api", "pass", "http", Some(1.0));
         m.forget_canary("shop", "web");
