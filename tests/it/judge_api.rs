@@ -482,3 +482,58 @@ async fn the_argo_example_makes_inconclusive_pause_the_rollout() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_judges_before_after_as_the_cli_does() {
+    let prom = PromServer::start(&history());
+    let fake = cluster().await;
+    let api = start(&fake, &prom.url).await;
+    let judge_url = format!("{}/v1/judge", api.url);
+    // One selector for both sides: the stable series since `began`, against its own earlier
+    // half hour (unchanged: a pass).
+    let began = (T_END - 1500).to_string();
+    let cli = common::vigil()
+        .args(["judge", "--prometheus", &prom.url, "--template"])
+        .arg(common::root().join(TEMPLATE))
+        .args([
+            "--arg",
+            "job=search",
+            "--stable",
+            STABLE,
+            "--canary",
+            STABLE,
+        ])
+        .args([
+            "--start",
+            &began,
+            "--end",
+            &T_END.to_string(),
+            "--step",
+            "1m",
+        ])
+        .args(["--baseline-before", &began, "--output", "json"])
+        .output()
+        .expect("run vigil judge");
+    let expected = String::from_utf8(cli.stdout).expect("utf-8");
+    assert_eq!(cli.status.code(), Some(0), "{expected}");
+    let report: Value = serde_json::from_str(&expected).expect("CLI JSON");
+    assert!(report["baseline"].is_object(), "{report:#}");
+    let mut request = body(json!("http-prometheus-client"), "search");
+    request["canary"] = json!(STABLE);
+    request["start"] = json!(began);
+    request["baselineBefore"] = json!(began);
+    let (status, got) = post(&judge_url, TOKEN, &request).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got, expected, "byte for byte the CLI's");
+    // A window reaching back before the new version began is refused, saying why.
+    request["start"] = json!((T_END - 3000).to_string());
+    let (status, got) = post(&judge_url, TOKEN, &request).await;
+    assert_eq!(status, 400, "{got}");
+    assert!(got.contains("before the new version began"), "{got}");
+    // Without baselineBefore one selector for both sides is refused.
+    request["start"] = json!(began);
+    request.as_object_mut().unwrap().remove("baselineBefore");
+    let (status, got) = post(&judge_url, TOKEN, &request).await;
+    assert_eq!(status, 400, "{got}");
+    assert!(got.contains("select the same series"), "{got}");
+}

@@ -112,6 +112,12 @@ pub struct JudgeRequest {
     /// The step between points and the value of `{{ interval }}`; default `1m`.
     #[serde(default)]
     pub step: Option<String>,
+    /// Judge before/after, as `vigil judge --baseline-before`: when the new version began
+    /// (RFC 3339 or Unix seconds). The canary matchers over the window are judged against
+    /// the stable matchers over as long a window ending then (or the template's
+    /// `spec.offset` earlier); the two may be the same. The window must start no earlier.
+    #[serde(default)]
+    pub baseline_before: Option<String>,
 }
 
 /// The query of `POST /v1/judge`.
@@ -365,7 +371,12 @@ pub async fn run(api: &ApiState, request: &JudgeRequest) -> Result<Report, ApiEr
         stable,
         canary,
         window,
-        baseline: analysis::Baseline::Concurrent,
+        baseline: match &request.baseline_before {
+            Some(time) => analysis::Baseline::Before {
+                began: parse_time(time, "baselineBefore")?,
+            },
+            None => analysis::Baseline::Concurrent,
+        },
     };
     let slots = api.judge_slots.clone();
     let _slot = match tokio::time::timeout(api.judge_wait, slots.acquire_owned()).await {
@@ -475,6 +486,7 @@ pub fn from_flagger(hook: &FlaggerWebhook) -> Result<JudgeRequest, ApiError> {
         end,
         lookback,
         step: get("step"),
+        baseline_before: get("baselineBefore"),
     })
 }
 
