@@ -161,6 +161,10 @@ pub struct BlueGreenSpec {
     /// Judged on the preview before the switch, until it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_promotion_analysis: Option<StepAnalysis>,
+    /// Copy this share of the users' requests to the preview while the pre-promotion
+    /// analysis judges it (its answers are thrown away), instead of or besides test traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorStep>,
     /// Judged after the switch, during `scaleDownDelay`; a failure switches traffic back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_promotion_analysis: Option<StepAnalysis>,

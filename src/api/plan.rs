@@ -267,11 +267,13 @@ fn analyses(spec: &ReleaseSpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
     if let Some(b) = spec.bake.as_ref().filter(|b| !b.templates.is_empty()) {
         out.insert(AnalysisScope::Bake, setup(&b.templates, &b.args));
     }
-    // Blue-green: the pre-promotion analysis is the first step's (the preview); the
+    // Blue-green: the pre-promotion analysis is the preview's analysis step; the
     // post-promotion analysis runs in the background while the new version has the traffic.
     if let Some(bg) = &spec.blue_green {
         if let Some(a) = &bg.pre_promotion_analysis {
-            out.insert(AnalysisScope::Step(0), setup(&a.templates, &a.args));
+            // The preview's analysis step follows the mirror's, when there is one.
+            let index = usize::from(bg.mirror.is_some());
+            out.insert(AnalysisScope::Step(index), setup(&a.templates, &a.args));
         }
         if let Some(a) = &bg.post_promotion_analysis {
             out.insert(AnalysisScope::Background, setup(&a.templates, &a.args));
@@ -285,6 +287,29 @@ fn analyses(spec: &ReleaseSpec) -> BTreeMap<AnalysisScope, AnalysisSetup> {
 /// `scaleDownDelay` while the post-promotion analysis (if any) runs.
 fn blue_green_steps(bg: &BlueGreenSpec, interval: Duration) -> Result<Vec<PlannedStep>, String> {
     let mut steps = Vec::new();
+    if let Some(m) = &bg.mirror {
+        if bg.pre_promotion_analysis.is_none() {
+            return Err(
+                "blueGreen.mirror copies requests to the preview for the pre-promotion \
+                 analysis: add blueGreen.prePromotionAnalysis"
+                    .into(),
+            );
+        }
+        let percent = m.percent.unwrap_or(100);
+        let percent = u8::try_from(percent)
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| {
+                format!("blueGreen.mirror.percent is {percent}; it is a percentage, 1 to 100")
+            })?;
+        // A traffic setting for the preview: it holds through the pre-promotion analysis
+        // and goes at the switch.
+        steps.push(PlannedStep {
+            step: Step::Mirror { percent },
+            interval,
+            min_duration: Duration::ZERO,
+        });
+    }
     if let Some(a) = &bg.pre_promotion_analysis {
         if a.templates.is_empty() {
             return Err("blueGreen.prePromotionAnalysis needs at least one template".into());
@@ -566,6 +591,38 @@ mod tests {
         assert_eq!(p.steps[0].min_duration, DEFAULT_SCALE_DOWN_DELAY);
         let err = blue_green("{nginx: {ingress: web}}", "{}").unwrap_err();
         assert!(err.contains("has no analysis"), "{err}");
+    }
+
+    #[test]
+    fn blue_green_can_mirror_users_requests_to_the_preview() {
+        let pre = "prePromotionAnalysis: {templates: [{name: smoke}]}";
+        let p = blue_green(
+            "{istio: {virtualService: web}}",
+            &format!("{{{pre}, mirror: {{percent: 20}}}}"),
+        )
+        .unwrap();
+        let steps: Vec<&Step> = p.steps.iter().map(|s| &s.step).collect();
+        assert_eq!(
+            steps,
+            [
+                &Step::Mirror { percent: 20 },
+                &Step::Analysis,
+                &Step::Weight { weight: 100 }
+            ]
+        );
+        assert_eq!(
+            p.analysis(AnalysisScope::Step(1)).templates[0].name,
+            "smoke"
+        );
+        assert!(p.analysis(AnalysisScope::Step(0)).templates.is_empty());
+        let err = blue_green("{selector: {}}", &format!("{{{pre}, mirror: {{}}}}")).unwrap_err();
+        assert!(err.contains("mirror needs a router"), "{err}");
+        let err = blue_green(
+            "{istio: {virtualService: web}}",
+            "{mirror: {}, postPromotionAnalysis: {templates: [{name: x}]}}",
+        )
+        .unwrap_err();
+        assert!(err.contains("add blueGreen.prePromotionAnalysis"), "{err}");
     }
 
     #[test]

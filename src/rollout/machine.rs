@@ -1184,6 +1184,8 @@ impl Machine<'_> {
         let elapsed = since(now, Some(started));
         let analysed = self.plan.skip_analysis || f.step.passed();
         match &planned.step {
+            // Blue-green's mirror only feeds the preview's analysis, the next step.
+            Step::Mirror { .. } if self.plan.strategy == Strategy::BlueGreen => true,
             Step::Weight { .. } | Step::Match { .. } | Step::Mirror { .. } => {
                 let least = planned
                     .min_duration
@@ -2811,5 +2813,32 @@ mod tests {
             (Phase::Progressing, Some("r3"))
         );
         assert_eq!(d.state.stable_revision.as_deref(), Some("r2"));
+    }
+
+    #[test]
+    fn a_blue_green_preview_can_be_judged_on_mirrored_requests() {
+        let mut p = blue_green(true, true);
+        p.steps.insert(
+            0,
+            PlannedStep {
+                step: Step::Mirror { percent: 50 },
+                interval: Duration::from_secs(10),
+                min_duration: Duration::ZERO,
+            },
+        );
+        let setup = p.analyses.remove(&AnalysisScope::Step(0)).unwrap();
+        p.analyses.insert(AnalysisScope::Step(1), setup);
+        p.check().unwrap();
+        let s = step(&p, &waiting(), obs(0, "r2", 0), 0, 4);
+        // Once the preview is up, the mirror starts and the preview's analysis with it.
+        let d = decide(&p, &s, &obs(5, "r2", 4));
+        assert_eq!((d.world.weight, d.world.mirror), (0, Some(50)));
+        assert_eq!(p.step_label(&d.state), "step 2/3 (preview)");
+        let due = analysis_due(&p, &d.state, t(15)).expect("the pre-promotion analysis");
+        assert_eq!(due.scope, AnalysisScope::Step(1));
+        // A pass switches all traffic; the mirror goes with the switch.
+        let s = d.state;
+        let d = decide(&p, &s, &with_analysis(obs(15, "r2", 4), &s, &p, pass()));
+        assert_eq!((d.world.weight, d.world.mirror), (100, None));
     }
 }

@@ -309,3 +309,57 @@ async fn a_failed_post_promotion_analysis_switches_back_through_every_router() {
     assert_eq!(route[1]["destination"]["host"], "web-preview");
     assert_eq!(s.after["spec"]["http"], vs["spec"]["http"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_judged_on_mirrored_requests_then_switched_through_istio() {
+    let vs = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [{"destination": {"host": "web"}}]}]}
+    });
+    let mut extra = blue_green(json!({"istio": {"virtualService": "web"}}), true);
+    extra["blueGreen"]["mirror"] = json!({"percent": 50});
+    extra["blueGreen"]["autoPromotion"] = json!(true);
+    let (_prom, fake, controller) = adopted(0.02, 0.1, extra).await;
+    fake.put_object(&virtual_services(), vs.clone());
+    release(&fake, "web:2").await;
+    wait_succeeded(&fake).await;
+    controller.stop().await;
+    let states: Vec<Value> = fake
+        .history(&virtual_services(), NS, "web")
+        .into_iter()
+        .flatten()
+        .map(|s| s["spec"]["http"][0].clone())
+        .collect();
+    let mirrored = states
+        .iter()
+        .position(|h| h["mirrors"][0]["percentage"]["value"] == 50)
+        .unwrap_or_else(|| panic!("the preview got half the requests' copies: {states:#?}"));
+    assert_eq!(
+        states[mirrored]["mirrors"][0]["destination"]["host"],
+        "web-preview"
+    );
+    assert!(
+        states[mirrored]["route"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["destination"]["host"] == "web" || r["weight"].as_i64().unwrap_or(0) == 0),
+        "no user on the preview while mirroring: {:#}",
+        states[mirrored]
+    );
+    let switched = states
+        .iter()
+        .position(|h| h["route"][1]["weight"] == 100)
+        .unwrap_or_else(|| panic!("the switch: {states:#?}"));
+    assert!(switched > mirrored);
+    assert_eq!(
+        states[switched]["mirrors"],
+        Value::Null,
+        "the mirror went first"
+    );
+    assert_eq!(
+        fake.get(&virtual_services(), NS, "web").unwrap()["spec"]["http"],
+        vs["spec"]["http"]
+    );
+}
