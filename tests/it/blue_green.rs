@@ -13,14 +13,6 @@ fn services() -> Res {
     Res::core("services")
 }
 
-fn http_routes() -> Res {
-    Res::new("gateway.networking.k8s.io", "v1", "httproutes")
-}
-
-fn virtual_services() -> Res {
-    Res::new("networking.istio.io", "v1", "virtualservices")
-}
-
 /// The Release's spec changes for blue-green through `routing`: the harness's template as
 /// the pre-promotion analysis (when `pre`; then promotion is manual) and as the
 /// post-promotion analysis, no steps, a scale-down delay of 2 minutes (one second at the
@@ -268,11 +260,7 @@ async fn a_failed_post_promotion_analysis_switches_back_through_every_router() {
     assert_eq!(s.after, Value::Null);
 
     // Gateway API: the HTTPRoute's backends at 0/100, then as they were.
-    let route = json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}
-    });
+    let route = http_route();
     let s = switch_and_roll_back(
         json!({"gatewayAPI": {"httpRoute": "web"}}),
         Some((http_routes(), route.clone())),
@@ -289,11 +277,7 @@ async fn a_failed_post_promotion_analysis_switches_back_through_every_router() {
     assert_eq!(s.after["spec"]["rules"], route["spec"]["rules"]);
 
     // Istio: the VirtualService's route weights at 0/100, then as they were.
-    let vs = json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [{"destination": {"host": "web"}}]}]}
-    });
+    let vs = virtual_service();
     let s = switch_and_roll_back(
         json!({"istio": {"virtualService": "web"}}),
         Some((virtual_services(), vs.clone())),
@@ -312,11 +296,7 @@ async fn a_failed_post_promotion_analysis_switches_back_through_every_router() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preview_judged_on_mirrored_requests_then_switched_through_istio() {
-    let vs = json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [{"destination": {"host": "web"}}]}]}
-    });
+    let vs = virtual_service();
     let mut extra = blue_green(json!({"istio": {"virtualService": "web"}}), true);
     extra["blueGreen"]["mirror"] = json!({"percent": 50});
     extra["blueGreen"]["autoPromotion"] = json!(true);

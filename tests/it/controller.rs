@@ -383,21 +383,9 @@ async fn rollout_through(routing: Value, object: Option<(Res, Value)>) -> (FakeK
     (fake, during)
 }
 
-fn http_routes() -> Res {
-    Res::new("gateway.networking.k8s.io", "v1", "httproutes")
-}
-
-fn virtual_services() -> Res {
-    Res::new("networking.istio.io", "v1", "virtualservices")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_api_router_splits_httproute_weights() {
-    let route = json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}
-    });
+    let route = http_route();
     let (fake, during) = rollout_through(
         json!({"gatewayAPI": {"httpRoute": "web"}}),
         Some((http_routes(), route.clone())),
@@ -417,11 +405,7 @@ async fn the_gateway_api_router_splits_httproute_weights() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_istio_router_splits_virtual_service_weights() {
-    let vs = json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [{"destination": {"host": "web"}}]}]}
-    });
+    let vs = virtual_service();
     let (fake, during) = rollout_through(
         json!({"istio": {"virtualService": "web"}}),
         Some((virtual_services(), vs.clone())),

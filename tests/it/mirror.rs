@@ -8,14 +8,6 @@ use crate::common::fake_kube::{FakeKube, Res};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn http_routes() -> Res {
-    Res::new("gateway.networking.k8s.io", "v1", "httproutes")
-}
-
-fn virtual_services() -> Res {
-    Res::new("networking.istio.io", "v1", "virtualservices")
-}
-
 /// Steps: mirror `percent`, then 50% and 100% of users' traffic.
 fn mirror_then_weights(routing: Value, percent: u8) -> Value {
     json!({
@@ -60,11 +52,7 @@ fn first(states: &[Value], what: &str, check: impl Fn(&Value) -> bool) -> usize 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_mirrors_a_share_then_splits_and_restores_the_virtual_service() {
-    let vs = json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [{"destination": {"host": "web"}}]}]}
-    });
+    let vs = virtual_service();
     let (states, fake) = mirrored_release(
         0.02,
         json!({"istio": {"virtualService": "web"}}),
@@ -108,11 +96,7 @@ async fn istio_mirrors_a_share_then_splits_and_restores_the_virtual_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_mirrors_with_a_request_mirror_filter() {
-    let route = json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}
-    });
+    let route = http_route();
     let (states, fake) = mirrored_release(
         0.02,
         json!({"gatewayAPI": {"httpRoute": "web"}}),

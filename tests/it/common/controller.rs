@@ -56,6 +56,34 @@ pub fn releases() -> Res {
     Res::new("vigil.dev", "v1alpha1", "releases")
 }
 
+/// The HTTPRoute resource.
+pub fn http_routes() -> Res {
+    Res::new("gateway.networking.k8s.io", "v1", "httproutes")
+}
+
+/// The VirtualService resource.
+pub fn virtual_services() -> Res {
+    Res::new("networking.istio.io", "v1", "virtualservices")
+}
+
+/// HTTPRoute `web`: one rule sending everything to Service `web`.
+pub fn http_route() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}
+    })
+}
+
+/// VirtualService `web`: one route, `main`, sending everything to Service `web`.
+pub fn virtual_service() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [{"destination": {"host": "web"}}]}]}
+    })
+}
+
 /// The application, its template and its Release.
 pub fn setup(fake: &FakeKube, canary_extra: Value) {
     fake.register::<Release>();
