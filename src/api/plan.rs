@@ -1,7 +1,7 @@
 //! From a Release's spec to the core's [`Plan`], the PromQL matchers of both versions, and the
 //! revision hash of a pod template.
 
-use super::crd::{AnalysisArg, BlueGreenSpec, ReleaseSpec, ReleaseStep, TemplateRef};
+use super::crd::{AnalysisArg, BlueGreenSpec, MirrorStep, ReleaseSpec, ReleaseStep, TemplateRef};
 use crate::rollout::plan::{
     DEFAULT_ABORT_SCALE_DOWN_DELAY, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_FAILURE_LIMIT,
     DEFAULT_INTERVAL, DEFAULT_PROGRESS_DEADLINE, DEFAULT_SCALE_DOWN_DELAY,
@@ -30,6 +30,15 @@ fn limit(field: &str, value: Option<i32>, default: u32, least: u32) -> Result<u3
         Some(n) if n >= least as i32 => Ok(n as u32),
         Some(n) => Err(format!("{field} is {n}; it must be at least {least}")),
     }
+}
+
+/// The share of a mirror (`field` names it in the error): 1-100, default 100.
+fn mirror_percent(field: &str, m: &MirrorStep) -> Result<u8, String> {
+    let percent = m.percent.unwrap_or(100);
+    u8::try_from(percent)
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| format!("{field} is {percent}; it is a percentage, 1 to 100"))
 }
 
 fn weight(field: &str, w: i32) -> Result<u8, String> {
@@ -295,13 +304,7 @@ fn blue_green_steps(bg: &BlueGreenSpec, interval: Duration) -> Result<Vec<Planne
                     .into(),
             );
         }
-        let percent = m.percent.unwrap_or(100);
-        let percent = u8::try_from(percent)
-            .ok()
-            .filter(|p| (1..=100).contains(p))
-            .ok_or_else(|| {
-                format!("blueGreen.mirror.percent is {percent}; it is a percentage, 1 to 100")
-            })?;
+        let percent = mirror_percent("blueGreen.mirror.percent", m)?;
         // A traffic setting for the preview: it holds through the pre-promotion analysis
         // and goes at the switch.
         steps.push(PlannedStep {
@@ -409,16 +412,7 @@ fn planned_step(i: usize, s: &ReleaseStep, interval: Duration) -> Result<Planned
     } else if let Some(n) = s.replicas {
         (Step::Replicas { count: n }, Duration::ZERO)
     } else if let Some(m) = &s.mirror {
-        let percent = m.percent.unwrap_or(100);
-        let percent = u8::try_from(percent)
-            .ok()
-            .filter(|p| (1..=100).contains(p))
-            .ok_or_else(|| {
-                format!(
-                    "{} is {percent}; it is a percentage, 1 to 100",
-                    field("mirror.percent")
-                )
-            })?;
+        let percent = mirror_percent(&field("mirror.percent"), m)?;
         (Step::Mirror { percent }, interval)
     } else {
         let matches = s.matches.clone().unwrap_or_default();

@@ -464,12 +464,7 @@ async fn reconcile_inner<S: MetricSource>(
                 message: format!("Release {ns}/{name}: {message}"),
             },
             Ok((stable, canary_matchers)) => {
-                // Past the steps (a bake) the last step's interval.
-                let interval = plan
-                    .steps
-                    .get(state.current_step() as usize)
-                    .or(plan.steps.last())
-                    .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
+                let interval = plan.interval_at(state.current_step() as usize);
                 let input = AnalysisInput {
                     canary,
                     plan: &plan,

@@ -243,16 +243,7 @@ pub fn previous_template(
     replica_sets: &[ReplicaSet],
     revision: &str,
 ) -> Option<PodTemplateSpec> {
-    let uid = target.metadata.uid.as_deref()?;
-    replica_sets
-        .iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == uid && r.controller == Some(true))
-        })
+    services::controlled_by(target, replica_sets)
         .filter_map(|rs| rs.spec.template.clone())
         .map(|mut template| {
             if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {

@@ -335,11 +335,7 @@ async fn analyse<S: MetricSource>(
     source: &S,
 ) -> AnalysisRun {
     let setup = plan.analysis(due.scope);
-    let interval = plan
-        .steps
-        .get(state.current_step() as usize)
-        .or(plan.steps.last())
-        .map_or(crate::rollout::plan::DEFAULT_INTERVAL, |s| s.interval);
+    let interval = plan.interval_at(state.current_step() as usize);
     let step = PromDuration::from_millis(interval.as_millis() as u64);
     let (reports, errors) = match Window::new(due.from, due.to, step) {
         Err(e) => (

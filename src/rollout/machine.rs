@@ -100,11 +100,13 @@ pub fn analysis_due(plan: &Plan, state: &State, now: DateTime<Utc>) -> Option<An
     })
 }
 
-/// The interval of the bake's analyses: the last step's.
-fn bake_interval(plan: &Plan) -> Duration {
-    plan.steps
-        .last()
-        .map_or(super::plan::DEFAULT_INTERVAL, |s| s.interval)
+/// When the bake's next analysis is due: an interval (the last step's) after the last one,
+/// or after the bake began.
+fn bake_due_at(plan: &Plan, b: &Bake) -> DateTime<Utc> {
+    after(
+        b.last_analysis_at.unwrap_or(b.since),
+        plan.interval_at(plan.steps.len()),
+    )
 }
 
 /// The bake's analysis, when one is due: the promoted version (now the stable Deployment's)
@@ -113,8 +115,7 @@ fn bake_due(plan: &Plan, b: &Bake, now: DateTime<Utc>) -> Option<AnalysisDue> {
     if b.rollback.is_some() || !plan.analyses.contains_key(&AnalysisScope::Bake) {
         return None;
     }
-    let due = after(b.last_analysis_at.unwrap_or(b.since), bake_interval(plan));
-    (now >= due).then_some(AnalysisDue {
+    (now >= bake_due_at(plan, b)).then_some(AnalysisDue {
         scope: AnalysisScope::Bake,
         from: b.since,
         to: now,
@@ -1311,13 +1312,9 @@ fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
         Stage::Baking(b) if b.rollback.is_some() => POLL,
         Stage::Baking(b) => {
             let end = plan.bake.map_or(now, |d| after(b.since, d));
-            let next = match bake_due(plan, b, now).map(|_| now).or_else(|| {
-                plan.analyses
-                    .contains_key(&AnalysisScope::Bake)
-                    .then(|| after(b.last_analysis_at.unwrap_or(b.since), bake_interval(plan)))
-            }) {
-                Some(due) => due.min(end),
-                None => end,
+            let next = match plan.analyses.contains_key(&AnalysisScope::Bake) {
+                true => bake_due_at(plan, b).min(end),
+                false => end,
             };
             clamp(since(next, Some(now)).max(Duration::from_secs(1)))
         }

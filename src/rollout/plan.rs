@@ -139,6 +139,15 @@ impl Plan {
         Ok(())
     }
 
+    /// How often analyses run at the step of index `step`: its interval, past the steps (a
+    /// bake) the last step's.
+    pub fn interval_at(&self, step: usize) -> Duration {
+        self.steps
+            .get(step)
+            .or(self.steps.last())
+            .map_or(DEFAULT_INTERVAL, |s| s.interval)
+    }
+
     /// The canary's traffic share a step asks for, if it sets one.
     pub fn weight_of(&self, step: usize) -> Option<u8> {
         match self.steps.get(step).map(|s| &s.step) {

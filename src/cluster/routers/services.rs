@@ -150,7 +150,6 @@ pub async fn stable_pod_template_hash(
 /// the Deployment's, else the highest revision that has replicas. `None` when there is none
 /// (a Deployment that has not created a ReplicaSet yet).
 pub fn pod_template_hash(deployment: &Deployment, replica_sets: &[ReplicaSet]) -> Option<String> {
-    let uid = deployment.metadata.uid.as_deref()?;
     let revision = |meta: &ObjectMeta| -> Option<u64> {
         meta.annotations
             .as_ref()?
@@ -159,15 +158,7 @@ pub fn pod_template_hash(deployment: &Deployment, replica_sets: &[ReplicaSet]) -
             .ok()
     };
     let hash = |rs: &ReplicaSet| rs.metadata.labels.as_ref()?.get(POD_TEMPLATE_HASH).cloned();
-    let owned: Vec<&ReplicaSet> = replica_sets
-        .iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == uid && r.controller == Some(true))
-        })
+    let owned: Vec<&ReplicaSet> = controlled_by(deployment, replica_sets)
         .filter(|rs| hash(rs).is_some())
         .collect();
     if let Some(current) = revision(&deployment.metadata)
@@ -182,6 +173,22 @@ pub fn pod_template_hash(deployment: &Deployment, replica_sets: &[ReplicaSet]) -
         .filter(|rs| rs.spec.replicas.unwrap_or(1) > 0)
         .max_by_key(|rs| revision(&rs.metadata))
         .and_then(|rs| hash(rs))
+}
+
+/// The ReplicaSets among `replica_sets` that `deployment` controls (by uid); none when the
+/// Deployment has no uid (it was never stored).
+pub fn controlled_by<'a>(
+    deployment: &Deployment,
+    replica_sets: &'a [ReplicaSet],
+) -> impl Iterator<Item = &'a ReplicaSet> {
+    let uid = deployment.metadata.uid.clone();
+    replica_sets.iter().filter(move |rs| {
+        rs.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| Some(&r.uid) == uid.as_ref() && r.controller == Some(true))
+    })
 }
 
 const CANARY_NAME_HINT: &str = "set spec.service.canaryName to a name vigil may manage";
