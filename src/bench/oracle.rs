@@ -12,9 +12,9 @@
 //!   rate equals the stable's true rate; H1 ("regressed"): the rate of a canary at the
 //!   exposure bound of the next weight ([`Promotion::bound`]; for latency, a stable slowed by
 //!   that factor);
-//! - every SPRT is restarted at each step, at the levels vigil uses: errors `alpha / 2`,
-//!   each latency bound `alpha / 6`, spent over the steps as vigil's step-restarted
-//!   processes are (step `k` gets `6 / (pi^2 k^2)` of them), and `beta` for accepting H0;
+//! - every SPRT is restarted at each step, at vigil's levels: errors `alpha / 2`, each
+//!   latency bound `alpha / 6`, spent over the steps (step `k` gets `6 / (pi^2 k^2)` of
+//!   them), and `beta` for accepting H0;
 //! - the rollout is aborted when any SPRT accepts H1, advanced when every one accepts H0.
 //!
 //! The oracle knows the stable's true rates in each interval, drift and pods included
@@ -117,8 +117,8 @@ impl Oracle {
         }
     }
 
-    /// Restarts every SPRT for a step whose pass gives the canary weight `next`. Like vigil's
-    /// step-restarted processes, step `k` gets `alpha * 6 / (pi^2 k^2)`.
+    /// Restarts every SPRT for a step whose pass gives the canary weight `next`; step `k`
+    /// gets `alpha * 6 / (pi^2 k^2)`.
     fn restart(&mut self, next: f64) {
         self.restarts += 1;
         let c = self.config;

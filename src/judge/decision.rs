@@ -126,8 +126,9 @@ struct Side {
     /// Against "no change" (ratio 1) over the whole rollout: is there a harmful change?
     change: RateSequence,
     /// Against "no change" over the current step alone, restarted at each step, so a change
-    /// that starts late is not diluted by the healthy steps before it; `None` while the data
-    /// belong to earlier steps that are not judged on their own here.
+    /// that starts late is not diluted by the healthy steps before it; `None` in the first
+    /// step (the whole rollout's process is its process) and while the data belong to
+    /// earlier steps that are not judged on their own here.
     step_change: Option<RateSequence>,
     /// Against the tolerance's boundary: is any change within tolerance?
     tolerance: RateSequence,
@@ -143,10 +144,18 @@ struct Side {
     alpha: f64,
 }
 
-/// The level of the step-restarted change process of the `k`-th step (1-based): `alpha * 6 /
-/// (pi^2 k^2)`, so the levels of all steps add up to at most `alpha`.
+/// The level of the `k`-th of a series of restarted processes (1-based): `alpha * 6 /
+/// (pi^2 k^2)`, so the levels of all of them add up to at most `alpha`.
 pub fn step_alpha(alpha: f64, k: usize) -> f64 {
     crate::stats::sequential::alpha_for_look(alpha, u32::try_from(k.max(1)).unwrap_or(u32::MAX))
+}
+
+/// The step-restarted change process of the rollout's `k`-th step (1-based), at its share of
+/// `alpha`: none for the first step, which the whole rollout's process watches from its
+/// start on the same data (a second process there would only spend level), and
+/// [`step_alpha`]`(alpha, k - 1)` for each later one.
+fn step_process(alpha: f64, k: usize) -> Option<RateSequence> {
+    (k > 1).then(|| RateSequence::new(step_alpha(alpha, k - 1)))
 }
 
 impl Side {
@@ -154,7 +163,7 @@ impl Side {
         // Half the level watches the whole rollout, half is spent over the steps' restarts.
         Self {
             change: RateSequence::new(alpha / 2.0),
-            step_change: Some(RateSequence::new(step_alpha(alpha / 2.0, 1))),
+            step_change: step_process(alpha / 2.0, 1),
             tolerance: RateSequence::new(alpha),
             exposures: Vec::new(),
             boundary: 1.0,
@@ -165,7 +174,7 @@ impl Side {
     }
 
     fn restart_step(&mut self, k: usize) {
-        self.step_change = Some(RateSequence::new(step_alpha(self.alpha / 2.0, k)));
+        self.step_change = step_process(self.alpha / 2.0, k);
     }
 
     fn observe(&mut self, [ce, cn, se, sn]: [f64; 4], boundary: f64) {
@@ -253,8 +262,9 @@ impl Side {
 ///   e-process, whose estimate is beyond the tolerance; so an unchanged canary is failed
 ///   with probability at most `alpha` however often one looks, and a significant change
 ///   within tolerance is not failed. Half of `alpha` watches the whole rollout; the other
-///   half is spent over e-processes restarted at each step (step `k` gets
-///   `alpha / 2 * 6 / (pi^2 k^2)`), which react to a change that starts late.
+///   half is spent over e-processes restarted at each later step (step `k` >= 2 gets
+///   `alpha / 2 * 6 / (pi^2 (k-1)^2)`; the first step is the whole rollout's process's
+///   start), which react to a change that starts late.
 /// - **Safety**: evidence that any change is within the tolerance, against its boundary.
 /// - **Promotion** ([`Promotion`]): evidence at level `beta` that the ratio is below the
 ///   exposure bound of the next weight.
@@ -697,6 +707,30 @@ mod tests {
             let se = rng.poisson(sn * 0.005);
             sides.observe([ce, cn, se, sn], 1.2, 1e-6);
         }
+    }
+
+    #[test]
+    fn the_first_step_spends_no_level_of_its_own_and_the_later_ones_share_half() {
+        let alpha = 0.01;
+        // The whole rollout's process watches the first step from its start.
+        assert!(step_process(alpha / 2.0, 1).is_none());
+        let level = |k: usize| step_process(alpha / 2.0, k).map_or(0.0, |s| s.level());
+        let pi2 = std::f64::consts::PI.powi(2);
+        assert!((level(2) - alpha / 2.0 * 6.0 / pi2).abs() < 1e-15);
+        assert!((level(3) - alpha / 2.0 * 6.0 / (4.0 * pi2)).abs() < 1e-15);
+        let spent: f64 = (2..100_000).map(level).sum();
+        assert!(spent <= alpha / 2.0 && spent > 0.49 * alpha, "{spent}");
+        // A Sides in its first step has no step process; the second step starts one.
+        let mut sides = Sides::new(Direction::Increase, alpha);
+        assert!(
+            sides
+                .upper
+                .as_ref()
+                .is_some_and(|s| s.step_change.is_none())
+        );
+        sides.start_step(2);
+        let step = sides.upper.as_ref().and_then(|s| s.step_change.as_ref());
+        assert!(step.is_some_and(|s| (s.level() - level(2)).abs() < 1e-15));
     }
 
     #[test]
