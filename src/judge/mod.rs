@@ -697,7 +697,7 @@ spec:
     #[test]
     fn the_same_evidence_may_advance_to_half_the_traffic_but_not_promote() {
         // Two minutes at 10% of 200 req/s, both versions at 0.5% errors: enough to rule out
-        // x2.6 (the bound for 50% of the traffic) at 95%, not x1.8 (for all of it).
+        // x3 (the default bound for 50% of the traffic) at 97.5%, not x2 (for all of it).
         let t = parse(RATIO, "r").unwrap();
         let data = [ratio_data(2, (1200.0, 6.0), (10_800.0, 54.0))];
         let at = |next_weight: f64| {
@@ -720,12 +720,12 @@ spec:
         let p = expect(
             &half,
             Outcome::Pass,
-            "x2.6 (the guard for 50% of the traffic)",
+            "x3 (the guard for 50% of the traffic)",
         );
-        assert!(p.shown && (p.bound - 2.6).abs() < 1e-9 && (p.confidence - 0.95).abs() < 1e-12);
+        assert!(p.shown && (p.bound - 3.0).abs() < 1e-9 && (p.confidence - 0.975).abs() < 1e-12);
         let full = at(1.0);
         let p = expect(&full, Outcome::NoData, "more requests should settle it");
-        assert!(!p.shown && (p.bound - 1.8).abs() < 1e-9);
+        assert!(!p.shown && (p.bound - 2.0).abs() < 1e-9);
         assert_eq!(full.verdict, Verdict::Inconclusive);
     }
 

@@ -342,11 +342,11 @@ pub const DEFAULT_MIN_POINTS: usize = 10;
 /// Default fewest points for `threshold` metrics.
 pub const DEFAULT_MIN_POINTS_THRESHOLD: usize = 1;
 /// Default promotion error level (`scoring.beta`).
-pub const DEFAULT_BETA: f64 = 0.05;
+pub const DEFAULT_BETA: f64 = 0.025;
 /// Default `scoring.splitTolerance`.
 pub const DEFAULT_SPLIT_TOLERANCE: f64 = 0.2;
 /// A metric's default `guard`, as a multiple of its tolerance.
-pub const DEFAULT_GUARD_FACTOR: f64 = 4.0;
+pub const DEFAULT_GUARD_FACTOR: f64 = 5.0;
 
 /// Default quantiles compared for `histogram` metrics.
 pub const DEFAULT_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
@@ -365,7 +365,7 @@ impl MetricSpec {
         })
     }
 
-    /// The guard of the promotion rule: `guard`, or four times the tolerance.
+    /// The guard of the promotion rule: `guard`, or [`DEFAULT_GUARD_FACTOR`] times the tolerance.
     pub fn guard(&self) -> f64 {
         self.guard
             .map_or(DEFAULT_GUARD_FACTOR * self.tolerance.0, |g| g.0)
