@@ -280,7 +280,7 @@ pub struct MetricSpec {
     /// For `ratio` and `histogram` metrics: the smallest harmful change the rollout must rule
     /// out (at confidence `1 - beta`) before the canary gets all the traffic. A step that gives
     /// the canary a weight `w` needs the change ruled out at `guard / w` (exposure: a canary
-    /// at 10% needs little evidence to move to 50%, full promotion the most). Default: four
+    /// at 10% needs little evidence to move to 50%, full promotion the most). Default: five
     /// times the tolerance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<Fraction>,
