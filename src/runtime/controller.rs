@@ -1,11 +1,14 @@
 //! `vigil run`: the controller process. It serves /metrics, /healthz and /readyz, elects a
-//! leader when asked to, and runs the reconciler while it leads.
+//! leader when asked to, and runs the reconciler while it leads; or, with shards, runs the
+//! reconciler all along for the Releases of the shards it holds (see
+//! [`crate::cluster::shards`]).
 
 use super::metrics::Metrics;
 use crate::api::crd::Release;
 use crate::cluster::clock::Clock;
 use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
 use crate::cluster::reconciler::{self, Context, Observer};
+use crate::cluster::shards::{Ownership, ShardConfig, ShardManager, Transition};
 use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{DeliveryConfig, Dispatcher};
 use crate::rollout::Decision;
@@ -28,6 +31,9 @@ pub struct RunConfig {
     pub watch_namespace: Option<String>,
     /// Elect a leader on this Lease; `None` runs without election (one replica only).
     pub leader: Option<LeaderConfig>,
+    /// Split the Releases into shards, one Lease each, between the replicas; takes the
+    /// place of `leader` when set.
+    pub shards: Option<ShardConfig>,
     /// Prometheus queries in flight per analysis.
     pub concurrency: usize,
     /// The cluster-wide notification receivers (`--notify-config`); per-Release receivers
@@ -142,10 +148,44 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     tracing::info!(listen = %config.listen, prometheus = %prometheus, "vigil controller starting");
 
     let identity = config
-        .leader
+        .shards
         .as_ref()
+        .map(|s| &s.base)
+        .or(config.leader.as_ref())
         .map(|l| l.identity.clone())
         .or_else(|| std::env::var("POD_NAME").ok());
+    // With shards, the manager owns the Leases and tells which Releases are this replica's;
+    // a shard gained asks for every Release to be reconciled (the others' are skipped).
+    let (gained, reconcile_all) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let manager = match &config.shards {
+        None => None,
+        Some(shards) => {
+            let group = format!("{}/{}-*", shards.base.namespace, shards.base.lease_name);
+            let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let gauge = metrics.clone();
+            let on_transition = Arc::new(move |shard: u32, transition: Transition| {
+                use std::sync::atomic::Ordering;
+                let now = match transition {
+                    Transition::Acquired => held.fetch_add(1, Ordering::SeqCst) + 1,
+                    Transition::Released | Transition::Lost => {
+                        held.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
+                    }
+                };
+                gauge.shard_transition(now, transition.label());
+                tracing::debug!(shard, transition = transition.label(), held = now, "shards");
+                if transition == Transition::Acquired {
+                    let _ = gained.send(());
+                }
+            });
+            Some(
+                ShardManager::new(client.clone(), shards.clone(), on_transition)
+                    .map_err(|e| format!("shards on the Leases {group}: {e}"))?,
+            )
+        }
+    };
+    let ownership = manager
+        .as_ref()
+        .map_or_else(Ownership::everything, ShardManager::ownership);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reconciler::reporter(identity)),
         client: client.clone(),
@@ -157,6 +197,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         ])),
         clock: Clock::wall(),
         http: reqwest::Client::new(),
+        ownership,
     });
     let ready = state.clone();
     let controller = |stop: tokio::sync::watch::Receiver<bool>| {
@@ -180,8 +221,49 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             .await;
         }
     };
-    let result = match config.leader {
-        None => {
+    let result = match (manager, config.leader) {
+        (Some(manager), _) => {
+            let (stop_manager, manager_stopped) = tokio::sync::oneshot::channel::<()>();
+            let manager = tokio::spawn(manager.run(async move {
+                let _ = manager_stopped.await;
+            }));
+            let (keep, stop) = tokio::sync::watch::channel(true);
+            let mut reconcile_all = reconcile_all;
+            let triggers = futures::stream::poll_fn(move |cx| reconcile_all.poll_recv(cx));
+            let ctx = ctx.clone();
+            let namespace = config.watch_namespace.clone();
+            let ready = state.clone();
+            let mut reconciler = tokio::spawn(async move {
+                let mut stop = stop;
+                reconciler::run_triggered(
+                    ctx,
+                    namespace,
+                    async move {
+                        while *stop.borrow_and_update() {
+                            if stop.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    },
+                    Box::new(move || ready.set_ready(true)),
+                    triggers,
+                )
+                .await;
+            });
+            tokio::select! {
+                _ = &mut reconciler => {}
+                () = shutdown_signal() => {
+                    // Reconciles in flight finish before the shards are released.
+                    let _ = keep.send(false);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), &mut reconciler).await;
+                }
+            }
+            reconciler.abort();
+            let _ = stop_manager.send(());
+            let _ = manager.await;
+            Ok(())
+        }
+        (None, None) => {
             metrics.set_leader(true);
             let (keep, stop) = tokio::sync::watch::channel(true);
             tokio::select! {
@@ -192,7 +274,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
                 }
             }
         }
-        Some(leader) => {
+        (None, Some(leader)) => {
             let lease = format!("{}/{}", leader.namespace, leader.lease_name);
             let elector = LeaderElector::new(client, leader)
                 .map_err(|e| format!("leader election on Lease {lease}: {e}"))?;

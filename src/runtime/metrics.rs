@@ -11,6 +11,8 @@
 //! | `vigil_reconcile_duration_seconds` | histogram of reconcile durations | |
 //! | `vigil_analysis_duration_seconds` | histogram of analysis durations (queries and judgement) | |
 //! | `vigil_leader` | gauge, 1 while this replica leads | |
+//! | `vigil_shards_held` | gauge, the shards this replica holds (`vigil run --shards`) | |
+//! | `vigil_shard_transitions_total` | counter of shard transitions (`acquired`, `released`, `lost`) | `transition` |
 //! | `vigil_notifications_total` | counter of notifications by receiving service and outcome (`sent`, `failed`, `dropped`, `deduplicated`) | `provider`, `outcome` |
 //!
 //! Label values that come from code (verdicts, error reasons) are folded into a small fixed
@@ -95,7 +97,14 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     analysis_duration: Histogram,
     leader: Gauge,
+    shards_held: Gauge,
+    shard_transitions: Family<TransitionLabels, Counter>,
     notifications: Family<NotificationLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    transition: String,
 }
 
 impl Default for Metrics {
@@ -119,6 +128,8 @@ impl Metrics {
         // 10 ms to ~82 s: every template's queries and the judgement.
         let analysis_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         let leader = Gauge::default();
+        let shards_held = Gauge::default();
+        let shard_transitions = Family::<TransitionLabels, Counter>::default();
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
             "vigil_canary_phase",
@@ -166,6 +177,16 @@ impl Metrics {
             leader.clone(),
         );
         registry.register(
+            "vigil_shards_held",
+            "The shards whose Leases this replica holds (vigil run --shards), whose Releases it reconciles",
+            shards_held.clone(),
+        );
+        registry.register(
+            "vigil_shard_transitions",
+            "Shards this replica acquired, released (gave up to another replica, or on shutdown) or lost (could not renew)",
+            shard_transitions.clone(),
+        );
+        registry.register(
             "vigil_notifications",
             "Notifications by receiving service and outcome: sent, failed (after retries, or refused), dropped (queue full), deduplicated",
             notifications.clone(),
@@ -182,6 +203,8 @@ impl Metrics {
             reconcile_duration,
             analysis_duration,
             leader,
+            shards_held,
+            shard_transitions,
             notifications,
         }
     }
@@ -268,6 +291,18 @@ impl Metrics {
     /// Records how long one analysis took.
     pub fn analysis_done(&self, took: Duration) {
         self.analysis_duration.observe(took.as_secs_f64());
+    }
+
+    /// Sets `vigil_shards_held` and counts one `vigil_shard_transitions_total`
+    /// (`transition`: `acquired`, `released` or `lost`).
+    pub fn shard_transition(&self, held: usize, transition: &str) {
+        self.shards_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+        self.shard_transitions
+            .get_or_create(&TransitionLabels {
+                transition: transition.to_string(),
+            })
+            .inc();
     }
 
     /// Sets `vigil_leader`.
@@ -505,6 +540,9 @@ mod tests {
         m.reconcile_done(Duration::from_millis(30), Some("api"));
         m.reconcile_done(Duration::from_millis(30), Some("a long free text error"));
         m.set_leader(true);
+        m.shard_transition(1, "acquired");
+        m.shard_transition(2, "acquired");
+        m.shard_transition(1, "lost");
         m.analysis_done(Duration::from_millis(150));
         let text = m.encode();
         assert!(
@@ -526,6 +564,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vigil_leader 1\n"), "{text}");
+        assert!(text.contains("vigil_shards_held 1\n"), "{text}");
+        assert!(
+            text.contains("vigil_shard_transitions_total{transition=\"acquired\"} 2")
+                && text.contains("vigil_shard_transitions_total{transition=\"lost\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
