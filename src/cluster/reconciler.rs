@@ -206,10 +206,11 @@ pub async fn reconcile<S: MetricSource>(
     let started = Instant::now();
     let ns = canary.namespace().unwrap_or_default();
     // Another replica's shard: nothing to do here (not even the finalizer). Gaining the
-    // shard reconciles its Releases again.
-    if !ctx.ownership.owns(&ns, &canary.name_any()) {
+    // shard reconciles its Releases again. While `_busy` lives, a shard given up meanwhile
+    // keeps its Lease, so the next holder does not start before this reconcile ends.
+    let Some(_busy) = ctx.ownership.begin(&ns, &canary.name_any()) else {
         return Ok(Action::await_change());
-    }
+    };
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &ns);
     let result = kube::runtime::finalizer::finalizer(&api, FINALIZER, canary, |event| async {
         match event {

@@ -44,7 +44,7 @@ use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -107,12 +107,37 @@ fn name_part(identity: &str) -> String {
     }
 }
 
-/// Which Releases this replica may reconcile. Cheap to clone; shared by the
-/// [`ShardManager`] that sets it and the reconciler that reads it.
+/// One shard as the reconciler sees it.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Held: its Releases may be reconciled.
+    held: AtomicBool,
+    /// Reconciles of its Releases in flight.
+    busy: AtomicUsize,
+}
+
+/// Which Releases this replica may reconcile, and which reconciles are in flight. Cheap to
+/// clone; shared by the [`ShardManager`] that sets it and the reconciler that reads it.
 #[derive(Clone, Debug)]
 pub struct Ownership {
-    /// One flag per shard; `None` when not sharded (everything is owned).
-    held: Option<Arc<[AtomicBool]>>,
+    /// One slot per shard; `None` when not sharded (everything is owned).
+    held: Option<Arc<[Slot]>>,
+}
+
+/// A reconcile in flight of a Release of a held shard (see [`Ownership::begin`]); the
+/// shard's Lease is not released while it lasts (up to `renew_deadline`).
+#[derive(Debug)]
+pub struct Busy {
+    slots: Option<Arc<[Slot]>>,
+    shard: usize,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slots.as_ref().and_then(|s| s.get(self.shard)) {
+            slot.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Ownership {
@@ -124,7 +149,7 @@ impl Ownership {
     /// `shards` shards, none held yet.
     fn sharded(shards: u32) -> Self {
         Ownership {
-            held: Some((0..shards).map(|_| AtomicBool::new(false)).collect()),
+            held: Some((0..shards).map(|_| Slot::default()).collect()),
         }
     }
 
@@ -135,16 +160,46 @@ impl Ownership {
             .map(|h| u32::try_from(h.len()).unwrap_or(u32::MAX))
     }
 
+    fn slot(&self, namespace: &str, name: &str) -> Option<(usize, &Slot)> {
+        let held = self.held.as_ref()?;
+        let n = u32::try_from(held.len()).unwrap_or(u32::MAX);
+        let shard = shard_of(namespace, name, n) as usize;
+        held.get(shard).map(|slot| (shard, slot))
+    }
+
     /// Whether this replica may reconcile (and write for) the Release `namespace/name` now.
     pub fn owns(&self, namespace: &str, name: &str) -> bool {
-        match &self.held {
-            None => true,
-            Some(held) => {
-                let n = u32::try_from(held.len()).unwrap_or(u32::MAX);
-                held.get(shard_of(namespace, name, n) as usize)
-                    .is_some_and(|h| h.load(Ordering::SeqCst))
-            }
-        }
+        self.held.is_none()
+            || self
+                .slot(namespace, name)
+                .is_some_and(|(_, slot)| slot.held.load(Ordering::SeqCst))
+    }
+
+    /// Starts a reconcile of the Release `namespace/name` if this replica holds its shard:
+    /// while the guard lives, a shard given up is not released, so that the replica taking
+    /// it over does not reconcile the Release at the same time. `None`: not held.
+    pub fn begin(&self, namespace: &str, name: &str) -> Option<Busy> {
+        let Some((shard, slot)) = self.slot(namespace, name) else {
+            return self.held.is_none().then_some(Busy {
+                slots: None,
+                shard: 0,
+            });
+        };
+        // Counted before the flag is read, and the manager clears the flag before it reads
+        // the count: one of the two sees the other.
+        slot.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = Busy {
+            slots: self.held.clone(),
+            shard,
+        };
+        slot.held.load(Ordering::SeqCst).then_some(busy)
+    }
+
+    fn busy(&self, shard: usize) -> usize {
+        self.held
+            .as_ref()
+            .and_then(|h| h.get(shard))
+            .map_or(0, |slot| slot.busy.load(Ordering::SeqCst))
     }
 
     /// The shards held now, in order.
@@ -152,15 +207,15 @@ impl Ownership {
         self.held.as_ref().map_or_else(Vec::new, |held| {
             (0u32..)
                 .zip(held.iter())
-                .filter(|(_, h)| h.load(Ordering::SeqCst))
+                .filter(|(_, slot)| slot.held.load(Ordering::SeqCst))
                 .map(|(i, _)| i)
                 .collect()
         })
     }
 
     fn set(&self, shard: u32, held: bool) {
-        if let Some(flag) = self.held.as_ref().and_then(|h| h.get(shard as usize)) {
-            flag.store(held, Ordering::SeqCst);
+        if let Some(slot) = self.held.as_ref().and_then(|h| h.get(shard as usize)) {
+            slot.held.store(held, Ordering::SeqCst);
         }
     }
 }
@@ -260,8 +315,26 @@ enum Hold {
     Free,
     /// Held; renewed successfully by an attempt that started then.
     Held { renewed: Instant },
-    /// Given up (no longer reconciled); the Lease is released at the next period.
-    Draining,
+    /// Given up at `since` (no longer reconciled), still renewed; the Lease is released
+    /// at a later period once no reconcile of its Releases is in flight, or after
+    /// `renew_deadline` whatever is.
+    Draining { renewed: Instant, since: Instant },
+}
+
+impl Hold {
+    fn renewed(&self) -> Option<Instant> {
+        match self {
+            Hold::Free => None,
+            Hold::Held { renewed } | Hold::Draining { renewed, .. } => Some(*renewed),
+        }
+    }
+
+    fn renewed_at(&mut self, at: Instant) {
+        match self {
+            Hold::Free => {}
+            Hold::Held { renewed } | Hold::Draining { renewed, .. } => *renewed = at,
+        }
+    }
 }
 
 /// Takes, keeps and gives up this replica's shards; see the module documentation.
@@ -361,7 +434,7 @@ impl ShardManager {
             }
         };
         self.renew().await;
-        self.release_drained().await;
+        self.release_drained(false).await;
         let Some(listed) = listed else {
             return;
         };
@@ -393,9 +466,9 @@ impl ShardManager {
         let attempts = self
             .shards
             .iter_mut()
-            .filter(|(_, hold)| matches!(hold, Hold::Held { .. }))
+            .filter(|(_, hold)| hold.renewed().is_some())
             .map(|(elector, hold)| async move {
-                let Hold::Held { renewed } = *hold else {
+                let Some(renewed) = hold.renewed() else {
                     return;
                 };
                 let started = Instant::now();
@@ -403,7 +476,7 @@ impl ShardManager {
                     tokio::time::timeout_at(renewed + deadline, elector.try_acquire_or_renew())
                         .await;
                 match outcome {
-                    Ok(Ok(true)) => *hold = Hold::Held { renewed: started },
+                    Ok(Ok(true)) => hold.renewed_at(started),
                     Ok(Ok(false)) if elector.observed_holder() != Some(identity(elector)) => {
                         tracing::warn!(lease = %elector.config().lease_name, holder = ?elector.observed_holder(), "the shard was taken over");
                         *hold = Hold::Free;
@@ -414,7 +487,7 @@ impl ShardManager {
                     }
                     Err(_) => {}
                 }
-                if let Hold::Held { renewed } = *hold
+                if let Some(renewed) = hold.renewed()
                     && Instant::now() >= renewed + deadline
                 {
                     tracing::warn!(lease = %elector.config().lease_name, "could not renew the shard within renew_deadline");
@@ -435,12 +508,25 @@ impl ShardManager {
         }
     }
 
-    /// Releases the Leases of the shards given up at the previous period.
-    async fn release_drained(&mut self) {
+    /// Releases the Leases of the shards given up at an earlier period whose reconciles
+    /// have finished (or that have waited `renew_deadline` for them); with `all`, those
+    /// given up now too.
+    async fn release_drained(&mut self, all: bool) {
         let timeout = self.config.base.renew_deadline;
-        for (elector, hold) in &mut self.shards {
-            if !matches!(hold, Hold::Draining) {
+        let now = Instant::now();
+        for (i, (elector, hold)) in self.shards.iter_mut().enumerate() {
+            let Hold::Draining { since, .. } = *hold else {
                 continue;
+            };
+            let busy = self.ownership.busy(i);
+            let waited = now.duration_since(since);
+            if !all
+                && (waited < self.config.base.retry_period / 2 || (busy > 0 && waited < timeout))
+            {
+                continue;
+            }
+            if busy > 0 {
+                tracing::warn!(lease = %elector.config().lease_name, busy, "releasing the shard with reconciles still in flight");
             }
             match tokio::time::timeout(timeout, elector.release()).await {
                 Ok(Ok(true)) => {
@@ -516,8 +602,11 @@ impl ShardManager {
             if held <= share {
                 break;
             }
-            if matches!(self.shards[i].1, Hold::Held { .. }) {
-                self.shards[i].1 = Hold::Draining;
+            if let Hold::Held { renewed } = self.shards[i].1 {
+                self.shards[i].1 = Hold::Draining {
+                    renewed,
+                    since: Instant::now(),
+                };
                 self.ownership.set(i as u32, false);
                 held -= 1;
                 tracing::info!(shard = i, share, "giving the shard up to another replica");
@@ -571,13 +660,16 @@ impl ShardManager {
 
     async fn shut_down(&mut self) {
         for i in 0..self.shards.len() {
-            if matches!(self.shards[i].1, Hold::Held { .. }) {
-                self.shards[i].1 = Hold::Draining;
+            if let Hold::Held { renewed } = self.shards[i].1 {
+                self.shards[i].1 = Hold::Draining {
+                    renewed,
+                    since: Instant::now(),
+                };
                 self.ownership.set(i as u32, false);
                 (self.on_transition)(i as u32, Transition::Released);
             }
         }
-        self.release_drained().await;
+        self.release_drained(true).await;
         let name = self.config.member_lease();
         let timeout = self.config.base.renew_deadline;
         let deleted = tokio::time::timeout(timeout, async {
@@ -723,5 +815,27 @@ mod tests {
         assert!(!o.owns("shop", "web"), "clones share the flags");
         o.set(99, true);
         assert_eq!(o.held(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn reconciles_in_flight_are_counted_until_they_end() {
+        assert!(Ownership::everything().begin("shop", "web").is_some());
+        let o = Ownership::sharded(4);
+        let shard = shard_of("shop", "web", 4);
+        assert!(o.begin("shop", "web").is_none(), "not held");
+        assert_eq!(o.busy(shard as usize), 0, "a refused start is not counted");
+        o.set(shard, true);
+        let first = o.begin("shop", "web").expect("held");
+        let second = o.begin("shop", "web").expect("held");
+        assert_eq!(o.busy(shard as usize), 2);
+        o.set(shard, false);
+        assert!(
+            o.begin("shop", "web").is_none(),
+            "given up: no new reconcile"
+        );
+        drop(first);
+        assert_eq!(o.busy(shard as usize), 1);
+        drop(second);
+        assert_eq!(o.busy(shard as usize), 0);
     }
 }

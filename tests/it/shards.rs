@@ -372,7 +372,9 @@ async fn three_replicas_share_the_releases_and_take_over_a_killed_ones_within_th
         .map(|&i| (i, (step(&fake, i), phase(&fake, i))))
         .collect();
     assert!(
-        steps_at_kill.values().all(|(s, p)| p == "Progressing" && *s < 9),
+        steps_at_kill
+            .values()
+            .all(|(s, p)| p == "Progressing" && *s < 9),
         "the victim's Releases are mid-rollout when it dies: {steps_at_kill:?}"
     );
     replicas[victim].child.kill().expect("SIGKILL");
