@@ -814,7 +814,11 @@ fn leader_election_follows_the_values() {
     assert_eq!(flag(&a, "--lease-namespace"), Some("$(POD_NAMESPACE)"));
     assert_eq!(sharded.spec.replicas, Some(3));
     assert_eq!(strategy(&sharded), "RollingUpdate");
-    for bad in [json!({"shards": -1}), json!({"shards": 257}), json!({"shards": "6"})] {
+    for bad in [
+        json!({"shards": -1}),
+        json!({"shards": 257}),
+        json!({"shards": "6"}),
+    ] {
         let refused = try_template(&bad).expect_err("refused");
         assert!(refused.contains("shards"), "{bad}: {refused}");
     }

@@ -1,6 +1,8 @@
 //! Several controllers, one cluster: three `vigil run --shards 6` processes against the fake
 //! API server share nine Releases in flight; one is killed (SIGKILL, nothing released) in
 //! the middle of the rollouts, and the others take its shards over once its Leases expire.
+//! Then the shard managers alone, in this process: rebalancing when replicas join, a
+//! graceful handover, and shards lost (not fatal) when their Leases cannot be renewed.
 //!
 //! The Releases advance on time alone (`skipAnalysis`, weight steps of 1 s), so that the
 //! test is about who reconciles, not about judgements: no metric source is queried (the
@@ -15,9 +17,14 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use vigil::api::crd::{Release, ReleaseAnalysis};
-use vigil::cluster::shards::shard_of;
+use vigil::cluster::leader::LeaderConfig;
+use vigil::cluster::shards::{
+    OnTransition, Ownership, ShardConfig, ShardManager, Transition, shard_of,
+};
 
 const NS: &str = "fleet";
 const APPS: usize = 9;
@@ -502,4 +509,228 @@ async fn three_replicas_share_the_releases_and_take_over_a_killed_ones_within_th
             assert_eq!(r.metric("vigil_shards_held").await, Some(3.0), "{}", r.pod);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The shard managers alone, in this process (no reconciler): how shards move.
+
+/// One replica's `ShardManager`, running in a task until stopped.
+struct Member {
+    ownership: Ownership,
+    transitions: Arc<Mutex<Vec<(u32, Transition)>>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Member {
+    fn start(fake: &FakeKube, group: &str, shards: u32, identity: &str, lease: Duration) -> Member {
+        let mut base = LeaderConfig::new(group, "default", identity);
+        base.lease_duration = lease;
+        base.renew_deadline = Duration::from_millis(600);
+        base.retry_period = Duration::from_millis(200);
+        let transitions = Arc::new(Mutex::new(Vec::new()));
+        let on_transition: OnTransition = {
+            let transitions = transitions.clone();
+            Arc::new(move |shard, t| transitions.lock().unwrap().push((shard, t)))
+        };
+        let manager = ShardManager::new(fake.client(), ShardConfig { base, shards }, on_transition)
+            .expect("valid shard config");
+        let ownership = manager.ownership();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(manager.run(async move {
+            let _ = stopped.await;
+        }));
+        Member {
+            ownership,
+            transitions,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.ownership.held().len()
+    }
+
+    fn count(&self, transition: Transition) -> usize {
+        let transitions = self.transitions.lock().unwrap();
+        transitions.iter().filter(|(_, t)| *t == transition).count()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the manager stops")
+            .expect("no panic");
+    }
+}
+
+/// Watches the members' ownership every 2 ms until dropped, and fails the test if a shard
+/// is ever owned by two members at once.
+struct NoOverlap {
+    task: tokio::task::JoinHandle<()>,
+    overlaps: Arc<Mutex<Vec<String>>>,
+}
+
+impl NoOverlap {
+    fn watch(members: Vec<Ownership>) -> NoOverlap {
+        let overlaps = Arc::new(Mutex::new(Vec::new()));
+        let found = overlaps.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let held: Vec<Vec<u32>> = members.iter().map(Ownership::held).collect();
+                let mut all: Vec<u32> = held.iter().flatten().copied().collect();
+                let n = all.len();
+                all.sort_unstable();
+                all.dedup();
+                if all.len() != n {
+                    found.lock().unwrap().push(format!("{held:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        NoOverlap { task, overlaps }
+    }
+
+    fn check(self) {
+        self.task.abort();
+        let overlaps = self.overlaps.lock().unwrap();
+        assert!(
+            overlaps.is_empty(),
+            "shards owned twice at once: {overlaps:?}"
+        );
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, condition: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < limit,
+            "waited {limit:?} in vain until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_alone_gives_up_its_surplus_when_others_join() {
+    let fake = FakeKube::start().await;
+    let lease = Duration::from_secs(1);
+    let a = Member::start(&fake, "g", 6, "a", lease);
+    wait_for("a holds all six shards", Duration::from_secs(5), || {
+        a.held() == 6
+    })
+    .await;
+    let b = Member::start(&fake, "g", 6, "b", lease);
+    let c = Member::start(&fake, "g", 6, "c", lease);
+    let watch = NoOverlap::watch(vec![
+        a.ownership.clone(),
+        b.ownership.clone(),
+        c.ownership.clone(),
+    ]);
+    let took = wait_for("two shards each", Duration::from_secs(5), || {
+        [&a, &b, &c].iter().all(|m| m.held() == 2)
+    })
+    .await;
+    println!("rebalanced 6/0/0 to 2/2/2 in {took:?}");
+    // Handed over by release, not by expiry: well within a lease duration.
+    assert!(took < lease + Duration::from_millis(500), "took {took:?}");
+    // Stays so.
+    tokio::time::sleep(3 * lease).await;
+    assert!([&a, &b, &c].iter().all(|m| m.held() == 2));
+    watch.check();
+    assert_eq!(a.count(Transition::Acquired), 6);
+    assert_eq!(a.count(Transition::Released), 4);
+    for m in [&a, &b, &c] {
+        assert_eq!(m.count(Transition::Lost), 0);
+    }
+    assert_eq!(
+        b.count(Transition::Acquired) + c.count(Transition::Acquired),
+        4
+    );
+    for m in [a, b, c] {
+        m.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_gracefully_hands_its_shards_over_at_once() {
+    let fake = FakeKube::start().await;
+    // A long lease: a handover by expiry could not pass.
+    let lease = Duration::from_secs(5);
+    let a = Member::start(&fake, "g", 6, "a", lease);
+    let b = Member::start(&fake, "g", 6, "b", lease);
+    let c = Member::start(&fake, "g", 6, "c", lease);
+    wait_for("two shards each", Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|m| m.held() == 2)
+    })
+    .await;
+    let watch = NoOverlap::watch(vec![
+        a.ownership.clone(),
+        c.ownership.clone(),
+        b.ownership.clone(),
+    ]);
+    let stopped = Instant::now();
+    b.stop().await;
+    assert!(
+        fake.get_as::<Lease>("default", "g-member-b").is_none(),
+        "the member Lease is deleted"
+    );
+    wait_for("three shards each", Duration::from_secs(3), || {
+        a.held() == 3 && c.held() == 3
+    })
+    .await;
+    let took = stopped.elapsed();
+    println!("a graceful stop handed two shards over in {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    watch.check();
+    for m in [a, c] {
+        m.stop().await;
+    }
+    for i in 0..6 {
+        let holder = fake
+            .get_as::<Lease>("default", &format!("g-{i}"))
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        assert_eq!(
+            holder.as_deref(),
+            Some(""),
+            "shard {i} released on shutdown"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_cannot_be_renewed_is_lost_and_the_replica_goes_on() {
+    let fake = FakeKube::start().await;
+    let a = Member::start(&fake, "g", 2, "a", Duration::from_secs(1));
+    wait_for("a holds both shards", Duration::from_secs(5), || {
+        a.held() == 2
+    })
+    .await;
+    // Every Lease write fails for a while (about ten periods), as in a partition.
+    fake.fail_next("PUT", "leases", None, 500, 30);
+    let broken = Instant::now();
+    wait_for("both shards lost", Duration::from_secs(3), || a.held() == 0).await;
+    let gave_up = broken.elapsed();
+    assert!(
+        gave_up < Duration::from_secs(1),
+        "stopped reconciling after {gave_up:?}, not before the Leases could expire"
+    );
+    assert_eq!(a.count(Transition::Lost), 2);
+    assert!(
+        !a.task.is_finished(),
+        "losing shards does not stop the replica"
+    );
+    wait_for("both shards held again", Duration::from_secs(10), || {
+        a.held() == 2
+    })
+    .await;
+    assert_eq!(a.count(Transition::Acquired), 4);
+    a.stop().await;
 }
