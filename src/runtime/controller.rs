@@ -15,6 +15,7 @@ use crate::rollout::Decision;
 use crate::runtime::notifications::{FanOut, NotifyObserver};
 use crate::runtime::server::{self, ApiOptions, ApiState, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;
 use std::net::SocketAddr;
@@ -200,12 +201,15 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         ownership,
     });
     let ready = state.clone();
-    let controller = |stop: tokio::sync::watch::Receiver<bool>| {
+    // Runs the reconciler until `stop` turns false; `triggers` ask for every Release to be
+    // reconciled (a shard gained).
+    let controller = |stop: tokio::sync::watch::Receiver<bool>,
+                      triggers: futures::stream::BoxStream<'static, ()>| {
         let ctx = ctx.clone();
         let namespace = config.watch_namespace.clone();
         async move {
             let mut stop = stop;
-            reconciler::run(
+            reconciler::run_triggered(
                 ctx,
                 namespace,
                 async move {
@@ -217,10 +221,12 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
                     }
                 },
                 Box::new(move || ready.set_ready(true)),
+                triggers,
             )
             .await;
         }
     };
+    let no_triggers = || futures::stream::pending().boxed();
     let result = match (manager, config.leader) {
         (Some(manager), _) => {
             let (stop_manager, manager_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -230,26 +236,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             let (keep, stop) = tokio::sync::watch::channel(true);
             let mut reconcile_all = reconcile_all;
             let triggers = futures::stream::poll_fn(move |cx| reconcile_all.poll_recv(cx));
-            let ctx = ctx.clone();
-            let namespace = config.watch_namespace.clone();
-            let ready = state.clone();
-            let mut reconciler = tokio::spawn(async move {
-                let mut stop = stop;
-                reconciler::run_triggered(
-                    ctx,
-                    namespace,
-                    async move {
-                        while *stop.borrow_and_update() {
-                            if stop.changed().await.is_err() {
-                                break;
-                            }
-                        }
-                    },
-                    Box::new(move || ready.set_ready(true)),
-                    triggers,
-                )
-                .await;
-            });
+            let mut reconciler = tokio::spawn(controller(stop, triggers.boxed()));
             tokio::select! {
                 _ = &mut reconciler => {}
                 () = shutdown_signal() => {
@@ -267,7 +254,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             metrics.set_leader(true);
             let (keep, stop) = tokio::sync::watch::channel(true);
             tokio::select! {
-                () = controller(stop) => Ok(()),
+                () = controller(stop, no_triggers()) => Ok(()),
                 () = shutdown_signal() => {
                     let _ = keep.send(false);
                     Ok(())
@@ -285,7 +272,8 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
                     gauge.set_leader(*leading.borrow());
                 }
             });
-            match elector.run(shutdown_signal(), controller).await {
+            let lead = |stop| controller(stop, no_triggers());
+            match elector.run(shutdown_signal(), lead).await {
                 Ended::Lost => Err(format!(
                     "lost the leadership of Lease {lease}; exiting so that a new candidate starts"
                 )),

@@ -256,6 +256,14 @@ async fn wait_until(
     }
 }
 
+async fn every_release_reaches(fake: &FakeKube, replicas: &[Replica], want: &str, limit: Duration) {
+    let what = format!("every Release is {want}");
+    wait_until(fake, replicas, &what, limit, |f| {
+        (0..APPS).all(|i| phase(f, i) == want)
+    })
+    .await;
+}
+
 /// The values a Release's status took, consecutive repeats once: `(currentStep, phase)`.
 fn step_history(fake: &FakeKube, i: usize) -> Vec<(u64, String)> {
     let mut out: Vec<(u64, String)> = Vec::new();
@@ -335,14 +343,7 @@ async fn three_replicas_share_the_releases_and_take_over_a_killed_ones_within_th
     }
 
     // Every Release is adopted by its shard's holder; then a new image starts nine rollouts.
-    wait_until(
-        &fake,
-        &replicas,
-        "every Release is Waiting",
-        Duration::from_secs(30),
-        |f| (0..APPS).all(|i| phase(f, i) == "Waiting"),
-    )
-    .await;
+    every_release_reaches(&fake, &replicas, "Waiting", Duration::from_secs(30)).await;
     let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
         kube::Api::namespaced(fake.client(), NS);
     for i in 0..APPS {
@@ -461,14 +462,7 @@ async fn three_replicas_share_the_releases_and_take_over_a_killed_ones_within_th
     .await;
 
     // Every rollout completes, each step once, in order.
-    wait_until(
-        &fake,
-        &replicas,
-        "every Release Succeeded",
-        Duration::from_secs(60),
-        |f| (0..APPS).all(|i| phase(f, i) == "Succeeded"),
-    )
-    .await;
+    every_release_reaches(&fake, &replicas, "Succeeded", Duration::from_secs(60)).await;
     for i in 0..APPS {
         // Adopted, then steps 0 to 8 (their indices), promoted, done: nothing repeated,
         // skipped or gone back to, whichever replica wrote.
