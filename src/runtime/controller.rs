@@ -8,7 +8,7 @@ use crate::api::crd::Release;
 use crate::cluster::clock::Clock;
 use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
 use crate::cluster::reconciler::{self, Context, Observer};
-use crate::cluster::shards::{Ownership, ShardConfig, ShardManager, Transition};
+use crate::cluster::shards::{Ownership, ShardConfig, ShardManager, Transition, shard_of};
 use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{DeliveryConfig, Dispatcher};
 use crate::rollout::Decision;
@@ -163,6 +163,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         Some(shards) => {
             let group = format!("{}/{}-*", shards.base.namespace, shards.base.lease_name);
             let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = shards.shards;
             let gauge = metrics.clone();
             let on_transition = Arc::new(move |shard: u32, transition: Transition| {
                 use std::sync::atomic::Ordering;
@@ -173,6 +174,11 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
                     }
                 };
                 gauge.shard_transition(now, transition.label());
+                if transition != Transition::Acquired {
+                    // The new holder reports these Releases; stale series here would show
+                    // them stuck where this replica left them.
+                    gauge.forget_canaries_where(|ns, name| shard_of(ns, name, count) == shard);
+                }
                 tracing::debug!(shard, transition = transition.label(), held = now, "shards");
                 if transition == Transition::Acquired {
                     let _ = gained.send(());

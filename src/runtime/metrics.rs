@@ -93,6 +93,8 @@ pub struct Metrics {
     score: Family<TemplateLabels, Gauge<f64, AtomicU64>>,
     /// Which templates each Release has a score series for, so they can be forgotten.
     templates: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>,
+    /// The Releases with series, so that those of a shard given up can be forgotten.
+    canaries: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     analysis_duration: Histogram,
@@ -199,6 +201,7 @@ impl Metrics {
             analyses,
             score,
             templates: std::sync::Mutex::default(),
+            canaries: std::sync::Mutex::default(),
             reconcile_errors,
             reconcile_duration,
             analysis_duration,
@@ -213,6 +216,9 @@ impl Metrics {
     /// step, and the canary's weight as the router was told (`weight`: the world's, which
     /// during a gradual abort is the step traffic is handed back through, not 0).
     pub fn set_canary(&self, namespace: &str, name: &str, state: &State, weight: u8) {
+        if let Ok(mut canaries) = self.canaries.lock() {
+            canaries.insert((namespace.to_string(), name.to_string()));
+        }
         for phase in Phase::ALL {
             self.phase
                 .get_or_create(&phase_labels(namespace, name, phase))
@@ -328,6 +334,9 @@ impl Metrics {
 
     /// Removes every series of a deleted Release.
     pub fn forget_canary(&self, namespace: &str, name: &str) {
+        if let Ok(mut canaries) = self.canaries.lock() {
+            canaries.remove(&(namespace.to_string(), name.to_string()));
+        }
         for phase in Phase::ALL {
             self.phase.remove(&phase_labels(namespace, name, phase));
         }
@@ -353,6 +362,19 @@ impl Metrics {
                 name: name.into(),
                 template,
             });
+        }
+    }
+
+    /// Forgets the series of every Release (`namespace`, `name`) for which `which` holds,
+    /// e.g. those of a shard this replica gave up: their new holder reports them.
+    pub fn forget_canaries_where(&self, which: impl Fn(&str, &str) -> bool) {
+        let chosen: Vec<(String, String)> = self
+            .canaries
+            .lock()
+            .map(|c| c.iter().filter(|(ns, n)| which(ns, n)).cloned().collect())
+            .unwrap_or_default();
+        for (namespace, name) in chosen {
+            self.forget_canary(&namespace, &name);
         }
     }
 
@@ -583,5 +605,11 @@ mod tests {
         let text = m.encode();
         assert!(!text.contains("name=\"web\""), "{text}");
         assert!(text.contains("name=\"api\""), "{text}");
+        // A shard given up: its Releases' series go, the others' stay.
+        m.set_canary("shop", "web", &State::default(), 0);
+        m.forget_canaries_where(|ns, name| ns == "shop" && name == "api");
+        let text = m.encode();
+        assert!(!text.contains("name=\"api\""), "{text}");
+        assert!(text.contains("name=\"web\""), "{text}");
     }
 }

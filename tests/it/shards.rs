@@ -162,9 +162,36 @@ impl Replica {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Its /metrics ("" when it does not answer).
+    async fn metrics(&self) -> String {
+        match reqwest::get(&self.metrics).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The Releases it has `vigil_canary_step` series for.
+    async fn reported(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("vigil_canary_step{"))
+            .filter_map(|l| {
+                l.split("name=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+                    .map(String::from)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The value of an unlabelled metric on its /metrics.
     async fn metric(&self, name: &str) -> Option<f64> {
-        let body = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        let body = self.metrics().await;
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
@@ -498,9 +525,19 @@ async fn three_replicas_share_the_releases_and_take_over_a_killed_ones_within_th
             app(i)
         );
     }
+    // Each survivor reports the Releases of its shards, and no others (none left behind by
+    // a shard it gave up).
+    let owners_after = owners(&fake, &replicas);
     for (k, r) in replicas.iter().enumerate() {
         if k != victim {
             assert_eq!(r.metric("vigil_shards_held").await, Some(3.0), "{}", r.pod);
+            let mine: Vec<String> = releases_of(&owners_after, k).into_iter().map(app).collect();
+            let reported = r.reported().await;
+            assert!(
+                reported.iter().all(|name| mine.contains(name)),
+                "{} reports {reported:?}, holds {mine:?}",
+                r.pod
+            );
         }
     }
 }
