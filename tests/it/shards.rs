@@ -124,6 +124,23 @@ struct Replica {
 
 impl Replica {
     fn start(dir: &std::path::Path, kubeconfig: &std::path::Path, k: usize) -> Replica {
+        let shards = SHARDS.to_string();
+        Replica::start_with(
+            dir,
+            kubeconfig,
+            k,
+            &["--shards", &shards, "--lease-name", GROUP],
+        )
+    }
+
+    /// `vigil run` with `election`: the election flags other than the namespace and the
+    /// durations.
+    fn start_with(
+        dir: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        k: usize,
+        election: &[&str],
+    ) -> Replica {
         let pod = format!("replica-{k}");
         let listen = format!("127.0.0.1:{}", free_port());
         let log = dir.join(format!("{pod}.log"));
@@ -133,8 +150,8 @@ impl Replica {
             .args(["run", "--prometheus", "http://127.0.0.1:9"])
             .args(["--listen", &listen])
             .args(["--watch-namespace", NS, "--log-format", "text"])
-            .args(["--shards", &SHARDS.to_string()])
-            .args(["--lease-name", GROUP, "--lease-namespace", "vigil-system"])
+            .args(election)
+            .args(["--lease-namespace", "vigil-system"])
             .args(["--lease-duration", "2s", "--renew-deadline", "1500ms"])
             .args(["--retry-period", "250ms"])
             .env("KUBECONFIG", kubeconfig)
@@ -764,4 +781,57 @@ async fn a_shard_that_cannot_be_renewed_is_lost_and_the_replica_goes_on() {
     .await;
     assert_eq!(a.count(Transition::Acquired), 4);
     a.stop().await;
+}
+
+/// `--leader-elect` without `--shards` is as it was: one Lease, the leader reconciles every
+/// Release, no shard Lease exists, and SIGTERM releases the Lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_without_shards_is_unchanged() {
+    let fake = FakeKube::start().await;
+    fake.register::<Release>();
+    fake.register::<ReleaseAnalysis>();
+    for i in 0..3 {
+        create_app(&fake, i);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&kubeconfig);
+    let mut leader = Replica::start_with(
+        dir.path(),
+        &kubeconfig,
+        0,
+        &["--leader-elect", "--lease-name", "vigil-single"],
+    );
+    let replicas = std::slice::from_ref(&leader);
+    let holder = |f: &FakeKube| {
+        f.get_as::<Lease>("vigil-system", "vigil-single")
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default()
+    };
+    wait_until(&fake, replicas, "it leads", Duration::from_secs(10), |f| {
+        leader.is(&holder(f))
+    })
+    .await;
+    wait_until(
+        &fake,
+        replicas,
+        "every Release is Waiting",
+        Duration::from_secs(20),
+        |f| (0..3).all(|i| phase(f, i) == "Waiting"),
+    )
+    .await;
+    let leases = fake.list(&Res::of::<Lease>(), Some("vigil-system"));
+    assert_eq!(leases.len(), 1, "one Lease only: {leases:?}");
+    assert_eq!(leader.metric("vigil_leader").await, Some(1.0));
+    assert_eq!(leader.metric("vigil_shards_held").await, Some(0.0));
+    let pid = leader.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let exited = tokio::task::block_in_place(|| leader.child.wait()).expect("wait");
+    assert!(exited.success(), "{exited}\n{}", leader.log());
+    assert_eq!(holder(&fake), "", "released on SIGTERM\n{}", leader.log());
 }
