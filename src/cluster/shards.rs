@@ -670,8 +670,17 @@ impl ShardManager {
             }
         }
         self.release_drained(true).await;
-        let name = self.config.member_lease();
+        // A period cancelled by the shutdown may have acquired a shard it did not record:
+        // release every other shard too (a read each; only those naming this replica are
+        // written).
         let timeout = self.config.base.renew_deadline;
+        let others = self.shards.iter_mut().map(|(elector, _)| async move {
+            if let Ok(Ok(true)) = tokio::time::timeout(timeout, elector.release()).await {
+                tracing::info!(lease = %elector.config().lease_name, "released a shard acquired as the shutdown began");
+            }
+        });
+        futures::future::join_all(others).await;
+        let name = self.config.member_lease();
         let deleted = tokio::time::timeout(timeout, async {
             let lease = self.api.get_opt(&name).await?;
             let Some(lease) = lease.filter(|l| {
