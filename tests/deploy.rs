@@ -317,6 +317,10 @@ fn documented_values() -> Vec<(&'static str, Value)> {
             json!({"replicaCount": 2, "leaderElection": {"leaseName": "vigil-b"}}),
         ),
         (
+            "three replicas sharing six shards",
+            json!({"replicaCount": 3, "shards": 6}),
+        ),
+        (
             "a watch namespace, text logs",
             json!({"watchNamespace": "shop", "logFormat": "text"}),
         ),
@@ -799,6 +803,39 @@ fn leader_election_follows_the_values() {
     assert!(args(&two).contains(&"--leader-elect".to_string()));
     assert_eq!(two.spec.replicas, Some(2));
     assert_eq!(strategy(&two), "RollingUpdate");
+
+    // Shards take the place of the single leader: every replica acts on its shards.
+    let sharded = deployment(json!({"replicaCount": 3, "shards": 6,
+        "leaderElection": {"enabled": false, "leaseName": "vigil-b"}}));
+    let a = args(&sharded);
+    assert!(!a.contains(&"--leader-elect".to_string()), "{a:?}");
+    assert_eq!(flag(&a, "--shards"), Some("6"));
+    assert_eq!(flag(&a, "--lease-name"), Some("vigil-b"));
+    assert_eq!(flag(&a, "--lease-namespace"), Some("$(POD_NAMESPACE)"));
+    assert_eq!(sharded.spec.replicas, Some(3));
+    assert_eq!(strategy(&sharded), "RollingUpdate");
+    for bad in [
+        json!({"shards": -1}),
+        json!({"shards": 257}),
+        json!({"shards": "6"}),
+    ] {
+        let refused = try_template(&bad).expect_err("refused");
+        assert!(refused.contains("shards"), "{bad}: {refused}");
+    }
+}
+
+#[test]
+fn shards_may_list_and_delete_their_leases() {
+    let docs = render(json!({"replicaCount": 3, "shards": 6}));
+    let lease: Role = typed(one(&docs, "Role"), "Role");
+    assert_eq!(
+        grants(lease.rules.as_deref().unwrap_or_default(), "Role"),
+        expected(&[(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "list", "create", "update", "delete"]
+        )])
+    );
 }
 
 #[test]

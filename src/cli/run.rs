@@ -1,7 +1,7 @@
 //! `vigil run`: the controller, and the logging of every command.
 
 use super::exit::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, tokio_main, usage};
-use super::input::{ConnectionArgs, prometheus_config};
+use super::input::{ConnectionArgs, parse_duration, prometheus_config};
 use super::term;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -10,9 +10,12 @@ use std::path::PathBuf;
 pub const EXAMPLES: &str = "Examples:\n  \
     vigil run --prometheus http://prometheus.monitoring:9090\n  \
     vigil run --prometheus http://prometheus:9090 --leader-elect --lease-namespace vigil-system\n  \
+    vigil run --prometheus http://prometheus:9090 --shards 6 --lease-namespace vigil-system\n  \
     vigil run --prometheus http://localhost:9090 --watch-namespace shop --log-format json\n\n\
     Serves /metrics, /healthz and /readyz on --listen. With --leader-elect, replicas \
-    elect a leader on a coordination.k8s.io Lease and only the leader acts.";
+    elect a leader on a coordination.k8s.io Lease and only the leader acts. With --shards N, \
+    the Releases are split into N shards, one Lease each (<lease-name>-0 to -N-1), shared \
+    fairly by the replicas, which all act (see docs/controller.md).";
 
 /// Arguments of `vigil run`.
 #[derive(Args)]
@@ -31,12 +34,28 @@ pub struct RunArgs {
     /// Elect a leader among replicas on a Lease; needed with more than one replica.
     #[arg(long)]
     leader_elect: bool,
-    /// The Lease's name.
+    /// Split the Releases between the replicas into N shards by a stable hash of
+    /// namespace/name, one Lease per shard (<lease-name>-<i>); every replica acts on the
+    /// shards it holds. Implies election (per shard); every replica must be given the same N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(vigil::cluster::shards::MAX_SHARDS)))]
+    shards: Option<u32>,
+    /// The Lease's name; with --shards, the prefix of the shards' Leases.
     #[arg(long, default_value = "vigil-controller")]
     lease_name: String,
     /// The Lease's namespace (default: the pod's, from POD_NAMESPACE).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// How long the other replicas wait, after they last saw a Lease renewed, before taking
+    /// it over (a dead replica's shards or leadership). Whole seconds are written.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    lease_duration: String,
+    /// How long a holder keeps trying to renew a Lease before it gives it up; shorter than
+    /// --lease-duration.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    renew_deadline: String,
+    /// How often Leases are renewed and free ones tried.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    retry_period: String,
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -131,18 +150,32 @@ pub fn init_logging(format: LogFormat, default: &str) {
 /// Runs the controller until it stops.
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let prometheus = prometheus_config(&args.prometheus, &args.connection)?;
-    let leader = args.leader_elect.then(|| {
-        vigil::cluster::leader::LeaderConfig::new(
-            args.lease_name.clone(),
-            args.lease_namespace.clone(),
-            vigil::cluster::leader::LeaderConfig::default_identity(),
-        )
-    });
+    let mut election = vigil::cluster::leader::LeaderConfig::new(
+        args.lease_name.clone(),
+        args.lease_namespace.clone(),
+        vigil::cluster::leader::LeaderConfig::default_identity(),
+    );
+    election.lease_duration = parse_duration(&args.lease_duration, "--lease-duration")?.to_std();
+    election.renew_deadline = parse_duration(&args.renew_deadline, "--renew-deadline")?.to_std();
+    election.retry_period = parse_duration(&args.retry_period, "--retry-period")?.to_std();
+    let shards = args
+        .shards
+        .map(|shards| vigil::cluster::shards::ShardConfig {
+            base: election.clone(),
+            shards,
+        });
+    match &shards {
+        Some(s) => s.validate(),
+        None => election.validate(),
+    }
+    .map_err(|e| usage(format!("{e}: see vigil run --help")))?;
+    let leader = (args.leader_elect && shards.is_none()).then_some(election);
     let config = vigil::runtime::controller::RunConfig {
         prometheus,
         listen: args.listen,
         watch_namespace: args.watch_namespace.clone(),
         leader,
+        shards,
         concurrency: args.connection.concurrency,
         notify_config: args.notify_config.clone(),
         api: args.api.options()?,

@@ -64,6 +64,7 @@
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -86,6 +87,9 @@ pub struct LeaderConfig {
     pub renew_deadline: Duration,
     /// How often candidates try to acquire, and the leader to renew. Default 2 s.
     pub retry_period: Duration,
+    /// Labels the Lease is created with (the shards' Leases carry theirs, so that they can
+    /// be listed together); none by default.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl LeaderConfig {
@@ -102,6 +106,7 @@ impl LeaderConfig {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -166,11 +171,57 @@ pub enum Ended {
     Lost,
 }
 
-/// The record last seen, and when (local monotonic clock) it was first seen.
+/// A Lease record as last seen, and when (local monotonic clock) it was first seen: what
+/// expiry is judged by (see the module's *Clocks*). Shared with [`super::shards`], which
+/// judges the liveness of its members' Leases the same way.
 #[derive(Debug, Clone)]
-struct Observed {
+pub struct Observed {
     spec: LeaseSpec,
     at: Instant,
+}
+
+impl Observed {
+    /// A record seen now for the first time.
+    pub fn new(spec: LeaseSpec) -> Self {
+        Observed {
+            spec,
+            at: Instant::now(),
+        }
+    }
+
+    /// Notes the record read now: the clock restarts only when it differs from the last.
+    /// Returns whether it changed.
+    pub fn update(&mut self, spec: LeaseSpec) -> bool {
+        if self.spec == spec {
+            return false;
+        }
+        *self = Observed::new(spec);
+        true
+    }
+
+    /// The holder named by the record, if any (a released record names nobody).
+    pub fn holder(&self) -> Option<&str> {
+        self.spec
+            .holder_identity
+            .as_deref()
+            .filter(|h| !h.is_empty())
+    }
+
+    /// When the record expires by the local clock: its `leaseDurationSeconds` (`default`
+    /// when absent) after it was first seen.
+    pub fn expires(&self, default: Duration) -> Instant {
+        let duration = self
+            .spec
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(default, Duration::from_secs);
+        self.at + duration
+    }
+
+    /// Whether the record has not expired by the local clock.
+    pub fn valid(&self, default: Duration) -> bool {
+        self.expires(default) > Instant::now()
+    }
 }
 
 /// One candidate of one election.
@@ -211,10 +262,32 @@ impl LeaderElector {
 
     /// The holder of the record last observed, if any.
     pub fn observed_holder(&self) -> Option<&str> {
-        self.observed
-            .as_ref()
-            .and_then(|o| o.spec.holder_identity.as_deref())
-            .filter(|h| !h.is_empty())
+        self.observed.as_ref().and_then(Observed::holder)
+    }
+
+    /// Notes the Lease as read elsewhere (`None`: it does not exist), e.g. by one LIST of
+    /// many Leases, so that its expiry is judged from when it was first seen, without a
+    /// request of this elector's own.
+    pub fn observe_lease(&mut self, lease: Option<&Lease>) {
+        match lease {
+            None => self.observed = None,
+            Some(lease) => {
+                let spec = lease.spec.clone().unwrap_or_default();
+                match &mut self.observed {
+                    Some(o) => {
+                        o.update(spec);
+                    }
+                    None => self.observe(spec),
+                }
+            }
+        }
+    }
+
+    /// Whether an attempt ([`LeaderElector::try_acquire_or_renew`]) could succeed as far as
+    /// the last observation tells: the Lease is missing, released, held by this candidate,
+    /// or expired.
+    pub fn may_acquire(&self) -> bool {
+        self.observed_holder().is_none() || self.observed_self() || !self.observed_valid()
     }
 
     /// Whether the record last observed names this candidate.
@@ -353,6 +426,7 @@ impl LeaderElector {
                 metadata: ObjectMeta {
                     name: Some(self.config.lease_name.clone()),
                     namespace: Some(self.config.namespace.clone()),
+                    labels: (!self.config.labels.is_empty()).then(|| self.config.labels.clone()),
                     ..ObjectMeta::default()
                 },
                 spec: Some(spec.clone()),
@@ -367,10 +441,7 @@ impl LeaderElector {
             };
         };
         let old = current.spec.clone().unwrap_or_default();
-        let changed = self.observed.as_ref().is_none_or(|o| o.spec != old);
-        if changed {
-            self.observe(old.clone());
-        }
+        self.observe_lease(Some(&current));
         let held_by_other = old
             .holder_identity
             .as_deref()
@@ -451,24 +522,15 @@ impl LeaderElector {
     }
 
     fn observe(&mut self, spec: LeaseSpec) {
-        self.observed = Some(Observed {
-            spec,
-            at: Instant::now(),
-        });
+        self.observed = Some(Observed::new(spec));
     }
 
     /// Whether the observed record has not expired by the local clock: it changed less than
     /// its `leaseDurationSeconds` ago (this candidate's `lease_duration` when absent).
     fn observed_valid(&self) -> bool {
-        let Some(o) = &self.observed else {
-            return false;
-        };
-        let duration = o
-            .spec
-            .lease_duration_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .map_or(self.config.lease_duration, Duration::from_secs);
-        o.at + duration > Instant::now()
+        self.observed
+            .as_ref()
+            .is_some_and(|o| o.valid(self.config.lease_duration))
     }
 }
 

@@ -11,4 +11,5 @@ pub mod ops;
 pub mod reconciler;
 pub mod report;
 pub mod routers;
+pub mod shards;
 pub mod world;

@@ -10,6 +10,7 @@ use super::analysis::{self, AnalysisInput};
 use super::clock::Clock;
 use super::report;
 use super::routers::{self, RouteContext};
+use super::shards::Ownership;
 use super::world::{self, ApplyError, Targets, api_err};
 use crate::api::crd::{Condition, Release, ReleaseStatus};
 use crate::api::plan::{self, canary_deployment_name, canary_service_name};
@@ -47,6 +48,24 @@ pub struct Context<S> {
     pub clock: Clock,
     /// The HTTP client for release gates.
     pub http: reqwest::Client,
+    /// Which Releases this replica reconciles: all of them, or those of the shards it holds
+    /// (see [`super::shards`]).
+    pub ownership: Ownership,
+}
+
+impl<S> Context<S> {
+    /// Whether this replica may still write for `canary`: checked right before the world
+    /// and status writes, so that a replica that lost the Release's shard mid-reconcile
+    /// leaves it to the new holder. Logs when it may not.
+    fn may_write(&self, canary: &Release) -> bool {
+        let ns = canary.namespace().unwrap_or_default();
+        let name = canary.name_any();
+        let owned = self.ownership.owns(&ns, &name);
+        if !owned {
+            tracing::info!(canary = %name, namespace = %ns, "the Release's shard was given up mid-reconcile: not writing");
+        }
+        owned
+    }
 }
 
 /// Told about every reconcile, for metrics and notifications.
@@ -152,12 +171,16 @@ async fn write_status(
 
 /// Records a problem that needs a person (bad spec, missing target) in status, and looks
 /// again later.
-async fn not_ready(
+async fn not_ready<S>(
+    ctx: &Context<S>,
     api: &Api<Release>,
     canary: &Release,
     reason: &str,
     message: String,
 ) -> Result<Action, Error> {
+    if !ctx.may_write(canary) {
+        return Ok(Action::await_change());
+    }
     let mut status = canary.status.clone().unwrap_or_default();
     status.conditions = vec![condition(
         "Ready",
@@ -182,6 +205,12 @@ pub async fn reconcile<S: MetricSource>(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = canary.namespace().unwrap_or_default();
+    // Another replica's shard: nothing to do here (not even the finalizer). Gaining the
+    // shard reconciles its Releases again. While `_busy` lives, a shard given up meanwhile
+    // keeps its Lease, so the next holder does not start before this reconcile ends.
+    let Some(_busy) = ctx.ownership.begin(&ns, &canary.name_any()) else {
+        return Ok(Action::await_change());
+    };
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &ns);
     let result = kube::runtime::finalizer::finalizer(&api, FINALIZER, canary, |event| async {
         match event {
@@ -303,6 +332,9 @@ async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<
         router: router.as_ref(),
         route: &route,
     };
+    if !ctx.may_write(canary) {
+        return Ok(Action::await_change());
+    }
     world::apply(&targets, &world).await?;
     let unadopt = serde_json::json!({"metadata": {"annotations": {crate::api::crd::ADOPTED_ANNOTATION: null}}});
     deployments
@@ -352,6 +384,7 @@ async fn reconcile_inner<S: MetricSource>(
         Ok(p) => p,
         Err(message) => {
             return not_ready(
+                ctx,
                 &api,
                 canary,
                 "InvalidSpec",
@@ -374,6 +407,7 @@ async fn reconcile_inner<S: MetricSource>(
     };
     let Some(target) = get(target_name.clone()).await? else {
         return not_ready(
+            ctx,
             &api,
             canary,
             "TargetNotFound",
@@ -394,6 +428,7 @@ async fn reconcile_inner<S: MetricSource>(
     let Some(router) = routers::for_routing(&canary.spec.routing) else {
         // plan() has checked that exactly one router is set.
         return not_ready(
+            ctx,
             &api,
             canary,
             "InvalidSpec",
@@ -403,6 +438,7 @@ async fn reconcile_inner<S: MetricSource>(
     };
     let Some(service) = service else {
         return not_ready(
+            ctx,
             &api,
             canary,
             "ServiceNotFound",
@@ -510,6 +546,9 @@ async fn reconcile_inner<S: MetricSource>(
     }
     let decision = decide(&plan, &state, &observation);
 
+    if !ctx.may_write(canary) {
+        return Ok(Action::await_change());
+    }
     if !dry_run {
         let route = route_context(ctx, canary);
         let targets = Targets {
@@ -556,6 +595,9 @@ async fn reconcile_inner<S: MetricSource>(
                 tracing::warn!(canary = %name, namespace = %ns, error = %e, "cannot write the dry-run report")
             }
         }
+    }
+    if !ctx.may_write(canary) {
+        return Ok(Action::await_change());
     }
     write_status(&api, canary, status).await?;
 
@@ -646,6 +688,25 @@ pub async fn run<S: MetricSource + 'static>(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     on_ready: Box<dyn FnOnce() + Send>,
 ) {
+    run_triggered(
+        ctx,
+        namespace,
+        shutdown,
+        on_ready,
+        futures::stream::pending(),
+    )
+    .await;
+}
+
+/// As [`run`], and reconciles every Release each time `reconcile_all` yields (when this
+/// replica gains a shard, whose Releases it has so far left alone).
+pub async fn run_triggered<S: MetricSource + 'static>(
+    ctx: Arc<Context<S>>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    on_ready: Box<dyn FnOnce() + Send>,
+    reconcile_all: impl futures::Stream<Item = ()> + Send + 'static,
+) {
     let client = ctx.client.clone();
     let (canaries, deployments): (Api<Release>, Api<Deployment>) = match &namespace {
         Some(ns) => (
@@ -678,6 +739,7 @@ pub async fn run<S: MetricSource + 'static>(
                     .collect::<Vec<_>>()
             },
         )
+        .reconcile_all_on(reconcile_all)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

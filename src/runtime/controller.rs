@@ -1,17 +1,21 @@
 //! `vigil run`: the controller process. It serves /metrics, /healthz and /readyz, elects a
-//! leader when asked to, and runs the reconciler while it leads.
+//! leader when asked to, and runs the reconciler while it leads; or, with shards, runs the
+//! reconciler all along for the Releases of the shards it holds (see
+//! [`crate::cluster::shards`]).
 
 use super::metrics::Metrics;
 use crate::api::crd::Release;
 use crate::cluster::clock::Clock;
 use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
 use crate::cluster::reconciler::{self, Context, Observer};
+use crate::cluster::shards::{Ownership, ShardConfig, ShardManager, Transition, shard_of};
 use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{DeliveryConfig, Dispatcher};
 use crate::rollout::Decision;
 use crate::runtime::notifications::{FanOut, NotifyObserver};
 use crate::runtime::server::{self, ApiOptions, ApiState, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;
 use std::net::SocketAddr;
@@ -28,6 +32,9 @@ pub struct RunConfig {
     pub watch_namespace: Option<String>,
     /// Elect a leader on this Lease; `None` runs without election (one replica only).
     pub leader: Option<LeaderConfig>,
+    /// Split the Releases into shards, one Lease each, between the replicas; takes the
+    /// place of `leader` when set.
+    pub shards: Option<ShardConfig>,
     /// Prometheus queries in flight per analysis.
     pub concurrency: usize,
     /// The cluster-wide notification receivers (`--notify-config`); per-Release receivers
@@ -142,10 +149,50 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     tracing::info!(listen = %config.listen, prometheus = %prometheus, "vigil controller starting");
 
     let identity = config
-        .leader
+        .shards
         .as_ref()
+        .map(|s| &s.base)
+        .or(config.leader.as_ref())
         .map(|l| l.identity.clone())
         .or_else(|| std::env::var("POD_NAME").ok());
+    // With shards, the manager owns the Leases and tells which Releases are this replica's;
+    // a shard gained asks for every Release to be reconciled (the others' are skipped).
+    let (gained, reconcile_all) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let manager = match &config.shards {
+        None => None,
+        Some(shards) => {
+            let group = format!("{}/{}-*", shards.base.namespace, shards.base.lease_name);
+            let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = shards.shards;
+            let gauge = metrics.clone();
+            let on_transition = Arc::new(move |shard: u32, transition: Transition| {
+                use std::sync::atomic::Ordering;
+                let now = match transition {
+                    Transition::Acquired => held.fetch_add(1, Ordering::SeqCst) + 1,
+                    Transition::Released | Transition::Lost => {
+                        held.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
+                    }
+                };
+                gauge.shard_transition(now, transition.label());
+                if transition != Transition::Acquired {
+                    // The new holder reports these Releases; stale series here would show
+                    // them stuck where this replica left them.
+                    gauge.forget_canaries_where(|ns, name| shard_of(ns, name, count) == shard);
+                }
+                tracing::debug!(shard, transition = transition.label(), held = now, "shards");
+                if transition == Transition::Acquired {
+                    let _ = gained.send(());
+                }
+            });
+            Some(
+                ShardManager::new(client.clone(), shards.clone(), on_transition)
+                    .map_err(|e| format!("shards on the Leases {group}: {e}"))?,
+            )
+        }
+    };
+    let ownership = manager
+        .as_ref()
+        .map_or_else(Ownership::everything, ShardManager::ownership);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reconciler::reporter(identity)),
         client: client.clone(),
@@ -157,14 +204,18 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         ])),
         clock: Clock::wall(),
         http: reqwest::Client::new(),
+        ownership,
     });
     let ready = state.clone();
-    let controller = |stop: tokio::sync::watch::Receiver<bool>| {
+    // Runs the reconciler until `stop` turns false; `triggers` ask for every Release to be
+    // reconciled (a shard gained).
+    let controller = |stop: tokio::sync::watch::Receiver<bool>,
+                      triggers: futures::stream::BoxStream<'static, ()>| {
         let ctx = ctx.clone();
         let namespace = config.watch_namespace.clone();
         async move {
             let mut stop = stop;
-            reconciler::run(
+            reconciler::run_triggered(
                 ctx,
                 namespace,
                 async move {
@@ -176,23 +227,47 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
                     }
                 },
                 Box::new(move || ready.set_ready(true)),
+                triggers,
             )
             .await;
         }
     };
-    let result = match config.leader {
-        None => {
+    let no_triggers = || futures::stream::pending().boxed();
+    let result = match (manager, config.leader) {
+        (Some(manager), _) => {
+            let (stop_manager, manager_stopped) = tokio::sync::oneshot::channel::<()>();
+            let manager = tokio::spawn(manager.run(async move {
+                let _ = manager_stopped.await;
+            }));
+            let (keep, stop) = tokio::sync::watch::channel(true);
+            let mut reconcile_all = reconcile_all;
+            let triggers = futures::stream::poll_fn(move |cx| reconcile_all.poll_recv(cx));
+            let mut reconciler = tokio::spawn(controller(stop, triggers.boxed()));
+            tokio::select! {
+                _ = &mut reconciler => {}
+                () = shutdown_signal() => {
+                    // Reconciles in flight finish before the shards are released.
+                    let _ = keep.send(false);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), &mut reconciler).await;
+                }
+            }
+            reconciler.abort();
+            let _ = stop_manager.send(());
+            let _ = manager.await;
+            Ok(())
+        }
+        (None, None) => {
             metrics.set_leader(true);
             let (keep, stop) = tokio::sync::watch::channel(true);
             tokio::select! {
-                () = controller(stop) => Ok(()),
+                () = controller(stop, no_triggers()) => Ok(()),
                 () = shutdown_signal() => {
                     let _ = keep.send(false);
                     Ok(())
                 }
             }
         }
-        Some(leader) => {
+        (None, Some(leader)) => {
             let lease = format!("{}/{}", leader.namespace, leader.lease_name);
             let elector = LeaderElector::new(client, leader)
                 .map_err(|e| format!("leader election on Lease {lease}: {e}"))?;
@@ -203,7 +278,8 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
                     gauge.set_leader(*leading.borrow());
                 }
             });
-            match elector.run(shutdown_signal(), controller).await {
+            let lead = |stop| controller(stop, no_triggers());
+            match elector.run(shutdown_signal(), lead).await {
                 Ended::Lost => Err(format!(
                     "lost the leadership of Lease {lease}; exiting so that a new candidate starts"
                 )),

@@ -11,6 +11,8 @@
 //! | `vigil_reconcile_duration_seconds` | histogram of reconcile durations | |
 //! | `vigil_analysis_duration_seconds` | histogram of analysis durations (queries and judgement) | |
 //! | `vigil_leader` | gauge, 1 while this replica leads | |
+//! | `vigil_shards_held` | gauge, the shards this replica holds (`vigil run --shards`) | |
+//! | `vigil_shard_transitions_total` | counter of shard transitions (`acquired`, `released`, `lost`) | `transition` |
 //! | `vigil_notifications_total` | counter of notifications by receiving service and outcome (`sent`, `failed`, `dropped`, `deduplicated`) | `provider`, `outcome` |
 //!
 //! Label values that come from code (verdicts, error reasons) are folded into a small fixed
@@ -91,11 +93,20 @@ pub struct Metrics {
     score: Family<TemplateLabels, Gauge<f64, AtomicU64>>,
     /// Which templates each Release has a score series for, so they can be forgotten.
     templates: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>,
+    /// The Releases with series, so that those of a shard given up can be forgotten.
+    canaries: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     analysis_duration: Histogram,
     leader: Gauge,
+    shards_held: Gauge,
+    shard_transitions: Family<TransitionLabels, Counter>,
     notifications: Family<NotificationLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    transition: String,
 }
 
 impl Default for Metrics {
@@ -119,6 +130,8 @@ impl Metrics {
         // 10 ms to ~82 s: every template's queries and the judgement.
         let analysis_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         let leader = Gauge::default();
+        let shards_held = Gauge::default();
+        let shard_transitions = Family::<TransitionLabels, Counter>::default();
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
             "vigil_canary_phase",
@@ -166,6 +179,16 @@ impl Metrics {
             leader.clone(),
         );
         registry.register(
+            "vigil_shards_held",
+            "The shards whose Leases this replica holds (vigil run --shards), whose Releases it reconciles",
+            shards_held.clone(),
+        );
+        registry.register(
+            "vigil_shard_transitions",
+            "Shards this replica acquired, released (gave up to another replica, or on shutdown) or lost (could not renew)",
+            shard_transitions.clone(),
+        );
+        registry.register(
             "vigil_notifications",
             "Notifications by receiving service and outcome: sent, failed (after retries, or refused), dropped (queue full), deduplicated",
             notifications.clone(),
@@ -178,10 +201,13 @@ impl Metrics {
             analyses,
             score,
             templates: std::sync::Mutex::default(),
+            canaries: std::sync::Mutex::default(),
             reconcile_errors,
             reconcile_duration,
             analysis_duration,
             leader,
+            shards_held,
+            shard_transitions,
             notifications,
         }
     }
@@ -190,6 +216,9 @@ impl Metrics {
     /// step, and the canary's weight as the router was told (`weight`: the world's, which
     /// during a gradual abort is the step traffic is handed back through, not 0).
     pub fn set_canary(&self, namespace: &str, name: &str, state: &State, weight: u8) {
+        if let Ok(mut canaries) = self.canaries.lock() {
+            canaries.insert((namespace.to_string(), name.to_string()));
+        }
         for phase in Phase::ALL {
             self.phase
                 .get_or_create(&phase_labels(namespace, name, phase))
@@ -270,6 +299,18 @@ impl Metrics {
         self.analysis_duration.observe(took.as_secs_f64());
     }
 
+    /// Sets `vigil_shards_held` and counts one `vigil_shard_transitions_total`
+    /// (`transition`: `acquired`, `released` or `lost`).
+    pub fn shard_transition(&self, held: usize, transition: &str) {
+        self.shards_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+        self.shard_transitions
+            .get_or_create(&TransitionLabels {
+                transition: transition.to_string(),
+            })
+            .inc();
+    }
+
     /// Sets `vigil_leader`.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -293,6 +334,9 @@ impl Metrics {
 
     /// Removes every series of a deleted Release.
     pub fn forget_canary(&self, namespace: &str, name: &str) {
+        if let Ok(mut canaries) = self.canaries.lock() {
+            canaries.remove(&(namespace.to_string(), name.to_string()));
+        }
         for phase in Phase::ALL {
             self.phase.remove(&phase_labels(namespace, name, phase));
         }
@@ -318,6 +362,19 @@ impl Metrics {
                 name: name.into(),
                 template,
             });
+        }
+    }
+
+    /// Forgets the series of every Release (`namespace`, `name`) for which `which` holds,
+    /// e.g. those of a shard this replica gave up: their new holder reports them.
+    pub fn forget_canaries_where(&self, which: impl Fn(&str, &str) -> bool) {
+        let chosen: Vec<(String, String)> = self
+            .canaries
+            .lock()
+            .map(|c| c.iter().filter(|(ns, n)| which(ns, n)).cloned().collect())
+            .unwrap_or_default();
+        for (namespace, name) in chosen {
+            self.forget_canary(&namespace, &name);
         }
     }
 
@@ -505,6 +562,9 @@ mod tests {
         m.reconcile_done(Duration::from_millis(30), Some("api"));
         m.reconcile_done(Duration::from_millis(30), Some("a long free text error"));
         m.set_leader(true);
+        m.shard_transition(1, "acquired");
+        m.shard_transition(2, "acquired");
+        m.shard_transition(1, "lost");
         m.analysis_done(Duration::from_millis(150));
         let text = m.encode();
         assert!(
@@ -526,6 +586,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vigil_leader 1\n"), "{text}");
+        assert!(text.contains("vigil_shards_held 1\n"), "{text}");
+        assert!(
+            text.contains("vigil_shard_transitions_total{transition=\"acquired\"} 2")
+                && text.contains("vigil_shard_transitions_total{transition=\"lost\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -539,5 +605,11 @@ mod tests {
         let text = m.encode();
         assert!(!text.contains("name=\"web\""), "{text}");
         assert!(text.contains("name=\"api\""), "{text}");
+        // A shard given up: its Releases' series go, the others' stay.
+        m.set_canary("shop", "web", &State::default(), 0);
+        m.forget_canaries_where(|ns, name| ns == "shop" && name == "api");
+        let text = m.encode();
+        assert!(!text.contains("name=\"api\""), "{text}");
+        assert!(text.contains("name=\"web\""), "{text}");
     }
 }

@@ -34,3 +34,4 @@ mod prometheus_client;
 mod prometheus_judge;
 mod replay;
 mod report;
+mod shards;

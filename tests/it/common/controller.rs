@@ -187,6 +187,7 @@ impl Controller {
             observer: Arc::new(NoObserver),
             clock,
             http: reqwest::Client::new(),
+            ownership: vigil::cluster::shards::Ownership::everything(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(reconciler::run(
