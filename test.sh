@@ -69,3 +69,6 @@ cargo clippy --all-targets --locked -- -D warnings
 deploy/image/build >/dev/null
 # Unit and integration tests; benches are compiled by clippy above and run by `cargo bench`.
 cargo test --locked --lib --bins --tests
+# A short run of every fuzz target (docs/fuzzing.md): cargo fuzz (installed when missing) on
+# the stable toolchain, each target's committed corpus and 10 seconds more.
+fuzz/smoke 10

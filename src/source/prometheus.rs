@@ -341,8 +341,9 @@ struct ApiSeries {
     value: Option<(f64, String)>,
 }
 
-/// Parses a Prometheus API answer: success with data, or an error with its type.
-fn parse_response(status: u16, body: &[u8], url: &str) -> Result<QueryResult, SourceErrorKind> {
+/// Parses a Prometheus API answer (the HTTP status and body of a query to `url`): success
+/// with data, or an error with its type.
+pub fn parse_response(status: u16, body: &[u8], url: &str) -> Result<QueryResult, SourceErrorKind> {
     let parsed: ApiResponse = match serde_json::from_slice(body) {
         Ok(parsed) => parsed,
         Err(e) => {

@@ -207,7 +207,9 @@ impl FromStr for Fraction {
 impl fmt::Display for Fraction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let percent = self.0 * 100.0;
-        if (percent - percent.round()).abs() < 1e-9 {
+        // Whole percentages print without the float's noise (10%, not 10.000000000000002%);
+        // the test is relative, so that a tiny fraction does not print as 0%.
+        if (percent - percent.round()).abs() <= 1e-9 * percent.abs() {
             write!(f, "{}%", percent.round())
         } else {
             write!(f, "{percent}%")
@@ -291,6 +293,22 @@ mod tests {
         for input in ["", "5", "m", "5x", "-5m", "0s", "30s1m", "1m1m", "5 m"] {
             assert!(input.parse::<PromDuration>().is_err(), "{input:?} accepted");
         }
+    }
+
+    #[test]
+    fn tiny_fractions_print_as_themselves_not_as_zero() {
+        // Found by the `units` fuzz target: 11e-33 printed as "0%".
+        for text in ["11e-33", "1e-12", "0.1", "10%", "12.5%", "0"] {
+            let f: Fraction = text.parse().unwrap();
+            let again: Fraction = f.to_string().parse().unwrap();
+            assert!(
+                (again.0 - f.0).abs() <= 1e-9 * f.0,
+                "{text} -> {f} -> {}",
+                again.0
+            );
+        }
+        assert_eq!(Fraction(0.1).to_string(), "10%");
+        assert_eq!(Fraction(0.0).to_string(), "0%");
     }
 
     #[test]
