@@ -1188,14 +1188,8 @@ impl Machine<'_> {
             // Blue-green's mirror only feeds the preview's analysis, the next step.
             Step::Mirror { .. } if self.plan.strategy == Strategy::BlueGreen => true,
             Step::Weight { .. } | Step::Match { .. } | Step::Mirror { .. } => {
-                let least = planned
-                    .min_duration
-                    .max(if self.plan.background_analysis() {
-                        planned.interval
-                    } else {
-                        Duration::ZERO
-                    });
-                elapsed >= least && (analysed || !self.plan.background_analysis())
+                elapsed >= least_duration(&self.plan, planned)
+                    && (analysed || !self.plan.background_analysis())
             }
             Step::Pause { duration: Some(d) } => elapsed >= *d,
             Step::Pause { duration: None } => false,
@@ -1280,6 +1274,20 @@ pub fn decide(plan: &Plan, state: &State, obs: &Observation) -> Decision {
     }
 }
 
+/// The least time a step lasts before it may end: a traffic step lasts its `minDuration`,
+/// and at least one analysis interval when analyses run beside it; the other kinds wait at
+/// least an interval too (their own end comes from their analysis, pause or replicas).
+fn least_duration(plan: &Plan, planned: &super::PlannedStep) -> Duration {
+    match planned.step {
+        Step::Weight { .. } | Step::Match { .. } | Step::Mirror { .. }
+            if !plan.background_analysis() =>
+        {
+            planned.min_duration
+        }
+        _ => planned.min_duration.max(planned.interval),
+    }
+}
+
 fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
     let clamp = |d: Duration| d.clamp(Duration::from_secs(1), Duration::from_secs(60));
     match &s.stage {
@@ -1299,7 +1307,7 @@ fn requeue(plan: &Plan, s: &State, now: DateTime<Utc>) -> Duration {
                 // Past the last step, a step has not begun.
                 (None, StepState::Begun { .. }) => return Duration::from_secs(1),
             };
-            let mut next = after(started, planned.min_duration.max(planned.interval));
+            let mut next = after(started, least_duration(plan, planned));
             if let Step::Pause { duration: Some(d) } = planned.step {
                 next = after(started, d);
             }
@@ -2133,6 +2141,22 @@ mod tests {
             (after.canary.unwrap().replicas, after.stable_replicas),
             (0, None)
         );
+    }
+
+    #[test]
+    fn a_traffic_step_without_analyses_is_woken_at_its_min_duration() {
+        // No analysis beside the steps: a step lasts its minDuration, not the (unused)
+        // analysis interval, and the reconcile is requeued for that moment.
+        let mut p = plan();
+        p.analyses.remove(&AnalysisScope::Background);
+        p.steps[0].min_duration = Duration::from_secs(5);
+        let s = at_step(0, 10, 0);
+        assert_eq!(super::requeue(&p, &s, t(1)), Duration::from_secs(4));
+        assert_eq!(decide(&p, &s, &obs(4, "r2", 4)).state.current_step(), 0);
+        assert_eq!(decide(&p, &s, &obs(5, "r2", 4)).state.current_step(), 1);
+        // With analyses beside it, the step still waits for one interval's analysis.
+        let p = plan();
+        assert_eq!(super::requeue(&p, &s, t(1)), Duration::from_secs(59));
     }
 
     #[test]
