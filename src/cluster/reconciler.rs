@@ -82,6 +82,10 @@ pub trait Observer: Send + Sync {
     fn analysed(&self, canary: &Release, verdict: &str, scores: &[(String, f64)], took: Duration) {
         let _ = (canary, verdict, scores, took);
     }
+    /// A Release is being deleted: forget what is kept about it.
+    fn deleted(&self, canary: &Release) {
+        let _ = canary;
+    }
 }
 
 /// An observer that does nothing.
@@ -252,6 +256,7 @@ async fn autoscaler(
 async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<Action, Error> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
+    ctx.observer.deleted(canary);
     if canary.spec.dry_run {
         return Ok(Action::await_change());
     }

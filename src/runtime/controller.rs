@@ -74,6 +74,11 @@ impl Observer for MetricsObserver {
                 .observe_analysis(&ns, &name, verdict, template, Some(*score));
         }
     }
+
+    fn deleted(&self, canary: &Release) {
+        self.0
+            .forget_canary(&canary.namespace().unwrap_or_default(), &canary.name_any());
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -291,4 +296,30 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let _ = stop_server.send(());
     let _ = server.await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::crd::ReleaseSpec;
+    use crate::rollout::State;
+
+    #[test]
+    fn a_deleted_release_leaves_no_series_behind() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_canary("shop", "web", &State::default(), 10);
+        metrics.set_canary("shop", "api", &State::default(), 0);
+        let spec: ReleaseSpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "web"},
+            "service": {"name": "web"},
+            "routing": {"replicas": {}},
+        }))
+        .expect("spec");
+        let mut web = Release::new("web", spec);
+        web.metadata.namespace = Some("shop".into());
+        MetricsObserver(metrics.clone()).deleted(&web);
+        let text = metrics.encode();
+        assert!(!text.contains("name=\"web\""), "{text}");
+        assert!(text.contains("name=\"api\""), "{text}");
+    }
 }

@@ -84,4 +84,10 @@ impl Observer for FanOut {
             o.analysed(canary, verdict, scores, took);
         }
     }
+
+    fn deleted(&self, canary: &Release) {
+        for o in &self.0 {
+            o.deleted(canary);
+        }
+    }
 }
