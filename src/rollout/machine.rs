@@ -1188,7 +1188,7 @@ impl Machine<'_> {
             // Blue-green's mirror only feeds the preview's analysis, the next step.
             Step::Mirror { .. } if self.plan.strategy == Strategy::BlueGreen => true,
             Step::Weight { .. } | Step::Match { .. } | Step::Mirror { .. } => {
-                elapsed >= least_duration(&self.plan, planned)
+                elapsed >= least_duration(self.plan, planned)
                     && (analysed || !self.plan.background_analysis())
             }
             Step::Pause { duration: Some(d) } => elapsed >= *d,
