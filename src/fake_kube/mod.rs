@@ -1,4 +1,4 @@
-//! An in-process fake Kubernetes API server for tests. It speaks the real REST protocol over
+//! An in-process fake Kubernetes API server for tests and for `vigil bench controller`. It speaks the real REST protocol over
 //! HTTP on loopback, so the real `kube` client and `kube-runtime` (watcher, reflector,
 //! Controller, events Recorder) and `kubectl` run against it unchanged.
 //!
