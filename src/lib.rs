@@ -6,7 +6,7 @@
 //! | layer | modules | may import |
 //! |---|---|---|
 //! | core: pure, no I/O, no Kubernetes, no terminal | `stats`, `template`, `data`, `judge`, `rollout` | the core |
-//! | adapters: metric sources, analyses, notifications, reports, replays, benchmarks | `source`, `analysis`, `signature`, `notify`, `report`, `replay`, `bench` | the core, other adapters |
+//! | adapters: metric sources, analyses, notifications, reports, replays, benchmarks, the fake Kubernetes API server of tests and benchmarks | `source`, `analysis`, `signature`, `notify`, `report`, `replay`, `bench`, `fake_kube` | the core, other adapters |
 //! | Kubernetes API types and the pure logic over them | `api` | the above |
 //! | Kubernetes I/O: reconcile, world apply, routers, gates, leader election, operator commands | `cluster` | the above |
 //! | the runtime of `vigil run`: controller loop, HTTP server, metrics, notification wiring | `runtime` | the above |
@@ -19,6 +19,7 @@ pub mod api;
 pub mod bench;
 pub mod cluster;
 pub mod data;
+pub mod fake_kube;
 pub mod judge;
 pub mod notify;
 pub mod replay;
@@ -46,6 +47,7 @@ mod layers {
             "report",
             "replay",
             "bench",
+            "fake_kube",
         ],
         &["api"],
         &["cluster"],

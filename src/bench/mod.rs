@@ -12,6 +12,7 @@
 //! error and latency-bucket counts of both versions ([`Interval`]). Only the oracle is given
 //! the scenario's [`Truth`].
 
+pub mod fake_prometheus;
 pub mod flagger;
 pub mod kayenta;
 pub mod oracle;

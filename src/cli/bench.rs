@@ -1,15 +1,18 @@
-//! `vigil bench rollouts`: the closed-loop rollout benchmark ([`vigil::bench::rollouts`]).
+//! `vigil bench rollouts`: the closed-loop rollout benchmark ([`vigil::bench::rollouts`]);
+//! `vigil bench controller`: the controller under load ([`vigil::runtime::bench`]).
 
-use super::exit::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, usage};
+use super::exit::{EXIT_CANNOT_RUN, EXIT_PASS, Failure, cannot_run, tokio_main, usage};
 use super::progress::Progress;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use vigil::bench::rollouts;
+use vigil::runtime::bench as controller_bench;
 
 /// The examples of `vigil bench --help`.
 pub const EXAMPLES: &str = "Examples:\n  \
     vigil bench rollouts\n  \
-    vigil bench rollouts --rollouts 200 --scenario errors-x2 --scenario aa-20rps --json results.json";
+    vigil bench rollouts --rollouts 200 --scenario errors-x2 --scenario aa-20rps --json results.json\n  \
+    vigil bench controller --canaries 1000 --json controller.json";
 
 /// The benchmarks.
 #[derive(Subcommand)]
@@ -23,6 +26,44 @@ pub enum BenchCommand {
         vigil bench rollouts --weights 5,25,50,100 --interval 2 --deadline 90\n\n\
         Progress goes to standard error; the table to standard output.")]
     Rollouts(RolloutsArgs),
+    /// Run the controller in this process with many Releases in flight, against a fake
+    /// Kubernetes API server and a simulated Prometheus in a child process, on an accelerated
+    /// clock: its memory, CPU, API requests, analysis cost and reconcile latency, and whether
+    /// every rollout went through its plan.
+    #[command(after_help = "Examples:\n  \
+        vigil bench controller                                   # 1000 Releases, 70-minute rollouts\n  \
+        vigil bench controller --canaries 20 --minutes 8 --speed 60\n  \
+        vigil bench controller --canaries 1000 --speed 10 --json controller.json\n\n\
+        Progress goes to standard error; the table to standard output. Linux only (/proc).")]
+    Controller(ControllerArgs),
+    /// Serve the fake Kubernetes API server and the simulated Prometheus of `bench
+    /// controller` until standard input closes (its child process).
+    #[command(hide = true)]
+    Services,
+}
+
+/// Arguments of `vigil bench controller`.
+#[derive(Args)]
+pub struct ControllerArgs {
+    /// Releases in flight.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    canaries: u32,
+    /// Namespaces they are spread over (default: one per 10 Releases).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    namespaces: Option<u32>,
+    /// Planned length of each rollout in simulated minutes (8 steps, each held at least an
+    /// eighth of it, one minute at least).
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u32).range(8..=1440))]
+    minutes: u32,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 10.0)]
+    speed: f64,
+    /// Prometheus queries in flight per analysis, as `vigil run --concurrency`.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 /// Arguments of `vigil bench rollouts`.
@@ -67,7 +108,150 @@ pub struct RolloutsArgs {
 pub fn run(command: &BenchCommand) -> Result<u8, Failure> {
     match command {
         BenchCommand::Rollouts(args) => run_rollouts(args),
+        BenchCommand::Controller(args) => run_controller(args),
+        BenchCommand::Services => tokio_main(serve_services()),
     }
+}
+
+/// The child process of `bench controller`: prints `{"kube": URL, "prometheus": URL}` on one
+/// line once both listen, and serves until standard input closes.
+async fn serve_services() -> Result<u8, Failure> {
+    use vigil::bench::fake_prometheus::{self, SimulatedPrometheus};
+    use vigil::fake_kube::{FakeKube, Options};
+    use vigil::source::simulated::{SimulatedSource, VersionModel};
+    let fake = FakeKube::try_start_with(Options {
+        log_requests: false,
+        ..Options::default()
+    })
+    .await
+    .map_err(cannot_run)?;
+    let template = vigil::template::load::parse(controller_bench::TEMPLATE_YAML, "built-in")
+        .map_err(|e| cannot_run(format!("the built-in template does not load: {e:?}")))?;
+    let model = VersionModel::default();
+    let prometheus = SimulatedPrometheus {
+        source: SimulatedSource::new(&template, model, model, 1),
+        canary_matchers: controller_bench::CANARY_MATCHERS.into(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| cannot_run(format!("the simulated Prometheus cannot listen: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| cannot_run(format!("the simulated Prometheus cannot listen: {e}")))?;
+    let app = fake_prometheus::router(std::sync::Arc::new(prometheus));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!(
+        "{}",
+        serde_json::json!({"kube": fake.url(), "prometheus": format!("http://{address}")})
+    );
+    // Standard input closes when `bench controller` ends, however it ends.
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest)
+    })
+    .await;
+    Ok(EXIT_PASS)
+}
+
+/// Kills the services' process when `bench controller` ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_controller(args: &ControllerArgs) -> Result<u8, Failure> {
+    use std::io::BufRead;
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        return Err(usage(
+            "--speed: give a positive number of simulated seconds per real second, e.g. 10",
+        ));
+    }
+    let canaries = args.canaries as usize;
+    let config = controller_bench::Config {
+        canaries,
+        namespaces: args
+            .namespaces
+            .map_or(canaries.div_ceil(10), |n| n as usize)
+            .min(canaries),
+        minutes: args.minutes,
+        speed: args.speed,
+        concurrency: usize::from(args.concurrency),
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| cannot_run(format!("cannot find vigil's own binary: {e}")))?;
+    let mut child = Child(
+        std::process::Command::new(exe)
+            .args(["bench", "services"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| cannot_run(format!("cannot start the benchmark's services: {e}")))?,
+    );
+    let mut line = String::new();
+    if let Some(out) = child.0.stdout.take() {
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| cannot_run(format!("the benchmark's services did not start: {e}")))?;
+    }
+    let urls: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+        cannot_run(format!(
+            "the benchmark's services did not start ({e}); they said {line:?}"
+        ))
+    })?;
+    let services = controller_bench::Services {
+        kube: urls["kube"].as_str().unwrap_or_default().to_string(),
+        prometheus: urls["prometheus"].as_str().unwrap_or_default().to_string(),
+        pid: child.0.id(),
+    };
+    let progress = Progress::new(canaries as u64, "Releases");
+    let shown = std::sync::Mutex::new(String::new());
+    let report = |phase: &str, done: usize, _of: usize| {
+        let mut shown = shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *shown != phase {
+            *shown = phase.to_string();
+            progress.set_message(phase);
+        }
+        progress.set_position(done as u64);
+    };
+    let results = tokio_main(async {
+        let results = controller_bench::run(&config, &services, &report)
+            .await
+            .map_err(cannot_run)?;
+        progress.finish_and_clear();
+        println!("{}", controller_bench::table(&results));
+        write_json(args.json.as_deref(), &results)?;
+        Ok(EXIT_PASS)
+    });
+    progress.stop();
+    drop(child);
+    results
+}
+
+/// Writes `value` as JSON to `path`, if one is given.
+fn write_json(
+    path: Option<&std::path::Path>,
+    value: &impl serde::Serialize,
+) -> Result<(), Failure> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure {
+        code: EXIT_CANNOT_RUN,
+        message: format!("cannot encode the results as JSON: {e}"),
+    })?;
+    std::fs::write(path, text + "\n").map_err(|e| Failure {
+        code: EXIT_CANNOT_RUN,
+        message: format!(
+            "cannot write {}: {e}: give --json a path in a writable directory",
+            path.display()
+        ),
+    })
 }
 
 fn run_rollouts(args: &RolloutsArgs) -> Result<u8, Failure> {
@@ -136,18 +320,6 @@ fn run_rollouts(args: &RolloutsArgs) -> Result<u8, Failure> {
         100.0 * config.tolerances.latency,
         started.elapsed().as_secs_f64()
     );
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&results).map_err(|e| Failure {
-            code: EXIT_CANNOT_RUN,
-            message: format!("cannot encode the results as JSON: {e}"),
-        })?;
-        std::fs::write(path, text + "\n").map_err(|e| Failure {
-            code: EXIT_CANNOT_RUN,
-            message: format!(
-                "cannot write {}: {e}: give --json a path in a writable directory",
-                path.display()
-            ),
-        })?;
-    }
+    write_json(args.json.as_deref(), &results)?;
     Ok(EXIT_PASS)
 }

@@ -1,7 +1,9 @@
 //! `vigil run` wired together: the controller loop over the cluster layer, the HTTP server
 //! (`/metrics`, probes and the `/v1` API), the controller's metrics, and the bridge that turns
-//! each reconcile's rollout events into notifications.
+//! each reconcile's rollout events into notifications; and (`bench`) that controller measured
+//! under load, for `vigil bench controller`.
 
+pub mod bench;
 pub mod controller;
 pub mod metrics;
 pub mod notifications;

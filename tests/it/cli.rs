@@ -58,6 +58,7 @@ fn every_command_listed_has_help_with_examples() {
         "crd",
         "bench",
         "bench rollouts",
+        "bench controller",
         "promote",
         "abort",
         "pause",

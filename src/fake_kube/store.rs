@@ -3,7 +3,7 @@
 //! write semantics of the API server (create, replace, patch, delete, status subresource,
 //! optimistic concurrency, finalizers).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,6 +172,9 @@ pub struct Options {
     pub deployment_controller: bool,
     /// How long after a ReplicaSet is scaled up its new replicas count as ready.
     pub ready_delay: Duration,
+    /// Keep every request for [`super::FakeKube::requests`] (default); without, only the
+    /// counts by verb are kept, so that a long benchmark does not grow a log.
+    pub log_requests: bool,
 }
 
 impl Default for Options {
@@ -181,6 +184,7 @@ impl Default for Options {
             status_resources: Vec::new(),
             deployment_controller: true,
             ready_delay: Duration::ZERO,
+            log_requests: true,
         }
     }
 }
@@ -349,6 +353,9 @@ pub struct Store {
     pub readiness: HashMap<(String, String), (i64, tokio::time::Instant)>,
     /// Whether some ReplicaSet replicas still wait for the readiness delay.
     pub pending_ready: bool,
+    /// The namespaces where replicas wait to be ready (writes there found some), for the
+    /// ticker to look at alone.
+    pub pending_namespaces: BTreeSet<String>,
 }
 
 impl Store {
@@ -376,6 +383,7 @@ impl Store {
             crd_status: HashSet::new(),
             readiness: HashMap::new(),
             pending_ready: false,
+            pending_namespaces: BTreeSet::new(),
         }
     }
 
@@ -456,7 +464,7 @@ impl Store {
     /// `POST`: creates an object in namespace `ns` ("" for cluster-scoped).
     pub fn create(&mut self, res: &Res, ns: &str, body: Value) -> Result<Value, ApiError> {
         let created = self.create_inner(res, ns, body)?;
-        self.after_write(res);
+        self.after_write(res, Some(ns));
         Ok(created)
     }
 
@@ -485,7 +493,7 @@ impl Store {
         let new = self.prepare_update(res, &stored, body, status);
         validate(res, &new)?;
         let out = self.commit_update(res, &stored, new);
-        self.after_write(res);
+        self.after_write(res, Some(ns));
         Ok(out)
     }
 
@@ -516,7 +524,7 @@ impl Store {
                 return Err(ApiError::bad_request("a patch cannot change metadata.name"));
             }
             let created = self.create_inner(res, ns, base)?;
-            self.after_write(res);
+            self.after_write(res, Some(ns));
             return Ok(created);
         };
         let mut doc = stored.clone();
@@ -548,7 +556,7 @@ impl Store {
         let new = self.prepare_update(res, &stored, doc, status);
         validate(res, &new)?;
         let out = self.commit_update(res, &stored, new);
-        self.after_write(res);
+        self.after_write(res, Some(ns));
         Ok(out)
     }
 
@@ -585,7 +593,7 @@ impl Store {
         } else {
             self.remove(res, ns, name)
         };
-        self.after_write(res);
+        self.after_write(res, Some(ns));
         Ok(out)
     }
 
@@ -597,7 +605,7 @@ impl Store {
             object["metadata"]["namespace"] = "default".into();
         }
         let out = self.put_inner(res, object);
-        self.after_write(res);
+        self.after_write(res, None);
         out
     }
 
@@ -629,6 +637,28 @@ impl Store {
             .filter(|e| &e.res == res && e.namespace == ns && e.object["metadata"]["name"] == name)
             .map(|e| (e.kind != EventType::Deleted).then(|| e.object.clone()))
             .collect()
+    }
+
+    /// [`Store::history_of`] for every object of a type at once, each state projected on
+    /// `fields` (paths of keys; a missing one is null): by namespace and name.
+    pub fn projected_history(
+        &self,
+        res: &Res,
+        fields: &[Vec<String>],
+    ) -> BTreeMap<(String, String), Vec<Option<Vec<Value>>>> {
+        let mut out: BTreeMap<(String, String), Vec<Option<Vec<Value>>>> = BTreeMap::new();
+        for event in self.history.iter().filter(|e| &e.res == res) {
+            let name = event.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let state = (event.kind != EventType::Deleted)
+                .then(|| super::server::project(&event.object, fields));
+            out.entry((event.namespace.clone(), name))
+                .or_default()
+                .push(state);
+        }
+        out
     }
 
     /// Forgets the event history, so that watches from an older resourceVersion get 410 Gone.
@@ -853,11 +883,24 @@ impl Store {
         self.watchers.retain(|tx| tx.send(event.clone()).is_ok());
     }
 
-    fn after_write(&mut self, res: &Res) {
+    /// Runs the Deployment controller after a write of a Deployment or ReplicaSet in `ns`
+    /// (`None`: anywhere), over that namespace only: a fake with thousands of Deployments
+    /// (`vigil bench controller`) then stays fast. Replicas still waiting to be ready
+    /// elsewhere stay pending for the ticker.
+    fn after_write(&mut self, res: &Res, ns: Option<&str>) {
         if self.options.deployment_controller
             && (*res == Res::deployments() || *res == Res::replicasets())
         {
-            self.pending_ready = super::deployments::reconcile_all(self);
+            let pending = super::deployments::reconcile_in(self, ns);
+            match ns {
+                Some(ns) if pending => {
+                    self.pending_namespaces.insert(ns.to_string());
+                }
+                Some(ns) => {
+                    self.pending_namespaces.remove(ns);
+                }
+                None => self.pending_ready = pending,
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! An in-process fake Kubernetes API server for tests. It speaks the real REST protocol over
+//! An in-process fake Kubernetes API server for tests and for `vigil bench controller`. It speaks the real REST protocol over
 //! HTTP on loopback, so the real `kube` client and `kube-runtime` (watcher, reflector,
 //! Controller, events Recorder) and `kubectl` run against it unchanged.
 //!
@@ -18,8 +18,8 @@
 //!
 //! // Faults: the next 2 PUT or PATCH requests on canaries/status fail with 409 Conflict.
 //! fake.fail_next("PUT|PATCH", "releases", Some("status"), 409, 2);
-//! // Request log: (method, path, query) of every HTTP request.
-//! fake.requests(); fake.writes(); fake.clear_requests();
+//! // Request log: (method, path, query) of every HTTP request; counts by client and verb.
+//! fake.requests(); fake.writes(); fake.clear_requests(); fake.counts();
 //! fake.wait_until("what", |fake| condition).await;  // poll (10 ms) up to 5 s, else panic
 //! ```
 //! [`Res`] names a resource type: `Res::of::<Deployment>()`, `Res::new("apps", "v1",
@@ -65,6 +65,7 @@ mod select;
 mod server;
 mod store;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -77,10 +78,10 @@ use tokio::task::JoinHandle;
 
 // Re-exports for the tests.
 pub use deployments::template_hash;
-pub use server::{Fault, RequestRecord};
+pub use server::{CLIENT_HEADER, CONTROL_PREFIX, Fault, RequestRecord, verb};
 pub use store::{Options, Res};
 
-use server::Shared;
+use server::{Shared, lock};
 use store::Store;
 
 /// A running fake API server; dropping it stops the server.
@@ -103,20 +104,42 @@ impl FakeKube {
         Self::start_with(Options::default()).await
     }
 
+    /// Starts a fake with these [`Options`] on a free loopback port; panics if it cannot
+    /// listen (see [`FakeKube::try_start_with`]).
     pub async fn start_with(options: Options) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
+        Self::try_start_with(options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`FakeKube::start_with`], or an error that says why it cannot listen.
+    pub async fn try_start_with(options: Options) -> Result<Self, String> {
+        let cannot = |e: std::io::Error| {
+            format!(
+                "the fake Kubernetes API server cannot listen on a loopback port: {e}; \
+                 check that 127.0.0.1 is configured"
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(cannot)?;
+        let addr: SocketAddr = listener.local_addr().map_err(cannot)?;
+        let log_requests = options.log_requests;
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(options)),
             faults: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
+            log_requests,
+            counts: Mutex::new(BTreeMap::new()),
             addr,
         });
         let app = axum::Router::new()
             .fallback(server::handle)
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("the fake Kubernetes API server stopped: {e}");
+            }
         });
         // Lets replicas become ready after the readiness delay without another write.
         let ticker_state = shared.clone();
@@ -124,16 +147,24 @@ impl FakeKube {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             loop {
                 tick.tick().await;
-                let mut store = ticker_state.store.lock().unwrap();
-                if store.options.deployment_controller && store.pending_ready {
+                let mut store = lock(&ticker_state.store);
+                if !store.options.deployment_controller {
+                    continue;
+                }
+                if store.pending_ready {
                     store.pending_ready = deployments::reconcile_all(&mut store);
+                }
+                for ns in std::mem::take(&mut store.pending_namespaces) {
+                    if deployments::reconcile_in(&mut store, Some(&ns)) {
+                        store.pending_namespaces.insert(ns);
+                    }
                 }
             }
         });
-        Self {
+        Ok(Self {
             shared,
             tasks: vec![server, ticker],
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -160,7 +191,7 @@ impl FakeKube {
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.shared.store.lock().unwrap()
+        lock(&self.shared.store)
     }
 
     /// An object as stored ("" as namespace for cluster-scoped objects).
@@ -230,7 +261,7 @@ impl FakeKube {
         code: u16,
         count: usize,
     ) {
-        self.shared.faults.lock().unwrap().push(Fault {
+        lock(&self.shared.faults).push(Fault {
             methods: methods
                 .split('|')
                 .map(|m| m.trim().to_uppercase())
@@ -244,7 +275,13 @@ impl FakeKube {
 
     /// Every HTTP request received so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.requests.lock().unwrap().clone()
+        lock(&self.shared.requests).clone()
+    }
+
+    /// The requests received so far by client (the [`CLIENT_HEADER`]'s value, "" without
+    /// it) and [`verb`], also when [`Options::log_requests`] is off.
+    pub fn counts(&self) -> BTreeMap<(String, &'static str), u64> {
+        lock(&self.shared.counts).clone()
     }
 
     /// The POST, PUT, PATCH and DELETE requests received so far.
@@ -256,7 +293,7 @@ impl FakeKube {
     }
 
     pub fn clear_requests(&self) {
-        self.shared.requests.lock().unwrap().clear();
+        lock(&self.shared.requests).clear();
     }
 
     /// Polls `condition` every 10 ms; panics naming `what` if it is not true within 5 s.

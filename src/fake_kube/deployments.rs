@@ -21,8 +21,13 @@ const HASH_LABEL: &str = "pod-template-hash";
 /// Brings every Deployment's ReplicaSets and status up to date, and removes ReplicaSets whose
 /// owning Deployment is gone. Returns whether some replicas are still waiting to be ready.
 pub fn reconcile_all(store: &mut Store) -> bool {
+    reconcile_in(store, None)
+}
+
+/// [`reconcile_all`] over the Deployments and ReplicaSets of one namespace (`None`: all).
+pub fn reconcile_in(store: &mut Store, ns: Option<&str>) -> bool {
     let deployments: Vec<Value> = store
-        .list(&Res::deployments(), None)
+        .list(&Res::deployments(), ns)
         .into_iter()
         .cloned()
         .collect();
@@ -30,12 +35,12 @@ pub fn reconcile_all(store: &mut Store) -> bool {
     for deployment in &deployments {
         pending |= reconcile(store, deployment);
     }
-    let live: Vec<&str> = deployments
+    let live: std::collections::HashSet<&str> = deployments
         .iter()
         .filter_map(|d| d["metadata"]["uid"].as_str())
         .collect();
     let orphans: Vec<(String, String)> = store
-        .list(&Res::replicasets(), None)
+        .list(&Res::replicasets(), ns)
         .into_iter()
         .filter(|rs| controller_uid(rs).is_some_and(|uid| !live.contains(&uid)))
         .map(|rs| (namespace(rs), name(rs)))

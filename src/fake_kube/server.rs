@@ -1,10 +1,10 @@
 //! The HTTP side of the fake API server: URL routing, the REST verbs, watch streams, fault
 //! injection, the request log and a minimal discovery for `kubectl`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -58,7 +58,42 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub faults: Mutex<Vec<Fault>>,
     pub requests: Mutex<Vec<RequestRecord>>,
+    /// Whether `requests` keeps every request (see [`super::Options::log_requests`]).
+    pub log_requests: bool,
+    /// Requests by client (the [`CLIENT_HEADER`], "" without it) and [`verb`].
+    pub counts: Mutex<BTreeMap<(String, &'static str), u64>>,
     pub addr: SocketAddr,
+}
+
+/// The request header that names a client in the request counts: a benchmark's own requests
+/// (setting up, starting releases) are then told from the controller's.
+pub const CLIENT_HEADER: &str = "x-fake-kube-client";
+
+/// The Kubernetes verb of a request, as API server audit logs and metrics name them: `get`,
+/// `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`; `discovery`
+/// for the discovery URLs, `other` for the rest.
+pub fn verb(method: &Method, path: &str, query: &str) -> &'static str {
+    let Route::Object(target) = route(path) else {
+        return if *method == Method::GET {
+            "discovery"
+        } else {
+            "other"
+        };
+    };
+    let watching = query
+        .split('&')
+        .any(|pair| matches!(pair, "watch=true" | "watch=1"));
+    match (method.as_str(), target.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if watching => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "other",
+    }
 }
 
 /// Where a URL path points.
@@ -141,11 +176,23 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.requests.lock().unwrap().push(RequestRecord {
-        method: method.to_string(),
-        path: uri.path().into(),
-        query: uri.query().unwrap_or_default().into(),
-    });
+    if let Some(control) = uri.path().strip_prefix(CONTROL_PREFIX) {
+        return control_response(&shared, &method, control, &uri);
+    }
+    let client = headers
+        .get(CLIENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let verb = verb(&method, uri.path(), uri.query().unwrap_or_default());
+    *lock(&shared.counts).entry((client, verb)).or_default() += 1;
+    if shared.log_requests {
+        lock(&shared.requests).push(RequestRecord {
+            method: method.to_string(),
+            path: uri.path().into(),
+            query: uri.query().unwrap_or_default().into(),
+        });
+    }
     let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
         Ok(Query(q)) => q,
         Err(e) => return error_response(&ApiError::bad_request(e.to_string())),
@@ -179,7 +226,7 @@ enum Reply {
 
 /// Consumes one use of the first fault matching the request, returning its status code.
 fn take_fault(shared: &Shared, method: &Method, target: &Target) -> Option<u16> {
-    let mut faults = shared.faults.lock().unwrap();
+    let mut faults = lock(&shared.faults);
     let fault = faults.iter_mut().find(|f| {
         f.remaining > 0
             && f.plural == target.res.plural
@@ -210,7 +257,7 @@ fn resource(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let res = &target.res;
-    let mut store = shared.store.lock().unwrap();
+    let mut store = lock(&shared.store);
     let status = match target.sub.as_deref() {
         None => false,
         Some("status") if store.has_status(res) => true,
@@ -277,7 +324,8 @@ fn resource(
                 .map(|o| {
                     let meta = &o["metadata"];
                     let ns = meta["namespace"].as_str().unwrap_or_default();
-                    (ns.to_string(), meta["name"].as_str().unwrap().to_string())
+                    let name = meta["name"].as_str().unwrap_or_default();
+                    (ns.to_string(), name.to_string())
                 })
                 .collect();
             let mut items = Vec::new();
@@ -476,7 +524,7 @@ fn short_names(plural: &str) -> &'static [&'static str] {
 
 /// Discovery documents, from the resource types the store knows.
 fn discovery(shared: &Shared, route: Route) -> Value {
-    let store = shared.store.lock().unwrap();
+    let store = lock(&shared.store);
     let kinds = store.kinds();
     let mut group_versions: Vec<(String, String)> = kinds
         .iter()
@@ -559,4 +607,114 @@ fn discovery(shared: &Shared, route: Route) -> Value {
         }
         Route::Object(_) | Route::Unknown => json!({}),
     }
+}
+
+/// A lock that a panicked holder does not poison: the fake's state stays usable.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The URLs of the fake's own control API (not Kubernetes'): neither counted nor logged.
+pub const CONTROL_PREFIX: &str = "/_fake/";
+
+/// The control API, for a process that runs the fake in another process:
+/// - `GET /_fake/counts`: the requests by client and verb, `{"CLIENT": {"VERB": N}}`;
+/// - `GET /_fake/objects/{group}/{version}/{plural}?fields=a.b,c`: the objects of a type now,
+///   `[{"namespace", "name", "fields": [a.b, c]}]`;
+/// - `GET /_fake/history/{group}/{version}/{plural}?fields=a.b,c`: every state each object of
+///   the type went through, oldest first, as `[{"namespace", "name", "states": [[a.b, c] or
+///   null after a delete]}]` (group `core` for the core group), projected on the fields so
+///   that a long history stays small.
+fn control_response(shared: &Shared, method: &Method, path: &str, uri: &Uri) -> Response {
+    if *method != Method::GET {
+        return error_response(&ApiError::new(405, "the control API answers GET only"));
+    }
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["counts"] => {
+            let mut out = serde_json::Map::new();
+            for ((client, verb), n) in lock(&shared.counts).iter() {
+                let entry = out.entry(client.clone()).or_insert_with(|| json!({}));
+                entry[*verb] = (*n).into();
+            }
+            json_response(200, &Value::Object(out))
+        }
+        ["history", group, version, plural] => {
+            let (res, fields) = match type_and_fields(group, version, plural, uri) {
+                Ok(found) => found,
+                Err(e) => return error_response(&e),
+            };
+            let history = lock(&shared.store).projected_history(&res, &fields);
+            let out: Vec<Value> = history
+                .into_iter()
+                .map(|((namespace, name), states)| {
+                    json!({"namespace": namespace, "name": name, "states": states})
+                })
+                .collect();
+            json_response(200, &Value::Array(out))
+        }
+        ["objects", group, version, plural] => {
+            let (res, fields) = match type_and_fields(group, version, plural, uri) {
+                Ok(found) => found,
+                Err(e) => return error_response(&e),
+            };
+            let store = lock(&shared.store);
+            let out: Vec<Value> = store
+                .list(&res, None)
+                .into_iter()
+                .map(|object| {
+                    let meta = &object["metadata"];
+                    json!({
+                        "namespace": meta["namespace"],
+                        "name": meta["name"],
+                        "fields": project(object, &fields),
+                    })
+                })
+                .collect();
+            json_response(200, &Value::Array(out))
+        }
+        _ => error_response(&ApiError::new(
+            404,
+            "the control API has /_fake/counts, /_fake/objects/{group}/{version}/{plural} and \
+             /_fake/history/{group}/{version}/{plural}",
+        )),
+    }
+}
+
+/// The resource type of a control URL (group `core`: the core group) and its `fields`
+/// parameter: dotted paths, comma-separated.
+fn type_and_fields(
+    group: &str,
+    version: &str,
+    plural: &str,
+    uri: &Uri,
+) -> Result<(Res, Vec<Vec<String>>), ApiError> {
+    let group = if group == "core" { "" } else { group };
+    Ok((Res::new(group, version, plural), fields_of(uri)?))
+}
+
+/// The `fields` parameter of a control URL.
+fn fields_of(uri: &Uri) -> Result<Vec<Vec<String>>, ApiError> {
+    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(query
+        .get("fields")
+        .map(|f| {
+            f.split(',')
+                .map(|p| p.split('.').map(str::to_string).collect())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The values at `fields` (null where missing).
+pub fn project(object: &Value, fields: &[Vec<String>]) -> Vec<Value> {
+    fields
+        .iter()
+        .map(|path| {
+            path.iter()
+                .fold(object, |value, key| &value[key.as_str()])
+                .clone()
+        })
+        .collect()
 }
