@@ -759,6 +759,8 @@ pub async fn run(
         observer: Arc::new(MeterObserver(meter.clone())),
         clock,
         http: reqwest::Client::new(),
+        // One replica reconciles every Release.
+        ownership: crate::cluster::shards::Ownership::everything(),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(reconciler::run(
