@@ -8,7 +8,8 @@ fn commands() -> Vec<(Vec<String>, clap::Command)> {
     fn walk(path: &[String], command: &clap::Command, out: &mut Vec<(Vec<String>, clap::Command)>) {
         out.push((path.to_vec(), command.clone()));
         for sub in command.get_subcommands() {
-            if sub.get_name() == "help" {
+            // Hidden commands are the program's own (the benchmark's services), not users'.
+            if sub.get_name() == "help" || sub.is_hide_set() {
                 continue;
             }
             let mut path = path.to_vec();
