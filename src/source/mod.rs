@@ -1,6 +1,7 @@
 //! Where metric data comes from: the [`MetricSource`] trait, the Prometheus implementation
 //! and a simulated one for demos and benchmarks.
 
+pub mod incremental;
 pub mod prometheus;
 pub mod simulated;
 
