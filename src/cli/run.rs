@@ -56,6 +56,12 @@ pub struct RunArgs {
     /// How often Leases are renewed and free ones tried.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     retry_period: String,
+    /// How old a point must be before an analysis takes it as final and later analyses
+    /// stop fetching it: each analysis fetches only the points after the last final one,
+    /// so what it reads does not grow with the rollout's age. Cover the delay with which
+    /// samples reach the source (scrape and rule intervals; remote-write pipelines more).
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    query_lag: String,
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -177,6 +183,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         leader,
         shards,
         concurrency: args.connection.concurrency,
+        query_lag: parse_duration(&args.query_lag, "--query-lag")?.to_std(),
         notify_config: args.notify_config.clone(),
         api: args.api.options()?,
     };

@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod clock;
+pub mod evidence;
 pub mod gates;
 pub mod leader;
 pub mod ops;

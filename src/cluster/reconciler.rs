@@ -18,6 +18,7 @@ use crate::api::status::StateV1alpha1;
 use crate::rollout::machine::{analysis_due, decide, gates_due};
 use crate::rollout::{Decision, Observation, Plan, State, StepAt};
 use crate::source::MetricSource;
+use crate::source::incremental::Incremental;
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -51,6 +52,9 @@ pub struct Context<S> {
     /// Which Releases this replica reconciles: all of them, or those of the shards it holds
     /// (see [`super::shards`]).
     pub ownership: Ownership,
+    /// The points each Release's analyses have fetched, so that the next fetches only what
+    /// is new (see [`super::evidence`]).
+    pub evidence: super::evidence::Evidence,
 }
 
 impl<S> Context<S> {
@@ -257,6 +261,7 @@ async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     ctx.observer.deleted(canary);
+    ctx.evidence.forget(canary);
     if canary.spec.dry_run {
         return Ok(Action::await_change());
     }
@@ -518,8 +523,15 @@ async fn reconcile_inner<S: MetricSource>(
                 };
                 // Wall time (not the controller's clock): what the analysis costs.
                 let started = std::time::Instant::now();
-                let (outcome, reports) = analysis::run(&ctx.client, &ctx.source, &input).await;
+                // Only the points earlier analyses have not committed are fetched.
+                let cache = ctx.evidence.cache(&ctx.client, canary).await;
+                let source = Incremental::new(&ctx.source, &cache, ctx.evidence.lag);
+                let (outcome, reports) = analysis::run(&ctx.client, &source, &input).await;
+                source.finish();
                 let took = started.elapsed();
+                if ctx.may_write(canary) {
+                    ctx.evidence.store(&ctx.client, canary).await;
+                }
                 let scores: Vec<(String, f64)> = reports
                     .iter()
                     .map(|j| (j.report.template.clone(), j.report.score))
@@ -605,6 +617,9 @@ async fn reconcile_inner<S: MetricSource>(
         return Ok(Action::await_change());
     }
     write_status(&api, canary, status).await?;
+    ctx.evidence
+        .settle(&ctx.client, canary, decision.state.phase())
+        .await;
 
     ctx.observer.reconciled(canary, &decision);
     if decision.events.iter().any(|e| {

@@ -137,9 +137,22 @@ pub async fn publish(
         data.insert(HTML_KEY.to_string(), html);
         keys.insert(0, HTML_KEY);
     }
+    apply_owned_config_map(client, canary, &config_map_name(&name), data).await?;
+    Ok(reference(&namespace, &name, &keys))
+}
+
+/// Writes ConfigMap `name` in `canary`'s namespace with `data` (server-side apply as
+/// vigil), owned by the Release so that it goes with it.
+pub async fn apply_owned_config_map(
+    client: &kube::Client,
+    canary: &Release,
+    name: &str,
+    data: BTreeMap<String, String>,
+) -> Result<(), kube::Error> {
+    let namespace = canary.namespace().unwrap_or_default();
     let config_map = ConfigMap {
         metadata: kube::api::ObjectMeta {
-            name: Some(config_map_name(&name)),
+            name: Some(name.to_string()),
             namespace: Some(namespace.clone()),
             labels: Some(BTreeMap::from([(
                 "app.kubernetes.io/managed-by".to_string(),
@@ -153,12 +166,12 @@ pub async fn publish(
     };
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     api.patch(
-        &config_map_name(&name),
+        name,
         &PatchParams::apply("vigil").force(),
         &Patch::Apply(&config_map),
     )
     .await?;
-    Ok(reference(&namespace, &name, &keys))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -761,6 +761,7 @@ pub async fn run(
         http: reqwest::Client::new(),
         // One replica reconciles every Release.
         ownership: crate::cluster::shards::Ownership::everything(),
+        evidence: crate::cluster::evidence::Evidence::default(),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(reconciler::run(

@@ -6,6 +6,7 @@
 use super::metrics::Metrics;
 use crate::api::crd::Release;
 use crate::cluster::clock::Clock;
+use crate::cluster::evidence::Evidence;
 use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
 use crate::cluster::reconciler::{self, Context, Observer};
 use crate::cluster::shards::{Ownership, ShardConfig, ShardManager, Transition, shard_of};
@@ -37,6 +38,9 @@ pub struct RunConfig {
     pub shards: Option<ShardConfig>,
     /// Prometheus queries in flight per analysis.
     pub concurrency: usize,
+    /// How old a point must be to be final: analyses fetch only what follows the last
+    /// final point (see [`crate::source::incremental`]).
+    pub query_lag: Duration,
     /// The cluster-wide notification receivers (`--notify-config`); per-Release receivers
     /// are sent to either way.
     pub notify_config: Option<std::path::PathBuf>,
@@ -210,6 +214,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         clock: Clock::wall(),
         http: reqwest::Client::new(),
         ownership,
+        evidence: Evidence::new(config.query_lag),
     });
     let ready = state.clone();
     // Runs the reconciler until `stop` turns false; `triggers` ask for every Release to be

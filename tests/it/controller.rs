@@ -855,3 +855,83 @@ async fn a_gradual_abort_steps_the_canary_ingress_down_before_removing_it() {
     .await;
     controller.stop().await;
 }
+
+/// The points a range query asked for: one per step from `start` to `end`.
+fn points_asked(params: &Value) -> i64 {
+    let seconds = |key: &str| {
+        chrono::DateTime::parse_from_rfc3339(params[key].as_str().unwrap_or_default())
+            .map(|t| t.timestamp())
+            .unwrap_or_else(|e| panic!("{key} of {params}: {e}"))
+    };
+    let step = params["step"].as_f64().unwrap() as i64;
+    (seconds("end") - seconds("start")) / step + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyses_fetch_only_new_points_and_a_restart_resumes_from_the_stored_ones() {
+    // One long step (15 analyses over a growing window), the controller restarted midway.
+    let spec = json!({
+        "stepWeights": [],
+        "steps": [{"weight": 10, "minDuration": "15m"}, {"weight": 100}]
+    });
+    let prom = PromServer::start(&openmetrics(&versions(0.02, 0.1)));
+    let fake = FakeKube::start().await;
+    setup(&fake, spec);
+    let clock = clock();
+    let first = start_adopting(&fake, &prom.url, clock).await;
+    release(&fake, "web:2").await;
+    let configmaps = Res::core("configmaps");
+    let analysed = |n: u64| move |s: &Value| s["looks"].as_u64().is_some_and(|l| l >= n);
+    wait_for(
+        &fake,
+        "seven analyses",
+        Duration::from_secs(30),
+        analysed(7),
+    )
+    .await;
+    first.stop().await;
+    // The committed points are stored beside the Release, for the next controller.
+    let stored = fake
+        .get(&configmaps, NS, "web-vigil-evidence")
+        .expect("the evidence ConfigMap");
+    let uid = fake.get(&releases(), NS, "web").unwrap()["metadata"]["uid"].clone();
+    assert_eq!(stored["data"]["release-uid"], uid);
+    assert_eq!(
+        stored["metadata"]["ownerReferences"][0]["uid"], uid,
+        "owned by the Release"
+    );
+    let before_restart = prom.range_queries().len();
+    let second = Controller::start(&fake, &prom.url, clock);
+    wait_succeeded(&fake).await;
+    second.stop().await;
+    assert_eq!(canary_weights(&fake), [0, 10, 100, 0]);
+    // Gone with the rollout.
+    assert!(fake.get(&configmaps, NS, "web-vigil-evidence").is_none());
+
+    // Each query of the canary's requests: the first analysis reads the window so far,
+    // every later one (after the restart too) the last two minutes (the lag) and what is
+    // new, however old the step is.
+    let queries = prom.range_queries();
+    let canary_totals: Vec<(usize, i64)> = queries
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| {
+            q["query"]
+                .as_str()
+                .is_some_and(|t| t.contains("version=\"v2\"") && !t.contains("code"))
+                && !q["query"].as_str().unwrap_or_default().contains("bucket")
+        })
+        .map(|(i, q)| (i, points_asked(q)))
+        .collect();
+    assert!(canary_totals.len() >= 12, "{canary_totals:?}");
+    let later: Vec<i64> = canary_totals[1..].iter().map(|(_, n)| *n).collect();
+    eprintln!("points per canary query: {canary_totals:?}, restart at query {before_restart}");
+    assert!(
+        later.iter().all(|n| *n <= 4),
+        "points per query after the first: {later:?}"
+    );
+    assert!(
+        canary_totals.iter().any(|(i, _)| *i >= before_restart),
+        "queries after the restart: {canary_totals:?}"
+    );
+}

@@ -188,6 +188,7 @@ impl Controller {
             clock,
             http: reqwest::Client::new(),
             ownership: vigil::cluster::shards::Ownership::everything(),
+            evidence: vigil::cluster::evidence::Evidence::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(reconciler::run(

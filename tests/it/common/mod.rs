@@ -227,12 +227,27 @@ impl PromServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        Self::spawn(
-            &prometheus,
-            dir,
-            data,
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
+        // Prometheus logs every query it runs (start, end, step) to the query log, which
+        // tests read to see what the controller asked for.
+        let config = format!(
+            "global:\n  scrape_interval: 15s\n  query_log_file: {}\nscrape_configs: []\n",
+            dir.path().join("queries.log").display()
+        );
+        Self::spawn(&prometheus, dir, data, &config)
+    }
+
+    /// Every range query Prometheus has run since it started (a server from
+    /// [`PromServer::start`]): the `params` of its query log, in order (`query`, `start`,
+    /// `end`, `step`).
+    pub fn range_queries(&self) -> Vec<serde_json::Value> {
+        let path = self._dir.path().join("queries.log");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|entry| entry["params"].clone())
+            .filter(|p| p["step"].as_f64().is_some_and(|s| s > 0.0))
+            .collect()
     }
 
     /// Starts an empty Prometheus on a free port that scrapes `targets` (`host:port`, path
