@@ -588,8 +588,9 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     ),
     // Notification receivers' URLs and signing secrets, read by name at send time.
     ("", "secrets", &["get"]),
-    // Dry-run reports, by server-side apply.
-    ("", "configmaps", &["create", "patch"]),
+    // Dry-run reports and the points analyses fetched, by server-side apply; the points
+    // are read back after a restart and deleted when the rollout ends.
+    ("", "configmaps", &["get", "create", "patch", "delete"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
 ];

@@ -186,6 +186,9 @@ pub struct AnalysisFigures {
     pub at_one_hour: Option<AnalysesAtAge>,
     /// At minute 1 and every tenth minute.
     pub by_age: Vec<AnalysesAtAge>,
+    /// The most points the controller held committed (all Releases' caches, sampled every
+    /// second): what incremental analyses keep in memory instead of re-reading.
+    pub committed_points_peak: usize,
 }
 
 /// Reconciles.
@@ -764,6 +767,17 @@ pub async fn run(
         evidence: crate::cluster::evidence::Evidence::default(),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let peak_points = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (ctx, peak) = (ctx.clone(), peak_points.clone());
+        tokio::spawn(async move {
+            loop {
+                let (_, points) = ctx.evidence.size();
+                peak.fetch_max(points as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     let controller = tokio::spawn(reconciler::run(
         ctx,
         None,
@@ -828,6 +842,7 @@ pub async fn run(
     let child_after = proc_stats(&child)?;
     let counts_after = control.counts().await?;
     let _ = stop.send(());
+    sampler.abort();
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
 
     progress("checking", 0, config.canaries);
@@ -892,6 +907,7 @@ pub async fn run(
                 .chain((10..=last_minute).step_by(10))
                 .filter_map(|m| at_age(&analyses, m))
                 .collect(),
+            committed_points_peak: peak_points.load(Ordering::Relaxed) as usize,
         },
         reconciles: ReconcileFigures {
             count: latencies.len(),
@@ -1006,6 +1022,13 @@ pub fn table(results: &Results) -> String {
     };
     row("at a rollout's start", at(&a.at_start));
     row("an hour in", at(&a.at_one_hour));
+    row(
+        "committed points held",
+        format!(
+            "{} at most (all Releases; about 16 bytes each in memory)",
+            a.committed_points_peak
+        ),
+    );
     let r = &results.reconciles;
     row(
         "reconcile latency",
