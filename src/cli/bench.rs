@@ -61,6 +61,9 @@ pub struct ControllerArgs {
     /// Prometheus queries in flight per analysis, as `vigil run --concurrency`.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// Reconciles at once at most, as `vigil run --workers` (0: no bound).
+    #[arg(long, default_value_t = vigil::cluster::reconciler::DEFAULT_WORKERS)]
+    workers: u16,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -180,6 +183,7 @@ fn run_controller(args: &ControllerArgs) -> Result<u8, Failure> {
         minutes: args.minutes,
         speed: args.speed,
         concurrency: usize::from(args.concurrency),
+        workers: args.workers,
     };
     let exe = std::env::current_exe()
         .map_err(|e| cannot_run(format!("cannot find vigil's own binary: {e}")))?;

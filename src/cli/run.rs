@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// How often Leases are renewed and free ones tried.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     retry_period: String,
+    /// Releases reconciled at once at most (each reconcile mostly waits on the API server
+    /// and Prometheus); 0 for no bound.
+    #[arg(long, value_name = "N", default_value_t = vigil::cluster::reconciler::DEFAULT_WORKERS)]
+    workers: u16,
     /// How old a point must be before an analysis takes it as final and later analyses
     /// stop fetching it: each analysis fetches only the points after the last final one,
     /// so what it reads does not grow with the rollout's age. Cover the delay with which
@@ -183,6 +187,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         leader,
         shards,
         concurrency: args.connection.concurrency,
+        workers: args.workers,
         query_lag: parse_duration(&args.query_lag, "--query-lag")?.to_std(),
         notify_config: args.notify_config.clone(),
         api: args.api.options()?,

@@ -55,6 +55,9 @@ pub struct Context<S> {
     /// The points each Release's analyses have fetched, so that the next fetches only what
     /// is new (see [`super::evidence`]).
     pub evidence: super::evidence::Evidence,
+    /// Reconciles running at once at most (a Release is never reconciled twice at once);
+    /// 0 for no bound.
+    pub workers: u16,
 }
 
 impl<S> Context<S> {
@@ -71,6 +74,11 @@ impl<S> Context<S> {
         owned
     }
 }
+
+/// Reconciles at once by default (`vigil run --workers`): enough to keep a thousand
+/// Releases on 1-minute intervals moving (a reconcile mostly waits on the API server and
+/// Prometheus), few enough that their buffers do not pile up when many are due together.
+pub const DEFAULT_WORKERS: u16 = 32;
 
 /// Told about every reconcile, for metrics and notifications.
 pub trait Observer: Send + Sync {
@@ -735,7 +743,8 @@ pub async fn run_triggered<S: MetricSource + 'static>(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let controller = Controller::new(canaries, watcher::Config::default());
+    let controller = Controller::new(canaries, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.workers));
     let store = controller.store();
     let synced = store.clone();
     tokio::spawn(async move {

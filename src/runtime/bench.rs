@@ -69,6 +69,8 @@ pub struct Config {
     pub speed: f64,
     /// Prometheus queries in flight per analysis (`vigil run --concurrency`).
     pub concurrency: usize,
+    /// Reconciles at once at most (`vigil run --workers`; 0: no bound).
+    pub workers: u16,
 }
 
 /// Where the fake services of the benchmark listen, and their process.
@@ -765,6 +767,7 @@ pub async fn run(
         // One replica reconciles every Release.
         ownership: crate::cluster::shards::Ownership::everything(),
         evidence: crate::cluster::evidence::Evidence::default(),
+        workers: config.workers,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let peak_points = Arc::new(AtomicU64::new(0));

@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub shards: Option<ShardConfig>,
     /// Prometheus queries in flight per analysis.
     pub concurrency: usize,
+    /// Reconciles running at once at most (0: no bound).
+    pub workers: u16,
     /// How old a point must be to be final: analyses fetch only what follows the last
     /// final point (see [`crate::source::incremental`]).
     pub query_lag: Duration,
@@ -215,6 +217,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         http: reqwest::Client::new(),
         ownership,
         evidence: Evidence::new(config.query_lag),
+        workers: config.workers,
     });
     let ready = state.clone();
     // Runs the reconciler until `stop` turns false; `triggers` ask for every Release to be

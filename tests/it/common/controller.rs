@@ -189,6 +189,7 @@ impl Controller {
             http: reqwest::Client::new(),
             ownership: vigil::cluster::shards::Ownership::everything(),
             evidence: vigil::cluster::evidence::Evidence::default(),
+            workers: vigil::cluster::reconciler::DEFAULT_WORKERS,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(reconciler::run(
