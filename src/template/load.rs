@@ -236,8 +236,10 @@ fn salvage(doc: &Value) -> Vec<Issue> {
         // A field already reported is not reported again (a bad value set aside is not
         // also "required"), and without a declared argument its uses are not wrong.
         .filter(|issue| {
-            !found.iter().any(|f| is_under(&issue.path, &f.path))
-                && !(dropped_args && issue.message.contains("but spec.args declares no argument"))
+            let reported = found.iter().any(|f| is_under(&issue.path, &f.path));
+            let undeclared =
+                dropped_args && issue.message.contains("but spec.args declares no argument");
+            !reported && !undeclared
         })
         .collect();
     found.extend(checked);
@@ -339,7 +341,7 @@ fn part_problems<T: serde::de::DeserializeOwned>(
         if object.remove(&key).is_none() {
             break;
         }
-        if !found.last().is_some_and(|(p, _)| *p == join(base, &key)) {
+        if found.last().is_none_or(|(p, _)| *p != join(base, &key)) {
             found.push((at, message));
         }
         aside.push(key);
