@@ -538,6 +538,11 @@ spec:
       query: sum by (le) (increase(x_bucket{ {{ selector }} }[{{ interval }}]))
 "#;
 
+    /// Each problem's line and field.
+    fn listed(err: &Problems) -> Vec<(Option<u64>, Option<&str>)> {
+        err.0.iter().map(|p| (p.line, p.field.as_deref())).collect()
+    }
+
     #[test]
     fn parses_a_good_template() {
         let t = parse(GOOD, "t.yaml").unwrap();
@@ -579,8 +584,7 @@ spec:
             .replace("tolerance: 10%", "tolerance: ten percent")
             .replace("type: histogram", "type: histo");
         let err = parse(&text, "t.yaml").unwrap_err();
-        let listed: Vec<(Option<u64>, Option<&str>)> =
-            err.0.iter().map(|p| (p.line, p.field.as_deref())).collect();
+        let listed = listed(&err);
         assert_eq!(
             listed,
             [
@@ -665,8 +669,7 @@ spec:
                 "x_bucket{ {{ selector }} }[{{ intervl }}]",
             );
         let err = parse(&text, "t.yaml").unwrap_err();
-        let listed: Vec<(Option<u64>, Option<&str>)> =
-            err.0.iter().map(|p| (p.line, p.field.as_deref())).collect();
+        let listed = listed(&err);
         assert_eq!(
             listed,
             [
@@ -712,8 +715,7 @@ spec:
             )
             .replace("tolerance: 10%", "tolerance: lots");
         let err = parse(&text, "t.yaml").unwrap_err();
-        let listed: Vec<(Option<u64>, Option<&str>)> =
-            err.0.iter().map(|p| (p.line, p.field.as_deref())).collect();
+        let listed = listed(&err);
         assert_eq!(
             listed,
             [

@@ -348,30 +348,7 @@ async fn chaos(vigil: Arc<Vigil>, seed: u64, done: Arc<AtomicBool>) {
 /// Deployment, Service, Ingress and Release `app-<i>`.
 fn create_app(fake: &FakeKube, i: usize) {
     let name = app(i);
-    fake.put_object(
-        &Res::deployments(),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "app:1"}]}
-                }
-            }
-        }),
-    );
-    fake.put_object(
-        &Res::core("services"),
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
-        }),
-    );
-    fake.put_object(&ingresses(), stable_ingress(&name));
+    common::put_app(fake, NS, &name);
     let canary = if regressing(i) { "v2-bad" } else { "v2-good" };
     fake.put_object(
         &releases(),
@@ -398,20 +375,6 @@ fn create_app(fake: &FakeKube, i: usize) {
             }
         }),
     );
-}
-
-fn stable_ingress(name: &str) -> Value {
-    json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "ingressClassName": "nginx",
-            "rules": [{"host": format!("{name}.example"), "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": name, "port": {"number": 80}}}
-            }]}}]
-        }
-    })
 }
 
 fn status(fake: &FakeKube, i: usize) -> Value {
@@ -694,16 +657,7 @@ async fn rollouts_carry_on_exactly_once_through_random_sigkills() {
     .await;
     fake.register::<Release>();
     fake.register::<ReleaseAnalysis>();
-    let text = std::fs::read_to_string(
-        common::root().join("analysis-templates/http-prometheus-client.yaml"),
-    )
-    .expect("read template");
-    let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
-    template["metadata"]["namespace"] = json!(NS);
-    fake.put_object(
-        &Res::new("vigil.dev", "v1alpha1", "releaseanalyses"),
-        template,
-    );
+    crate::common::controller::put_template(&fake, NS);
     for i in 0..APPS {
         create_app(&fake, i);
     }
