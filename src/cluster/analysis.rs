@@ -11,6 +11,7 @@ use crate::source::MetricSource;
 use crate::template::selector::Selector;
 use crate::template::units::PromDuration;
 use crate::template::{self, Metadata, ReleaseAnalysis};
+use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
 
@@ -37,25 +38,26 @@ pub struct AnalysisInput<'a> {
     pub concurrency: usize,
 }
 
-/// Fetches a template from the cluster and checks it.
+/// Fetches a template from the cluster and checks it. The object is read as it is stored,
+/// not as the typed ReleaseAnalysis, so that a template with several mistakes gets them all
+/// listed (field by field, see [`template::load::from_value`]) rather than the first one
+/// the typed read stops at.
 pub async fn fetch_template(
     client: &kube::Client,
     namespace: &str,
     reference: &TemplateUse,
 ) -> Result<ReleaseAnalysis, String> {
-    let (kind, found) = if reference.cluster_scope {
-        let api: Api<crd::ClusterReleaseAnalysis> = Api::all(client.clone());
-        let found = api.get_opt(&reference.name).await;
+    let (kind, api) = if reference.cluster_scope {
+        let resource = ApiResource::erase::<crd::ClusterReleaseAnalysis>(&());
         (
             "ClusterReleaseAnalysis",
-            found.map(|o| o.map(|t| (t.metadata.clone(), t.spec.spec))),
+            Api::<DynamicObject>::all_with(client.clone(), &resource),
         )
     } else {
-        let api: Api<crd::ReleaseAnalysis> = Api::namespaced(client.clone(), namespace);
-        let found = api.get_opt(&reference.name).await;
+        let resource = ApiResource::erase::<crd::ReleaseAnalysis>(&());
         (
             "ReleaseAnalysis",
-            found.map(|o| o.map(|t| (t.metadata.clone(), t.spec.spec))),
+            Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource),
         )
     };
     let where_ = if reference.cluster_scope {
@@ -63,7 +65,7 @@ pub async fn fetch_template(
     } else {
         format!("{kind} {namespace}/{}", reference.name)
     };
-    let (meta, spec) = match found {
+    let object = match api.get_opt(&reference.name).await {
         Ok(Some(found)) => found,
         Ok(None) => {
             return Err(format!(
@@ -72,26 +74,32 @@ pub async fn fetch_template(
         }
         Err(e) => return Err(format!("cannot read {where_}: {e}")),
     };
-    let template = ReleaseAnalysis {
-        api_version: template::API_VERSION.into(),
-        kind: template::KIND.into(),
-        metadata: Metadata {
+    let meta = &object.metadata;
+    let document = serde_json::json!({
+        "apiVersion": template::API_VERSION,
+        "kind": template::KIND,
+        "metadata": Metadata {
             name: meta.name.clone().unwrap_or_default(),
             namespace: meta.namespace.clone(),
             labels: meta.labels.clone().unwrap_or_default(),
             annotations: meta.annotations.clone().unwrap_or_default(),
         },
-        spec,
-    };
-    let issues = template::validate::validate(&template);
-    if !issues.is_empty() {
+        "spec": object.data.get("spec").cloned().unwrap_or(serde_json::Value::Null),
+    });
+    template::load::from_value(&document).map_err(|issues| {
         let list: Vec<String> = issues
             .iter()
             .map(|i| format!("{}: {}", i.path, i.message))
             .collect();
-        return Err(format!("{where_} is not valid: {}", list.join("; ")));
-    }
-    Ok(template)
+        match list.as_slice() {
+            [one] => format!("{where_} is not valid: {one}"),
+            _ => format!(
+                "{where_} is not valid, {} problems (fix them all, then apply it again): {}",
+                list.len(),
+                list.join("; ")
+            ),
+        }
+    })
 }
 
 /// Runs the analysis and returns its outcome with the reports of every template judged.

@@ -76,13 +76,16 @@ pub fn canary_available(canary: Option<&Deployment>, revision: Option<&str>) -> 
 }
 
 /// Whether the target runs only its current template, with every replica available (what
-/// `kubectl rollout status` waits for).
+/// `kubectl rollout status` waits for), paused or not: a paused Deployment whose status
+/// (for its current generation) counts every replica as updated has rolled. vigil pauses
+/// the target again in the very reconcile that ends a promotion; a crash after that and
+/// before the status records the success must not make the finished roll look unfinished,
+/// or the next reconcile would un-pause it and hand the canary its traffic back.
 pub fn rolled(target: &Deployment) -> bool {
     let spec = &target.spec;
     let status = target.status.clone().unwrap_or_default();
     let want = spec.replicas.unwrap_or(1);
-    !spec.paused.unwrap_or(false)
-        && status.observed_generation.unwrap_or(0) >= target.metadata.generation.unwrap_or(0)
+    status.observed_generation.unwrap_or(0) >= target.metadata.generation.unwrap_or(0)
         && status.updated_replicas.unwrap_or(0) == want
         && status.available_replicas.unwrap_or(0) == want
         && status.replicas.unwrap_or(0) == want

@@ -20,6 +20,8 @@
 //! fake.fail_next("PUT|PATCH", "releases", Some("status"), 409, 2);
 //! // Request log: (method, path, query) of every HTTP request; counts by client and verb.
 //! fake.requests(); fake.writes(); fake.clear_requests(); fake.counts();
+//! // Hook: called after each successful write, before the client is answered.
+//! fake.on_write(Some(Arc::new(|request: &RequestRecord| { /* e.g. kill the client */ })));
 //! fake.wait_until("what", |fake| condition).await;  // poll (10 ms) up to 5 s, else panic
 //! ```
 //! [`Res`] names a resource type: `Res::of::<Deployment>()`, `Res::new("apps", "v1",
@@ -78,7 +80,7 @@ use tokio::task::JoinHandle;
 
 // Re-exports for the tests.
 pub use deployments::template_hash;
-pub use server::{CLIENT_HEADER, CONTROL_PREFIX, Fault, RequestRecord, verb};
+pub use server::{CLIENT_HEADER, CONTROL_PREFIX, Fault, RequestRecord, WriteHook, verb};
 pub use store::{Options, Res};
 
 use server::{Shared, lock};
@@ -131,6 +133,7 @@ impl FakeKube {
             requests: Mutex::new(Vec::new()),
             log_requests,
             counts: Mutex::new(BTreeMap::new()),
+            on_write: Mutex::new(None),
             addr,
         });
         let app = axum::Router::new()
@@ -290,6 +293,14 @@ impl FakeKube {
             .into_iter()
             .filter(RequestRecord::is_write)
             .collect()
+    }
+
+    /// Calls `hook` after every write (POST, PUT, PATCH, DELETE) that succeeds, once the
+    /// store holds it and before the client is answered, so that a test can act at that
+    /// very point (e.g. kill the client, which then never learns that its write was made).
+    /// Replaces the hook set before; `None` removes it.
+    pub fn on_write(&self, hook: Option<WriteHook>) {
+        *lock(&self.shared.on_write) = hook;
     }
 
     pub fn clear_requests(&self) {

@@ -62,8 +62,13 @@ pub struct Shared {
     pub log_requests: bool,
     /// Requests by client (the [`CLIENT_HEADER`], "" without it) and [`verb`].
     pub counts: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Called after each write that succeeded, before its answer is sent.
+    pub on_write: Mutex<Option<WriteHook>>,
     pub addr: SocketAddr,
 }
+
+/// A test's hook on the fake's writes (see [`super::FakeKube::on_write`]).
+pub type WriteHook = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 
 /// The request header that names a client in the request counts: a benchmark's own requests
 /// (setting up, starting releases) are then told from the controller's.
@@ -212,6 +217,20 @@ pub async fn handle(
         _ if method != Method::GET => Err(ApiError::new(405, "method not allowed")),
         discovery => Ok(Reply::Json(200, self::discovery(&shared, discovery))),
     };
+    if let Ok(Reply::Json(code, _)) = &result
+        && *code < 300
+        && matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+    {
+        // The hook runs once the store has the write and before the client hears of it.
+        let hook = lock(&shared.on_write).clone();
+        if let Some(hook) = hook {
+            hook(&RequestRecord {
+                method: method.to_string(),
+                path: uri.path().into(),
+                query: uri.query().unwrap_or_default().into(),
+            });
+        }
+    }
     match result {
         Ok(Reply::Json(code, value)) => json_response(code, &value),
         Ok(Reply::Stream(response)) => response,

@@ -935,3 +935,38 @@ async fn analyses_fetch_only_new_points_and_a_restart_resumes_from_the_stored_on
         "queries after the restart: {canary_totals:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_success_status_write_does_not_bring_the_canary_back() {
+    // As after a crash between the promotion's end (the stable Deployment paused again, the
+    // canary's objects removed) and the status write that records Succeeded: the reconcile
+    // that follows must finish the promotion, not take the paused Deployment for one still
+    // rolling and hand the canary its 100% (and its Deployment) back. Stable pods take a
+    // second to become ready, so that the promotion can be caught.
+    let prom = PromServer::start(&openmetrics(&versions(0.02, 0.1)));
+    let fake = FakeKube::start_with(crate::common::fake_kube::Options {
+        ready_delay: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    setup(&fake, json!({}));
+    let controller = start_adopting(&fake, &prom.url, clock()).await;
+    release(&fake, "web:2").await;
+    wait_for(
+        &fake,
+        "the promotion",
+        Duration::from_secs(40),
+        phase_is("Promoting"),
+    )
+    .await;
+    fake.fail_next("PUT", "releases", Some("status"), 500, 1);
+    wait_succeeded(&fake).await;
+    assert_eq!(canary_weights(&fake), [0, 10, 50, 100, 0]);
+    let canary_lives = fake
+        .history(&Res::deployments(), NS, "web-canary")
+        .windows(2)
+        .filter(|w| w[0].is_none() && w[1].is_some())
+        .count();
+    assert_eq!(canary_lives, 0, "the canary Deployment was created again");
+    controller.stop().await;
+}

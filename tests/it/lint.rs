@@ -170,3 +170,93 @@ fn judge_rejects_bad_arguments_with_usage_status() {
         "{err}"
     );
 }
+
+/// A template with mistakes of every kind: serde's (an unknown field, a bad percentage, a
+/// bad duration) and the checks' (a name used twice, an unknown placeholder, a field that
+/// does not apply).
+const MANY_MISTAKES: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: ReleaseAnalysis
+metadata: {name: many}
+spec:
+  offset: yesterday
+  metrics:
+    - name: errors
+      type: ratio
+      errors: sum(increase(x_total{code="500", {{ selector }}}[{{ interval }}]))
+      total: sum(increase(x_total{ {{ selector }} }[{{ interval }}]))
+      tolerance: ten percent
+      critcal: true
+    - name: errors
+      type: histogram
+      query: sum by (le) (increase(x_bucket{ {{ selector }} }[{{ intervall }}]))
+      min: 3
+"#;
+
+#[test]
+fn every_mistake_of_a_template_is_listed_in_one_run_with_its_line() {
+    let (code, stderr) = lint_text(MANY_MISTAKES);
+    assert_eq!(code, Some(1), "{stderr}");
+    for want in [
+        "t.yaml:5: spec.offset: invalid duration \"yesterday\"",
+        "t.yaml:11: spec.metrics[0].tolerance: invalid percentage \"ten percent\"",
+        "t.yaml:12: spec.metrics[0].critcal: unknown field `critcal`",
+        "t.yaml:13: spec.metrics[1].name: metric \"errors\" is defined twice",
+        "t.yaml:15: spec.metrics[1].query: unknown placeholder {{ intervall }}",
+        "t.yaml:16: spec.metrics[1].min: does not apply to a histogram metric",
+    ] {
+        assert!(stderr.contains(want), "expected {want:?} in:\n{stderr}");
+    }
+    // In the order of the file.
+    let lines: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("t.yaml:")?.split(':').next()?.parse().ok())
+        .collect();
+    assert_eq!(lines, [5, 11, 12, 13, 15, 16], "{stderr}");
+}
+
+#[test]
+fn yaml_that_cannot_be_read_says_the_rest_was_not_checked() {
+    let (code, stderr) =
+        lint_text(&MANY_MISTAKES.replace("metadata: {name: many}", "metadata: {name: [many}"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("t.yaml:3: "), "{stderr}");
+    assert!(stderr.contains("not valid YAML"), "{stderr}");
+    assert!(
+        stderr.contains("nothing after this point was checked"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_names_every_mistake_of_a_stored_template() {
+    use crate::common::fake_kube::{FakeKube, Res};
+    let fake = FakeKube::start().await;
+    fake.register::<vigil::api::crd::ReleaseAnalysis>();
+    let mut object: serde_json::Value = serde_saphyr::from_str(MANY_MISTAKES).unwrap();
+    object["metadata"]["namespace"] = "shop".into();
+    fake.put_object(
+        &Res::new("vigil.dev", "v1alpha1", "releaseanalyses"),
+        object,
+    );
+    let reference = vigil::rollout::TemplateUse {
+        name: "many".into(),
+        cluster_scope: false,
+    };
+    let err = vigil::cluster::analysis::fetch_template(&fake.client(), "shop", &reference)
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("ReleaseAnalysis shop/many is not valid, 6 problems"),
+        "{err}"
+    );
+    for want in [
+        "spec.offset: invalid duration",
+        "spec.metrics[0].tolerance: invalid percentage",
+        "spec.metrics[0].critcal: unknown field",
+        "spec.metrics[1].name: metric \"errors\" is defined twice",
+        "spec.metrics[1].query: unknown placeholder {{ intervall }}",
+        "spec.metrics[1].min: does not apply",
+    ] {
+        assert!(err.contains(want), "expected {want:?} in {err}");
+    }
+}

@@ -53,43 +53,7 @@ fn app(i: usize) -> String {
 /// Deployment, Service, Ingress and Release `app-<i>`.
 fn create_app(fake: &FakeKube, i: usize) {
     let name = app(i);
-    fake.put_object(
-        &Res::deployments(),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "app:1"}]}
-                }
-            }
-        }),
-    );
-    fake.put_object(
-        &Res::core("services"),
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
-        }),
-    );
-    fake.put_object(
-        &ingresses(),
-        json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {
-                "ingressClassName": "nginx",
-                "rules": [{"host": format!("{name}.example"), "http": {"paths": [{
-                    "path": "/", "pathType": "Prefix",
-                    "backend": {"service": {"name": name, "port": {"number": 80}}}
-                }]}}]
-            }
-        }),
-    );
+    common::put_app(fake, NS, &name);
     let steps: Vec<Value> = WEIGHTS
         .iter()
         // `interval` too: the controller requeues a step after max(minDuration, interval),

@@ -125,16 +125,7 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
             }
         }),
     );
-    let text = std::fs::read_to_string(
-        super::root().join("analysis-templates/http-prometheus-client.yaml"),
-    )
-    .expect("read template");
-    let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
-    template["metadata"]["namespace"] = json!(NS);
-    fake.put_object(
-        &Res::new("vigil.dev", "v1alpha1", "releaseanalyses"),
-        template,
-    );
+    put_template(fake, NS);
     let mut canary = json!({
         "apiVersion": "vigil.dev/v1alpha1", "kind": "Release",
         "metadata": {"name": "web", "namespace": NS},
@@ -163,6 +154,20 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
         }
     }
     fake.put_object(&releases(), canary);
+}
+
+/// The shipped template `http-prometheus-client` as a ReleaseAnalysis in namespace `ns`.
+pub fn put_template(fake: &FakeKube, ns: &str) {
+    let text = std::fs::read_to_string(
+        super::root().join("analysis-templates/http-prometheus-client.yaml"),
+    )
+    .expect("read template");
+    let mut template: Value = serde_saphyr::from_str(&text).expect("template YAML");
+    template["metadata"]["namespace"] = json!(ns);
+    fake.put_object(
+        &Res::new("vigil.dev", "v1alpha1", "releaseanalyses"),
+        template,
+    );
 }
 
 /// A controller running in a task; stopped (or aborted on drop).

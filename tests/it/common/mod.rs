@@ -449,6 +449,51 @@ pub mod http {
     }
 }
 
+/// Deployment `name` (2 replicas of `app:1`, pods labelled `app: name`), Service `name` in
+/// front of it (port 80) and an nginx Ingress `name` (host `name.example`) in namespace `ns`:
+/// an application as a Release targets it.
+pub fn put_app(fake: &fake_kube::FakeKube, ns: &str, name: &str) {
+    use fake_kube::Res;
+    use serde_json::json;
+    fake.put_object(
+        &Res::deployments(),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+                }
+            }
+        }),
+    );
+    fake.put_object(
+        &Res::core("services"),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+        }),
+    );
+    fake.put_object(
+        &Res::new("networking.k8s.io", "v1", "ingresses"),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "ingressClassName": "nginx",
+                "rules": [{"host": format!("{name}.example"), "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": name, "port": {"number": 80}}}
+                }]}}]
+            }
+        }),
+    );
+}
+
 /// The vigil binary under test.
 pub fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
