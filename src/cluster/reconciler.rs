@@ -86,6 +86,18 @@ pub trait Observer: Send + Sync {
     fn deleted(&self, canary: &Release) {
         let _ = canary;
     }
+    /// A reconcile's decision under `plan`, at the controller's time `now`, with the
+    /// reports of the analysis it ran (empty when none ran): what the dashboard keeps.
+    fn decided(
+        &self,
+        canary: &Release,
+        plan: &Plan,
+        decision: &Decision,
+        judged: &[crate::analysis::Judged],
+        now: chrono::DateTime<Utc>,
+    ) {
+        let _ = (canary, plan, decision, judged, now);
+    }
 }
 
 /// An observer that does nothing.
@@ -607,6 +619,7 @@ async fn reconcile_inner<S: MetricSource>(
     write_status(&api, canary, status).await?;
 
     ctx.observer.reconciled(canary, &decision);
+    ctx.observer.decided(canary, &plan, &decision, &judged, now);
     if decision.events.iter().any(|e| {
         matches!(
             e.kind,

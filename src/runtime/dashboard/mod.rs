@@ -1,0 +1,524 @@
+//! The live dashboard of `vigil run` (and of `vigil dashboard`), on the server's own port
+//! beside `/v1`, so that it shares the API's credentials and its Service, probes and
+//! NetworkPolicy:
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /` | the overview: every Release, filtered by `?namespace=` and `?phase=` |
+//! | `GET /releases/{namespace}/{name}` | a Release: summary, operator buttons, timeline, evidence and charts |
+//! | `GET /dashboard/api/overview` | the overview's fragments and rows as JSON (the page polls it) |
+//! | `GET /dashboard/api/releases/{namespace}/{name}` | a Release's fragments as JSON (the page polls it) |
+//! | `GET /login`, `POST /login` | the sign-in form; a good token is kept in an HttpOnly, SameSite=Strict cookie |
+//! | `POST /logout` | forgets the cookie |
+//!
+//! Every page needs a credential ([`Access`]): the API token (`Authorization: Bearer` or the
+//! cookie) may act, a read-only token (`--api-read-token-file`) may look. Without one, 401
+//! and the sign-in form, the only page served to anyone. `--dashboard-insecure-no-auth`
+//! shows the pages to anyone (read-only, unless the API itself is open). The pages load
+//! nothing from elsewhere: [`pages::CSP`] forbids it, and allows the one inline script by its
+//! hash. What they show comes from memory ([`store`]): no page view calls the API server
+//! or Prometheus.
+
+pub mod pages;
+pub mod store;
+
+use super::server::ServerState;
+pub use super::server::auth::Access;
+use super::server::auth::{self, AuthConfig, COOKIE};
+use crate::api::crd::Release;
+use crate::cluster::clock::Clock;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde::Deserialize;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use store::Evidence;
+
+/// What the dashboard reads and who may see it.
+#[derive(Clone)]
+pub struct Dashboard {
+    /// The Releases, from the process's one reflector ([`store::watch_releases`]).
+    pub releases: Store<Release>,
+    /// The latest evidence and decisions per Release, when this process runs the
+    /// controller; `None` for `vigil dashboard`, which shows status only.
+    pub evidence: Option<Arc<Evidence>>,
+    /// The credentials: the `/v1` API's.
+    pub auth: AuthConfig,
+    /// Show the pages without a credential (`--dashboard-insecure-no-auth`).
+    pub insecure_no_auth: bool,
+    /// Prometheus's web UI, for links to its graph page (`--prometheus-ui-url`).
+    pub prometheus_ui: Option<String>,
+    /// The time, as the controller keeps it.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dashboard")
+            .field("auth", &self.auth)
+            .field("insecure_no_auth", &self.insecure_no_auth)
+            .field("prometheus_ui", &self.prometheus_ui)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request may not see the dashboard.
+enum Denied {
+    /// No credential, or a wrong one: 401 with the sign-in form.
+    Unauthorized(&'static str),
+    /// No credential is configured at all: 503.
+    Unconfigured,
+}
+
+impl Dashboard {
+    /// What the request's credential (bearer token or cookie) may do.
+    fn access(&self, headers: &HeaderMap) -> Result<Access, Denied> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let given = bearer.or_else(|| auth::cookie(headers, COOKIE));
+        let open = self.auth.insecure_no_auth && !self.auth.configured();
+        match given {
+            Some(token) => self
+                .auth
+                .access_of(token)
+                .ok_or(Denied::Unauthorized("that token is not valid here")),
+            None if open => Ok(Access::Write),
+            None if self.insecure_no_auth => Ok(Access::Read),
+            None if self.auth.token.is_none() && self.auth.read_token.is_none() => {
+                Err(Denied::Unconfigured)
+            }
+            None => Err(Denied::Unauthorized("sign in to see the dashboard")),
+        }
+    }
+
+    fn release(&self, namespace: &str, name: &str) -> Option<Arc<Release>> {
+        self.releases.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn held(&self, namespace: &str, name: &str) -> Option<store::Held> {
+        self.evidence.as_ref()?.get(namespace, name)
+    }
+}
+
+/// Headers of every page and answer: the CSP, no caching, no sniffing, no framing.
+fn secured(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(&pages::CSP) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    secured(
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+    )
+}
+
+fn json(value: &serde_json::Value) -> Response {
+    secured(axum::Json(value).into_response())
+}
+
+fn denied(denied: Denied, next: &str, wants_json: bool) -> Response {
+    match denied {
+        Denied::Unconfigured => secured(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the dashboard has no credentials to check: start vigil run with --api-token-file \
+                 (and --api-read-token-file for viewers), or --dashboard-insecure-no-auth on a port \
+                 nothing untrusted can reach\n",
+            )
+                .into_response(),
+        ),
+        Denied::Unauthorized(why) if wants_json => secured(
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({"error": why, "hint": "sign in at /login"})),
+            )
+                .into_response(),
+        ),
+        Denied::Unauthorized(why) => html(StatusCode::UNAUTHORIZED, pages::login(next, Some(why))),
+    }
+}
+
+/// The dashboard, or 404 when this server has none.
+fn dashboard_of(state: &ServerState) -> Result<Arc<Dashboard>, Response> {
+    state.dashboard.clone().ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            "not found: this server has no dashboard (vigil run serves one)\n",
+        )
+            .into_response()
+    })
+}
+
+/// A short stable fingerprint of a fragment, so the page replaces only what changed.
+fn version(html: &str) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    html.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// The overview's filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct Filter {
+    /// Only this namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only this phase.
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+impl Filter {
+    fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref().filter(|s| !s.is_empty())
+    }
+    fn phase(&self) -> Option<&str> {
+        self.phase.as_deref().filter(|s| !s.is_empty())
+    }
+    fn query(&self) -> String {
+        let mut url = reqwest::Url::parse("http://x/dashboard/api/overview").unwrap_or_else(|_| {
+            // A constant URL parses.
+            reqwest::Url::parse("http://x/").unwrap_or_else(|e| unreachable!("{e}"))
+        });
+        if let Some(ns) = self.namespace() {
+            url.query_pairs_mut().append_pair("namespace", ns);
+        }
+        if let Some(p) = self.phase() {
+            url.query_pairs_mut().append_pair("phase", p);
+        }
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        }
+    }
+}
+
+/// The rows of the overview, most recently active first, and every namespace.
+fn overview_rows(d: &Dashboard, filter: &Filter) -> (Vec<pages::Row>, Vec<String>) {
+    let releases = d.releases.state();
+    let mut namespaces: Vec<String> = releases.iter().filter_map(|r| r.namespace()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let mut rows: Vec<pages::Row> = releases
+        .iter()
+        .filter(|r| {
+            filter
+                .namespace()
+                .is_none_or(|ns| r.namespace().as_deref() == Some(ns))
+        })
+        .map(|r| {
+            let held = d.held(&r.namespace().unwrap_or_default(), &r.name_any());
+            pages::row(r, held.as_ref())
+        })
+        .filter(|row| filter.phase().is_none_or(|p| row.phase == p))
+        .collect();
+    rows.sort_by(|a, b| {
+        b.activity
+            .cmp(&a.activity)
+            .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+    });
+    (rows, namespaces)
+}
+
+/// `GET /`.
+pub async fn overview(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let d = match dashboard_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let access = match d.access(&headers) {
+        Ok(a) => a,
+        Err(e) => return denied(e, "/", false),
+    };
+    let (rows, namespaces) = overview_rows(&d, &filter);
+    let rows = pages::rows_html(&rows, d.clock.now());
+    let body = pages::overview_body(
+        &rows,
+        &version(&rows),
+        &namespaces,
+        filter.namespace(),
+        filter.phase(),
+        &filter.query(),
+    );
+    html(
+        StatusCode::OK,
+        pages::page("vigil: Releases", Some(access), &body),
+    )
+}
+
+/// `GET /dashboard/api/overview`.
+pub async fn overview_json(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let d = match dashboard_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if let Err(e) = d.access(&headers) {
+        return denied(e, "/", true);
+    }
+    let (rows, namespaces) = overview_rows(&d, &filter);
+    let html = pages::rows_html(&rows, d.clock.now());
+    json(&serde_json::json!({
+        "fragments": {"rows": html},
+        "versions": {"rows": version(&html)},
+        "releases": rows,
+        "namespaces": namespaces,
+    }))
+}
+
+/// The fragments of a Release's page.
+fn release_fragments(
+    d: &Dashboard,
+    release: &Release,
+    access: Access,
+) -> Vec<(&'static str, String)> {
+    let ns = release.namespace().unwrap_or_default();
+    let name = release.name_any();
+    let held = d.held(&ns, &name);
+    let row = pages::row(release, held.as_ref());
+    let marks = pages::timeline(release, held.as_ref());
+    vec![
+        ("summary", pages::summary_html(release, &row, d.clock.now())),
+        ("actions", pages::actions_html(release, access)),
+        ("timeline", pages::timeline_html(&marks)),
+        ("evidence", pages::evidence_html(d, held.as_ref(), &marks)),
+    ]
+}
+
+fn not_found_page(access: Access, namespace: &str, name: &str) -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        pages::page(
+            "vigil: no such Release",
+            Some(access),
+            &format!(
+                "<h1>No Release {}/{}</h1><p>It is not (or no longer) in the cluster. <a href=\"/\">All Releases</a></p>",
+                report_escape(namespace),
+                report_escape(name)
+            ),
+        ),
+    )
+}
+
+fn report_escape(s: &str) -> String {
+    crate::report::escape(s)
+}
+
+/// `GET /releases/{namespace}/{name}`.
+pub async fn release_page(
+    State(state): State<ServerState>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let d = match dashboard_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let next = format!("/releases/{namespace}/{name}");
+    let access = match d.access(&headers) {
+        Ok(a) => a,
+        Err(e) => return denied(e, &next, false),
+    };
+    let Some(release) = d.release(&namespace, &name) else {
+        return not_found_page(access, &namespace, &name);
+    };
+    let mut body = format!(
+        "<p><a href=\"/\">← all Releases</a></p><h1>Release {}/{}</h1>\n\
+         <p class=\"live\" id=\"live\" data-live=\"/dashboard/api/releases/{}/{}\">live: refreshed every {} s</p>\n",
+        report_escape(&namespace),
+        report_escape(&name),
+        report_escape(&namespace),
+        report_escape(&name),
+        pages::POLL_MS / 1000
+    );
+    for (id, fragment) in release_fragments(&d, &release, access) {
+        let (open, close) = match id {
+            "summary" => ("", ""),
+            "actions" => ("", "<p class=\"live\" id=\"action-result\"></p>"),
+            "timeline" => ("<h2>Timeline</h2>", ""),
+            _ => ("<h2>Evidence of the latest analysis</h2>", ""),
+        };
+        let class = if id == "actions" {
+            " class=\"actions\""
+        } else {
+            ""
+        };
+        body.push_str(&format!(
+            "{open}<div id=\"{id}\"{class} data-v=\"{}\">{fragment}</div>{close}\n",
+            version(&fragment)
+        ));
+    }
+    html(
+        StatusCode::OK,
+        pages::page(&format!("vigil: {namespace}/{name}"), Some(access), &body),
+    )
+}
+
+/// `GET /dashboard/api/releases/{namespace}/{name}`.
+pub async fn release_json(
+    State(state): State<ServerState>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let d = match dashboard_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let access = match d.access(&headers) {
+        Ok(a) => a,
+        Err(e) => return denied(e, "/", true),
+    };
+    let Some(release) = d.release(&namespace, &name) else {
+        return secured(
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({
+                    "error": format!("no Release {namespace}/{name}"),
+                    "hint": "it is not (or no longer) in the cluster",
+                })),
+            )
+                .into_response(),
+        );
+    };
+    let fragments = release_fragments(&d, &release, access);
+    let versions: serde_json::Map<String, serde_json::Value> = fragments
+        .iter()
+        .map(|(id, f)| (id.to_string(), version(f).into()))
+        .collect();
+    let fragments: serde_json::Map<String, serde_json::Value> = fragments
+        .into_iter()
+        .map(|(id, f)| (id.to_string(), f.into()))
+        .collect();
+    json(&serde_json::json!({"fragments": fragments, "versions": versions}))
+}
+
+/// Where to go after signing in.
+#[derive(Debug, Default, Deserialize)]
+pub struct Next {
+    /// A path of this site.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// Only a path of this site: never elsewhere.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        _ => "/".into(),
+    }
+}
+
+/// `GET /login`.
+pub async fn login_page(Query(next): Query<Next>) -> Response {
+    html(
+        StatusCode::OK,
+        pages::login(&local_path(next.next.as_deref()), None),
+    )
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    /// The token.
+    pub token: String,
+    /// Where to go then.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// Characters a cookie value may hold (RFC 6265), so the token is kept as given.
+fn cookie_safe(token: &str) -> bool {
+    token
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'))
+}
+
+/// `POST /login`: a good token becomes the cookie; a wrong one gets 401 and the form.
+pub async fn login(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let d = match dashboard_of(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let next = local_path(form.next.as_deref());
+    let token = form.token.trim();
+    if d.auth.access_of(token).is_none() {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::login(&next, Some("that token is not valid here")),
+        );
+    }
+    if !cookie_safe(token) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::login(
+                &next,
+                Some(
+                    "this token has characters a cookie cannot keep (space, quote, comma, semicolon or backslash): send it as Authorization: Bearer instead, or choose a token without them",
+                ),
+            ),
+        );
+    }
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200{}",
+        if secure { "; Secure" } else { "" }
+    );
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    secured(response)
+}
+
+/// `POST /logout`.
+pub async fn logout() -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("vigil_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    secured(response)
+}
+
+#[cfg(test)]
+mod tests;
