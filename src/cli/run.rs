@@ -140,7 +140,7 @@ impl ApiArgs {
 }
 
 /// A checked `--prometheus-ui-url`.
-fn prometheus_ui(url: &str) -> Result<String, Failure> {
+pub fn prometheus_ui(url: &str) -> Result<String, Failure> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.password().is_none() => {
             Ok(url.trim_end_matches('/').to_string())

@@ -161,6 +161,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         insecure_no_auth: config.dashboard.insecure_no_auth,
         prometheus_ui: config.dashboard.prometheus_ui.clone(),
         clock: Clock::wall(),
+        poll_ms: crate::runtime::dashboard::pages::POLL_MS,
     };
     let state = ServerState::new(metrics.clone())
         .with_api(api)

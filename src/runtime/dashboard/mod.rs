@@ -53,6 +53,8 @@ pub struct Dashboard {
     pub prometheus_ui: Option<String>,
     /// The time, as the controller keeps it.
     pub clock: Clock,
+    /// How often the pages poll, in milliseconds ([`pages::POLL_MS`]).
+    pub poll_ms: u64,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -269,10 +271,11 @@ pub async fn overview(
         filter.namespace(),
         filter.phase(),
         &filter.query(),
+        d.poll_ms,
     );
     html(
         StatusCode::OK,
-        pages::page("vigil: Releases", Some(access), &body),
+        pages::page("vigil: Releases", Some(access), d.poll_ms, &body),
     )
 }
 
@@ -324,6 +327,7 @@ fn not_found_page(access: Access, namespace: &str, name: &str) -> Response {
         pages::page(
             "vigil: no such Release",
             Some(access),
+            pages::POLL_MS,
             &format!(
                 "<h1>No Release {}/{}</h1><p>It is not (or no longer) in the cluster. <a href=\"/\">All Releases</a></p>",
                 report_escape(namespace),
@@ -362,7 +366,7 @@ pub async fn release_page(
         report_escape(&name),
         report_escape(&namespace),
         report_escape(&name),
-        pages::POLL_MS / 1000
+        crate::judge::words::value(d.poll_ms as f64 / 1000.0)
     );
     for (id, fragment) in release_fragments(&d, &release, access) {
         let (open, close) = match id {
@@ -383,7 +387,12 @@ pub async fn release_page(
     }
     html(
         StatusCode::OK,
-        pages::page(&format!("vigil: {namespace}/{name}"), Some(access), &body),
+        pages::page(
+            &format!("vigil: {namespace}/{name}"),
+            Some(access),
+            d.poll_ms,
+            &body,
+        ),
     )
 }
 
@@ -518,6 +527,87 @@ pub async fn logout() -> Response {
         HeaderValue::from_static("vigil_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     secured(response)
+}
+
+/// Whether a `Host` header names this machine's loopback (with any port).
+fn loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// Refuses a request whose `Host` is not the loopback: another site's page that has its
+/// name resolve to 127.0.0.1 (DNS rebinding) gets nothing from the local dashboard.
+async fn loopback_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if loopback_host(host) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::FORBIDDEN,
+            "the local dashboard answers only requests to localhost or 127.0.0.1\n",
+        )
+            .into_response()
+    }
+}
+
+/// `vigil dashboard`: the same pages served locally on `listen` (a loopback address), from
+/// the kubeconfig's cluster: Releases of `namespace` (or all) from a reflector, status only
+/// (the evidence lives in the controller), and the buttons acting with the kubeconfig's
+/// credentials, as `vigil promote` does. Runs until `shutdown`.
+pub async fn serve_local(
+    client: kube::Client,
+    namespace: Option<String>,
+    listen: std::net::SocketAddr,
+    prometheus_ui: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    if !listen.ip().is_loopback() {
+        return Err(format!(
+            "--listen {listen}: the local dashboard acts with your kubeconfig's credentials, so it \
+             listens on a loopback address only (127.0.0.1 or [::1]); for a shared dashboard, use vigil run's"
+        ));
+    }
+    // Only this machine's browser reaches it; a page of another site cannot act through
+    // it (the Origin and Host checks).
+    let auth = AuthConfig {
+        insecure_no_auth: true,
+        ..AuthConfig::default()
+    };
+    // The judge routes need a Prometheus; the local dashboard has none to offer.
+    let nowhere = crate::source::prometheus::Prometheus::new(
+        crate::source::prometheus::PrometheusConfig::new("http://127.0.0.1:9"),
+    )
+    .map_err(|e| format!("cannot set up the API: {e}"))?;
+    let mut api = super::server::ApiState::new(client.clone(), Arc::new(nowhere), auth.clone());
+    api.watch_namespace = namespace.clone();
+    let dashboard = Dashboard {
+        releases: store::watch_releases(client, namespace.as_deref()),
+        evidence: None,
+        auth,
+        insecure_no_auth: true,
+        prometheus_ui,
+        clock: Clock::wall(),
+        poll_ms: pages::POLL_MS,
+    };
+    let state = ServerState::new(Arc::new(crate::runtime::metrics::Metrics::new()))
+        .with_api(api)
+        .with_dashboard(dashboard);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    on_listening(listener.local_addr().unwrap_or(listen));
+    let router = super::server::router(state).layer(axum::middleware::from_fn(loopback_only));
+    super::server::serve(listener, router, shutdown)
+        .await
+        .map_err(|e| format!("the dashboard's server failed: {e}"))
 }
 
 #[cfg(test)]

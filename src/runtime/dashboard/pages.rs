@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 /// that changed; the operator buttons call the `/v1` API.
 pub const SCRIPT: &str = include_str!("script.js");
 
-/// How often the pages poll, in milliseconds.
+/// How often the pages poll by default, in milliseconds.
 pub const POLL_MS: u64 = 3000;
 
 /// The Content-Security-Policy of every page: nothing from elsewhere, the one script by its
@@ -56,11 +56,15 @@ td.reason.held{color:var(--warn)}td.reason.failed{color:var(--fail)}
 .actions{display:flex;gap:.5rem;flex-wrap:wrap;margin:.8rem 0}
 .note{color:var(--muted)}
 .login{max-width:26rem;margin:4rem auto}.login form{display:flex;flex-direction:column;gap:.6rem}.error{color:var(--fail)}
-@media (max-width:700px){body{padding:.6rem;font-size:14px}.figures{grid-template-columns:1fr}td.reason{min-width:10rem}}
+@media (max-width:700px){body{padding:.6rem;font-size:14px}.figures{grid-template-columns:1fr}td.reason{min-width:10rem}
+table.releases,table.releases tbody,table.releases tr,table.releases td{display:block;width:auto}table.releases thead{display:none}
+table.releases tr{border:1px solid var(--grid);border-radius:.3rem;margin:.5rem 0;padding:.3rem}
+table.releases td{border:none;padding:.15rem .3rem;min-width:0;white-space:normal}
+table.releases td::before{content:attr(data-label);color:var(--muted);font-size:.75rem;display:inline-block;min-width:6.5rem}}
 "#;
 
 /// A whole page: `body` inside the shell, with the script.
-pub fn page(title: &str, access: Option<Access>, body: &str) -> String {
+pub fn page(title: &str, access: Option<Access>, poll_ms: u64, body: &str) -> String {
     let who = match access {
         Some(Access::Write) => "signed in: may act",
         Some(Access::Read) => "signed in: read-only",
@@ -74,7 +78,7 @@ pub fn page(title: &str, access: Option<Access>, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title}</title>\n<style>{}{EXTRA_STYLE}</style>\n</head>\n<body data-poll=\"{POLL_MS}\">\n\
+         <title>{title}</title>\n<style>{}{EXTRA_STYLE}</style>\n</head>\n<body data-poll=\"{poll_ms}\">\n\
          <header class=\"bar\"><a class=\"brand\" href=\"/\">vigil</a><span>live dashboard</span>\
          <span class=\"who\" id=\"who\">{who}</span>{sign_out}</header>\n{body}\n\
          <footer>vigil dashboard. Times are UTC.</footer>\n<script>{SCRIPT}</script>\n</body>\n</html>\n",
@@ -91,6 +95,7 @@ pub fn login(next: &str, error: Option<&str>) -> String {
     page(
         "vigil: sign in",
         None,
+        POLL_MS,
         &format!(
             "<div class=\"login\"><h1>Sign in</h1>\
              <p>Enter the API token of <code>vigil run</code> (<code>--api-token-file</code>), \
@@ -264,10 +269,11 @@ pub fn rows_html(rows: &[Row], now: DateTime<Utc>) -> String {
     for r in rows {
         let _ = write!(
             out,
-            "<tr data-release=\"{ns}/{name}\" data-phase=\"{phase}\"><td><a href=\"{link}\">{name}</a></td>\
-             <td>{ns}</td><td><span class=\"phase {phase}\">{phase}</span></td><td class=\"num step\">{step}</td>\
-             <td class=\"num weight\">{weight}%</td><td class=\"verdict\">{verdict}</td><td class=\"num split\">{split}</td>\
-             <td class=\"num\">{since}</td><td class=\"reason {held}\">{message}</td></tr>\n",
+            "<tr data-release=\"{ns}/{name}\" data-phase=\"{phase}\"><td data-label=\"Release\"><a href=\"{link}\">{name}</a></td>\
+             <td data-label=\"namespace\">{ns}</td><td data-label=\"phase\"><span class=\"phase {phase}\">{phase}</span></td>\
+             <td class=\"num step\" data-label=\"step\">{step}</td><td class=\"num weight\" data-label=\"weight\">{weight}%</td>\
+             <td class=\"last-verdict\" data-label=\"last verdict\">{verdict}</td><td class=\"num split\" data-label=\"split\">{split}</td>\
+             <td class=\"num\" data-label=\"in step\">{since}</td><td class=\"reason {held}\" data-label=\"reason\">{message}</td></tr>\n",
             ns = escape(&r.namespace),
             name = escape(&r.name),
             link = release_link(&r.namespace, &r.name),
@@ -292,6 +298,7 @@ pub fn overview_body(
     namespace: Option<&str>,
     phase: Option<&str>,
     live: &str,
+    poll_ms: u64,
 ) -> String {
     let option = |value: &str, selected: bool| {
         format!(
@@ -318,7 +325,7 @@ pub fn overview_body(
          <th>step</th><th>weight</th><th>last verdict</th><th>split (observed / weight)</th><th>in step</th>\
          <th>reason</th></tr></thead><tbody id=\"rows\" data-v=\"{rows_version}\">{rows}</tbody></table></div>",
         escape(live),
-        POLL_MS / 1000
+        words::value(poll_ms as f64 / 1000.0)
     )
 }
 

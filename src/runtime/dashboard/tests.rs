@@ -56,6 +56,7 @@ fn dashboard(insecure: bool) -> Dashboard {
         insecure_no_auth: insecure,
         prometheus_ui: None,
         clock: Clock::wall(),
+        poll_ms: pages::POLL_MS,
     }
 }
 
@@ -265,4 +266,25 @@ async fn a_good_token_becomes_an_http_only_strict_cookie() {
     assert!(!headers.contains_key(header::SET_COOKIE));
     let (_, headers) = post_login(&d, "token=writer-token&next=%2F%2Fevil.example").await;
     assert_eq!(headers[header::LOCATION], "/", "never elsewhere");
+}
+
+#[test]
+fn only_loopback_hosts_reach_the_local_dashboard() {
+    for ok in [
+        "localhost",
+        "localhost:3100",
+        "127.0.0.1:3100",
+        "[::1]:3100",
+        "[::1]",
+    ] {
+        assert!(loopback_host(ok), "{ok}");
+    }
+    for no in [
+        "evil.example:3100",
+        "127.0.0.1.evil.example",
+        "",
+        "localhost.evil:80",
+    ] {
+        assert!(!loopback_host(no), "{no}");
+    }
 }

@@ -307,6 +307,7 @@ pub fn routes() -> Router<ServerState> {
         )
         .route("/login", get(d::login_page).post(d::login))
         .route("/logout", post(d::logout))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
