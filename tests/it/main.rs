@@ -19,6 +19,7 @@ mod blue_green;
 mod cli;
 mod coexistence;
 mod controller;
+mod dashboard;
 mod demo;
 mod e2e;
 mod fake_kube;
