@@ -201,7 +201,6 @@ pub fn row(release: &Release, held: Option<&Held>) -> Row {
         held.and_then(|h| h.touched),
     ]
     .into_iter()
-    .chain(status.conditions.iter().map(|c| c.last_transition_time))
     .flatten()
     .max();
     Row {
