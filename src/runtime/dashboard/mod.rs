@@ -167,15 +167,31 @@ fn denied(denied: Denied, next: &str, wants_json: bool) -> Response {
     }
 }
 
-/// The dashboard, or 404 when this server has none.
-fn dashboard_of(state: &ServerState) -> Result<Arc<Dashboard>, Response> {
-    state.dashboard.clone().ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            "not found: this server has no dashboard (vigil run serves one)\n",
-        )
-            .into_response()
-    })
+/// 404: this server has no dashboard.
+fn no_dashboard() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: this server has no dashboard (vigil run serves one)\n",
+    )
+        .into_response()
+}
+
+/// The dashboard and what the request's credential may do in it; else the answer: 404
+/// without a dashboard, 401 (the form, or JSON when `json`) or 503 per [`Dashboard::access`].
+fn enter(
+    state: &ServerState,
+    headers: &HeaderMap,
+    next: &str,
+    json: bool,
+) -> Result<(Arc<Dashboard>, Access), Box<Response>> {
+    let d = state
+        .dashboard
+        .clone()
+        .ok_or_else(|| Box::new(no_dashboard()))?;
+    match d.access(headers) {
+        Ok(access) => Ok((d, access)),
+        Err(e) => Err(Box::new(denied(e, next, json))),
+    }
 }
 
 /// A short stable fingerprint of a fragment, so the page replaces only what changed.
@@ -254,13 +270,9 @@ pub async fn overview(
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Response {
-    let d = match dashboard_of(&state) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let access = match d.access(&headers) {
-        Ok(a) => a,
-        Err(e) => return denied(e, "/", false),
+    let (d, access) = match enter(&state, &headers, "/", false) {
+        Ok(entered) => entered,
+        Err(answer) => return *answer,
     };
     let (rows, namespaces) = overview_rows(&d, &filter);
     let rows = pages::rows_html(&rows, d.clock.now());
@@ -285,13 +297,10 @@ pub async fn overview_json(
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Response {
-    let d = match dashboard_of(&state) {
-        Ok(d) => d,
-        Err(r) => return r,
+    let d = match enter(&state, &headers, "/", true) {
+        Ok((d, _)) => d,
+        Err(answer) => return *answer,
     };
-    if let Err(e) = d.access(&headers) {
-        return denied(e, "/", true);
-    }
     let (rows, namespaces) = overview_rows(&d, &filter);
     let html = pages::rows_html(&rows, d.clock.now());
     json(&serde_json::json!({
@@ -347,14 +356,10 @@ pub async fn release_page(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let d = match dashboard_of(&state) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     let next = format!("/releases/{namespace}/{name}");
-    let access = match d.access(&headers) {
-        Ok(a) => a,
-        Err(e) => return denied(e, &next, false),
+    let (d, access) = match enter(&state, &headers, &next, false) {
+        Ok(entered) => entered,
+        Err(answer) => return *answer,
     };
     let Some(release) = d.release(&namespace, &name) else {
         return not_found_page(access, &namespace, &name);
@@ -402,13 +407,9 @@ pub async fn release_json(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let d = match dashboard_of(&state) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let access = match d.access(&headers) {
-        Ok(a) => a,
-        Err(e) => return denied(e, "/", true),
+    let (d, access) = match enter(&state, &headers, "/", true) {
+        Ok(entered) => entered,
+        Err(answer) => return *answer,
     };
     let Some(release) = d.release(&namespace, &name) else {
         return secured(
@@ -481,9 +482,8 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let d = match dashboard_of(&state) {
-        Ok(d) => d,
-        Err(r) => return r,
+    let Some(d) = state.dashboard.clone() else {
+        return no_dashboard();
     };
     let next = local_path(form.next.as_deref());
     let token = form.token.trim();

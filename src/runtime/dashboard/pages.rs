@@ -266,13 +266,13 @@ pub fn rows_html(rows: &[Row], now: DateTime<Utc>) -> String {
         out.push_str("<tr><td colspan=\"9\" class=\"note\">No Release matches.</td></tr>");
     }
     for r in rows {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<tr data-release=\"{ns}/{name}\" data-phase=\"{phase}\"><td data-label=\"Release\"><a href=\"{link}\">{name}</a></td>\
              <td data-label=\"namespace\">{ns}</td><td data-label=\"phase\"><span class=\"phase {phase}\">{phase}</span></td>\
              <td class=\"num step\" data-label=\"step\">{step}</td><td class=\"num weight\" data-label=\"weight\">{weight}%</td>\
              <td class=\"last-verdict\" data-label=\"last verdict\">{verdict}</td><td class=\"num split\" data-label=\"split\">{split}</td>\
-             <td class=\"num\" data-label=\"in step\">{since}</td><td class=\"reason {held}\" data-label=\"reason\">{message}</td></tr>\n",
+             <td class=\"num\" data-label=\"in step\">{since}</td><td class=\"reason {held}\" data-label=\"reason\">{message}</td></tr>",
             ns = escape(&r.namespace),
             name = escape(&r.name),
             link = release_link(&r.namespace, &r.name),
