@@ -4,7 +4,7 @@ mod cli;
 
 use cli::exit::{exit_code, tokio_main};
 use cli::run::{LogFormat, init_logging};
-use cli::{Command, bench, completions, crd, demo, judge, lint, ops, replay, run};
+use cli::{Command, bench, completions, crd, dashboard, demo, judge, lint, ops, replay, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Pause(args) => tokio_main(ops::set_paused(args, true)),
         Command::Resume(args) => tokio_main(ops::set_paused(args, false)),
         Command::Status(args) => tokio_main(ops::status(args)),
+        Command::Dashboard(args) => dashboard::run(args),
         Command::Run(args) => run::run(*args),
         Command::Completions(args) => completions::run(&args),
     })

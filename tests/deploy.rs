@@ -342,6 +342,11 @@ fn documented_values() -> Vec<(&'static str, Value)> {
             json!({"api": {"insecureNoAuth": true}}),
         ),
         (
+            "the dashboard",
+            json!({"api": {"existingSecret": "vigil-api", "readTokenKey": "read"},
+                "dashboard": {"insecureNoAuth": true, "prometheusUiUrl": "https://prom.example"}}),
+        ),
+        (
             "extra args and env",
             json!({
                 "extraArgs": ["--bearer-token-file", "/var/run/secrets/prometheus/token",
@@ -940,6 +945,22 @@ fn optional_values_render() {
     let a = args(&deployment(json!({"api": {"insecureNoAuth": true}})));
     assert!(a.contains(&"--api-insecure-no-auth".to_string()));
     assert_eq!(flag(&a, "--api-token-file"), None);
+
+    // The dashboard's viewers' token and settings.
+    let a = args(&deployment(json!({
+        "api": {"existingSecret": "vigil-api", "readTokenKey": "read"},
+        "dashboard": {"insecureNoAuth": true, "prometheusUiUrl": "https://prom.example"},
+    })));
+    assert_eq!(
+        flag(&a, "--api-read-token-file"),
+        Some("/etc/vigil/api/read")
+    );
+    assert_eq!(
+        flag(&a, "--prometheus-ui-url"),
+        Some("https://prom.example")
+    );
+    assert!(a.contains(&"--dashboard-insecure-no-auth".to_string()));
+    assert!(!args(&deployment(json!({}))).contains(&"--dashboard-insecure-no-auth".to_string()));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ fn state() -> &'static ServerState {
             token: None,
             hmac_secret: None,
             insecure_no_auth: true,
+            read_token: None,
         };
         ServerState::new(Arc::new(Metrics::new())).with_api(ApiState::new(
             client,

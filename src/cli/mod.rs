@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod completions;
 pub mod crd;
+pub mod dashboard;
 pub mod demo;
 pub mod exit;
 pub mod input;
@@ -83,6 +84,9 @@ pub enum Command {
     /// Show where a canary's rollout stands.
     #[command(after_help = ops::STATUS_EXAMPLES)]
     Status(ops::StatusArgs),
+    /// Serve the live dashboard locally, from the kubeconfig's cluster.
+    #[command(after_help = dashboard::EXAMPLES)]
+    Dashboard(dashboard::DashboardArgs),
     /// Run the controller: watch Releases and roll them out (in a cluster, or with KUBECONFIG).
     #[command(after_help = run::EXAMPLES)]
     Run(Box<run::RunArgs>),

@@ -11,8 +11,10 @@ pub const EXAMPLES: &str = "Examples:\n  \
     vigil run --prometheus http://prometheus.monitoring:9090\n  \
     vigil run --prometheus http://prometheus:9090 --leader-elect --lease-namespace vigil-system\n  \
     vigil run --prometheus http://prometheus:9090 --shards 6 --lease-namespace vigil-system\n  \
-    vigil run --prometheus http://localhost:9090 --watch-namespace shop --log-format json\n\n\
-    Serves /metrics, /healthz and /readyz on --listen. With --leader-elect, replicas \
+    vigil run --prometheus http://localhost:9090 --watch-namespace shop --log-format json\n  \
+    vigil run --prometheus http://prometheus:9090 --api-token-file /etc/vigil/token \\\n      \
+        --api-read-token-file /etc/vigil/read-token --prometheus-ui-url https://prometheus.example.com\n\n\
+    Serves the live dashboard (/), /metrics, /healthz, /readyz and the /v1 API on --listen. With --leader-elect, replicas \
     elect a leader on a coordination.k8s.io Lease and only the leader acts. With --shards N, \
     the Releases are split into N shards, one Lease each (<lease-name>-0 to -N-1), shared \
     fairly by the replicas, which all act (see docs/controller.md).";
@@ -76,6 +78,15 @@ pub struct RunArgs {
     notify_config: Option<std::path::PathBuf>,
     #[command(flatten)]
     api: ApiArgs,
+    /// Serve the dashboard at / to anyone who can reach --listen, without a credential
+    /// (read-only, unless --api-insecure-no-auth opens the API too). Only for a port nothing
+    /// untrusted can reach.
+    #[arg(long)]
+    dashboard_insecure_no_auth: bool,
+    /// Prometheus's web UI (default: none), for the dashboard's links from each query to
+    /// its graph page, e.g. https://prometheus.example.com.
+    #[arg(long, value_name = "URL", env = "VIGIL_PROMETHEUS_UI_URL")]
+    prometheus_ui_url: Option<String>,
 }
 
 /// The `/v1` API of `vigil run` (alerts, canary actions, judge).
@@ -85,6 +96,10 @@ struct ApiArgs {
     /// the token in the VIGIL_API_TOKEN environment variable.
     #[arg(long, value_name = "PATH")]
     api_token_file: Option<PathBuf>,
+    /// File with a read-only token: it may see the dashboard (no operator buttons), and
+    /// /v1 answers it 403.
+    #[arg(long, value_name = "PATH")]
+    api_read_token_file: Option<PathBuf>,
     /// The bearer token, from the environment (prefer --api-token-file).
     #[arg(long, env = "VIGIL_API_TOKEN", hide_env_values = true, hide = true)]
     api_token: Option<String>,
@@ -119,6 +134,7 @@ impl ApiArgs {
             self.api_hmac_secret_file.as_deref(),
             self.api_insecure_no_auth,
         )
+        .and_then(|a| a.with_read_token_file(self.api_read_token_file.as_deref()))
         .map_err(usage)?;
         Ok(vigil::runtime::server::ApiOptions {
             auth,
@@ -130,6 +146,21 @@ impl ApiArgs {
             body_limit: self.api_body_limit,
             judge_slots: usize::from(self.judge_concurrency),
         })
+    }
+}
+
+/// A checked `--prometheus-ui-url`.
+pub fn prometheus_ui(url: &str) -> Result<String, Failure> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.password().is_none() => {
+            Ok(url.trim_end_matches('/').to_string())
+        }
+        Ok(_) => Err(usage(format!(
+            "--prometheus-ui-url {url}: give an http(s) address without a password (viewers see it in links)"
+        ))),
+        Err(e) => Err(usage(format!(
+            "--prometheus-ui-url {url}: not a URL ({e}); e.g. https://prometheus.example.com"
+        ))),
     }
 }
 
@@ -191,6 +222,13 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         query_lag: parse_duration(&args.query_lag, "--query-lag")?.to_std(),
         notify_config: args.notify_config.clone(),
         api: args.api.options()?,
+        dashboard: vigil::runtime::controller::DashboardOptions {
+            insecure_no_auth: args.dashboard_insecure_no_auth,
+            prometheus_ui: match args.prometheus_ui_url.as_deref() {
+                Some(url) => Some(prometheus_ui(url)?),
+                None => None,
+            },
+        },
     };
     tokio_main(async move {
         vigil::runtime::controller::run(config)

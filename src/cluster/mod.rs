@@ -5,7 +5,7 @@
 
 pub mod analysis;
 pub mod clock;
-pub mod evidence;
+pub mod committed;
 pub mod gates;
 pub mod leader;
 pub mod ops;

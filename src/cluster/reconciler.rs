@@ -53,8 +53,8 @@ pub struct Context<S> {
     /// (see [`super::shards`]).
     pub ownership: Ownership,
     /// The points each Release's analyses have fetched, so that the next fetches only what
-    /// is new (see [`super::evidence`]).
-    pub evidence: super::evidence::Evidence,
+    /// is new (see [`super::committed`]).
+    pub committed: super::committed::Committed,
     /// Reconciles running at once at most (a Release is never reconciled twice at once);
     /// 0 for no bound.
     pub workers: u16,
@@ -97,6 +97,18 @@ pub trait Observer: Send + Sync {
     /// A Release is being deleted: forget what is kept about it.
     fn deleted(&self, canary: &Release) {
         let _ = canary;
+    }
+    /// A reconcile's decision under `plan`, at the controller's time `now`, with the
+    /// reports of the analysis it ran (empty when none ran): what the dashboard keeps.
+    fn decided(
+        &self,
+        canary: &Release,
+        plan: &Plan,
+        decision: &Decision,
+        judged: &[crate::analysis::Judged],
+        now: chrono::DateTime<Utc>,
+    ) {
+        let _ = (canary, plan, decision, judged, now);
     }
 }
 
@@ -269,7 +281,7 @@ async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     ctx.observer.deleted(canary);
-    ctx.evidence.forget(canary);
+    ctx.committed.forget(canary);
     if canary.spec.dry_run {
         return Ok(Action::await_change());
     }
@@ -532,13 +544,13 @@ async fn reconcile_inner<S: MetricSource>(
                 // Wall time (not the controller's clock): what the analysis costs.
                 let started = std::time::Instant::now();
                 // Only the points earlier analyses have not committed are fetched.
-                let cache = ctx.evidence.cache(&ctx.client, canary).await;
-                let source = Incremental::new(&ctx.source, &cache, ctx.evidence.lag);
+                let cache = ctx.committed.cache(&ctx.client, canary).await;
+                let source = Incremental::new(&ctx.source, &cache, ctx.committed.lag);
                 let (outcome, reports) = analysis::run(&ctx.client, &source, &input).await;
                 source.finish();
                 let took = started.elapsed();
                 if ctx.may_write(canary) {
-                    ctx.evidence.store(&ctx.client, canary).await;
+                    ctx.committed.store(&ctx.client, canary).await;
                 }
                 let scores: Vec<(String, f64)> = reports
                     .iter()
@@ -625,11 +637,12 @@ async fn reconcile_inner<S: MetricSource>(
         return Ok(Action::await_change());
     }
     write_status(&api, canary, status).await?;
-    ctx.evidence
+    ctx.committed
         .settle(&ctx.client, canary, decision.state.phase())
         .await;
 
     ctx.observer.reconciled(canary, &decision);
+    ctx.observer.decided(canary, &plan, &decision, &judged, now);
     if decision.events.iter().any(|e| {
         matches!(
             e.kind,

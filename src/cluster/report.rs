@@ -67,11 +67,29 @@ pub fn marks(
     events: &[Event],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<Mark> {
-    let mut marks: Vec<Mark> = state
+    let mut marks = analysis_marks(plan, state);
+    marks.extend(event_marks(plan, state, events, now));
+    marks
+}
+
+/// The analyses status keeps, as marks.
+pub fn analysis_marks(plan: &Plan, state: &State) -> Vec<Mark> {
+    state
         .analyses()
         .iter()
         .map(|r| record_mark(plan, r))
-        .collect();
+        .collect()
+}
+
+/// This reconcile's rollout events as marks, at `now`; the analysis events are left out
+/// (their records in status say them).
+pub fn event_marks(
+    plan: &Plan,
+    state: &State,
+    events: &[Event],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Mark> {
+    let mut marks = Vec::new();
     for event in events {
         let kind = match event.kind {
             EventKind::Aborted => MarkKind::Abort,

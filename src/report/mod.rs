@@ -10,8 +10,12 @@ pub mod html;
 mod text;
 
 pub use doc::{ChartData, Document, Mark, MarkKind, Section};
+pub use figures::mark_class;
 pub use html::html;
-pub use text::{baseline_words, next_step_words, split_words};
+pub use text::{
+    baseline_words, change, escape, next_step_words, outcome_word, p_text, split_words,
+    verdict_word,
+};
 
 #[cfg(test)]
 mod tests;
@@ -19,7 +23,7 @@ mod tests;
 use crate::judge::{Report, Verdict};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use std::fmt::Write as _;
-use text::{change, escape_md, outcome_word, p_text, side, verdict_word};
+use text::{escape_md, side};
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -766,7 +766,7 @@ pub async fn run(
         http: reqwest::Client::new(),
         // One replica reconciles every Release.
         ownership: crate::cluster::shards::Ownership::everything(),
-        evidence: crate::cluster::evidence::Evidence::default(),
+        committed: crate::cluster::committed::Committed::default(),
         workers: config.workers,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -775,7 +775,7 @@ pub async fn run(
         let (ctx, peak) = (ctx.clone(), peak_points.clone());
         tokio::spawn(async move {
             loop {
-                let (_, points) = ctx.evidence.size();
+                let (_, points) = ctx.committed.size();
                 peak.fetch_max(points as u64, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

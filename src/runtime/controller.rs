@@ -6,13 +6,15 @@
 use super::metrics::Metrics;
 use crate::api::crd::Release;
 use crate::cluster::clock::Clock;
-use crate::cluster::evidence::Evidence;
+use crate::cluster::committed::Committed;
 use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
 use crate::cluster::reconciler::{self, Context, Observer};
 use crate::cluster::shards::{Ownership, ShardConfig, ShardManager, Transition, shard_of};
 use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{DeliveryConfig, Dispatcher};
 use crate::rollout::Decision;
+use crate::runtime::dashboard::Dashboard;
+use crate::runtime::dashboard::store::{Evidence, EvidenceObserver, watch_releases};
 use crate::runtime::notifications::{FanOut, NotifyObserver};
 use crate::runtime::server::{self, ApiOptions, ApiState, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
@@ -48,6 +50,17 @@ pub struct RunConfig {
     pub notify_config: Option<std::path::PathBuf>,
     /// The `/v1` API (alerts, canary actions, judge) served beside /metrics.
     pub api: ApiOptions,
+    /// The live dashboard at `/`.
+    pub dashboard: DashboardOptions,
+}
+
+/// The dashboard's settings (`vigil run --dashboard-*`, `--prometheus-ui-url`).
+#[derive(Debug, Clone, Default)]
+pub struct DashboardOptions {
+    /// Show the pages without a credential (read-only unless the API is open too).
+    pub insecure_no_auth: bool,
+    /// Prometheus's web UI, for links to its graph page.
+    pub prometheus_ui: Option<String>,
 }
 
 /// Feeds reconciles into the metrics.
@@ -141,11 +154,24 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             "the /v1 API answers 503: give --api-token-file (or VIGIL_API_TOKEN) or --api-hmac-secret-file to enable it"
         );
     }
+    let auth = config.api.auth.clone();
     let mut api = ApiState::new(client.clone(), Arc::new(api_source), Default::default())
         .with_options(config.api);
     api.watch_namespace = config.watch_namespace.clone();
     api.judge_queries = config.concurrency.max(1);
-    let state = ServerState::new(metrics.clone()).with_api(api);
+    let evidence = Arc::new(Evidence::new());
+    let dashboard = Dashboard {
+        releases: watch_releases(client.clone(), config.watch_namespace.as_deref()),
+        evidence: Some(evidence.clone()),
+        auth,
+        insecure_no_auth: config.dashboard.insecure_no_auth,
+        prometheus_ui: config.dashboard.prometheus_ui.clone(),
+        clock: Clock::wall(),
+        poll_ms: crate::runtime::dashboard::pages::POLL_MS,
+    };
+    let state = ServerState::new(metrics.clone())
+        .with_api(api)
+        .with_dashboard(dashboard);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -212,11 +238,12 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         observer: Arc::new(FanOut(vec![
             Arc::new(MetricsObserver(metrics.clone())),
             Arc::new(NotifyObserver::new(dispatcher, cluster_receivers)),
+            Arc::new(EvidenceObserver(evidence)),
         ])),
         clock: Clock::wall(),
         http: reqwest::Client::new(),
         ownership,
-        evidence: Evidence::new(config.query_lag),
+        committed: Committed::new(config.query_lag),
         workers: config.workers,
     });
     let ready = state.clone();

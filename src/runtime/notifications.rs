@@ -90,4 +90,17 @@ impl Observer for FanOut {
             o.deleted(canary);
         }
     }
+
+    fn decided(
+        &self,
+        canary: &Release,
+        plan: &crate::rollout::Plan,
+        decision: &Decision,
+        judged: &[crate::analysis::Judged],
+        now: chrono::DateTime<Utc>,
+    ) {
+        for o in &self.0 {
+            o.decided(canary, plan, decision, judged, now);
+        }
+    }
 }

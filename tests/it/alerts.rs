@@ -46,6 +46,7 @@ fn both() -> AuthConfig {
         token: Some(TOKEN.into()),
         hmac_secret: Some(SECRET.as_bytes().to_vec()),
         insecure_no_auth: false,
+        read_token: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn every_command_listed_has_help_with_examples() {
         "resume",
         "status",
         "run",
+        "dashboard",
         "completions",
     ] {
         assert!(

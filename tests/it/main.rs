@@ -20,6 +20,7 @@ mod cli;
 mod coexistence;
 mod controller;
 mod crash;
+mod dashboard;
 mod demo;
 mod e2e;
 mod fake_kube;

@@ -3,6 +3,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
+//! | `GET /`, `/releases/...`, `/login` | the live dashboard ([`crate::runtime::dashboard`]), with a [`ServerState::with_dashboard`] |
 //! | `GET /metrics` | the metrics in the OpenMetrics text format |
 //! | `GET /healthz` | 200 `ok` while the process runs (liveness) |
 //! | `GET /readyz` | 200 `ok` once the controller has synced its caches, else 503 (readiness) |
@@ -65,6 +66,8 @@ pub struct ServerState {
     pub ready: Arc<AtomicBool>,
     /// What the `/v1` API needs; without it those routes answer 503.
     pub api: Option<Arc<ApiState>>,
+    /// The live dashboard at `/`; without it those routes answer 404.
+    pub dashboard: Option<Arc<crate::runtime::dashboard::Dashboard>>,
 }
 
 /// The default [`ApiState::body_limit`]: 1 MiB.
@@ -263,7 +266,14 @@ impl ServerState {
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
             api: None,
+            dashboard: None,
         }
+    }
+
+    /// Serves the live dashboard at `/` with `dashboard`.
+    pub fn with_dashboard(mut self, dashboard: crate::runtime::dashboard::Dashboard) -> Self {
+        self.dashboard = Some(Arc::new(dashboard));
+        self
     }
 
     /// Serves the `/v1` API with `api`.
@@ -286,7 +296,18 @@ impl ServerState {
 /// The routes without their state, for adding more routes that share it:
 /// `routes().route("/x", get(h)).with_state(state)`.
 pub fn routes() -> Router<ServerState> {
+    use crate::runtime::dashboard as d;
     Router::new()
+        .route("/", get(d::overview))
+        .route("/releases/{namespace}/{name}", get(d::release_page))
+        .route("/dashboard/api/overview", get(d::overview_json))
+        .route(
+            "/dashboard/api/releases/{namespace}/{name}",
+            get(d::release_json),
+        )
+        .route("/login", get(d::login_page).post(d::login))
+        .route("/logout", post(d::logout))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -356,7 +377,7 @@ async fn readyz(State(state): State<ServerState>) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        "not found: try /metrics, /healthz, /readyz or the /v1 API (POST /v1/alerts, /v1/releases/{namespace}/{name}/{action}, /v1/judge)\n",
+        "not found: try / (the dashboard), /metrics, /healthz, /readyz or the /v1 API (POST /v1/alerts, /v1/releases/{namespace}/{name}/{action}, /v1/judge)\n",
     )
         .into_response()
 }

@@ -88,16 +88,23 @@ pub fn virtual_service() -> Value {
 pub fn setup(fake: &FakeKube, canary_extra: Value) {
     fake.register::<Release>();
     fake.register::<ReleaseAnalysis>();
+    put_template(fake, NS);
+    app(fake, "web", canary_extra);
+}
+
+/// Application `name` (its Deployment, Service and Ingress, all called `name`) and its
+/// Release, judged on the metrics of job `name`; `canary_extra` is merged into the spec.
+pub fn app(fake: &FakeKube, name: &str, canary_extra: Value) {
     fake.put_object(
         &Res::deployments(),
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": NS, "labels": {"app": "web"}},
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
             "spec": {
                 "replicas": 4,
-                "selector": {"matchLabels": {"app": "web"}},
+                "selector": {"matchLabels": {"app": name}},
                 "template": {
-                    "metadata": {"labels": {"app": "web"}},
+                    "metadata": {"labels": {"app": name}},
                     "spec": {"containers": [{"name": "web", "image": "web:1"}]}
                 }
             }
@@ -107,37 +114,36 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
         &Res::core("services"),
         json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
         }),
     );
     fake.put_object(
         &ingresses(),
         json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": "web", "namespace": NS},
+            "metadata": {"name": name, "namespace": NS},
             "spec": {
                 "ingressClassName": "nginx",
                 "rules": [{"host": "shop.example", "http": {"paths": [{
                     "path": "/", "pathType": "Prefix",
-                    "backend": {"service": {"name": "web", "port": {"number": 80}}}
+                    "backend": {"service": {"name": name, "port": {"number": 80}}}
                 }]}}]
             }
         }),
     );
-    put_template(fake, NS);
     let mut canary = json!({
         "apiVersion": "vigil.dev/v1alpha1", "kind": "Release",
-        "metadata": {"name": "web", "namespace": NS},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {
-            "targetRef": {"name": "web"},
-            "service": {"name": "web", "port": 80},
-            "routing": {"nginx": {"ingress": "web"}},
+            "targetRef": {"name": name},
+            "service": {"name": name, "port": 80},
+            "routing": {"nginx": {"ingress": name}},
             "stepWeights": [10, 50, 100],
             "abortScaleDownDelay": "2m",
             "analysis": {
                 "templates": [{"name": "http-prometheus-client"}],
-                "args": [{"name": "job", "value": "web"}],
+                "args": [{"name": "job", "value": name}],
                 "interval": "1m",
                 // The loaded history gives the canary a fixed third of the requests, whatever
                 // the weight; tests/it/controller.rs checks that the split check holds such a
@@ -148,9 +154,14 @@ pub fn setup(fake: &FakeKube, canary_extra: Value) {
             }
         }
     });
+    // A null in `canary_extra` takes the field out.
     if let (Some(spec), Some(extra)) = (canary["spec"].as_object_mut(), canary_extra.as_object()) {
         for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
+            if v.is_null() {
+                spec.remove(k);
+            } else {
+                spec.insert(k.clone(), v.clone());
+            }
         }
     }
     fake.put_object(&releases(), canary);
@@ -179,6 +190,16 @@ pub struct Controller {
 impl Controller {
     /// Starts a controller of namespace `shop` over `prometheus`.
     pub fn start(fake: &FakeKube, prometheus: &str, clock: Clock) -> Controller {
+        Self::observed(fake, prometheus, clock, Arc::new(NoObserver))
+    }
+
+    /// As [`Controller::start`], telling `observer` about every reconcile.
+    pub fn observed(
+        fake: &FakeKube,
+        prometheus: &str,
+        clock: Clock,
+        observer: Arc<dyn vigil::cluster::reconciler::Observer>,
+    ) -> Controller {
         let client = fake.client();
         let source = Prometheus::new(PrometheusConfig::new(prometheus)).expect("prometheus client");
         let ctx = Arc::new(Context {
@@ -189,11 +210,11 @@ impl Controller {
             client,
             source,
             concurrency: 4,
-            observer: Arc::new(NoObserver),
+            observer,
             clock,
             http: reqwest::Client::new(),
             ownership: vigil::cluster::shards::Ownership::everything(),
-            evidence: vigil::cluster::evidence::Evidence::default(),
+            committed: vigil::cluster::committed::Committed::default(),
             workers: vigil::cluster::reconciler::DEFAULT_WORKERS,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -273,9 +294,14 @@ pub fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {
 
 /// Starts a release: sets the Deployment's image.
 pub async fn release(fake: &FakeKube, image: &str) {
+    release_app(fake, "web", image).await;
+}
+
+/// Starts a release of application `name`: sets its Deployment's image.
+pub async fn release_app(fake: &FakeKube, name: &str, image: &str) {
     let api: Api<Deployment> = Api::namespaced(fake.client(), NS);
     api.patch(
-        "web",
+        name,
         &PatchParams::default(),
         &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})),
     )

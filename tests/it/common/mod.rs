@@ -3,6 +3,7 @@
 //! an in-process fake Kubernetes API server.
 
 pub mod browser;
+pub mod cdp;
 pub mod controller;
 pub mod fake_kube;
 pub mod traffic;

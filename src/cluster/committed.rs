@@ -47,13 +47,13 @@ struct Slot {
 
 /// Every Release's committed points, for one controller process.
 #[derive(Debug)]
-pub struct Evidence {
+pub struct Committed {
     /// How old a point must be to be committed.
     pub lag: Duration,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
-impl Default for Evidence {
+impl Default for Committed {
     fn default() -> Self {
         Self::new(DEFAULT_LAG)
     }
@@ -71,7 +71,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Evidence {
+impl Committed {
     /// No points yet; points are committed once `lag` old.
     pub fn new(lag: Duration) -> Self {
         Self {
