@@ -38,8 +38,9 @@ pub fn config_map_name(canary: &str) -> String {
 struct Slot {
     uid: String,
     cache: Arc<Mutex<QueryCache>>,
-    /// What was last written (or read), to skip writing the same again.
-    stored: Option<String>,
+    /// A hash of what was last written (or read), to skip writing the same again (the text
+    /// itself would double the memory held).
+    stored: Option<u64>,
     /// Whether a ConfigMap may exist: unknown (`None`) until this process has read or
     /// written it.
     exists: Option<bool>,
@@ -65,6 +66,15 @@ fn key(canary: &Release) -> String {
         canary.namespace().unwrap_or_default(),
         canary.name_any()
     )
+}
+
+/// What tells a changed cache from the one stored; a collision would only skip one write,
+/// which costs a longer read after a restart, never a wrong point.
+fn digest(text: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,7 +104,7 @@ impl Committed {
             return slot.cache.clone();
         }
         let (cache, stored, exists) = match load(client, canary, &uid).await {
-            Ok(Some((cache, text))) => (cache, Some(text), Some(true)),
+            Ok(Some((cache, text))) => (cache, Some(digest(&text)), Some(true)),
             Ok(None) => (QueryCache::new(), None, None),
             Err(e) => {
                 tracing::warn!(canary = %canary.name_any(), namespace = %canary.namespace().unwrap_or_default(),
@@ -129,7 +139,7 @@ impl Committed {
                     return;
                 }
             };
-            if slot.stored.as_deref() == Some(text.as_str()) {
+            if slot.stored == Some(digest(&text)) {
                 return;
             }
             text
@@ -141,8 +151,9 @@ impl Committed {
                 "the committed points no longer fit a ConfigMap: kept in memory only (after a restart the next analysis reads its whole window once)");
             return;
         }
+        let hash = digest(&text);
         let data = BTreeMap::from([
-            (POINTS_KEY.to_string(), text.clone()),
+            (POINTS_KEY.to_string(), text),
             (UID_KEY.to_string(), canary.uid().unwrap_or_default()),
         ]);
         match super::report::apply_owned_config_map(client, canary, &config_map_name(&name), data)
@@ -150,7 +161,7 @@ impl Committed {
         {
             Ok(_) => {
                 if let Some(slot) = lock(&self.slots).get_mut(&key(canary)) {
-                    slot.stored = Some(text);
+                    slot.stored = Some(hash);
                     slot.exists = Some(true);
                 }
             }
