@@ -833,7 +833,7 @@ pub async fn run(
         &control,
         "finished",
         limit,
-        |n| progress("rolling out", n, config.canaries),
+        |n| progress("finished", n, config.canaries),
         |p| matches!(p, "Succeeded" | "Failed"),
     )
     .await?;
