@@ -12,7 +12,7 @@ use crate::api::plan::canary_deployment_name;
 use crate::rollout::{CanaryWorld, World};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeMap;
 
@@ -269,12 +269,10 @@ async fn restore_template(
 ) -> Result<(), ApplyError> {
     let ns = t.route.namespace.clone();
     let name = t.target.name_any();
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(t.route.client.clone(), &ns);
-    let list = replica_sets
-        .list(&ListParams::default())
+    let replica_sets = services::replica_sets_of(&t.route.client, &ns, t.target)
         .await
         .map_err(api_err(format!("ReplicaSets of Deployment {ns}/{name}")))?;
-    let template = previous_template(t.target, &list.items, revision).ok_or_else(|| {
+    let template = previous_template(t.target, &replica_sets, revision).ok_or_else(|| {
         ApplyError::Invalid(format!(
             "Deployment {ns}/{name} has no ReplicaSet of revision {revision} to roll back to (its \
              revisionHistoryLimit may have removed it); roll it back by hand: kubectl rollout \

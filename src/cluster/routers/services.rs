@@ -134,15 +134,31 @@ pub async fn stable_pod_template_hash(
     namespace: &str,
     deployment: &Deployment,
 ) -> Result<Option<String>, RouterError> {
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-    let list = api
-        .list(&ListParams::default())
+    let replica_sets = replica_sets_of(client, namespace, deployment)
         .await
         .map_err(RouterError::api(format!(
             "ReplicaSets of Deployment {namespace}/{}",
             deployment.metadata.name.as_deref().unwrap_or_default()
         )))?;
-    Ok(pod_template_hash(deployment, &list.items))
+    Ok(pod_template_hash(deployment, &replica_sets))
+}
+
+/// The ReplicaSets in `namespace` that `deployment`'s selector matches: a superset of those
+/// it controls (the Deployment controller labels its ReplicaSets with the pod template's
+/// labels, which the selector must match), listed with the selector so that the API server
+/// sends those alone rather than the whole namespace's. A selector that cannot be put in a
+/// query (none, or an operator Kubernetes does not know) lists them all.
+pub async fn replica_sets_of(
+    client: &kube::Client,
+    namespace: &str,
+    deployment: &Deployment,
+) -> Result<Vec<ReplicaSet>, kube::Error> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let params = match kube::core::Selector::try_from(deployment.spec.selector.clone()) {
+        Ok(selector) if !selector.selects_all() => ListParams::default().labels_from(&selector),
+        _ => ListParams::default(),
+    };
+    Ok(api.list(&params).await?.items)
 }
 
 /// The `pod-template-hash` label of the Deployment's current ReplicaSet among
