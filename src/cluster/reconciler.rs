@@ -25,6 +25,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::PostParams;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -756,7 +757,14 @@ pub async fn run_triggered<S: MetricSource + 'static>(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let controller = Controller::new(canaries, watcher::Config::default())
+    // A Release's changes reach the reconciler through `needs_reconcile`: this controller's
+    // own status writes do not (each would cost a reconcile that finds nothing to do);
+    // what is next for the Release is in the requeue its reconcile returned.
+    let (reader, writer) = kube::runtime::reflector::store();
+    let releases = kube::runtime::reflector(writer, watcher(canaries, watcher::Config::default()))
+        .applied_objects()
+        .predicate_filter(needs_reconcile, kube::runtime::PredicateConfig::default());
+    let controller = Controller::for_stream(releases, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.workers));
     let store = controller.store();
     let synced = store.clone();
@@ -792,10 +800,107 @@ pub async fn run_triggered<S: MetricSource + 'static>(
         .await;
 }
 
+/// What of a Release asks for a reconcile when it changes: everything but the status this
+/// controller writes. The spec (its generation), a deletion, the finalizers, labels and
+/// annotations, and an operator's request in `status.request` (`vigil promote|abort`, the
+/// API, an alert). A status write of the controller's own changes none of these, so it does
+/// not trigger a reconcile that would find nothing to do; the reconcile that wrote it asked
+/// to be run again when the state machine has something due ([`Action::requeue`]).
+pub fn needs_reconcile(canary: &Release) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &canary.metadata;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    canary
+        .status
+        .as_ref()
+        .and_then(|s| s.request.as_ref())
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// The reporter vigil's Events carry.
 pub fn reporter(instance: Option<String>) -> Reporter {
     Reporter {
         controller: "vigil".into(),
         instance,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::crd::ReleaseSpec;
+    use crate::rollout::{Request, RequestAction};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn release() -> Release {
+        let spec: ReleaseSpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "web"},
+            "service": {"name": "web"},
+            "routing": {"replicas": {}},
+            "stepWeights": [10, 50, 100],
+        }))
+        .expect("spec");
+        let mut c = Release::new("web", spec);
+        c.metadata.namespace = Some("shop".into());
+        c.metadata.generation = Some(1);
+        c.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        c
+    }
+
+    #[test]
+    fn the_controllers_own_status_writes_do_not_ask_for_a_reconcile() {
+        let before = release();
+        let mut written = before.clone();
+        let mut status = ReleaseStatus::default();
+        status.state.weight = 50;
+        status.state.current_step = 1;
+        status.state.message = "step 2 of 3".into();
+        status.observed_generation = Some(1);
+        written.status = Some(status);
+        written.metadata.resource_version = Some("42".into());
+        assert_eq!(needs_reconcile(&before), needs_reconcile(&written));
+    }
+
+    #[test]
+    fn spec_deletion_finalizers_metadata_and_requests_ask_for_a_reconcile() {
+        let base = release();
+        let hash = needs_reconcile(&base);
+        let changes: Vec<(&str, fn(&mut Release))> = vec![
+            ("a new generation", |c| c.metadata.generation = Some(2)),
+            ("a deletion", |c| {
+                c.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+            }),
+            ("the finalizer gone", |c| c.metadata.finalizers = None),
+            ("a label", |c| {
+                c.metadata.labels = Some([("team".to_string(), "a".to_string())].into())
+            }),
+            ("an annotation", |c| {
+                c.metadata.annotations = Some([("note".to_string(), "x".to_string())].into())
+            }),
+            ("an operator's request", |c| {
+                c.status = Some(ReleaseStatus {
+                    request: Some(Request {
+                        action: RequestAction::Abort,
+                        reason: "on call".into(),
+                        at: chrono::DateTime::UNIX_EPOCH,
+                    }),
+                    ..ReleaseStatus::default()
+                })
+            }),
+        ];
+        for (what, change) in changes {
+            let mut changed = base.clone();
+            change(&mut changed);
+            assert_ne!(needs_reconcile(&changed), hash, "{what}");
+        }
     }
 }

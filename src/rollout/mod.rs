@@ -325,7 +325,7 @@ pub struct AnalysisSetup {
 }
 
 /// An operator's request, from `vigil promote|abort`, the API or an alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
     /// What is asked.
@@ -338,7 +338,7 @@ pub struct Request {
 }
 
 /// What an operator can ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RequestAction {
     /// Pass the current step's gate and go to the next step.
