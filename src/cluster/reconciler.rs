@@ -874,7 +874,8 @@ mod tests {
     fn spec_deletion_finalizers_metadata_and_requests_ask_for_a_reconcile() {
         let base = release();
         let hash = needs_reconcile(&base);
-        let changes: Vec<(&str, fn(&mut Release))> = vec![
+        type Change = fn(&mut Release);
+        let changes: Vec<(&str, Change)> = vec![
             ("a new generation", |c| c.metadata.generation = Some(2)),
             ("a deletion", |c| {
                 c.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
