@@ -225,6 +225,8 @@ pub struct RolloutFigures {
     pub wrong_weight: usize,
     /// The first problems found, one line each.
     pub problems: Vec<String>,
+    /// Why the first aborted Releases were aborted: their status message at the end.
+    pub aborts: Vec<String>,
 }
 
 /// A failure to run the benchmark.
@@ -595,6 +597,7 @@ fn check_rollouts(history: &Value, canaries: usize) -> RolloutFigures {
         doubled: 0,
         wrong_weight: 0,
         problems: Vec::new(),
+        aborts: Vec::new(),
     };
     let empty = Vec::new();
     let objects = history.as_array().unwrap_or(&empty);
@@ -684,6 +687,29 @@ fn check_rollouts(history: &Value, canaries: usize) -> RolloutFigures {
         ));
     }
     figures
+}
+
+/// The status message of each aborted Release (the first ten): a false abort's reason.
+async fn abort_reasons(control: &Control) -> Result<Vec<String>, Error> {
+    let objects = control
+        .get("objects/vigil.dev/v1alpha1/releases?fields=status.phase,status.message")
+        .await?;
+    let empty = Vec::new();
+    Ok(objects
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|o| o["fields"][0] == "Failed")
+        .take(10)
+        .map(|o| {
+            format!(
+                "{}/{}: {}",
+                o["namespace"].as_str().unwrap_or_default(),
+                o["name"].as_str().unwrap_or_default(),
+                o["fields"][1].as_str().unwrap_or_default()
+            )
+        })
+        .collect())
 }
 
 // ---------- the run ----------
@@ -855,7 +881,8 @@ pub async fn run(
              status.weight,status.stepStartedAt,status.startedAt",
         )
         .await?;
-    let rollouts = check_rollouts(&history, config.canaries);
+    let mut rollouts = check_rollouts(&history, config.canaries);
+    rollouts.aborts = abort_reasons(&control).await?;
     let canary_minutes = rollout_minutes(&history, step_seconds(config));
 
     let by_verb: BTreeMap<String, u64> = counts_after
@@ -1054,6 +1081,9 @@ pub fn table(results: &Results) -> String {
             o.wrong_weight
         ),
     );
+    for reason in &o.aborts {
+        row("aborted", reason.clone());
+    }
     table.to_string()
 }
 
