@@ -98,6 +98,11 @@ pub trait Observer: Send + Sync {
     fn deleted(&self, canary: &Release) {
         let _ = canary;
     }
+    /// A watch of the controller failed (one of [`WATCH_ERROR_KINDS`]); it restarts by
+    /// itself, after a back-off.
+    fn watch_failed(&self, kind: &str) {
+        let _ = kind;
+    }
     /// A reconcile's decision under `plan`, at the controller's time `now`, with the
     /// reports of the analysis it ran (empty when none ran): what the dashboard keeps.
     fn decided(
@@ -783,13 +788,42 @@ pub async fn run_triggered<S: MetricSource + 'static>(
         )
         .reconcile_all_on(reconcile_all)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::QueueError(e)) = &result {
+                let kind = watch_error_kind(e);
+                tracing::warn!(kind, "a watch failed and restarts: {e}");
+                ctx.observer.watch_failed(kind);
+            } else if let Err(e) = result {
                 tracing::debug!("controller: {e}");
             }
+            futures::future::ready(())
         })
         .await;
+}
+
+/// Every label of a watch failure: those [`watch_error_kind`] gives, and `dropped` (a
+/// stream that broke mid-way, which kube resumes without an error: the client counts it).
+pub const WATCH_ERROR_KINDS: [&str; 6] = [
+    "expired",
+    "dropped",
+    "read_failed",
+    "start_failed",
+    "list_failed",
+    "other",
+];
+
+/// A short label for a watch failure: `expired` (410 Gone: the watch's resourceVersion is
+/// too old, and the watcher lists everything again), `read_failed` (the events could not
+/// be read), `start_failed`, `list_failed` (the initial list), `other`.
+pub fn watch_error_kind(error: &watcher::Error) -> &'static str {
+    match error {
+        watcher::Error::WatchError(status) if status.code == 410 => "expired",
+        watcher::Error::WatchFailed(_) => "read_failed",
+        watcher::Error::WatchStartFailed(_) => "start_failed",
+        watcher::Error::InitialListFailed(_) => "list_failed",
+        _ => "other",
+    }
 }
 
 /// The reporter vigil's Events carry.
