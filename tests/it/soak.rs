@@ -535,7 +535,7 @@ async fn rollouts_end_and_nothing_leaks_through_api_faults_and_prometheus_outage
             context()
         );
     }
-    for kind in ["server_error", "throttled", "timeout", "watch_expired"] {
+    for kind in ["server_error", "throttled", "watch_expired"] {
         assert_eq!(
             seen[kind],
             injected[kind],
@@ -543,6 +543,12 @@ async fn rollouts_end_and_nothing_leaks_through_api_faults_and_prometheus_outage
             context()
         );
     }
+    // An answer slow for want of CPU may time out too, besides those held on purpose.
+    assert!(
+        seen["timeout"] >= injected["timeout"],
+        "timeouts in /metrics\n{}",
+        context()
+    );
     // A cut is seen by vigil only on a watch it still reads.
     assert!(
         seen["watch_dropped"] > 0 && seen["watch_dropped"] <= injected["watch_dropped"],
