@@ -62,6 +62,11 @@ pub struct RunArgs {
     /// and Prometheus); 0 for no bound.
     #[arg(long, value_name = "N", default_value_t = vigil::cluster::reconciler::DEFAULT_WORKERS)]
     workers: u16,
+    /// How long a Kubernetes API request may wait for its answer before it fails (and its
+    /// reconcile is retried); watches are not cut by it. Without it, a request the API
+    /// server never answers would hold its Release forever.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    kube_timeout: String,
     /// How old a point must be before an analysis takes it as final and later analyses
     /// stop fetching it: each analysis fetches only the points after the last final one,
     /// so what it reads does not grow with the rollout's age. Cover the delay with which
@@ -220,6 +225,12 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         concurrency: args.connection.concurrency,
         workers: args.workers,
         query_lag: parse_duration(&args.query_lag, "--query-lag")?.to_std(),
+        kube_timeout: match parse_duration(&args.kube_timeout, "--kube-timeout")?.to_std() {
+            zero if zero.is_zero() => {
+                return Err(usage("--kube-timeout must be longer than 0s, e.g. 60s"));
+            }
+            timeout => timeout,
+        },
         notify_config: args.notify_config.clone(),
         api: args.api.options()?,
         dashboard: vigil::runtime::controller::DashboardOptions {

@@ -99,6 +99,11 @@ pub trait Observer: Send + Sync {
     fn deleted(&self, canary: &Release) {
         let _ = canary;
     }
+    /// A watch of the controller failed (one of [`WATCH_ERROR_KINDS`]); it restarts by
+    /// itself, after a back-off.
+    fn watch_failed(&self, kind: &str) {
+        let _ = kind;
+    }
     /// A reconcile's decision under `plan`, at the controller's time `now`, with the
     /// reports of the analysis it ran (empty when none ran): what the dashboard keeps.
     fn decided(
@@ -196,6 +201,48 @@ async fn write_status(
             canary.name_any()
         )))?;
     Ok(())
+}
+
+/// [`write_status`] after the world was changed for it: an API error that may pass (5xx,
+/// a timeout, a lost connection; 429s are already retried by the client) is tried again,
+/// twice, 0.5 s and 1 s later. The router is then a step ahead of the stored status, and
+/// the next reconcile, deciding from the older status, would move the traffic back a step
+/// (70% -> 40% -> 70%) until its analysis passed again: the soak test's API faults showed
+/// it. A 409 is not retried (the Release changed: the next reconcile decides afresh).
+async fn write_status_after_world(
+    api: &Api<Release>,
+    canary: &Release,
+    status: ReleaseStatus,
+) -> Result<(), Error> {
+    let mut attempt = 0u32;
+    loop {
+        match write_status(api, canary, status.clone()).await {
+            Err(e) if attempt < 2 && is_transient(&e) => {
+                attempt += 1;
+                tracing::warn!(
+                    canary = %canary.name_any(),
+                    namespace = %canary.namespace().unwrap_or_default(),
+                    attempt,
+                    "the status write after a change of the world failed, trying again: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether a failed Kubernetes call may succeed if made again: a 5xx or 429 answer, or no
+/// answer at all (a timeout, a lost connection).
+fn is_transient(error: &Error) -> bool {
+    match error {
+        Error::Apply(ApplyError::Api { source, .. }) => match source {
+            kube::Error::Api(status) => status.code >= 500 || status.code == 429,
+            kube::Error::Service(_) | kube::Error::HyperError(_) => true,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Records a problem that needs a person (bad spec, missing target) in status, and looks
@@ -637,7 +684,7 @@ async fn reconcile_inner<S: MetricSource>(
     if !ctx.may_write(canary) {
         return Ok(Action::await_change());
     }
-    write_status(&api, canary, status).await?;
+    write_status_after_world(&api, canary, status).await?;
     ctx.committed
         .settle(&ctx.client, canary, decision.state.phase())
         .await;
@@ -791,11 +838,16 @@ pub async fn run_triggered<S: MetricSource + 'static>(
         )
         .reconcile_all_on(reconcile_all)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::QueueError(e)) = &result {
+                let kind = watch_error_kind(e);
+                tracing::warn!(kind, "a watch failed and restarts: {e}");
+                ctx.observer.watch_failed(kind);
+            } else if let Err(e) = result {
                 tracing::debug!("controller: {e}");
             }
+            futures::future::ready(())
         })
         .await;
 }
@@ -824,6 +876,30 @@ pub fn needs_reconcile(canary: &Release) -> Option<u64> {
         .and_then(|s| s.request.as_ref())
         .hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// Every label of a watch failure: those [`watch_error_kind`] gives, and `dropped` (a
+/// stream that broke mid-way, which kube resumes without an error: the client counts it).
+pub const WATCH_ERROR_KINDS: [&str; 6] = [
+    "expired",
+    "dropped",
+    "read_failed",
+    "start_failed",
+    "list_failed",
+    "other",
+];
+
+/// A short label for a watch failure: `expired` (410 Gone: the watch's resourceVersion is
+/// too old, and the watcher lists everything again), `read_failed` (the events could not
+/// be read), `start_failed`, `list_failed` (the initial list), `other`.
+pub fn watch_error_kind(error: &watcher::Error) -> &'static str {
+    match error {
+        watcher::Error::WatchError(status) if status.code == 410 => "expired",
+        watcher::Error::WatchFailed(_) => "read_failed",
+        watcher::Error::WatchStartFailed(_) => "start_failed",
+        watcher::Error::InitialListFailed(_) => "list_failed",
+        _ => "other",
+    }
 }
 
 /// The reporter vigil's Events carry.

@@ -18,6 +18,9 @@
 //!
 //! // Faults: the next 2 PUT or PATCH requests on canaries/status fail with 409 Conflict.
 //! fake.fail_next("PUT|PATCH", "releases", Some("status"), 409, 2);
+//! // Random faults from a seed: 500, 429 + Retry-After, held requests, cut and expired watches.
+//! fake.chaos(Chaos { server_error: 0.01, watch_dropped: 0.5, ..Chaos::seeded(42) });
+//! fake.injected(); fake.calm();
 //! // Request log: (method, path, query) of every HTTP request; counts by client and verb.
 //! fake.requests(); fake.writes(); fake.clear_requests(); fake.counts();
 //! // Hook: called after each successful write, before the client is answered.
@@ -53,6 +56,11 @@
 //! - A Deployment controller (see `deployments.rs`): ReplicaSets `<name>-<pod-template-hash>`,
 //!   pause, status counts and conditions, readiness delay; garbage collection of the
 //!   ReplicaSets of deleted Deployments.
+//! - Faults: the next N matching requests fail with a code ([`FakeKube::fail_next`]), or
+//!   seeded random ones ([`FakeKube::chaos`], [`Chaos`]): 500, 429 with `Retry-After`, a
+//!   request held past the client's timeout (then 504), a watch cut mid-stream (the
+//!   connection breaks, as a proxy or a restarting API server does), a resuming watch
+//!   answered 410 Expired; counted by kind ([`FakeKube::injected`]).
 //! - Discovery (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/{g}`, `/apis/{g}/{v}`) for the
 //!   built-in kinds and those learnt from objects, CRDs and [`FakeKube::register`].
 //!
@@ -62,6 +70,7 @@
 //! validation and defaulting, Pods, garbage collection other than ReplicaSets, periodic
 //! watch bookmarks, `resourceVersionMatch` semantics, scale and other subresources.
 
+mod chaos;
 mod deployments;
 mod select;
 mod server;
@@ -79,10 +88,12 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 // Re-exports for the tests.
+pub use chaos::{Chaos, FAULT_KINDS};
 pub use deployments::template_hash;
 pub use server::{CLIENT_HEADER, CONTROL_PREFIX, Fault, RequestRecord, WriteHook, verb};
 pub use store::{Options, Res};
 
+use chaos::ChaosState;
 use server::{Shared, lock};
 use store::Store;
 
@@ -130,6 +141,7 @@ impl FakeKube {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(options)),
             faults: Mutex::new(Vec::new()),
+            chaos: Arc::new(Mutex::new(ChaosState::new(Chaos::seeded(0)))),
             requests: Mutex::new(Vec::new()),
             log_requests,
             counts: Mutex::new(BTreeMap::new()),
@@ -274,6 +286,33 @@ impl FakeKube {
             code,
             remaining: count,
         });
+    }
+
+    /// Injects seeded random faults from now on (see [`Chaos`]): 500s, 429s with
+    /// `Retry-After`, requests held past the client's timeout, watches cut mid-way and
+    /// resuming watches answered 410 Gone. Starts the counts of [`FakeKube::injected`] and
+    /// the generator afresh.
+    pub fn chaos(&self, config: Chaos) {
+        *lock(&self.shared.chaos) = ChaosState::new(config);
+    }
+
+    /// Stops injecting random faults; the counts stay. Requests already held still end
+    /// with their 504, and watches already doomed are still cut.
+    pub fn calm(&self) {
+        let mut chaos = lock(&self.shared.chaos);
+        let seed = chaos.config.seed;
+        chaos.config = Chaos::seeded(seed);
+    }
+
+    /// The random faults injected so far, by kind (every one of [`FAULT_KINDS`]).
+    pub fn injected(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.shared.chaos).injected.clone()
+    }
+
+    /// The latest resourceVersion handed out (one counter over every object): a point in
+    /// the history that [`FakeKube::history`]'s states can be placed before or after.
+    pub fn resource_version(&self) -> u64 {
+        self.store().resource_version()
     }
 
     /// Every HTTP request received so far, oldest first.

@@ -2,7 +2,6 @@
 //! injection, the request log and a minimal discovery for `kubectl`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -14,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::chaos::{ChaosState, Fate, WatchFate};
 use super::select::Selector;
 use super::store::{ApiError, Event, EventType, PatchType, Res, Store};
 
@@ -57,6 +57,8 @@ pub struct Fault {
 pub struct Shared {
     pub store: Mutex<Store>,
     pub faults: Mutex<Vec<Fault>>,
+    /// Seeded random faults (none until [`super::FakeKube::chaos`] sets their chances).
+    pub chaos: Arc<Mutex<ChaosState>>,
     pub requests: Mutex<Vec<RequestRecord>>,
     /// Whether `requests` keeps every request (see [`super::Options::log_requests`]).
     pub log_requests: bool,
@@ -190,6 +192,7 @@ pub async fn handle(
         .unwrap_or_default()
         .to_string();
     let verb = verb(&method, uri.path(), uri.query().unwrap_or_default());
+    let fate = chaos_fate(&shared, &client, verb, &uri);
     *lock(&shared.counts).entry((client, verb)).or_default() += 1;
     if shared.log_requests {
         lock(&shared.requests).push(RequestRecord {
@@ -202,12 +205,25 @@ pub async fn handle(
         Ok(Query(q)) => q,
         Err(e) => return error_response(&ApiError::bad_request(e.to_string())),
     };
+    let watch_fate = match fate {
+        None => WatchFate::default(),
+        Some((Fate::Answer, watch_fate)) => watch_fate,
+        Some((Fate::Status(code, retry_after), _)) => {
+            return chaos_response(code, retry_after);
+        }
+        Some((Fate::Hold(hold), _)) => {
+            tokio::time::sleep(hold).await;
+            return chaos_response(504, None);
+        }
+    };
     let result = match route(uri.path()) {
         Route::Object(target) => {
             if let Some(code) = take_fault(&shared, &method, &target) {
                 Err(ApiError::new(code, "injected fault"))
             } else {
-                resource(&shared, &method, &target, &query, &headers, &body)
+                resource(
+                    &shared, &method, &target, &query, &headers, &body, watch_fate,
+                )
             }
         }
         Route::Unknown => Err(ApiError::new(
@@ -243,6 +259,50 @@ enum Reply {
     Stream(Response),
 }
 
+/// The random fault a request to a resource meets (`None`: a spared client, or not a
+/// resource URL), with its watch's fate when it is a watch.
+fn chaos_fate(shared: &Shared, client: &str, verb: &str, uri: &Uri) -> Option<(Fate, WatchFate)> {
+    if !matches!(route(uri.path()), Route::Object(_)) {
+        return None;
+    }
+    let mut chaos = lock(&shared.chaos);
+    if chaos.config.spared.iter().any(|c| c == client) {
+        return None;
+    }
+    let fate = chaos.request();
+    if verb != "watch" || fate != Fate::Answer {
+        return Some((fate, WatchFate::default()));
+    }
+    let query = uri.query().unwrap_or_default();
+    let from_version = query.split('&').any(|pair| {
+        pair.strip_prefix("resourceVersion=")
+            .is_some_and(|rv| !rv.is_empty() && rv != "0")
+    });
+    let resuming = from_version && !query.contains("sendInitialEvents=true");
+    Some((fate, chaos.watch(resuming)))
+}
+
+/// The answer of an injected 500, 429 (with `Retry-After`) or 504, as an API server
+/// sends them.
+fn chaos_response(code: u16, retry_after: Option<u64>) -> Response {
+    let message = match code {
+        429 => "injected fault: too many requests, please try again later",
+        504 => "injected fault: the request did not complete within the allowed duration",
+        _ => "injected fault: an internal error occurred",
+    };
+    let mut status = ApiError::new(code, message).status();
+    if let Some(seconds) = retry_after {
+        status["details"] = json!({"retryAfterSeconds": seconds});
+    }
+    let mut response = json_response(code, &status);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
+}
+
 /// Consumes one use of the first fault matching the request, returning its status code.
 fn take_fault(shared: &Shared, method: &Method, target: &Target) -> Option<u16> {
     let mut faults = lock(&shared.faults);
@@ -274,6 +334,7 @@ fn resource(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &[u8],
+    watch_fate: WatchFate,
 ) -> Result<Reply, ApiError> {
     let res = &target.res;
     let mut store = lock(&shared.store);
@@ -310,7 +371,14 @@ fn resource(
             .ok_or_else(|| ApiError::not_found(res, name))
             .and_then(ok),
         ("GET", None) if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) => {
-            watch(&mut store, target, query, selector).map(Reply::Stream)
+            watch(
+                &mut store,
+                target,
+                query,
+                selector,
+                (watch_fate, shared.chaos.clone()),
+            )
+            .map(Reply::Stream)
         }
         ("GET", None) => ok(list(&store, target, query, &selector)?),
         ("POST", None) if !status => {
@@ -451,12 +519,15 @@ fn line(kind: &str, object: &Value) -> Bytes {
 /// WATCH: a chunked stream of JSON lines. Without a resourceVersion (or with "0", or with
 /// `sendInitialEvents=true`) it starts with an ADDED for every current object; otherwise it
 /// replays the history after the given resourceVersion (an ERROR 410 if that was compacted).
-/// Then live events, until `timeoutSeconds` (default 30 minutes).
+/// Then live events, until `timeoutSeconds` (default 30 minutes). A random fault may answer
+/// a resuming watch 410 at once, or cut the stream early (an error ends the chunked body,
+/// so the client sees a broken connection, not a clean end).
 fn watch(
     store: &mut Store,
     target: &Target,
     query: &HashMap<String, String>,
     selector: Selector,
+    (fate, chaos): (WatchFate, Arc<Mutex<ChaosState>>),
 ) -> Result<Response, ApiError> {
     let since = match query.get("resourceVersion").map(String::as_str) {
         None | Some("" | "0") => None,
@@ -493,7 +564,15 @@ fn watch(
     } else {
         since.unwrap_or_default()
     };
-    let receiver = match store.watch(from) {
+    let watched = if fate.expire {
+        Err(ApiError::new(
+            410,
+            format!("too old resource version: {from} (injected fault)"),
+        ))
+    } else {
+        store.watch(from)
+    };
+    let receiver = match watched {
         Ok((past, receiver)) => {
             lines.extend(
                 past.iter()
@@ -506,6 +585,7 @@ fn watch(
             None
         }
     };
+    let live_ok = receiver.is_some();
     let live = futures::stream::unfold(receiver, |receiver| async move {
         let mut receiver = receiver?;
         let event = receiver.recv().await?;
@@ -514,10 +594,23 @@ fn watch(
     .filter_map(move |event| {
         futures::future::ready(watch_line(&event, &res, ns.as_deref(), &selector))
     });
+    let timeout = Duration::from_secs(timeout);
+    let cut = fate.drop_after.filter(|after| *after < timeout && live_ok);
     let stream = futures::stream::iter(lines)
         .chain(live)
-        .map(Ok::<_, Infallible>)
-        .take_until(tokio::time::sleep(Duration::from_secs(timeout)));
+        .map(Ok::<_, std::io::Error>);
+    let stream = match cut {
+        None => stream.take_until(tokio::time::sleep(timeout)).left_stream(),
+        Some(after) => stream
+            .take_until(tokio::time::sleep(after))
+            .chain(futures::stream::once(async move {
+                lock(&chaos).dropped();
+                Err(std::io::Error::other(
+                    "the fake API server cut this watch (injected fault)",
+                ))
+            }))
+            .right_stream(),
+    };
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(stream),

@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub concurrency: usize,
     /// Reconciles running at once at most (0: no bound).
     pub workers: u16,
+    /// How long a Kubernetes API request may wait for its answer before it fails.
+    pub kube_timeout: Duration,
     /// How old a point must be to be final: analyses fetch only what follows the last
     /// final point (see [`crate::source::incremental`]).
     pub query_lag: Duration,
@@ -98,6 +100,10 @@ impl Observer for MetricsObserver {
         self.0
             .forget_canary(&canary.namespace().unwrap_or_default(), &canary.name_any());
     }
+
+    fn watch_failed(&self, kind: &str) {
+        self.0.watch_error(kind);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -128,18 +134,15 @@ async fn shutdown_signal() {
 /// Runs the controller until SIGINT/SIGTERM, or until leadership is lost (an error: the
 /// process should exit and restart as a candidate).
 pub async fn run(config: RunConfig) -> Result<(), String> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!(
-            "cannot connect to Kubernetes: {e}. Run inside a cluster, or point KUBECONFIG at a kubeconfig file"
-        )
-    })?;
+    let metrics = Arc::new(Metrics::new());
+    let client = super::kube_client::client(config.kube_timeout, metrics.clone()).await?;
     let prometheus = config.prometheus.url.clone();
     // The API's judgements get their own client, so the reconciler's stays its own.
     let api_source = Prometheus::new(config.prometheus.clone())
         .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
     let source = Prometheus::new(config.prometheus)
         .map_err(|e| format!("cannot set up the Prometheus client for {prometheus}: {e}"))?;
-    let metrics = Arc::new(Metrics::new());
+    let source = super::source::Observed::new(source, metrics.clone());
     let cluster_receivers = match &config.notify_config {
         Some(path) => NotifyConfig::load(path)?.rules(),
         None => Vec::new(),
@@ -161,7 +164,11 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     api.judge_queries = config.concurrency.max(1);
     let evidence = Arc::new(Evidence::new());
     let dashboard = Dashboard {
-        releases: watch_releases(client.clone(), config.watch_namespace.as_deref()),
+        releases: watch_releases(
+            client.clone(),
+            config.watch_namespace.as_deref(),
+            Some(metrics.clone()),
+        ),
         evidence: Some(evidence.clone()),
         auth,
         insecure_no_auth: config.dashboard.insecure_no_auth,

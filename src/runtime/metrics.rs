@@ -13,6 +13,10 @@
 //! | `vigil_leader` | gauge, 1 while this replica leads | |
 //! | `vigil_shards_held` | gauge, the shards this replica holds (`vigil run --shards`) | |
 //! | `vigil_shard_transitions_total` | counter of shard transitions (`acquired`, `released`, `lost`) | `transition` |
+//! | `vigil_kube_api_errors_total` | counter of failed Kubernetes API calls, each attempt apart (`throttled`: 429, `server_error`: 5xx, `timeout`: no answer within `--kube-timeout`, `connection`) | `kind` |
+//! | `vigil_kube_watch_errors_total` | counter of watch failures, each followed by a restart of the watch (`expired`: 410 Gone, a relist; `dropped`: the stream broke; `read_failed`, `start_failed`, `list_failed`, `other`) | `kind` |
+//! | `vigil_metric_source_errors_total` | counter of failed metric queries (after the source's retries) by kind (`unreachable`, `timeout`, `query`, `http`, `malformed`, `other`) | `kind` |
+//! | `vigil_tokio_tasks` | gauge, the tasks alive in the process's runtime when scraped | |
 //! | `vigil_notifications_total` | counter of notifications by receiving service and outcome (`sent`, `failed`, `dropped`, `deduplicated`) | `provider`, `outcome` |
 //!
 //! Label values that come from code (verdicts, error reasons) are folded into a small fixed
@@ -81,6 +85,39 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// The kinds `vigil_kube_api_errors_total` knows; anything else is counted as `other`.
+pub const KUBE_API_ERRORS: [&str; 4] = ["throttled", "server_error", "timeout", "connection"];
+
+/// The kinds `vigil_kube_watch_errors_total` knows; anything else is counted as `other`.
+pub const WATCH_ERRORS: [&str; 6] = crate::cluster::reconciler::WATCH_ERROR_KINDS;
+
+/// The kinds `vigil_metric_source_errors_total` knows; anything else is counted as `other`.
+pub const SOURCE_ERRORS: [&str; 6] = [
+    "unreachable",
+    "timeout",
+    "query",
+    "http",
+    "malformed",
+    "other",
+];
+
+/// Counts one of `known` in `family`, `other` for anything else.
+fn count_kind(family: &Family<KindLabels, Counter>, known: &[&str], kind: &str) {
+    let kind = known
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other");
+    family
+        .get_or_create(&KindLabels { kind: kind.into() })
+        .inc();
+}
+
 /// The registry and every metric in it. Cheap to share behind an `Arc`: every method takes
 /// `&self`.
 #[derive(Debug)]
@@ -102,6 +139,10 @@ pub struct Metrics {
     shards_held: Gauge,
     shard_transitions: Family<TransitionLabels, Counter>,
     notifications: Family<NotificationLabels, Counter>,
+    kube_api_errors: Family<KindLabels, Counter>,
+    watch_errors: Family<KindLabels, Counter>,
+    source_errors: Family<KindLabels, Counter>,
+    tasks: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,6 +174,10 @@ impl Metrics {
         let shards_held = Gauge::default();
         let shard_transitions = Family::<TransitionLabels, Counter>::default();
         let notifications = Family::<NotificationLabels, Counter>::default();
+        let kube_api_errors = Family::<KindLabels, Counter>::default();
+        let watch_errors = Family::<KindLabels, Counter>::default();
+        let source_errors = Family::<KindLabels, Counter>::default();
+        let tasks = Gauge::default();
         registry.register(
             "vigil_canary_phase",
             "The rollout phase of a Release: 1 for the current phase, 0 for the others",
@@ -193,6 +238,26 @@ impl Metrics {
             "Notifications by receiving service and outcome: sent, failed (after retries, or refused), dropped (queue full), deduplicated",
             notifications.clone(),
         );
+        registry.register(
+            "vigil_kube_api_errors",
+            "Kubernetes API calls that failed, each attempt apart, by kind: throttled (429), server_error (5xx), timeout (no answer within --kube-timeout), connection",
+            kube_api_errors.clone(),
+        );
+        registry.register(
+            "vigil_kube_watch_errors",
+            "Watch failures, each followed by a restart of the watch, by kind: expired (410 Gone, a relist), dropped (the stream broke), read_failed, start_failed, list_failed, other",
+            watch_errors.clone(),
+        );
+        registry.register(
+            "vigil_metric_source_errors",
+            "Metric queries that failed after the source's retries, by kind: unreachable, timeout, query, http, malformed, other",
+            source_errors.clone(),
+        );
+        registry.register(
+            "vigil_tokio_tasks",
+            "The tasks alive in the process's async runtime when scraped",
+            tasks.clone(),
+        );
         Metrics {
             registry,
             phase,
@@ -209,7 +274,26 @@ impl Metrics {
             shards_held,
             shard_transitions,
             notifications,
+            kube_api_errors,
+            watch_errors,
+            source_errors,
+            tasks,
         }
+    }
+
+    /// Counts one failed Kubernetes API call (one of [`KUBE_API_ERRORS`]).
+    pub fn kube_api_error(&self, kind: &str) {
+        count_kind(&self.kube_api_errors, &KUBE_API_ERRORS, kind);
+    }
+
+    /// Counts one watch failure (one of [`WATCH_ERRORS`]).
+    pub fn watch_error(&self, kind: &str) {
+        count_kind(&self.watch_errors, &WATCH_ERRORS, kind);
+    }
+
+    /// Counts one failed metric query (one of [`SOURCE_ERRORS`]).
+    pub fn source_error(&self, kind: &str) {
+        count_kind(&self.source_errors, &SOURCE_ERRORS, kind);
     }
 
     /// Records a Release's rollout state: its phase (one series per phase of [`Phase::ALL`]),
@@ -386,6 +470,10 @@ impl Metrics {
     /// Every metric in the OpenMetrics text format (content type [`CONTENT_TYPE`]), ending
     /// with `# EOF`.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail; an encoder error would be a bug in a label.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -423,6 +511,42 @@ mod tests {
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn faults_are_counted_by_kind_with_unknown_kinds_folded() {
+        let m = Metrics::new();
+        m.kube_api_error("throttled");
+        m.kube_api_error("throttled");
+        m.kube_api_error("teapot");
+        m.watch_error("expired");
+        m.source_error("unreachable");
+        let text = m.encode();
+        for want in [
+            "vigil_kube_api_errors_total{kind=\"throttled\"} 2",
+            "vigil_kube_api_errors_total{kind=\"other\"} 1",
+            "vigil_kube_watch_errors_total{kind=\"expired\"} 1",
+            "vigil_metric_source_errors_total{kind=\"unreachable\"} 1",
+            "vigil_tokio_tasks 0",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_task_gauge_counts_the_runtime_s_tasks_when_scraped() {
+        let m = Metrics::new();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = stopped.await;
+        });
+        let text = m.encode();
+        let tasks = line(&text, "vigil_tokio_tasks ")
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|n| n.parse::<i64>().ok());
+        assert!(tasks.is_some_and(|n| n >= 1), "{text}");
+        let _ = stop.send(());
+        let _ = task.await;
     }
 
     #[test]

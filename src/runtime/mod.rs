@@ -6,6 +6,8 @@
 pub mod bench;
 pub mod controller;
 pub mod dashboard;
+pub mod kube_client;
 pub mod metrics;
 pub mod notifications;
 pub mod server;
+pub mod source;

@@ -91,6 +91,12 @@ impl Observer for FanOut {
         }
     }
 
+    fn watch_failed(&self, kind: &str) {
+        for o in &self.0 {
+            o.watch_failed(kind);
+        }
+    }
+
     fn decided(
         &self,
         canary: &Release,

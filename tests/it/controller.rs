@@ -359,6 +359,37 @@ async fn status_conflicts_are_retried() {
     controller.stop().await;
 }
 
+#[tokio::test]
+async fn a_status_write_that_fails_after_a_router_write_is_tried_again_at_once() {
+    // Left for the next reconcile, the router would stay a step ahead of the status, and
+    // that reconcile, deciding from the older status, could move traffic back a step.
+    let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
+    fake.clear_requests();
+    fake.fail_next("PUT", "releases", Some("status"), 500, 2);
+    release(&fake, "web:2").await;
+    wait_succeeded(&fake).await;
+    let on_release: Vec<(String, String)> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/releases/web"))
+        .map(|r| (r.method, r.path))
+        .collect();
+    let first = on_release
+        .iter()
+        .position(|(method, path)| method == "PUT" && path.ends_with("/status"))
+        .expect("a status write");
+    // The two failed writes and the one that succeeds, with no new read of the Release
+    // (a new reconcile) between them.
+    let next: Vec<&(String, String)> = on_release[first..].iter().take(3).collect();
+    assert!(
+        next.iter()
+            .all(|(method, path)| method == "PUT" && path.ends_with("/status")),
+        "{on_release:?}"
+    );
+    assert_eq!(canary_weights(&fake), [0, 10, 50, 100, 0]);
+    controller.stop().await;
+}
+
 /// A rollout through another router: the canary's share at step 2 (50%) as `read` sees it,
 /// and the router's object after success.
 async fn rollout_through(routing: Value, object: Option<(Res, Value)>) -> (FakeKube, Value) {

@@ -105,7 +105,7 @@ async fn serve(web: Value, others: &[(&str, Value)]) -> Served {
     let source = Prometheus::new(PrometheusConfig::new(&prom.url)).expect("prometheus client");
     let api = ApiState::new(fake.client(), Arc::new(source), auth.clone());
     let dashboard = Dashboard {
-        releases: watch_releases(fake.client(), Some(NS)),
+        releases: watch_releases(fake.client(), Some(NS), None),
         evidence: Some(evidence),
         auth,
         insecure_no_auth: false,

@@ -1067,3 +1067,159 @@ async fn malformed_objects_are_rejected_and_the_server_keeps_serving() {
     assert_eq!(api_error(result.unwrap_err()).0, 400);
     assert_eq!(api.get("web").await.unwrap().spec.replicas, Some(1));
 }
+
+/// What one raw GET met: its status, or "timeout" when the client gave up first.
+async fn raw_get(http: &reqwest::Client, url: &str, client: &str) -> (String, Option<String>) {
+    match http
+        .get(url)
+        .header(crate::common::fake_kube::CLIENT_HEADER, client)
+        .send()
+        .await
+    {
+        Ok(answer) => {
+            let retry_after = answer
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let code = answer.status().as_u16().to_string();
+            if code == "429" {
+                let body: Value = answer.json().await.unwrap();
+                assert_eq!(body["reason"], "TooManyRequests");
+                assert_eq!(body["details"]["retryAfterSeconds"], 1);
+            }
+            (code, retry_after)
+        }
+        Err(e) if e.is_timeout() => ("timeout".into(), None),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn random_faults_follow_their_seed_and_are_counted() {
+    use crate::common::fake_kube::Chaos;
+    let chaos = Chaos {
+        server_error: 0.2,
+        throttled: 0.2,
+        timeout: 0.1,
+        hold: Duration::from_millis(600),
+        spared: vec!["test".into()],
+        ..Chaos::seeded(42)
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let fake = FakeKube::start().await;
+        fake.put(&widget("w", 1));
+        fake.chaos(chaos.clone());
+        let url = format!(
+            "{}/apis/test.vigil.dev/v1/namespaces/default/widgets/w",
+            fake.url()
+        );
+        let mut outcomes = Vec::new();
+        for _ in 0..60 {
+            let (code, retry_after) = raw_get(&http, &url, "vigil").await;
+            // A 429 says when to come back; nothing else does.
+            assert_eq!(retry_after.is_some(), code == "429", "{code}");
+            outcomes.push(code);
+        }
+        let seen = |what: &str| outcomes.iter().filter(|o| *o == what).count() as u64;
+        let injected = fake.injected();
+        assert_eq!(injected["server_error"], seen("500"), "{outcomes:?}");
+        assert_eq!(injected["throttled"], seen("429"), "{outcomes:?}");
+        assert_eq!(injected["timeout"], seen("timeout"), "{outcomes:?}");
+        assert!(seen("500") > 0 && seen("429") > 0 && seen("timeout") > 0);
+        assert_eq!(
+            seen("200") + seen("500") + seen("429") + seen("timeout"),
+            60
+        );
+        // The test's own client is spared, and the fake is calm again when asked.
+        for _ in 0..20 {
+            assert_eq!(raw_get(&http, &url, "test").await.0, "200");
+        }
+        fake.calm();
+        for _ in 0..20 {
+            assert_eq!(raw_get(&http, &url, "vigil").await.0, "200");
+        }
+        assert_eq!(fake.injected(), injected, "calm keeps the counts");
+        runs.push(outcomes);
+    }
+    assert_eq!(runs[0], runs[1], "the same seed, the same faults");
+}
+
+#[tokio::test]
+async fn random_watch_faults_cut_streams_and_expire_resumes() {
+    use crate::common::fake_kube::Chaos;
+    let fake = FakeKube::start().await;
+    let api: Api<Widget> = Api::default_namespaced(fake.client());
+    let created = create(&api, &widget("w", 1)).await;
+    let start = created.resource_version().unwrap();
+    fake.chaos(Chaos {
+        watch_dropped: 1.0,
+        drop_within: Duration::from_millis(300),
+        watch_expired: 1.0,
+        ..Chaos::seeded(3)
+    });
+    // From "0" the watch is not a resume: it is cut, the connection broken mid-body (not a
+    // clean end, which kube's client would take for the watch's timeout).
+    let url = format!(
+        "{}/apis/test.vigil.dev/v1/namespaces/default/widgets?watch=true&resourceVersion=0",
+        fake.url()
+    );
+    let mut body = reqwest::get(&url).await.unwrap();
+    let first = body.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"ADDED\""));
+    let cut = tokio::time::timeout(Duration::from_secs(5), body.chunk())
+        .await
+        .expect("the watch is cut within its drop time");
+    assert!(cut.is_err(), "{cut:?}");
+    assert_eq!(fake.injected()["watch_dropped"], 1);
+    // A resume from a resourceVersion is answered 410 Gone, as after a compaction.
+    let mut resumed = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut resumed).await.unwrap() {
+        WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected ERROR 410, got {other:?}"),
+    }
+    assert_eq!(fake.injected()["watch_expired"], 1);
+    // kube-runtime's watcher gets over both: it relists and sees every change. (A watch
+    // that is not cut lives until its timeoutSeconds: every one is cut here.)
+    fake.chaos(Chaos {
+        watch_dropped: 1.0,
+        drop_within: Duration::from_millis(200),
+        watch_expired: 0.5,
+        ..Chaos::seeded(4)
+    });
+    let seen = Arc::new(std::sync::Mutex::new(0));
+    let counted = seen.clone();
+    let watching = tokio::spawn(watcher(api.clone(), watcher::Config::default()).for_each(
+        move |event| {
+            if let Ok(watcher::Event::Apply(w) | watcher::Event::InitApply(w)) = event {
+                let mut seen = counted.lock().unwrap();
+                *seen = (*seen).max(w.spec.size);
+            }
+            futures::future::ready(())
+        },
+    ));
+    // Changes until both faults were met, and the watcher must see the last one.
+    let mut size = 1;
+    while {
+        let injected = fake.injected();
+        injected["watch_dropped"] < 2 || injected["watch_expired"] < 2
+    } {
+        assert!(size < 400, "too few faults: {:?}", fake.injected());
+        size += 1;
+        merge(&api, "w", json!({"spec": {"size": size}})).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fake.wait_until("the watcher saw the last change", |_| {
+        *seen.lock().unwrap() == size
+    })
+    .await;
+    watching.abort();
+}

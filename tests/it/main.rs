@@ -37,3 +37,4 @@ mod prometheus_judge;
 mod replay;
 mod report;
 mod shards;
+mod soak;

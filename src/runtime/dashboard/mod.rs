@@ -589,7 +589,7 @@ pub async fn serve_local(
     let mut api = super::server::ApiState::new(client.clone(), Arc::new(nowhere), auth.clone());
     api.watch_namespace = namespace.clone();
     let dashboard = Dashboard {
-        releases: store::watch_releases(client, namespace.as_deref()),
+        releases: store::watch_releases(client, namespace.as_deref(), None),
         evidence: None,
         auth,
         insecure_no_auth: true,

@@ -23,7 +23,11 @@ use std::sync::{Arc, Mutex};
 
 /// Starts the reflector of the Releases (of `namespace`, or all) and returns its store; the
 /// watch runs until the process ends, retrying with backoff.
-pub fn watch_releases(client: kube::Client, namespace: Option<&str>) -> Store<Release> {
+pub fn watch_releases(
+    client: kube::Client,
+    namespace: Option<&str>,
+    metrics: Option<Arc<crate::runtime::metrics::Metrics>>,
+) -> Store<Release> {
     let api: Api<Release> = match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
@@ -34,10 +38,18 @@ pub fn watch_releases(client: kube::Client, namespace: Option<&str>) -> Store<Re
         .touched_objects();
     tokio::spawn(async move {
         stream
-            .for_each(|event| async move {
+            .for_each(|event| {
                 if let Err(e) = event {
-                    tracing::debug!("dashboard: the watch of Releases: {e}");
+                    let kind = crate::cluster::reconciler::watch_error_kind(&e);
+                    tracing::warn!(
+                        kind,
+                        "a watch failed and restarts: the dashboard's watch of Releases: {e}"
+                    );
+                    if let Some(metrics) = &metrics {
+                        metrics.watch_error(kind);
+                    }
                 }
+                futures::future::ready(())
             })
             .await;
     });

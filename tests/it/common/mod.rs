@@ -6,6 +6,7 @@ pub mod browser;
 pub mod cdp;
 pub mod controller;
 pub mod fake_kube;
+pub mod fleet;
 pub mod traffic;
 
 use std::fmt::Write as _;
@@ -204,6 +205,8 @@ pub struct PromServer {
     pub url: String,
     child: Child,
     log_path: PathBuf,
+    /// How it was started, to start it again ([`PromServer::restart`]).
+    command: Vec<std::ffi::OsString>,
     _dir: tempfile::TempDir,
 }
 
@@ -322,28 +325,64 @@ impl PromServer {
         std::fs::write(&config_path, config).expect("write config");
         let port = free_port();
         let log_path = dir.path().join("prometheus.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(prometheus)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg("--web.enable-admin-api")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
+        let command = vec![
+            prometheus.as_os_str().to_owned(),
+            format!("--config.file={}", config_path.display()).into(),
+            format!("--storage.tsdb.path={}", data.display()).into(),
+            format!("--web.listen-address=127.0.0.1:{port}").into(),
+            "--storage.tsdb.retention.time=100y".into(),
+            "--web.enable-admin-api".into(),
+        ];
+        let child = Self::run(&command, &log_path);
         let mut server = PromServer {
             url: format!("http://127.0.0.1:{port}"),
             child,
-            log_path: log_path.clone(),
+            log_path,
+            command,
             _dir: dir,
         };
-        if !server.wait_ready(Duration::from_secs(30)) {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("prometheus did not become ready on 127.0.0.1:{port}; its log:\n{log}");
-        }
+        server.ready_or_panic();
         server
+    }
+
+    /// Starts the process, its log appended to `log_path`.
+    fn run(command: &[std::ffi::OsString], log_path: &Path) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("log file");
+        Command::new(&command[0])
+            .args(&command[1..])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus")
+    }
+
+    fn ready_or_panic(&mut self) {
+        if !self.wait_ready(Duration::from_secs(30)) {
+            panic!(
+                "prometheus did not become ready at {}; its log:\n{}",
+                self.url,
+                self.log()
+            );
+        }
+    }
+
+    /// Stops the server at once (SIGKILL, as a crashed or evicted Prometheus), keeping its
+    /// data; [`PromServer::restart`] starts it again. Returns once the process is gone.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again on the same port with the same data and waits until it
+    /// is ready. It blocks: call it from async code through `tokio::task::block_in_place`.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::run(&self.command, &self.log_path);
+        self.ready_or_panic();
     }
 
     /// Prometheus's own log so far.
