@@ -258,6 +258,25 @@ impl Metrics {
             "The tasks alive in the process's async runtime when scraped",
             tasks.clone(),
         );
+        // Every error series exists from the start, at 0: `rate()` and `increase()` over a
+        // series that appears with its first error miss that error, and a dashboard panel
+        // of errors would show no data rather than none.
+        for reason in ERROR_REASONS.iter().chain(&["other"]) {
+            reconcile_errors.get_or_create(&ReasonLabels {
+                reason: (*reason).into(),
+            });
+        }
+        for (family, kinds) in [
+            (&kube_api_errors, &KUBE_API_ERRORS[..]),
+            (&watch_errors, &WATCH_ERRORS[..]),
+            (&source_errors, &SOURCE_ERRORS[..]),
+        ] {
+            for kind in kinds.iter().chain(&["other"]) {
+                family.get_or_create(&KindLabels {
+                    kind: (*kind).into(),
+                });
+            }
+        }
         Metrics {
             registry,
             phase,
