@@ -262,9 +262,9 @@ impl Metrics {
         // series that appears with its first error miss that error, and a dashboard panel
         // of errors would show no data rather than none.
         for reason in ERROR_REASONS.iter().chain(&["other"]) {
-            reconcile_errors.get_or_create(&ReasonLabels {
+            drop(reconcile_errors.get_or_create(&ReasonLabels {
                 reason: (*reason).into(),
-            });
+            }));
         }
         for (family, kinds) in [
             (&kube_api_errors, &KUBE_API_ERRORS[..]),
@@ -272,9 +272,9 @@ impl Metrics {
             (&source_errors, &SOURCE_ERRORS[..]),
         ] {
             for kind in kinds.iter().chain(&["other"]) {
-                family.get_or_create(&KindLabels {
+                drop(family.get_or_create(&KindLabels {
                     kind: (*kind).into(),
-                });
+                }));
             }
         }
         Metrics {
