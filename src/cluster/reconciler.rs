@@ -209,6 +209,8 @@ async fn write_status(
 /// the next reconcile, deciding from the older status, would move the traffic back a step
 /// (70% -> 40% -> 70%) until its analysis passed again: the soak test's API faults showed
 /// it. A 409 is not retried (the Release changed: the next reconcile decides afresh).
+/// An abort, recorded before the world is changed for it, is tried again the same way: a
+/// lost abort would be decided afresh, and delayed if the next analysis found no data.
 async fn write_status_after_world(
     api: &Api<Release>,
     canary: &Release,
@@ -634,17 +636,26 @@ async fn reconcile_inner<S: MetricSource>(
     if !ctx.may_write(canary) {
         return Ok(Action::await_change());
     }
-    if !dry_run {
-        let route = route_context(ctx, canary);
-        let targets = Targets {
-            canary,
-            target: &target,
-            target_revision: &template_revision,
-            canary_deployment: canary_dep.as_ref(),
-            stable_service: &service,
-            router: router.as_ref(),
-            route: &route,
-        };
+    let route = route_context(ctx, canary);
+    let targets = Targets {
+        canary,
+        target: &target,
+        target_revision: &template_revision,
+        canary_deployment: canary_dep.as_ref(),
+        stable_service: &service,
+        router: router.as_ref(),
+        route: &route,
+    };
+    // Most decisions change the world first and then record it, so that the status never
+    // claims a step the router has not taken. A decision that takes the release back
+    // (abort, bake rollback) is recorded first: were its world writes to fail half-way, the
+    // next reconcile would otherwise decide afresh from the step before, and an analysis
+    // that then finds no data (Prometheus down) would hold that step and hand the canary
+    // its traffic back. Recorded, the abort stands, and that reconcile finishes it. Later
+    // decisions of a release already taken back (a gradual abort's steps down, the end of a
+    // rollback) go world first again.
+    let record_first = decision.state.withdraws() && !state.withdraws();
+    if !dry_run && !record_first {
         world::apply(&targets, &decision.world).await?;
     }
 
@@ -685,6 +696,14 @@ async fn reconcile_inner<S: MetricSource>(
         return Ok(Action::await_change());
     }
     write_status_after_world(&api, canary, status).await?;
+    let applied = if !dry_run && record_first {
+        if !ctx.may_write(canary) {
+            return Ok(Action::await_change());
+        }
+        world::apply(&targets, &decision.world).await
+    } else {
+        Ok(())
+    };
     ctx.committed
         .settle(&ctx.client, canary, decision.state.phase())
         .await;
@@ -729,6 +748,9 @@ async fn reconcile_inner<S: MetricSource>(
         }
         tracing::info!(canary = %name, namespace = %ns, reason = event.kind.reason(), "{}", event.message);
     }
+    // The events went out with the status that recorded them; a world write that failed
+    // after it is tried again by the error policy's retry.
+    applied?;
     Ok(Action::requeue(ctx.clock.real(decision.requeue)))
 }
 

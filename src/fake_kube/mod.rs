@@ -17,7 +17,7 @@
 //! fake.register::<MyCrd>();                           // kind/scope for list kinds and discovery
 //!
 //! // Faults: the next 2 PUT or PATCH requests on canaries/status fail with 409 Conflict.
-//! fake.fail_next("PUT|PATCH", "releases", Some("status"), 409, 2);
+//! fake.faults().fail_next("PUT|PATCH", "releases", Some("status"), 409, 2);
 //! // Random faults from a seed: 500, 429 + Retry-After, held requests, cut and expired watches.
 //! fake.chaos(Chaos { server_error: 0.01, watch_dropped: 0.5, ..Chaos::seeded(42) });
 //! fake.injected(); fake.calm();
@@ -56,7 +56,7 @@
 //! - A Deployment controller (see `deployments.rs`): ReplicaSets `<name>-<pod-template-hash>`,
 //!   pause, status counts and conditions, readiness delay; garbage collection of the
 //!   ReplicaSets of deleted Deployments.
-//! - Faults: the next N matching requests fail with a code ([`FakeKube::fail_next`]), or
+//! - Faults: the next N matching requests fail with a code ([`Faults::fail_next`]), or
 //!   seeded random ones ([`FakeKube::chaos`], [`Chaos`]): 500, 429 with `Retry-After`, a
 //!   request held past the client's timeout (then 504), a watch cut mid-stream (the
 //!   connection breaks, as a proxy or a restarting API server does), a resuming watch
@@ -111,6 +111,35 @@ impl Drop for FakeKube {
     }
 }
 
+/// Arms the fake's scripted faults (see [`FakeKube::faults`]).
+#[derive(Clone)]
+pub struct Faults(Arc<Mutex<Vec<Fault>>>);
+
+impl Faults {
+    /// Makes the next `count` requests with one of `methods` (e.g. `"PUT"`, `"PUT|PATCH"`,
+    /// `"*"`) on `plural` and `subresource` (`None`: the main resource) fail with `code` and a
+    /// proper `Status` body (reason `Conflict` for 409, `InternalError` for 500, ...).
+    pub fn fail_next(
+        &self,
+        methods: &str,
+        plural: &str,
+        subresource: Option<&str>,
+        code: u16,
+        count: usize,
+    ) {
+        lock(&self.0).push(Fault {
+            methods: methods
+                .split('|')
+                .map(|m| m.trim().to_uppercase())
+                .collect(),
+            plural: plural.into(),
+            subresource: subresource.map(Into::into),
+            code,
+            remaining: count,
+        });
+    }
+}
+
 impl FakeKube {
     /// Starts a fake with the default [`Options`] on a free loopback port.
     pub async fn start() -> Self {
@@ -140,7 +169,7 @@ impl FakeKube {
         let log_requests = options.log_requests;
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(options)),
-            faults: Mutex::new(Vec::new()),
+            faults: Arc::new(Mutex::new(Vec::new())),
             chaos: Arc::new(Mutex::new(ChaosState::new(Chaos::seeded(0)))),
             requests: Mutex::new(Vec::new()),
             log_requests,
@@ -265,27 +294,10 @@ impl FakeKube {
         self.store().compact();
     }
 
-    /// Makes the next `count` requests with one of `methods` (e.g. `"PUT"`, `"PUT|PATCH"`,
-    /// `"*"`) on `plural` and `subresource` (`None`: the main resource) fail with `code` and a
-    /// proper `Status` body (reason `Conflict` for 409, `InternalError` for 500, ...).
-    pub fn fail_next(
-        &self,
-        methods: &str,
-        plural: &str,
-        subresource: Option<&str>,
-        code: u16,
-        count: usize,
-    ) {
-        lock(&self.shared.faults).push(Fault {
-            methods: methods
-                .split('|')
-                .map(|m| m.trim().to_uppercase())
-                .collect(),
-            plural: plural.into(),
-            subresource: subresource.map(Into::into),
-            code,
-            remaining: count,
-        });
+    /// The scripted faults ([`Faults::fail_next`]); the handle can be kept, e.g. by a write
+    /// hook ([`FakeKube::on_write`]) to fail the request that follows a given write.
+    pub fn faults(&self) -> Faults {
+        Faults(self.shared.faults.clone())
     }
 
     /// Injects seeded random faults from now on (see [`Chaos`]): 500s, 429s with

@@ -56,7 +56,7 @@ pub struct Fault {
 /// State shared by the HTTP handlers and the [`super::FakeKube`] handle.
 pub struct Shared {
     pub store: Mutex<Store>,
-    pub faults: Mutex<Vec<Fault>>,
+    pub faults: Arc<Mutex<Vec<Fault>>>,
     /// Seeded random faults (none until [`super::FakeKube::chaos`] sets their chances).
     pub chaos: Arc<Mutex<ChaosState>>,
     pub requests: Mutex<Vec<RequestRecord>>,

@@ -1613,6 +1613,8 @@ mod tests {
         assert_eq!(d.state.weight(), 0);
         assert_eq!(d.state.failed_revision(), Some("r2"));
         assert_eq!(kinds(&d), [EventKind::AnalysisFailed, EventKind::Aborted]);
+        // The controller records such a decision before it changes the world.
+        assert!(!s.withdraws() && d.state.withdraws());
         assert!(
             d.state.message.contains("error-rate x3"),
             "{}",
@@ -2777,6 +2779,7 @@ mod tests {
         );
         assert_eq!(d.state.phase(), Phase::Baking);
         assert_eq!(kinds(&d), [EventKind::AnalysisFailed, EventKind::Aborted]);
+        assert!(!s.withdraws() && d.state.withdraws());
         assert!(
             d.state.message.contains("rolls back to revision r1"),
             "{}",

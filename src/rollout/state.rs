@@ -238,6 +238,18 @@ pub struct Promotion {
 }
 
 impl State {
+    /// Whether the release is being taken back from the users: aborted (traffic back on
+    /// stable, at once or step by step), or a bake rolling the target back. Such a decision
+    /// is recorded before the world is changed for it: once made it must stand, whatever a
+    /// later analysis (say one that finds no data) would decide from the state before it.
+    pub fn withdraws(&self) -> bool {
+        match &self.stage {
+            Stage::Failed { .. } => true,
+            Stage::Baking(b) => b.rollback.is_some(),
+            _ => false,
+        }
+    }
+
     /// Where the rollout is, by name.
     pub fn phase(&self) -> Phase {
         match &self.stage {

@@ -213,7 +213,12 @@ async fn switch_and_roll_back(
         phase_is("Failed"),
     )
     .await;
-    // Traffic goes back at once; the old version never stopped running.
+    // Traffic goes back at once (the rollback is recorded just before the router's writes,
+    // and its Aborted event published after them); the old version never stopped running.
+    fake.wait_until("the Aborted event", |f| {
+        event_reasons(f).iter().any(|r| r == "Aborted")
+    })
+    .await;
     let after = fake.get(&res, NS, name).unwrap_or(Value::Null);
     let web = deployment(&fake, "web").unwrap();
     assert_eq!(web["spec"]["paused"], true);

@@ -118,7 +118,8 @@ async fn a_healthy_canary_is_promoted_through_the_nginx_router() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regressing_canary_is_aborted_on_real_prometheus_data() {
     let (_prom, fake, controller) = adopted(0.10, 0.2, json!({})).await;
-    let weights = release_until(&fake, "Failed").await;
+    release(&fake, "web:2").await;
+    wait_for(&fake, "Failed", Duration::from_secs(60), phase_is("Failed")).await;
     let s = status(&fake);
     let message = s["message"].as_str().unwrap_or_default();
     assert!(
@@ -128,9 +129,12 @@ async fn a_regressing_canary_is_aborted_on_real_prometheus_data() {
     assert_eq!(s["weight"], 0);
     assert_eq!(s["lastVerdict"], "fail");
     assert!(s["failedRevision"].is_string());
-    // Traffic is back on stable at once; the canary keeps its replicas for
-    // abortScaleDownDelay, then scales to zero.
-    assert!(fake.get(&ingresses(), NS, "web-canary").is_none());
+    // Traffic is back on stable at once (the abort is recorded just before the router's
+    // writes); the canary keeps its replicas for abortScaleDownDelay, then scales to zero.
+    fake.wait_until("the canary Ingress removed", |f| {
+        f.get(&ingresses(), NS, "web-canary").is_none()
+    })
+    .await;
     wait_for(
         &fake,
         "the canary scale-down and the stable Service unpinned",
@@ -143,7 +147,11 @@ async fn a_regressing_canary_is_aborted_on_real_prometheus_data() {
         },
     )
     .await;
-    assert_eq!(weights, [0, 10, 0], "never beyond the first step");
+    assert_eq!(
+        canary_weights(&fake),
+        [0, 10, 0],
+        "never beyond the first step"
+    );
     let web = deployment(&fake, "web").unwrap();
     assert_eq!(
         web["spec"]["paused"], true,
@@ -169,6 +177,69 @@ async fn a_regressing_canary_is_aborted_on_real_prometheus_data() {
     })
     .await;
     controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_whose_router_writes_fail_half_way_never_sends_traffic_to_the_canary_again() {
+    // The abort removes the canary Ingress, then reads the stable Ingress to take a mirror
+    // off it; that read fails, and Prometheus goes down at the same moment (as the soak's API
+    // faults and outages once met). The abort must stand: the reconcile that follows finishes
+    // it, rather than decide again from a status still at step 1, find no data, hold the step
+    // and send 10% of the users back to the canary just found bad.
+    let (prom, fake, controller) = adopted(0.10, 0.2, json!({})).await;
+    let prom = Arc::new(Mutex::new(prom));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    fake.on_write(Some(Arc::new({
+        let faults = fake.faults();
+        let armed = armed.clone();
+        let prom = prom.clone();
+        move |request: &crate::common::fake_kube::RequestRecord| {
+            if request.method == "DELETE"
+                && request.path.ends_with("/ingresses/web-canary")
+                && !armed.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                faults.fail_next("GET", "ingresses", None, 500, 1);
+                prom.lock().unwrap().stop();
+            }
+        }
+    })));
+    release(&fake, "web:2").await;
+    wait_for(&fake, "Failed", Duration::from_secs(60), phase_is("Failed")).await;
+    assert!(armed.load(std::sync::atomic::Ordering::SeqCst));
+    // The failed read, then the one of the reconcile that finishes the abort.
+    fake.wait_until("the stable Ingress read again", |f| {
+        let requests = f.requests();
+        let deleted = requests
+            .iter()
+            .position(|r| r.method == "DELETE" && r.path.ends_with("/ingresses/web-canary"));
+        deleted.is_some_and(|at| {
+            requests[at..]
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.ends_with("/ingresses/web"))
+                .count()
+                >= 2
+        })
+    })
+    .await;
+    // Let any reconcile that would wrongly start over have its go.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        canary_weights(&fake),
+        [0, 10, 0],
+        "the canary got traffic again"
+    );
+    assert!(
+        fake.get(&ingresses(), NS, "web-canary").is_none(),
+        "the canary Ingress is gone"
+    );
+    assert_eq!(status(&fake)["phase"], "Failed");
+    fake.wait_until("the Aborted event", |f| {
+        event_reasons(f).iter().filter(|r| *r == "Aborted").count() == 1
+    })
+    .await;
+    fake.on_write(None);
+    controller.stop().await;
+    drop(prom);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +414,8 @@ async fn a_dry_run_judges_and_reports_but_touches_nothing() {
 async fn status_conflicts_are_retried() {
     let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
     fake.clear_requests();
-    fake.fail_next("PUT", "releases", Some("status"), 409, 3);
+    fake.faults()
+        .fail_next("PUT", "releases", Some("status"), 409, 3);
     release(&fake, "web:2").await;
     wait_succeeded(&fake).await;
     let conflicts = fake
@@ -365,7 +437,8 @@ async fn a_status_write_that_fails_after_a_router_write_is_tried_again_at_once()
     // that reconcile, deciding from the older status, could move traffic back a step.
     let (_prom, fake, controller) = adopted(0.02, 0.1, json!({})).await;
     fake.clear_requests();
-    fake.fail_next("PUT", "releases", Some("status"), 500, 2);
+    fake.faults()
+        .fail_next("PUT", "releases", Some("status"), 500, 2);
     release(&fake, "web:2").await;
     wait_succeeded(&fake).await;
     let on_release: Vec<(String, String)> = fake
@@ -990,7 +1063,8 @@ async fn a_lost_success_status_write_does_not_bring_the_canary_back() {
         phase_is("Promoting"),
     )
     .await;
-    fake.fail_next("PUT", "releases", Some("status"), 500, 1);
+    fake.faults()
+        .fail_next("PUT", "releases", Some("status"), 500, 1);
     wait_succeeded(&fake).await;
     assert_eq!(canary_weights(&fake), [0, 10, 50, 100, 0]);
     let canary_lives = fake

@@ -736,6 +736,7 @@ async fn healthy_canary_is_promoted_end_to_end() {
     let stable_revision = rig.release().await;
     // One failed reconcile, which the controller retries, for the dashboard's error panels.
     rig.fake
+        .faults()
         .fail_next("PUT|PATCH", "releases", Some("status"), 500, 1);
 
     rig.wait_for_phase("Succeeded", &["Failed"], Duration::from_secs(120))

@@ -611,7 +611,8 @@ async fn runtime_controller_reconciles_a_custom_resource() {
     let fake = FakeKube::start().await;
     let api: Api<Widget> = Api::default_namespaced(fake.client());
     // The first status write conflicts: the controller must retry.
-    fake.fail_next("PATCH", "widgets", Some("status"), 409, 1);
+    fake.faults()
+        .fail_next("PATCH", "widgets", Some("status"), 409, 1);
     let controller = Controller::new(api.clone(), watcher::Config::default())
         .run(
             reconcile_widget,
@@ -649,8 +650,9 @@ async fn injected_faults_fail_the_next_matching_requests() {
     let fake = FakeKube::start().await;
     let api: Api<Widget> = Api::default_namespaced(fake.client());
     create(&api, &widget("w", 1)).await;
-    fake.fail_next("PUT|PATCH", "widgets", Some("status"), 409, 2);
-    fake.fail_next("GET", "widgets", None, 500, 1);
+    fake.faults()
+        .fail_next("PUT|PATCH", "widgets", Some("status"), 409, 2);
+    fake.faults().fail_next("GET", "widgets", None, 500, 1);
 
     let status = Patch::Merge(json!({"status": {"observedSize": 1}}));
     for _ in 0..2 {

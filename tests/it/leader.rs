@@ -233,7 +233,7 @@ async fn a_leader_that_cannot_renew_gives_up_before_the_lease_expires() {
     )
     .await;
     // Every renewal fails from now on, as in a partition from the API server.
-    fake.fail_next("PUT", "leases", None, 500, 1000);
+    fake.faults().fail_next("PUT", "leases", None, 500, 1000);
     let broken = Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(5), candidate.task)
         .await
@@ -288,7 +288,7 @@ async fn racing_candidates_never_both_win() {
         (&mut b, &mut a)
     };
     assert!(winner.release().await.expect("release"));
-    fake.fail_next("PUT", "leases", None, 409, 1);
+    fake.faults().fail_next("PUT", "leases", None, 409, 1);
     assert!(
         !other
             .try_acquire_or_renew()

@@ -194,7 +194,8 @@ async fn a_missing_canary_is_named_with_the_fix() {
 async fn server_errors_name_the_canary_and_write_nothing() {
     let fake = FakeKube::start().await;
     fake.put(&canary("web", Phase::Progressing, false));
-    fake.fail_next("PATCH", "releases", Some("status"), 500, 1);
+    fake.faults()
+        .fail_next("PATCH", "releases", Some("status"), 500, 1);
     let e = ops::promote(fake.client(), NS, "web", false)
         .await
         .expect_err("500");

@@ -726,7 +726,7 @@ async fn a_shard_that_cannot_be_renewed_is_lost_and_the_replica_goes_on() {
     })
     .await;
     // Every Lease write fails for a while (about ten periods), as in a partition.
-    fake.fail_next("PUT", "leases", None, 500, 30);
+    fake.faults().fail_next("PUT", "leases", None, 500, 30);
     let broken = Instant::now();
     wait_for("both shards lost", Duration::from_secs(3), || a.held() == 0).await;
     let gave_up = broken.elapsed();
