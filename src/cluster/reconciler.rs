@@ -830,7 +830,8 @@ pub async fn run_triggered<S: MetricSource + 'static>(
     // own status writes do not (each would cost a reconcile that finds nothing to do);
     // what is next for the Release is in the requeue its reconcile returned.
     let (reader, writer) = kube::runtime::reflector::store();
-    let releases = kube::runtime::reflector(writer, watcher(canaries, watcher::Config::default()))
+    let watched = watcher(canaries, watcher::Config::default()).modify(slim);
+    let releases = kube::runtime::reflector(writer, watched)
         .applied_objects()
         .predicate_filter(needs_reconcile, kube::runtime::PredicateConfig::default());
     let controller = Controller::for_stream(releases, reader)
@@ -872,6 +873,15 @@ pub async fn run_triggered<S: MetricSource + 'static>(
             futures::future::ready(())
         })
         .await;
+}
+
+/// Drops what a cached Release does not need: its `managedFields`, which the API server
+/// keeps per field manager and which, with a status as detailed as a Release's, can weigh as
+/// much as the rest of the object. Nothing reads them from a cache (each reconcile reads its
+/// Release afresh); with 1,000 Releases in each of the controller's and the dashboard's
+/// caches, they would be most of both.
+pub fn slim(release: &mut Release) {
+    release.managed_fields_mut().clear();
 }
 
 /// What of a Release asks for a reconcile when it changes: everything but the status this
@@ -952,6 +962,23 @@ mod tests {
         c.metadata.generation = Some(1);
         c.metadata.finalizers = Some(vec![FINALIZER.into()]);
         c
+    }
+
+    #[test]
+    fn cached_releases_keep_no_managed_fields() {
+        let mut r = release();
+        r.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some("vigil".into()),
+                operation: Some("Update".into()),
+                subresource: Some("status".into()),
+                ..Default::default()
+            },
+        ]);
+        let spec = r.spec.clone();
+        slim(&mut r);
+        assert!(r.managed_fields().is_empty());
+        assert_eq!(r.spec, spec);
     }
 
     #[test]

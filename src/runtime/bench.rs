@@ -1055,7 +1055,7 @@ pub fn table(results: &Results) -> String {
     row(
         "committed points held",
         format!(
-            "{} at most (all Releases; about 16 bytes each in memory)",
+            "{} at most (all Releases; 8 bytes each in memory)",
             a.committed_points_peak
         ),
     );

@@ -48,14 +48,87 @@ struct Entry {
     series: Vec<CachedSeries>,
 }
 
-/// One series' committed points, on the query's grid.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One series' committed points, on the query's grid: 8 bytes a point in memory (a whole
+/// rollout's points are held for every Release in flight), stored as [`SeriesWire`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "SeriesWire", into = "SeriesWire")]
 struct CachedSeries {
     labels: BTreeMap<String, String>,
     /// The time (Unix ms) of the first value.
     from: i64,
-    /// One value per step from `from` on; `None` where the series had no point.
+    /// One value per step from `from` on (0 where the series had no point).
+    values: Vec<f64>,
+    /// The indexes in `values` where the series had no point, in order (few or none).
+    gaps: Vec<u32>,
+}
+
+/// Equal when they hold the same points (a NaN value equals a NaN value).
+impl PartialEq for CachedSeries {
+    fn eq(&self, other: &Self) -> bool {
+        self.labels == other.labels
+            && self.from == other.from
+            && self.gaps == other.gaps
+            && self.values.len() == other.values.len()
+            && self
+                .values
+                .iter()
+                .zip(&other.values)
+                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+    }
+}
+
+impl CachedSeries {
+    /// The values, `None` where the series had no point.
+    fn get(&self) -> impl Iterator<Item = Option<f64>> + '_ {
+        let mut gaps = self.gaps.iter().peekable();
+        (0u32..).zip(&self.values).map(move |(i, v)| {
+            if gaps.next_if_eq(&&i).is_some() {
+                None
+            } else {
+                Some(*v)
+            }
+        })
+    }
+}
+
+/// How a [`CachedSeries`] is written in the ConfigMap: one JSON value per step, `null`
+/// where the series had no point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeriesWire {
+    labels: BTreeMap<String, String>,
+    from: i64,
     values: Vec<Option<Value>>,
+}
+
+impl From<SeriesWire> for CachedSeries {
+    fn from(wire: SeriesWire) -> Self {
+        let mut values = Vec::with_capacity(wire.values.len());
+        let mut gaps = Vec::new();
+        for v in wire.values {
+            if v.is_none() {
+                // A ConfigMap holds at most about 10^5 points: an index fits a u32.
+                gaps.push(u32::try_from(values.len()).unwrap_or(u32::MAX));
+            }
+            values.push(v.map_or(0.0, Value::get));
+        }
+        Self {
+            labels: wire.labels,
+            from: wire.from,
+            values,
+            gaps,
+        }
+    }
+}
+
+impl From<CachedSeries> for SeriesWire {
+    fn from(series: CachedSeries) -> Self {
+        let values = series.get().map(|v| v.map(Value::of)).collect();
+        Self {
+            labels: series.labels,
+            from: series.from,
+            values,
+        }
+    }
 }
 
 /// A sample value; non-finite ones (Prometheus answers `NaN`, `+Inf`) kept as words, since
@@ -242,8 +315,8 @@ impl QueryCache {
 /// A series' committed points as (Unix seconds, value) pairs.
 fn expand(c: &CachedSeries, step: i64) -> Vec<(f64, f64)> {
     (0i64..)
-        .zip(&c.values)
-        .filter_map(|(i, v)| v.map(|v| ((c.from + i * step) as f64 / 1000.0, v.get())))
+        .zip(c.get())
+        .filter_map(|(i, v)| v.map(|v| ((c.from + i * step) as f64 / 1000.0, v)))
         .collect()
 }
 
@@ -254,7 +327,8 @@ fn compact(series: &[Series], start: i64, step: i64, commit: i64) -> Option<Vec<
     let mut out = Vec::with_capacity(series.len());
     for s in series {
         let mut from = None;
-        let mut values: Vec<Option<Value>> = Vec::new();
+        let mut values: Vec<f64> = Vec::with_capacity(s.points.len());
+        let mut gaps: Vec<u32> = Vec::new();
         for &(t, v) in &s.points {
             let t = millis(t);
             if t > commit {
@@ -268,14 +342,20 @@ fn compact(series: &[Series], start: i64, step: i64, commit: i64) -> Option<Vec<
             if index < values.len() {
                 return None;
             }
-            values.resize(index, None);
-            values.push(Some(Value::of(v)));
+            for gap in values.len()..index {
+                gaps.push(u32::try_from(gap).ok()?);
+            }
+            values.resize(index, 0.0);
+            values.push(v);
         }
         if let Some(from) = from {
+            // Held until the rollout ends: no spare capacity.
+            values.shrink_to_fit();
             out.push(CachedSeries {
                 labels: s.labels.clone(),
                 from,
                 values,
+                gaps,
             });
         }
     }
@@ -583,7 +663,14 @@ mod tests {
         ];
         let first = cache.merge(&request, Some(answer(&points)), LAG);
         let text = serde_json::to_string(&cache).unwrap();
+        // The ConfigMap's form: one value per step, null for the gap (what earlier versions
+        // wrote, and read back after an upgrade).
+        assert!(
+            text.contains(r#""values":["NaN",null,"+Inf","-Inf",0.25]"#),
+            "{text}"
+        );
         let mut back: QueryCache = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, cache);
         let again = back.merge(&query(0, 600, "q"), Some(QueryResult::default()), LAG);
         let show = |r: &QueryResult| format!("{:?}", r.series[0].points);
         assert_eq!(show(&again), show(&first));

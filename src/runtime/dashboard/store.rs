@@ -33,7 +33,8 @@ pub fn watch_releases(
         None => Api::all(client),
     };
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+    let watched = watcher(api, watcher::Config::default()).modify(crate::cluster::reconciler::slim);
+    let stream = reflector::reflector(writer, watched)
         .default_backoff()
         .touched_objects();
     tokio::spawn(async move {
