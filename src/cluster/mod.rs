@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod clock;
 pub mod committed;
+pub mod events;
 pub mod gates;
 pub mod leader;
 pub mod ops;

@@ -8,6 +8,7 @@
 
 use super::analysis::{self, AnalysisInput};
 use super::clock::Clock;
+use super::events::Recorder;
 use super::report;
 use super::routers::{self, RouteContext};
 use super::shards::Ownership;
@@ -27,7 +28,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -332,6 +333,7 @@ async fn cleanup<S: MetricSource>(canary: &Release, ctx: &Context<S>) -> Result<
     let name = canary.name_any();
     ctx.observer.deleted(canary);
     ctx.committed.forget(canary);
+    ctx.recorder.forget(&canary.object_ref(&()));
     if canary.spec.dry_run {
         return Ok(Action::await_change());
     }

@@ -7,6 +7,7 @@ use super::metrics::Metrics;
 use crate::api::crd::Release;
 use crate::cluster::clock::Clock;
 use crate::cluster::committed::Committed;
+use crate::cluster::events::Recorder;
 use crate::cluster::leader::{Ended, LeaderConfig, LeaderElector};
 use crate::cluster::reconciler::{self, Context, Observer};
 use crate::cluster::shards::{Ownership, ShardConfig, ShardManager, Transition, shard_of};
@@ -20,7 +21,6 @@ use crate::runtime::server::{self, ApiOptions, ApiState, ServerState};
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
 use futures::StreamExt;
 use kube::ResourceExt;
-use kube::runtime::events::Recorder;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,7 +238,11 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         .as_ref()
         .map_or_else(Ownership::everything, ShardManager::ownership);
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reconciler::reporter(identity)),
+        recorder: Recorder::new(
+            client.clone(),
+            reconciler::reporter(identity),
+            Clock::wall(),
+        ),
         client: client.clone(),
         source,
         concurrency: config.concurrency.max(1),

@@ -925,6 +925,96 @@ async fn events_recorder_publishes_events() {
 }
 
 #[tokio::test]
+async fn vigils_recorder_folds_consecutive_repeats_for_six_minutes_of_its_clock() {
+    let fake = FakeKube::start().await;
+    let deployment = fake.put(&deployment("web", "web:1", 1));
+    // An hour of the clock is a real second: six minutes pass in 0.1 s.
+    let clock = vigil::cluster::clock::Clock::accelerated(chrono::Utc::now(), 3600.0);
+    let recorder = vigil::cluster::events::Recorder::new(
+        fake.client(),
+        Reporter {
+            controller: "vigil".into(),
+            instance: Some("vigil-0".into()),
+        },
+        clock,
+    );
+    let event = |reason: &str, note: &str| Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: "Rollout".into(),
+        secondary: None,
+    };
+    let reference = deployment.object_ref(&());
+    let events: Api<K8sEvent> = Api::default_namespaced(fake.client());
+    let counts = || async {
+        let mut listed = events.list(&ListParams::default()).await.unwrap().items;
+        listed.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        listed
+            .iter()
+            .map(|e| {
+                let count = e.series.as_ref().map_or(1, |s| s.count);
+                (e.reason.clone().unwrap(), count)
+            })
+            .collect::<Vec<_>>()
+    };
+    let error = event("AnalysisError", "Prometheus is down");
+
+    recorder.publish(&error, &reference).await.unwrap();
+    recorder.publish(&error, &reference).await.unwrap();
+    recorder.publish(&error, &reference).await.unwrap();
+    assert_eq!(counts().await, [("AnalysisError".to_string(), 3)]);
+    let first = &events.list(&ListParams::default()).await.unwrap().items[0];
+    assert_eq!(first.reporting_controller.as_deref(), Some("vigil"));
+    assert_eq!(first.reporting_instance.as_deref(), Some("vigil-0"));
+    assert_eq!(first.type_.as_deref(), Some("Warning"));
+    assert_eq!(first.note.as_deref(), Some("Prometheus is down"));
+    assert_eq!(
+        first.regarding.as_ref().unwrap().name.as_deref(),
+        Some("web")
+    );
+
+    // Another event in between: the next error is an Event of its own.
+    recorder
+        .publish(&event("StepAdvanced", "step 2"), &reference)
+        .await
+        .unwrap();
+    recorder.publish(&error, &reference).await.unwrap();
+    assert_eq!(
+        counts().await,
+        [
+            ("AnalysisError".to_string(), 3),
+            ("StepAdvanced".to_string(), 1),
+            ("AnalysisError".to_string(), 1)
+        ]
+    );
+
+    // Past six minutes of the clock: a new Event, not a series.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    recorder.publish(&error, &reference).await.unwrap();
+    assert_eq!(counts().await.len(), 4);
+
+    // The Event the series would count is gone: recorded anew.
+    let latest = counts().await.len();
+    let mut listed = events.list(&ListParams::default()).await.unwrap().items;
+    listed.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    let gone = listed[latest - 1].name_any();
+    events
+        .delete(&gone, &DeleteParams::default())
+        .await
+        .unwrap();
+    recorder.publish(&error, &reference).await.unwrap();
+    let now = counts().await;
+    assert_eq!(now.len(), 4);
+    assert_eq!(now[3], ("AnalysisError".to_string(), 1));
+
+    // One entry per object, dropped when the object is forgotten.
+    assert_eq!(recorder.len(), 1);
+    recorder.forget(&reference);
+    assert!(recorder.is_empty());
+}
+
+#[tokio::test]
 async fn kubeconfig_works_for_kube_and_kubectl() {
     let fake = FakeKube::start().await;
     fake.put(&deployment("web", "web:1", 2));

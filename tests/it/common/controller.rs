@@ -203,9 +203,10 @@ impl Controller {
         let client = fake.client();
         let source = Prometheus::new(PrometheusConfig::new(prometheus)).expect("prometheus client");
         let ctx = Arc::new(Context {
-            recorder: kube::runtime::events::Recorder::new(
+            recorder: vigil::cluster::events::Recorder::new(
                 client.clone(),
                 reconciler::reporter(None),
+                clock,
             ),
             client,
             source,
