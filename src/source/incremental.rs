@@ -53,7 +53,7 @@ struct Entry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(from = "SeriesWire", into = "SeriesWire")]
 struct CachedSeries {
-    labels: BTreeMap<String, String>,
+    labels: Labels,
     /// The time (Unix ms) of the first value.
     from: i64,
     /// One value per step from `from` on (0 where the series had no point).
@@ -74,6 +74,39 @@ impl PartialEq for CachedSeries {
                 .iter()
                 .zip(&other.values)
                 .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+    }
+}
+
+/// A series' labels, sorted by name, held compactly: a `BTreeMap<String, String>` of one
+/// label (`le`) allocates a whole B-tree node of about 540 bytes, which made the labels of a
+/// Release's few dozen committed series weigh more than their points.
+#[derive(Debug, Clone, PartialEq)]
+struct Labels(Box<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    fn of(map: &BTreeMap<String, String>) -> Self {
+        Self(
+            map.iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+        )
+    }
+
+    /// Whether these are `map`'s labels.
+    fn is(&self, map: &BTreeMap<String, String>) -> bool {
+        self.0.len() == map.len()
+            && self
+                .0
+                .iter()
+                .zip(map)
+                .all(|((k, v), (mk, mv))| **k == **mk && **v == **mv)
+    }
+
+    fn to_map(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 }
 
@@ -112,7 +145,7 @@ impl From<SeriesWire> for CachedSeries {
             values.push(v.map_or(0.0, Value::get));
         }
         Self {
-            labels: wire.labels,
+            labels: Labels::of(&wire.labels),
             from: wire.from,
             values,
             gaps,
@@ -124,7 +157,7 @@ impl From<CachedSeries> for SeriesWire {
     fn from(series: CachedSeries) -> Self {
         let values = series.get().map(|v| v.map(Value::of)).collect();
         Self {
-            labels: series.labels,
+            labels: series.labels.to_map(),
             from: series.from,
             values,
         }
@@ -265,7 +298,7 @@ impl QueryCache {
         let fetched = fetched.unwrap_or_default();
         let mut series: Vec<Series> = Vec::with_capacity(fetched.series.len() + cached.len());
         for s in fetched.series {
-            let mut points = match cached.iter().position(|c| c.labels == s.labels) {
+            let mut points = match cached.iter().position(|c| c.labels.is(&s.labels)) {
                 Some(i) => expand(&cached.remove(i), step),
                 None => Vec::new(),
             };
@@ -276,7 +309,7 @@ impl QueryCache {
             });
         }
         series.extend(cached.iter().map(|c| Series {
-            labels: c.labels.clone(),
+            labels: c.labels.to_map(),
             points: expand(c, step),
         }));
         let answer = QueryResult {
@@ -352,7 +385,7 @@ fn compact(series: &[Series], start: i64, step: i64, commit: i64) -> Option<Vec<
             // Held until the rollout ends: no spare capacity.
             values.shrink_to_fit();
             out.push(CachedSeries {
-                labels: s.labels.clone(),
+                labels: Labels::of(&s.labels),
                 from,
                 values,
                 gaps,
@@ -512,6 +545,30 @@ mod tests {
     /// A report as JSON, for comparing two judgements field by field.
     fn json(report: &crate::judge::Report) -> serde_json::Value {
         serde_json::to_value(report).unwrap()
+    }
+
+    #[test]
+    fn compact_labels_match_exactly_the_map_they_were_made_of() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let two = map(&[("le", "0.1"), ("version", "v2")]);
+        let labels = Labels::of(&two);
+        assert!(labels.is(&two));
+        assert_eq!(labels.to_map(), two);
+        assert!(!labels.is(&map(&[("le", "0.1")])), "fewer labels");
+        assert!(
+            !labels.is(&map(&[("le", "0.1"), ("version", "v1")])),
+            "another value"
+        );
+        assert!(
+            !labels.is(&map(&[("le", "0.1"), ("zone", "v2")])),
+            "another name"
+        );
+        assert!(Labels::of(&BTreeMap::new()).is(&BTreeMap::new()));
     }
 
     #[test]
