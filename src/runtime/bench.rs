@@ -25,7 +25,7 @@ use crate::fake_kube::CLIENT_HEADER;
 use crate::source::prometheus::{Prometheus, PrometheusConfig};
 use crate::source::{MetricSource, SourceError};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -132,8 +132,18 @@ pub struct DurationFigures {
 /// One process's resources.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessFigures {
-    /// Peak resident memory (VmHWM) over the whole run, setup included, in MiB.
+    /// Peak resident memory (VmHWM) in MiB: for the controller, from its start (the
+    /// benchmark's own setup before it is not counted, see `peak_from`); for the services,
+    /// over their whole life.
     pub peak_rss_mib: f64,
+    /// Since when `peak_rss_mib` counts: `controller start`, or `process start` where the
+    /// kernel would not reset the peak (`/proc/self/clear_refs`).
+    pub peak_from: String,
+    /// The most anonymous memory (heap, stacks) resident, sampled every second, in MiB.
+    pub peak_anon_mib: f64,
+    /// The most file-backed memory resident (the binary's code and data mapped from disk,
+    /// which the kernel can drop and read again), sampled every second, in MiB.
+    pub peak_file_mib: f64,
     /// Resident memory when the releases started, in MiB.
     pub rss_at_start_mib: f64,
     /// CPU time (user and system) during the measurement, in seconds.
@@ -318,6 +328,8 @@ struct ProcStats {
     cpu_seconds: f64,
     hwm_mib: f64,
     rss_mib: f64,
+    anon_mib: f64,
+    file_mib: f64,
 }
 
 /// `/proc/{pid}` (`self` for this process): CPU time (user + system, in the kernel's fixed
@@ -356,7 +368,39 @@ fn proc_stats(pid: &str) -> Result<ProcStats, Error> {
         cpu_seconds,
         hwm_mib: kib("VmHWM:")? / 1024.0,
         rss_mib: kib("VmRSS:")? / 1024.0,
+        anon_mib: kib("RssAnon:")? / 1024.0,
+        file_mib: kib("RssFile:")? / 1024.0,
     })
+}
+
+/// The most anonymous and file-backed memory a process had resident, as sampled.
+#[derive(Debug, Default)]
+struct Peaks {
+    anon_mib: f64,
+    file_mib: f64,
+}
+
+impl Peaks {
+    fn sample(&mut self, pid: &str) {
+        if let Ok(stats) = proc_stats(pid) {
+            self.anon_mib = self.anon_mib.max(stats.anon_mib);
+            self.file_mib = self.file_mib.max(stats.file_mib);
+        }
+    }
+}
+
+/// Makes this process's VmHWM start again from its current RSS, so that the peak measured
+/// is the controller's and not the benchmark's setup before it. Whether it could.
+fn reset_peak() -> bool {
+    match std::fs::write("/proc/self/clear_refs", "5") {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                "cannot reset the peak RSS (/proc/self/clear_refs: {e}): it includes the setup"
+            );
+            false
+        }
+    }
 }
 
 /// The `q` quantile of sorted values (nearest rank).
@@ -540,20 +584,20 @@ async fn create(client: &kube::Client, resource: &ApiResource, object: Value) ->
 async fn set_up(config: &Config, driver: &kube::Client) -> Result<(), Error> {
     let mut template: Value = serde_saphyr::from_str(TEMPLATE_YAML)
         .map_err(|e| format!("the built-in template does not parse: {e}"))?;
-    let mut work = Vec::new();
+    let mut templates = Vec::new();
     for n in 0..config.namespaces {
         template["metadata"]["namespace"] = json!(format!("bench-{n:03}"));
-        work.push((ApiResource::erase::<ReleaseAnalysis>(&()), template.clone()));
+        templates.push((ApiResource::erase::<ReleaseAnalysis>(&()), template.clone()));
     }
-    for i in 0..config.canaries {
-        work.extend(objects(config, i));
-    }
-    let results: Vec<Result<(), Error>> = futures::stream::iter(work)
+    // The objects are made as they are sent, not all beforehand.
+    let work = templates
+        .into_iter()
+        .chain((0..config.canaries).flat_map(|i| objects(config, i)));
+    futures::stream::iter(work)
         .map(|(resource, object)| async move { create(driver, &resource, object).await })
         .buffer_unordered(16)
-        .collect()
-        .await;
-    results.into_iter().collect()
+        .try_collect::<()>()
+        .await
 }
 
 /// Polls the Releases' phases until `done` holds for all, or fails after `limit` (real
@@ -732,8 +776,9 @@ fn at_age(analyses: &[(f64, u64, u64)], minute: u32) -> Option<AnalysesAtAge> {
 }
 
 fn process_figures(
-    before: ProcStats,
-    after: ProcStats,
+    (before, after): (ProcStats, ProcStats),
+    peaks: &Peaks,
+    peak_from: &str,
     simulated_minutes: f64,
     real_seconds: f64,
 ) -> ProcessFigures {
@@ -741,6 +786,9 @@ fn process_figures(
     let per_minute = cpu / simulated_minutes.max(1e-9);
     ProcessFigures {
         peak_rss_mib: after.hwm_mib,
+        peak_from: peak_from.to_string(),
+        peak_anon_mib: peaks.anon_mib.max(after.anon_mib),
+        peak_file_mib: peaks.file_mib.max(after.file_mib),
         rss_at_start_mib: before.rss_mib,
         cpu_seconds: cpu,
         cpu_seconds_per_minute: per_minute,
@@ -777,9 +825,10 @@ pub async fn run(
         .map_err(|e| format!("cannot make the Prometheus client: {e}"))?;
     let controller_client = client(&services.kube, None)?;
     let ctx = Arc::new(Context {
-        recorder: kube::runtime::events::Recorder::new(
+        recorder: crate::cluster::events::Recorder::new(
             controller_client.clone(),
             reconciler::reporter(None),
+            clock,
         ),
         client: controller_client,
         source: Counting {
@@ -797,12 +846,24 @@ pub async fn run(
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let peak_points = Arc::new(AtomicU64::new(0));
+    let peaks = Arc::new(Mutex::new((Peaks::default(), Peaks::default())));
+    let peak_from = if reset_peak() {
+        "controller start"
+    } else {
+        "process start"
+    };
     let sampler = {
-        let (ctx, peak) = (ctx.clone(), peak_points.clone());
+        let (ctx, peak, peaks) = (ctx.clone(), peak_points.clone(), peaks.clone());
+        let child = child.clone();
         tokio::spawn(async move {
             loop {
                 let (_, points) = ctx.committed.size();
                 peak.fetch_max(points as u64, Ordering::Relaxed);
+                {
+                    let mut peaks = lock(&peaks);
+                    peaks.0.sample("self");
+                    peaks.1.sample(&child);
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
@@ -899,6 +960,7 @@ pub async fn run(
         .iter()
         .map(|(verb, n)| (verb.clone(), *n as f64 / simulated_minutes.max(1e-9)))
         .collect();
+    let (self_peaks, child_peaks) = std::mem::take(&mut *lock(&peaks));
     let analyses = lock(&meter.analyses).clone();
     let mut latencies = lock(&meter.reconciles).clone();
     latencies.sort_by(f64::total_cmp);
@@ -919,8 +981,20 @@ pub async fn run(
             canary_minutes,
             mean_in_flight: canary_minutes / simulated_minutes.max(1e-9),
         },
-        controller: process_figures(self_before, self_after, simulated_minutes, real_seconds),
-        services: process_figures(child_before, child_after, simulated_minutes, real_seconds),
+        controller: process_figures(
+            (self_before, self_after),
+            &self_peaks,
+            peak_from,
+            simulated_minutes,
+            real_seconds,
+        ),
+        services: process_figures(
+            (child_before, child_after),
+            &child_peaks,
+            "process start",
+            simulated_minutes,
+            real_seconds,
+        ),
         api_requests: RequestFigures {
             total: by_verb.values().sum(),
             by_verb,
@@ -997,7 +1071,14 @@ pub fn table(results: &Results) -> String {
             results.duration.simulated_minutes, results.duration.real_seconds, results.config.speed
         ),
     );
-    row("controller peak RSS", format!("{:.1} MiB", c.peak_rss_mib));
+    row(
+        "controller peak RSS",
+        format!(
+            "{:.1} MiB from the {}: at most {:.1} MiB anonymous (heap, stacks) and {:.1} MiB \
+             file-backed (the binary's code and data mapped from disk)",
+            c.peak_rss_mib, c.peak_from, c.peak_anon_mib, c.peak_file_mib
+        ),
+    );
     row(
         "controller CPU",
         format!(
