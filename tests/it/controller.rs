@@ -205,7 +205,11 @@ async fn an_abort_whose_router_writes_fail_half_way_never_sends_traffic_to_the_c
     })));
     release(&fake, "web:2").await;
     wait_for(&fake, "Failed", Duration::from_secs(60), phase_is("Failed")).await;
-    assert!(armed.load(std::sync::atomic::Ordering::SeqCst));
+    // The abort is recorded before its router writes: wait for them.
+    fake.wait_until("the canary Ingress deleted", |_| {
+        armed.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
     // The failed read, then the one of the reconcile that finishes the abort.
     fake.wait_until("the stable Ingress read again", |f| {
         let requests = f.requests();
