@@ -82,6 +82,14 @@ impl Recorder {
         }
     }
 
+    /// The last event of each object, whatever a panic elsewhere left in them (at worst an
+    /// Event recorded anew instead of counted).
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Last>> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn events(&self, reference: &ObjectReference) -> Api<K8sEvent> {
         let ns = reference.namespace.as_deref().unwrap_or("default");
         Api::namespaced(self.client.clone(), ns)
@@ -99,9 +107,7 @@ impl Recorder {
         let what = what(event);
         let now = self.clock.now();
         let previous = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries()
             .get(&key)
             .filter(|l| l.what == what && now - l.at <= SERIES_WINDOW)
             .cloned();
@@ -128,10 +134,7 @@ impl Recorder {
                 at: now,
             },
         };
-        self.last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, recorded);
+        self.entries().insert(key, recorded);
         Ok(())
     }
 
@@ -192,18 +195,12 @@ impl Recorder {
 
     /// Forgets a deleted object.
     pub fn forget(&self, reference: &ObjectReference) {
-        self.last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key(reference));
+        self.entries().remove(&key(reference));
     }
 
     /// How many objects' last events are kept.
     pub fn len(&self) -> usize {
-        self.last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.entries().len()
     }
 
     /// Whether no object's last event is kept.
