@@ -198,8 +198,9 @@ pub struct AnalysisFigures {
     pub at_one_hour: Option<AnalysesAtAge>,
     /// At minute 1 and every tenth minute.
     pub by_age: Vec<AnalysesAtAge>,
-    /// The most points the controller held committed (all Releases' caches, sampled every
-    /// second): what incremental analyses keep in memory instead of re-reading.
+    /// The most committed points the controller held in memory at once (sampled every
+    /// second): those of the analyses running, and any it could not store in their
+    /// ConfigMaps, which hold them between analyses.
     pub committed_points_peak: usize,
 }
 
@@ -1136,7 +1137,7 @@ pub fn table(results: &Results) -> String {
     row(
         "committed points held",
         format!(
-            "{} at most (all Releases; 8 bytes each in memory)",
+            "{} in memory at most (the running analyses'; 8 bytes each; stored in ConfigMaps between analyses)",
             a.committed_points_peak
         ),
     );

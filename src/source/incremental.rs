@@ -165,15 +165,17 @@ impl From<CachedSeries> for SeriesWire {
 }
 
 /// A sample value; non-finite ones (Prometheus answers `NaN`, `+Inf`) kept as words, since
-/// JSON numbers cannot hold them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// JSON numbers cannot hold them. Read by [`ValueVisitor`]: every analysis reads its
+/// Release's points back from the ConfigMap, and an untagged enum would buffer each value
+/// before trying its variants.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 enum Value {
     Finite(f64),
     Word(NonFinite),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 enum NonFinite {
     #[serde(rename = "NaN")]
     NaN,
@@ -181,6 +183,43 @@ enum NonFinite {
     Inf,
     #[serde(rename = "-Inf")]
     NegInf,
+}
+
+struct ValueVisitor;
+
+impl serde::de::Visitor<'_> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"a number, "NaN", "+Inf" or "-Inf""#)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Finite(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Finite(v as f64))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Finite(v as f64))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        match v {
+            "NaN" => Ok(Value::Word(NonFinite::NaN)),
+            "+Inf" => Ok(Value::Word(NonFinite::Inf)),
+            "-Inf" => Ok(Value::Word(NonFinite::NegInf)),
+            _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
 }
 
 impl Value {
@@ -732,6 +771,23 @@ mod tests {
         let show = |r: &QueryResult| format!("{:?}", r.series[0].points);
         assert_eq!(show(&again), show(&first));
         assert_eq!(back.points(), 5, "four values and the gap at 120 s");
+        // Integers read as numbers; any other word is refused, naming what is expected.
+        let ints = text.replace(r#""NaN",null,"+Inf","-Inf",0.25"#, "3,null,-2,7,1e3");
+        let back: QueryCache = serde_json::from_str(&ints).unwrap();
+        let values: Vec<Option<f64>> = back.entries.values().next().unwrap().series[0]
+            .get()
+            .collect();
+        assert_eq!(
+            values,
+            vec![Some(3.0), None, Some(-2.0), Some(7.0), Some(1000.0)]
+        );
+        let bad = text.replace(r#""+Inf""#, r#""Inf""#);
+        let e = serde_json::from_str::<QueryCache>(&bad).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(r#"expected a number, "NaN", "+Inf" or "-Inf""#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1315,3 +1315,129 @@ async fn random_watch_faults_cut_streams_and_expire_resumes() {
     .await;
     watching.abort();
 }
+
+#[tokio::test]
+async fn committed_points_live_in_their_configmap_between_analyses() {
+    use vigil::cluster::committed::{Committed, config_map_name};
+    use vigil::data::{QueryRequest, QueryResult, Role, Series, Window};
+    use vigil::template::QueryPart;
+
+    let fake = FakeKube::start().await;
+    let spec: vigil::api::crd::ReleaseSpec = serde_json::from_value(json!({
+        "targetRef": {"name": "web"},
+        "service": {"name": "web"},
+        "routing": {"replicas": {}},
+        "stepWeights": [10, 50, 100],
+    }))
+    .unwrap();
+    let mut release = vigil::api::crd::Release::new("web", spec);
+    release.metadata.namespace = Some("default".into());
+    let release = fake.put(&release);
+    assert!(release.uid().is_some());
+    let committed = Committed::new(Duration::ZERO);
+    let client = fake.client();
+    let start = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let request = |minutes: i64| QueryRequest {
+        template: "t".into(),
+        metric: "errors".into(),
+        part: QueryPart::Query,
+        role: Role::Canary,
+        promql: "sum(rate(errors[1m]))".into(),
+        window: Window {
+            start,
+            end: start + chrono::Duration::minutes(minutes),
+            step: "1m".parse().unwrap(),
+        },
+        shift: None,
+    };
+    let answer = |from: i64, to: i64| QueryResult {
+        series: vec![Series {
+            labels: Default::default(),
+            points: (from..=to)
+                .map(|m| ((start.timestamp() + 60 * m) as f64, m as f64 / 7.0))
+                .collect(),
+        }],
+        warnings: Vec::new(),
+    };
+    let config_map_gets = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(&config_map_name("web")))
+            .count()
+    };
+    let config_maps: Api<ConfigMap> = Api::default_namespaced(client.clone());
+
+    // The first analysis: nothing stored yet; once stored, nothing is held in memory.
+    let cache = committed.cache(&client, &release).await;
+    let first = cache
+        .lock()
+        .unwrap()
+        .merge(&request(5), Some(answer(1, 5)), Duration::ZERO);
+    drop(cache);
+    assert_eq!(committed.size(), (1, 5));
+    committed.store(&client, &release).await;
+    assert_eq!(committed.size(), (0, 0), "stored: let go");
+    assert!(
+        config_maps
+            .get_opt(&config_map_name("web"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The next analysis reads them back (one GET) and fetches only what is new.
+    let gets = config_map_gets();
+    let cache = committed.cache(&client, &release).await;
+    assert_eq!(config_map_gets(), gets + 1);
+    assert_eq!(committed.size(), (1, 5));
+    let plan = cache.lock().unwrap().plan(&request(7));
+    let vigil::source::incremental::Fetch::From(window) = plan else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(window.start, start + chrono::Duration::minutes(5));
+    let second = cache
+        .lock()
+        .unwrap()
+        .merge(&request(7), Some(answer(6, 7)), Duration::ZERO);
+    assert_eq!(second.series[0].points[..5], first.series[0].points[..]);
+    assert_eq!(second.series[0].points.len(), 7);
+    drop(cache);
+    committed.store(&client, &release).await;
+    assert_eq!(committed.size(), (0, 0));
+
+    // A write that fails keeps the points in memory, and the next analysis uses them
+    // without a read; the write after it lets go of them.
+    let cache = committed.cache(&client, &release).await;
+    cache
+        .lock()
+        .unwrap()
+        .merge(&request(8), Some(answer(8, 8)), Duration::ZERO);
+    drop(cache);
+    fake.faults()
+        .fail_next("PUT|POST|PATCH", "configmaps", None, 500, 1);
+    committed.store(&client, &release).await;
+    assert_eq!(committed.size(), (1, 8), "kept after a failed write");
+    let gets = config_map_gets();
+    let cache = committed.cache(&client, &release).await;
+    assert_eq!(config_map_gets(), gets, "held: not read again");
+    drop(cache);
+    committed.store(&client, &release).await;
+    assert_eq!(committed.size(), (0, 0));
+    let stored = config_maps.get(&config_map_name("web")).await.unwrap();
+    assert!(
+        stored.data.unwrap()["points.json"].contains(&(8.0f64 / 7.0).to_string()),
+        "the eighth minute stored"
+    );
+
+    // A ConfigMap deleted by hand: the next analysis starts from nothing (its whole window).
+    config_maps
+        .delete(&config_map_name("web"), &Default::default())
+        .await
+        .unwrap();
+    let cache = committed.cache(&client, &release).await;
+    assert!(cache.lock().unwrap().is_empty());
+    assert_eq!(
+        cache.lock().unwrap().plan(&request(9)),
+        vigil::source::incremental::Fetch::Whole
+    );
+}
