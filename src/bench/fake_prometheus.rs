@@ -57,10 +57,14 @@ async fn query_range_post(
 
 fn answer(prometheus: &SimulatedPrometheus, params: &HashMap<String, String>) -> Response {
     match request_of(prometheus, params).and_then(|request| {
-        prometheus
-            .source
-            .answer(&request)
-            .map_err(|e| e.to_string())
+        // Each application (the job its queries select) has its own data, as it would:
+        // without it, the Releases whose windows began in the same second saw the same
+        // numbers, and one false abort was counted as many.
+        match job(&request.promql) {
+            Some(job) => prometheus.source.answer_for(job, &request),
+            None => prometheus.source.answer(&request),
+        }
+        .map_err(|e| e.to_string())
     }) {
         Ok(result) => {
             let series: Vec<Value> = result
@@ -84,6 +88,12 @@ fn answer(prometheus: &SimulatedPrometheus, params: &HashMap<String, String>) ->
             (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
         }
     }
+}
+
+/// The value of the query's `job="..."` matcher, if it has one.
+fn job(promql: &str) -> Option<&str> {
+    let (_, rest) = promql.split_once("job=\"")?;
+    rest.split_once('"').map(|(job, _)| job)
 }
 
 /// Seconds since the epoch, as Prometheus takes them.
@@ -148,4 +158,17 @@ fn request_of(
         window,
         shift: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job;
+
+    #[test]
+    fn the_application_is_the_job_a_query_selects() {
+        let q = r#"sum(increase(http_requests_total{job="bench-001/app-0003", version="v2", code=~"5.."}[1m]))"#;
+        assert_eq!(job(q), Some("bench-001/app-0003"));
+        assert_eq!(job("sum(rate(x[1m]))"), None);
+        assert_eq!(job(r#"x{job="unterminated}"#), None);
+    }
 }

@@ -142,6 +142,29 @@ impl SimulatedSource {
 
     /// The answer to one request, deterministic for a given seed and request.
     pub fn answer(&self, request: &QueryRequest) -> Result<QueryResult, SourceErrorKind> {
+        self.answer_drawing(request, &format!("{}/{}", request.metric, request.role))
+    }
+
+    /// As [`SimulatedSource::answer`], for one of several applications simulated alike:
+    /// each `application` (e.g. the `job` its queries select) draws its own numbers, so
+    /// that applications whose windows start in the same second do not see the same data.
+    pub fn answer_for(
+        &self,
+        application: &str,
+        request: &QueryRequest,
+    ) -> Result<QueryResult, SourceErrorKind> {
+        self.answer_drawing(
+            request,
+            &format!("{application}/{}/{}", request.metric, request.role),
+        )
+    }
+
+    /// The answer, drawn from the stream named `stream`.
+    fn answer_drawing(
+        &self,
+        request: &QueryRequest,
+        stream: &str,
+    ) -> Result<QueryResult, SourceErrorKind> {
         let kind = self.kinds.get(&request.metric).ok_or_else(|| {
             SourceErrorKind::Simulation(format!(
                 "the simulation knows no metric {:?}",
@@ -167,7 +190,7 @@ impl SimulatedSource {
         // Each metric, version and point draws from its own stream, so that overlapping
         // windows agree on their common points; the errors and total queries of one ratio
         // metric share a stream so their counts agree.
-        let stream = self.seed ^ fnv(&format!("{}/{}", request.metric, request.role));
+        let stream = self.seed ^ fnv(stream);
         let rng_at = |t: f64| Rng::new(Rng::new(stream ^ (t as i64 as u64)).next_u64());
         let series = match kind {
             MetricType::Ratio => {
@@ -292,6 +315,67 @@ mod tests {
                 "{lambda}: {mean}"
             );
         }
+    }
+
+    #[test]
+    fn each_application_draws_its_own_numbers_and_its_ratio_queries_agree() {
+        let template = crate::template::load::parse(
+            include_str!("../../analysis-templates/demo.yaml"),
+            "demo.yaml",
+        )
+        .unwrap();
+        let source = SimulatedSource::new(
+            &template,
+            VersionModel::default(),
+            VersionModel::default(),
+            3,
+        );
+        let start = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let request = |part: QueryPart| QueryRequest {
+            template: "demo".into(),
+            metric: "error-rate".into(),
+            part,
+            role: Role::Canary,
+            promql: String::new(),
+            window: crate::data::Window {
+                start,
+                end: start + chrono::Duration::minutes(30),
+                step: "1m".parse().unwrap(),
+            },
+            shift: None,
+        };
+        let points = |application: &str, part: QueryPart| -> Vec<(f64, f64)> {
+            source
+                .answer_for(application, &request(part))
+                .unwrap()
+                .series[0]
+                .points
+                .clone()
+        };
+        let a = points("shop/web", QueryPart::Total);
+        assert_eq!(a, points("shop/web", QueryPart::Total), "reproducible");
+        assert_ne!(
+            a,
+            points("shop/cart", QueryPart::Total),
+            "another application"
+        );
+        // The errors and the total of one application are drawn together: never more
+        // errors than requests.
+        let errors = points("shop/cart", QueryPart::Errors);
+        let total = points("shop/cart", QueryPart::Total);
+        assert!(
+            errors
+                .iter()
+                .zip(&total)
+                .all(|(e, t)| e.0 == t.0 && e.1 <= t.1)
+        );
+        // Without an application, the answer is the one it always was.
+        assert_eq!(
+            source.answer(&request(QueryPart::Total)).unwrap(),
+            source
+                .answer_drawing(&request(QueryPart::Total), "error-rate/canary")
+                .unwrap()
+        );
     }
 
     #[test]
