@@ -346,7 +346,10 @@ async fn cleanup<S: MetricSource>(cached: &Release, ctx: &Context<S>) -> Result<
         .get_opt(&name)
         .await
         .map_err(api_err(format!("Release {ns}/{name}")))?;
-    let Some(current) = current.filter(|c| c.finalizers().iter().any(|f| f == FINALIZER)) else {
+    // The same Release (not one created again under its name since), still ours to clean.
+    let Some(current) = current
+        .filter(|c| c.uid() == cached.uid() && c.finalizers().iter().any(|f| f == FINALIZER))
+    else {
         return Ok(Action::await_change());
     };
     let canary = &current;
@@ -605,6 +608,11 @@ async fn reconcile_inner<S: MetricSource>(
                 let took = started.elapsed();
                 if ctx.may_write(canary) {
                     ctx.committed.store(&ctx.client, canary).await;
+                } else {
+                    // The replica that holds the shard now reads the stored points; these
+                    // would only stay in memory here (and be older than its, should the
+                    // shard come back).
+                    ctx.committed.forget(canary);
                 }
                 let scores: Vec<(String, f64)> = reports
                     .iter()
