@@ -899,8 +899,8 @@ pub fn slim(release: &mut Release) {
 /// What the controller's own cache keeps of a Release: [`slim`], and of the status only the
 /// operator's request, which [`needs_reconcile`] reads. A reconcile and a clean-up each read
 /// their Release afresh, so the cached status (the state, conditions, the last analyses in
-/// words, a few kilobytes a Release) was read by nothing: with 1,000 Releases it weighed
-/// about 4 MB.
+/// words, a few kilobytes a Release) was read by nothing; heaptrack put the whole cache at
+/// about 4 MB with 1,000 Releases.
 pub fn slim_for_reconcile(release: &mut Release) {
     slim(release);
     if let Some(status) = &mut release.status {
