@@ -280,7 +280,10 @@ async fn the_overview_and_release_pages_follow_rollouts_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buttons_follow_the_credential_and_a_promote_goes_through() {
-    let served = serve(slow_steps("30m"), &[]).await;
+    // Held far longer than the test runs (5 real minutes at the test clock's speed): only
+    // the promote may take the rollout past 10%. With "30m" (15 real seconds) a slow
+    // browser session let the step end by itself before the writer's page was checked.
+    let served = serve(slow_steps("10h"), &[]).await;
     let fake = &served.fake;
     release_app(fake, "web", "web:2").await;
     wait_status(fake, "web", "the first step", |s| s["weight"] == 10).await;
